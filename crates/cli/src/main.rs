@@ -1,0 +1,45 @@
+//! `tollgate`: the command-line entry point. Thin glue over the library crates.
+//!
+//! Exit codes: 0 success, 1 failure (e.g. a scenario's expectations do not hold),
+//! 2 usage error, 78 configuration error (unreadable or invalid registry or scenario).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod exit;
+mod explain;
+
+use exit::CliError;
+
+/// Tollgate decides who pays for each AI-agent workspace's LLM calls and which credentials
+/// it may hold, and enforces it.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Resolve a workspace described in a scenario file, with no server and no database.
+    Explain(explain::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match try_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            e.report();
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Explain(args) => explain::run(&args),
+    }
+}

@@ -1,0 +1,25 @@
+//! The pure policy core of Tollgate.
+//!
+//! Every decision about billing modes and credentials is made here, once: the provider
+//! registry, the resolution of a workspace's mode, provider and credentials, the env plan,
+//! and the runtime normalisation `tollgate exec` applies. This crate does no IO, spawns no
+//! task, reads no clock and draws no random number; callers pass everything in.
+
+pub mod money;
+pub mod names;
+pub mod normalise;
+pub mod registry;
+pub mod resolve;
+pub mod scenario;
+pub mod secret;
+pub mod token;
+
+pub use money::{Micros, PicoPerToken, Price, Usage};
+pub use names::{EnvName, NameError, SecretName};
+pub use registry::{Protocol, Provider, Registry, RegistryError, RegistryErrors, Runtime};
+pub use resolve::{
+    BillingMode, Context, CredentialRef, Dropped, EnvPlan, ErrorCode, ModeSource, ModelSource, OrgSpec, PlanValue,
+    PublicUrl, Resolution, ResolutionError, Resolved, WorkspaceKind, WorkspaceSpec, resolve,
+};
+pub use secret::{MergedSecrets, Origin, Scope, SecretState, SecretValue};
+pub use token::WorkspaceToken;
