@@ -55,7 +55,8 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         RegistryRef::Default => load_registry(None)?,
         RegistryRef::Path(rel) => {
             let base = path.parent().unwrap_or_else(|| Path::new("."));
-            load_registry(Some(&base.join(rel)))?
+            load_registry(Some(&base.join(rel)))
+                .map_err(|e| CliError::config(format!("{}: registry `{rel}`: {e}", path.display())))?
         }
     };
     let url_text = scenario.public_url.as_deref().unwrap_or(&args.public_url);

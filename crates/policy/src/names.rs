@@ -69,17 +69,19 @@ fn truncate_for_message(s: &str) -> String {
 
 /// An environment-variable name: `[A-Z_][A-Z0-9_]*`, 1 to 128 bytes.
 ///
+/// Shared (`Arc<str>`): names are copied into every plan, and a clone must not allocate.
+///
 /// Used for registry fields (`auth_env`, `base_url_env`, `key_env`, ...) and for the
 /// names Tollgate injects. Secrets use the stricter [`SecretName`].
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EnvName(String);
+pub struct EnvName(std::sync::Arc<str>);
 
 impl EnvName {
     /// Parses `s`, rejecting lower case (never upper-casing it) and anything outside
     /// `[A-Z_][A-Z0-9_]*` or longer than 128 bytes.
     pub fn parse(s: &str) -> Result<Self, NameError> {
         check_env_name(s)?;
-        Ok(Self(s.to_owned()))
+        Ok(Self(std::sync::Arc::from(s)))
     }
 
     /// The name as a string slice.
@@ -95,7 +97,7 @@ impl EnvName {
     /// A name known to be valid at compile time; used for Tollgate's own constants.
     pub(crate) fn from_static(s: &'static str) -> Self {
         debug_assert!(check_env_name(s).is_ok(), "invalid static name {s}");
-        Self(s.to_owned())
+        Self(std::sync::Arc::from(s))
     }
 }
 
@@ -178,7 +180,7 @@ impl fmt::Display for EnvName {
 
 impl fmt::Debug for EnvName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        fmt::Debug::fmt(&*self.0, f)
     }
 }
 

@@ -486,14 +486,10 @@ impl Registry {
                     errors.at(raw_name, format!("{field}.{sub}"), "this name is one Tollgate injects itself");
                 }
             }
-            if let (Some(b), Some(t)) = (&base, &token) {
-                if b == t {
-                    errors.at(
-                        &rt.value.token_env,
-                        format!("{field}.token_env"),
-                        "token_env and base_url_env must differ",
-                    );
-                }
+            if let (Some(b), Some(t)) = (&base, &token)
+                && b == t
+            {
+                errors.at(&rt.value.token_env, format!("{field}.token_env"), "token_env and base_url_env must differ");
             }
             if let (Some(protocol), Some(base_url_env), Some(token_env)) = (protocol, base, token) {
                 routing.insert(base_url_env.as_str().to_owned());
@@ -533,10 +529,10 @@ impl Registry {
             Some(name)
         };
         for (i, n) in raw.llm_env.iter().enumerate() {
-            if let Some(name) = check_credential(errors, n, &format!("llm_env[{i}]")) {
-                if !llm_credentials.insert(name.as_str().to_owned()) {
-                    errors.at(n, format!("llm_env[{i}]"), format!("`{name}` is listed twice"));
-                }
+            if let Some(name) = check_credential(errors, n, &format!("llm_env[{i}]"))
+                && !llm_credentials.insert(name.as_str().to_owned())
+            {
+                errors.at(n, format!("llm_env[{i}]"), format!("`{name}` is listed twice"));
             }
         }
 

@@ -571,10 +571,10 @@ impl<'a> Resolver<'a> {
     fn provider(&mut self, runtime: &Runtime) -> Result<(Option<&'a Provider>, Option<ModeSource>), ResolutionError> {
         let registry = self.ctx.registry;
         // Step 2: only a workspace secret names the provider; a tenant-wide one must not.
-        if let Some(s) = self.secrets.get(LLM_PROVIDER) {
-            if s.origin == Origin::Org {
-                self.trace("org-scope LLM_PROVIDER ignored: only a workspace secret names the provider".to_owned());
-            }
+        if let Some(s) = self.secrets.get(LLM_PROVIDER)
+            && s.origin == Origin::Org
+        {
+            self.trace("org-scope LLM_PROVIDER ignored: only a workspace secret names the provider".to_owned());
         }
         let stored = self
             .secrets
@@ -927,10 +927,10 @@ impl<'a> Resolver<'a> {
             }
             BillingMode::Disabled => self.trace("disabled: no routing injected".to_owned()),
         }
-        if mode != BillingMode::Disabled {
-            if let (Some(model_env), Some(m)) = (runtime.model_env(), model) {
-                plan.set(model_env.clone(), Origin::Tollgate, PlanValue::Public(m));
-            }
+        if mode != BillingMode::Disabled
+            && let (Some(model_env), Some(m)) = (runtime.model_env(), model)
+        {
+            plan.set(model_env.clone(), Origin::Tollgate, PlanValue::Public(m));
         }
         let provider_id = provider.map(|p| p.id().to_owned()).unwrap_or_default();
         plan.set(EnvName::from_static(LLM_PROVIDER), Origin::Tollgate, PlanValue::Public(provider_id));

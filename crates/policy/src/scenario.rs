@@ -274,10 +274,10 @@ fn field<T: PartialEq + serde::Serialize>(
     want: &Option<Option<T>>,
     got: &Option<T>,
 ) {
-    if let Some(want) = want {
-        if want != got {
-            out.push(format!("{name}: expected {}, got {}", show(want), show(got)));
-        }
+    if let Some(want) = want
+        && want != got
+    {
+        out.push(format!("{name}: expected {}, got {}", show(want), show(got)));
     }
 }
 

@@ -79,8 +79,11 @@ pub enum ValueError {
 }
 
 /// A secret value: at most 64 KiB, no NUL, zeroized on drop, redacted in `Debug`.
+///
+/// Shared (`Arc`): a plan holds the same value as the merged secrets without copying it;
+/// the bytes are zeroized when the last holder drops them.
 #[derive(Clone)]
-pub struct SecretValue(SecretString);
+pub struct SecretValue(std::sync::Arc<SecretString>);
 
 impl SecretValue {
     /// Accepts `value` if it fits the limits. The error never contains the value.
@@ -95,7 +98,7 @@ impl SecretValue {
             zeroize::Zeroize::zeroize(&mut { value });
             return Err(ValueError::Nul);
         }
-        Ok(Self(SecretString::from(value)))
+        Ok(Self(std::sync::Arc::new(SecretString::from(value))))
     }
 
     /// The value. Call sites are few and audited: the plan renderer, the store's encryption.

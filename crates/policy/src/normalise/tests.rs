@@ -1,1 +1,217 @@
+//! Runtime normalisation: seed 000's cases, and the proxy rules of seed 004.
 
+use super::*;
+
+const WS_TOKEN: &str = "tg_ws_0123456789abcdefghijABCDEFGHIJ0123456789abc";
+
+fn registry() -> Registry {
+    Registry::embedded().unwrap()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Env {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), SecretString::from(*v))).collect()
+}
+
+fn run(pairs: &[(&str, &str)]) -> Normalised {
+    normalise(env(pairs), &registry())
+}
+
+fn has(n: &Normalised, name: &str) -> bool {
+    n.env.contains_key(name)
+}
+
+/// Seed 000 "minimax drops oauth": the DevB drain. The inherited tenant OAuth token is
+/// dropped before the OAuth short-circuit can hijack auth; with no MiniMax key, preflight
+/// fails loudly instead of falling back.
+#[test]
+fn minimax_drops_oauth() {
+    let n = run(&[("LLM_PROVIDER", "minimax"), ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-tenant")]);
+    assert!(!has(&n, CLAUDE_CODE_OAUTH_TOKEN));
+    assert_eq!(n.removed[0].name, CLAUDE_CODE_OAUTH_TOKEN);
+    assert!(n.removed[0].reason.contains("not an Anthropic-OAuth provider"));
+    let e = n.preflight.unwrap_err();
+    assert_eq!(e.missing, ["MINIMAX_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY"]);
+    assert!(e.message.contains("minimax") && !e.message.contains("sk-ant"), "{}", e.message);
+}
+
+/// Seed 000 "anthropic and claude-code keep it": every Anthropic-OAuth-family provider
+/// keeps the OAuth token.
+#[test]
+fn anthropic_family_keeps_oauth() {
+    for p in ["anthropic", "anthropic-oauth", "claude", "claude-code"] {
+        let n = run(&[("LLM_PROVIDER", p), ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-own")]);
+        assert!(has(&n, CLAUDE_CODE_OAUTH_TOKEN), "{p} must keep the OAuth token");
+        assert!(n.removed.is_empty(), "{p}: {:?}", n.removed);
+    }
+    let n = run(&[("LLM_PROVIDER", "anthropic-oauth"), ("CLAUDE_CODE_OAUTH_TOKEN", "t")]);
+    assert!(n.preflight.is_ok());
+}
+
+/// Seed 000 "minimax keeps proxy token after dropping oauth": MiniMax's own bearer in
+/// ANTHROPIC_AUTH_TOKEN survives the OAuth drop and satisfies preflight.
+#[test]
+fn minimax_keeps_proxy_token_after_dropping_oauth() {
+    let n = run(&[
+        ("LLM_PROVIDER", "minimax"),
+        ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-tenant"),
+        ("ANTHROPIC_AUTH_TOKEN", "mm-bearer"),
+        ("ANTHROPIC_BASE_URL", "https://api.minimax.io/anthropic"),
+    ]);
+    assert!(!has(&n, CLAUDE_CODE_OAUTH_TOKEN));
+    assert!(has(&n, "ANTHROPIC_AUTH_TOKEN"));
+    assert!(has(&n, "ANTHROPIC_BASE_URL"));
+    assert!(n.preflight.is_ok());
+    assert!(!n.routed_to_proxy);
+}
+
+/// Seed 000 "empty or missing provider is legacy": nothing is dropped, with a warning.
+#[test]
+fn empty_or_missing_provider_is_legacy() {
+    for pairs in [
+        vec![("CLAUDE_CODE_OAUTH_TOKEN", "t")],
+        vec![("LLM_PROVIDER", ""), ("CLAUDE_CODE_OAUTH_TOKEN", "t")],
+        vec![("LLM_PROVIDER", "  "), ("CLAUDE_CODE_OAUTH_TOKEN", "t")],
+    ] {
+        let n = run(&pairs);
+        assert!(has(&n, CLAUDE_CODE_OAUTH_TOKEN));
+        assert!(n.removed.is_empty());
+        assert_eq!(n.provider, None);
+        assert!(n.warnings.iter().any(|w| w.contains("legacy")), "{:?}", n.warnings);
+        assert!(n.preflight.is_ok(), "legacy skips preflight");
+    }
+}
+
+/// Seed 000 "case-insensitive": provider names compare case-insensitively both ways.
+#[test]
+fn provider_is_case_insensitive() {
+    let n = run(&[("LLM_PROVIDER", "MiniMax"), ("CLAUDE_CODE_OAUTH_TOKEN", "t"), ("MINIMAX_API_KEY", "k")]);
+    assert!(!has(&n, CLAUDE_CODE_OAUTH_TOKEN));
+    assert_eq!(n.provider.as_deref(), Some("minimax"));
+    assert!(n.preflight.is_ok());
+    let n = run(&[("LLM_PROVIDER", "Anthropic-OAuth"), ("CLAUDE_CODE_OAUTH_TOKEN", "t")]);
+    assert!(has(&n, CLAUDE_CODE_OAUTH_TOKEN));
+    let n = run(&[("LLM_PROVIDER", "CLAUDE-CODE"), ("CLAUDE_CODE_OAUTH_TOKEN", "t")]);
+    assert!(has(&n, CLAUDE_CODE_OAUTH_TOKEN));
+}
+
+/// Seed 000 "openai drops": any non-Anthropic provider drops the OAuth token.
+#[test]
+fn openai_drops_oauth() {
+    let n = run(&[("LLM_PROVIDER", "openai"), ("CLAUDE_CODE_OAUTH_TOKEN", "t"), ("OPENAI_API_KEY", "sk")]);
+    assert!(!has(&n, CLAUDE_CODE_OAUTH_TOKEN));
+    assert!(has(&n, "OPENAI_API_KEY"));
+    assert!(n.preflight.is_ok());
+}
+
+/// Seed 004's runtime defence in depth: routed through the proxy, every other LLM
+/// credential is dropped even with no provider set, and an OAuth-shaped bearer is refused.
+#[test]
+fn proxy_routing_drops_everything_but_the_workspace_token() {
+    let n = run(&[
+        ("TOLLGATE_URL", "https://tg.example"),
+        ("ANTHROPIC_BASE_URL", "https://tg.example/anthropic"),
+        ("ANTHROPIC_AUTH_TOKEN", WS_TOKEN),
+        ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-tenant"),
+        ("ANTHROPIC_API_KEY", "sk-ant-api"),
+        ("OPENAI_API_KEY", "sk-openai"),
+        ("GITHUB_TOKEN", "ghp"),
+    ]);
+    assert!(n.routed_to_proxy);
+    let mut removed: Vec<&str> = n.removed.iter().map(|r| r.name.as_str()).collect();
+    removed.sort_unstable();
+    assert_eq!(removed, ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "OPENAI_API_KEY"]);
+    assert!(has(&n, "ANTHROPIC_AUTH_TOKEN") && has(&n, "GITHUB_TOKEN"));
+    assert!(n.preflight.is_ok(), "{:?}", n.preflight);
+}
+
+#[test]
+fn proxy_routing_refuses_an_oauth_bearer() {
+    let n = run(&[
+        ("LLM_PROVIDER", "platform"),
+        ("LLM_BILLING_MODE", "platform_managed"),
+        ("TOLLGATE_URL", "https://tg.example"),
+        ("ANTHROPIC_BASE_URL", "https://tg.example/anthropic"),
+        ("ANTHROPIC_AUTH_TOKEN", "sk-ant-oat01-tenant"),
+    ]);
+    let e = n.preflight.unwrap_err();
+    assert_eq!(e.missing, ["ANTHROPIC_AUTH_TOKEN"]);
+    assert!(e.message.contains("Claude OAuth token") && !e.message.contains("sk-ant-oat01-tenant"), "{}", e.message);
+    let n = run(&[
+        ("LLM_BILLING_MODE", "platform_managed"),
+        ("TOLLGATE_URL", "https://tg.example"),
+        ("ANTHROPIC_BASE_URL", "https://tg.example/anthropic"),
+    ]);
+    assert_eq!(n.preflight.unwrap_err().missing, ["ANTHROPIC_AUTH_TOKEN"]);
+    let n = run(&[
+        ("LLM_BILLING_MODE", "platform_managed"),
+        ("TOLLGATE_URL", "https://tg.example"),
+        ("ANTHROPIC_BASE_URL", "https://tg.example/anthropic"),
+        ("ANTHROPIC_AUTH_TOKEN", "random"),
+    ]);
+    assert!(!n.preflight.unwrap_err().message.contains("OAuth"));
+}
+
+#[test]
+fn platform_managed_without_proxy_routing_fails_preflight() {
+    let n = run(&[
+        ("LLM_PROVIDER", "platform"),
+        ("LLM_BILLING_MODE", "platform_managed"),
+        ("ANTHROPIC_AUTH_TOKEN", WS_TOKEN),
+        ("CLAUDE_CODE_OAUTH_TOKEN", "t"),
+    ]);
+    assert!(n.routed_to_proxy);
+    assert!(!has(&n, CLAUDE_CODE_OAUTH_TOKEN));
+    assert!(!has(&n, "ANTHROPIC_AUTH_TOKEN"), "no routed runtime: nothing is known to be the proxy token");
+    let e = n.preflight.unwrap_err();
+    assert!(
+        e.missing.contains(&"ANTHROPIC_BASE_URL".to_owned()) && e.missing.contains(&"TOLLGATE_URL".to_owned()),
+        "{:?}",
+        e.missing
+    );
+    // LLM_PROVIDER=platform alone also means proxy routing.
+    let n = run(&[("LLM_PROVIDER", "PLATFORM")]);
+    assert!(n.routed_to_proxy);
+    assert!(n.preflight.is_err());
+}
+
+#[test]
+fn openai_runtime_through_the_proxy() {
+    let n = run(&[
+        ("LLM_BILLING_MODE", "platform_managed"),
+        ("TOLLGATE_URL", "https://tg.example/"),
+        ("OPENAI_BASE_URL", "https://tg.example/openai/v1"),
+        ("OPENAI_API_KEY", WS_TOKEN),
+        ("ANTHROPIC_AUTH_TOKEN", "stray"),
+    ]);
+    assert!(has(&n, "OPENAI_API_KEY"));
+    assert!(!has(&n, "ANTHROPIC_AUTH_TOKEN"));
+    assert!(n.preflight.is_ok(), "{:?}", n.preflight);
+}
+
+#[test]
+fn byok_preflight_names_what_is_missing() {
+    let n = run(&[("LLM_PROVIDER", "kimi-coding"), ("LLM_BILLING_MODE", "byok"), ("KIMI_API_KEY", "")]);
+    assert_eq!(n.preflight.unwrap_err().missing, ["KIMI_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY"]);
+    let n = run(&[("LLM_PROVIDER", "nope")]);
+    let e = n.preflight.unwrap_err();
+    assert_eq!(e.missing, ["LLM_PROVIDER"]);
+    assert!(e.message.contains("`nope`"));
+}
+
+#[test]
+fn disabled_needs_no_credential() {
+    let n = run(&[("LLM_PROVIDER", "minimax"), ("LLM_BILLING_MODE", "disabled"), ("CLAUDE_CODE_OAUTH_TOKEN", "t")]);
+    assert!(n.preflight.is_ok());
+    assert!(!has(&n, CLAUDE_CODE_OAUTH_TOKEN));
+    assert!(n.warnings.iter().any(|w| w.contains("disabled")));
+}
+
+#[test]
+fn overlay_pulled_wins_and_dropped_go() {
+    let inherited = env(&[("A", "inherited"), ("CLAUDE_CODE_OAUTH_TOKEN", "stray"), ("PATH", "/bin")]);
+    let pulled = env(&[("A", "pulled"), ("B", "new")]);
+    let out = overlay(inherited, pulled, &["CLAUDE_CODE_OAUTH_TOKEN".to_owned()]);
+    let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["A", "B", "PATH"]);
+    assert_eq!(out.get("A").map(|v| v.expose_secret()), Some("pulled"));
+}

@@ -1,0 +1,21 @@
+//! End-to-end tests of the `tollgate` binary, compiled into one test binary.
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
+
+mod explain;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root (two levels above this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Runs the built `tollgate` binary with `args`, no inherited Tollgate env.
+pub fn tollgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .env_remove("TOLLGATE_PUBLIC_URL")
+        .output()
+        .expect("the tollgate binary runs")
+}
