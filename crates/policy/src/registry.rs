@@ -20,6 +20,10 @@ pub const DEFAULT_REGISTRY_YAML: &str = include_str!("../providers.yaml");
 /// The source name used in errors about the embedded registry.
 pub const DEFAULT_REGISTRY_NAME: &str = "<embedded providers.yaml>";
 
+/// The prefix every platform upstream `key_env` must have: inside the reserved `TOLLGATE_`
+/// namespace, and disjoint from the names Tollgate injects into plans.
+pub const UPSTREAM_KEY_PREFIX: &str = "TOLLGATE_UPSTREAM_";
+
 /// Names Tollgate always injects into a plan; no registry may use them as credentials.
 pub const LLM_PROVIDER: &str = "LLM_PROVIDER";
 /// See [`LLM_PROVIDER`].
@@ -458,6 +462,7 @@ impl Registry {
         let mut runtimes = BTreeMap::new();
         let mut routing = BTreeSet::new();
         let mut model_envs = BTreeSet::new();
+        let mut role_of: BTreeMap<String, (&str, String)> = BTreeMap::new();
         if raw.runtimes.value.is_empty() {
             errors.at(&raw.runtimes, "runtimes", "at least one runtime is needed");
         }
@@ -477,13 +482,30 @@ impl Registry {
             let base = errors.env_name(&rt.value.base_url_env, &format!("{field}.base_url_env"));
             let token = errors.env_name(&rt.value.token_env, &format!("{field}.token_env"));
             let model = rt.value.model_env.as_ref().and_then(|m| errors.env_name(m, &format!("{field}.model_env")));
-            for (name, raw_name, sub) in [
-                (base.as_ref(), &rt.value.base_url_env, "base_url_env"),
-                (token.as_ref(), &rt.value.token_env, "token_env"),
-            ] {
-                if name.is_some_and(|n| n.is_reserved() || n.as_str() == LLM_PROVIDER || n.as_str() == LLM_BILLING_MODE)
-                {
+            let roles = [
+                (base.as_ref(), Some(&rt.value.base_url_env), "base_url_env"),
+                (token.as_ref(), Some(&rt.value.token_env), "token_env"),
+                (model.as_ref(), rt.value.model_env.as_ref(), "model_env"),
+            ];
+            for (name, raw_name, sub) in roles {
+                let (Some(name), Some(raw_name)) = (name, raw_name) else { continue };
+                if name.is_reserved() || name.as_str() == LLM_PROVIDER || name.as_str() == LLM_BILLING_MODE {
                     errors.at(raw_name, format!("{field}.{sub}"), "this name is one Tollgate injects itself");
+                    continue;
+                }
+                // One name, one role: a model_env that is also a token_env would overwrite the
+                // workspace token with a model name, a token_env that is also a base_url_env
+                // would send the token as a URL.
+                match role_of.get(name.as_str()) {
+                    Some((other_sub, other_rt)) if *other_sub != sub => errors.at(
+                        raw_name,
+                        format!("{field}.{sub}"),
+                        format!("`{name}` is already the {other_sub} of runtime {other_rt}; a name has one role across runtimes"),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        role_of.insert(name.as_str().to_owned(), (sub, id.clone()));
+                    }
                 }
             }
             if let (Some(b), Some(t)) = (&base, &token)
@@ -615,8 +637,8 @@ impl Registry {
                     errors.at(&u.value.url, format!("{uf}.url"), "must be an http:// or https:// URL");
                 }
                 let key_env = errors.env_name(&u.value.key_env, &format!("{uf}.key_env"));
-                if key_env.as_ref().is_some_and(|k| !k.is_reserved()) {
-                    errors.at(&u.value.key_env, format!("{uf}.key_env"), "a platform key lives in the server's environment under a `TOLLGATE_` name (e.g. TOLLGATE_UPSTREAM_ANTHROPIC_KEY), which no secret can use");
+                if key_env.as_ref().is_some_and(|k| !k.as_str().starts_with(UPSTREAM_KEY_PREFIX)) {
+                    errors.at(&u.value.key_env, format!("{uf}.key_env"), format!("a platform key lives in the server's environment under a `{UPSTREAM_KEY_PREFIX}` name (e.g. TOLLGATE_UPSTREAM_ANTHROPIC_KEY), which no secret and no plan can use"));
                 }
                 let protocol = match &u.value.protocol {
                     Some(p) => {

@@ -383,9 +383,47 @@ impl PublicUrl {
         format!("{}{}", self.0, protocol.proxy_path())
     }
 
-    /// Whether `url` points at this Tollgate (the same origin and path prefix).
+    /// Whether `url` points at this Tollgate: the same origin (scheme and host compared
+    /// case-insensitively, default ports and a trailing dot on the host ignored) and a path
+    /// at or under the public URL's path.
     pub fn is_ours(&self, url: &str) -> bool {
-        url.strip_prefix(self.0.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        let (Some(ours), Some(theirs)) = (UrlParts::split(&self.0), UrlParts::split(url.trim())) else {
+            return false;
+        };
+        if ours.scheme != theirs.scheme || ours.authority != theirs.authority {
+            return false;
+        }
+        let path = theirs.path.trim_end_matches('/');
+        path.strip_prefix(ours.path.trim_end_matches('/')).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+/// The parts of an absolute http(s) URL that decide where it points.
+struct UrlParts<'a> {
+    scheme: String,
+    authority: String,
+    path: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    fn split(url: &'a str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let path = &tail[..tail.find(['?', '#']).unwrap_or(tail.len())];
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host).to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => ":80",
+            "https" => ":443",
+            _ => return None,
+        };
+        let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+        let authority = authority.trim_end_matches('.').to_owned();
+        if authority.is_empty() {
+            return None;
+        }
+        Some(Self { scheme, authority, path })
     }
 }
 

@@ -244,25 +244,25 @@ fn platform_provider_rules() {
         "TOLLGATE_",
     );
     assert_error(
-        "providers:\n  - id: p\n    platform: true\n    runtimes: [codex]\n    upstreams: {openai: {url: \"ftp://x\", key_env: TOLLGATE_K}}\n    models: [{id: m, upstream: openai, upstream_model: m, price: {input: 1, output: 1}}]\n",
+        "providers:\n  - id: p\n    platform: true\n    runtimes: [codex]\n    upstreams: {openai: {url: \"ftp://x\", key_env: TOLLGATE_UPSTREAM_K}}\n    models: [{id: m, upstream: openai, upstream_model: m, price: {input: 1, output: 1}}]\n",
         8,
         "providers[0].upstreams.openai.url",
         "http",
     );
     assert_error(
-        "providers:\n  - id: p\n    platform: true\n    runtimes: [codex]\n    upstreams: {gw: {url: \"https://x\", key_env: TOLLGATE_K}}\n    models: [{id: m, upstream: gw, upstream_model: m, price: {input: 1, output: 1}}]\n",
+        "providers:\n  - id: p\n    platform: true\n    runtimes: [codex]\n    upstreams: {gw: {url: \"https://x\", key_env: TOLLGATE_UPSTREAM_K}}\n    models: [{id: m, upstream: gw, upstream_model: m, price: {input: 1, output: 1}}]\n",
         8,
         "providers[0].upstreams.gw.protocol",
         "needs `protocol",
     );
     assert_error(
-        "providers:\n  - id: p\n    platform: true\n    runtimes: [codex]\n    upstreams: {gw: {url: \"https://x\", key_env: TOLLGATE_K, protocol: grpc}}\n    models: [{id: m, upstream: gw, upstream_model: m, price: {input: 1, output: 1}}]\n",
+        "providers:\n  - id: p\n    platform: true\n    runtimes: [codex]\n    upstreams: {gw: {url: \"https://x\", key_env: TOLLGATE_UPSTREAM_K, protocol: grpc}}\n    models: [{id: m, upstream: gw, upstream_model: m, price: {input: 1, output: 1}}]\n",
         8,
         "providers[0].upstreams.gw.protocol",
         "unknown protocol",
     );
     // An upstream with an explicit protocol and a trailing slash is fine.
-    let ok = Registry::parse("p.yaml", &format!("{RUNTIMES}providers:\n  - id: p\n    platform: true\n    runtimes: [codex]\n    upstreams: {{gw: {{url: \"https://x/\", key_env: TOLLGATE_K, protocol: openai}}}}\n    models: [{{id: m, upstream: gw, upstream_model: m, price: {{input: 1, output: 1}}}}]\n")).unwrap();
+    let ok = Registry::parse("p.yaml", &format!("{RUNTIMES}providers:\n  - id: p\n    platform: true\n    runtimes: [codex]\n    upstreams: {{gw: {{url: \"https://x/\", key_env: TOLLGATE_UPSTREAM_K, protocol: openai}}}}\n    models: [{{id: m, upstream: gw, upstream_model: m, price: {{input: 1, output: 1}}}}]\n")).unwrap();
     let (_, upstream) = ok.platform_model("m").unwrap();
     assert_eq!((upstream.url(), upstream.protocol()), ("https://x", Protocol::Openai));
 }
@@ -276,7 +276,7 @@ fn byok_provider_rules() {
         "only the platform provider",
     );
     assert_error(
-        "providers:\n  - {id: a, runtimes: [codex], auth_env: [K], upstreams: {openai: {url: \"https://x\", key_env: TOLLGATE_K}}}\n",
+        "providers:\n  - {id: a, runtimes: [codex], auth_env: [K], upstreams: {openai: {url: \"https://x\", key_env: TOLLGATE_UPSTREAM_K}}}\n",
         5,
         "providers[0].upstreams",
         "only the platform provider",
@@ -355,6 +355,45 @@ fn runtime_rules() {
     );
     assert!(errs.iter().any(|e| e.field == "llm_env[1]" && e.message.contains("listed twice")));
     assert!(errs.iter().any(|e| e.field == "llm_env[2]"));
+}
+
+/// Found by the I1/I3 properties: a runtime name in two roles, or an injected name as
+/// `model_env` or `key_env`, would let the plan overwrite the token or carry a key's name.
+#[test]
+fn names_have_one_role_and_never_an_injected_one() {
+    let one = |runtimes: &str| errors(&format!("{runtimes}providers: [{{id: a, runtimes: [rt], auth_env: [K]}}]\n"));
+    let errs = one("runtimes:\n  rt: {protocol: openai, base_url_env: B, token_env: T, model_env: T}\n");
+    assert!(
+        errs.iter()
+            .any(|e| e.field == "runtimes.rt.model_env" && e.message.contains("already the token_env of runtime rt")),
+        "{}",
+        RegistryErrors(errs.clone())
+    );
+    let errs = one(
+        "runtimes:\n  rt: {protocol: openai, base_url_env: B, token_env: T}\n  rt2: {protocol: openai, base_url_env: T, token_env: U}\n",
+    );
+    assert!(
+        errs.iter().any(|e| e.field == "runtimes.rt2.base_url_env" && e.message.contains("already the token_env")),
+        "{}",
+        RegistryErrors(errs.clone())
+    );
+    let errs =
+        one("runtimes:\n  rt: {protocol: openai, base_url_env: B, token_env: T, model_env: TOLLGATE_UPSTREAM_X_KEY}\n");
+    assert!(errs.iter().any(|e| e.field == "runtimes.rt.model_env" && e.message.contains("injects")));
+    let errs = one("runtimes:\n  rt: {protocol: openai, base_url_env: B, token_env: T, model_env: LLM_PROVIDER}\n");
+    assert!(errs.iter().any(|e| e.field == "runtimes.rt.model_env"));
+    // Sharing a name in the same role across runtimes is fine (codex and openai-compatible do).
+    assert!(Registry::parse("ok.yaml", "runtimes:\n  rt: {protocol: openai, base_url_env: B, token_env: T}\n  rt2: {protocol: openai, base_url_env: B, token_env: T}\nproviders: [{id: a, runtimes: [rt, rt2], auth_env: [K]}]\n").is_ok());
+    for key_env in ["TOLLGATE_URL", "TOLLGATE_WORKSPACE_TOKEN", "TOLLGATE_KEY"] {
+        assert_error(
+            &format!(
+                "providers:\n  - id: p\n    platform: true\n    runtimes: [codex]\n    upstreams: {{openai: {{url: \"https://x\", key_env: {key_env}}}}}\n    models: [{{id: m, upstream: openai, upstream_model: m, price: {{input: 1, output: 1}}}}]\n"
+            ),
+            8,
+            "providers[0].upstreams.openai.key_env",
+            "TOLLGATE_UPSTREAM_",
+        );
+    }
 }
 
 #[test]

@@ -791,6 +791,15 @@ fn public_url_parsing() {
         assert!(PublicUrl::parse(bad).is_err(), "{bad}");
     }
     let u = PublicUrl::parse("https://h/base").unwrap();
+    assert!(u.is_ours("HTTPS://H/base/anthropic"), "scheme and host are case-insensitive (found by I4)");
+    assert!(u.is_ours("https://h:443/base/"), "the default port is the same origin");
+    assert!(u.is_ours("https://h./base?x=1"), "a trailing dot on the host is the same host");
+    assert!(u.is_ours(" https://user@h/base/anthropic "));
+    assert!(!u.is_ours("https://h/BASE/anthropic"), "paths are case-sensitive");
+    assert!(!u.is_ours("http://h/base"), "another scheme is another origin");
+    assert!(!u.is_ours("https://h:8443/base"));
+    assert!(!u.is_ours("not a url"));
+    assert!(!u.is_ours("ftp://h/base"));
     assert!(u.is_ours("https://h/base/anthropic"));
     assert!(u.is_ours("https://h/base"));
     assert!(!u.is_ours("https://h/basement"));
