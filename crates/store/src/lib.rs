@@ -1,0 +1,275 @@
+//! Tollgate's storage: one [`Store`] trait with an SQLite implementation (the embedded default)
+//! and a Postgres one (the scale-out backend), each with its own migrations.
+//!
+//! Secret values are encrypted at rest with AES-256-GCM under the master key, with the scope,
+//! owner id and name as associated data, so a ciphertext copied to another row does not
+//! decrypt. Workspace and admin tokens are stored only as SHA-256 hashes.
+
+mod crypto;
+mod sql;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use tollgate_policy::resolve::{BillingMode, WorkspaceKind, WorkspaceSpec};
+use tollgate_policy::secret::{MergedSecrets, Scope, SecretValue};
+use tollgate_policy::{Micros, SecretName};
+
+pub use crypto::{MasterKey, MasterKeyError, TokenHash};
+pub use sql::{PgStore, SqliteStore, connect};
+
+/// Milliseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Self(ms)
+    }
+
+    /// RFC 3339 with milliseconds, UTC, e.g. `2026-11-22T15:31:00.000Z`.
+    pub fn rfc3339(self) -> String {
+        let ms = u64::try_from(self.0).unwrap_or(0);
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        humantime::format_rfc3339_millis(t).to_string()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.rfc3339())
+    }
+}
+
+/// A tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Org {
+    /// UUID.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The mode for workspaces with no provider.
+    pub default_billing_mode: Option<BillingMode>,
+    /// Balance in micro-USD.
+    pub credit_micros: Micros,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A new org.
+#[derive(Clone, Debug, Default)]
+pub struct NewOrg {
+    /// Unique name.
+    pub name: String,
+    /// The mode for workspaces with no provider.
+    pub default_billing_mode: Option<BillingMode>,
+    /// Initial balance.
+    pub credit_micros: Micros,
+}
+
+/// Changes to an org; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct OrgPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New default mode (`Some(None)` clears it).
+    pub default_billing_mode: Option<Option<BillingMode>>,
+}
+
+/// An agent workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workspace {
+    /// UUID.
+    pub id: String,
+    /// Owning org.
+    pub org_id: String,
+    /// Unique within the org.
+    pub name: String,
+    /// Runtime id (validated against the registry by the API).
+    pub runtime: String,
+    /// Configured model.
+    pub model: Option<String>,
+    /// Explicit billing mode.
+    pub billing_mode: Option<BillingMode>,
+    /// Agent or concierge.
+    pub kind: WorkspaceKind,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+impl Workspace {
+    /// The workspace as the resolver sees it.
+    pub fn spec(&self) -> WorkspaceSpec {
+        WorkspaceSpec {
+            id: self.id.clone(),
+            runtime: self.runtime.clone(),
+            kind: self.kind,
+            model: self.model.clone(),
+            billing_mode: self.billing_mode,
+        }
+    }
+}
+
+/// A new workspace.
+#[derive(Clone, Debug)]
+pub struct NewWorkspace {
+    /// Owning org.
+    pub org_id: String,
+    /// Unique within the org.
+    pub name: String,
+    /// Runtime id.
+    pub runtime: String,
+    /// Configured model.
+    pub model: Option<String>,
+    /// Explicit billing mode.
+    pub billing_mode: Option<BillingMode>,
+    /// Agent or concierge.
+    pub kind: WorkspaceKind,
+}
+
+/// Changes to a workspace; `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Clone, Debug, Default)]
+pub struct WorkspacePatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New runtime.
+    pub runtime: Option<String>,
+    /// New model.
+    pub model: Option<Option<String>>,
+    /// New explicit billing mode.
+    pub billing_mode: Option<Option<BillingMode>>,
+    /// New kind.
+    pub kind: Option<WorkspaceKind>,
+}
+
+/// A secret's name and when it was last set. Never its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretMeta {
+    /// The name.
+    pub name: String,
+    /// Last write.
+    pub updated_at: Timestamp,
+}
+
+/// What a successful provision stores, atomically.
+#[derive(Clone, Debug)]
+pub struct ProvisionRecord {
+    /// The request's model, as sent.
+    pub request_model: Option<String>,
+    /// The workspace's model after the provision ([`WorkspaceSpec::after_provision`]).
+    pub model_after: Option<String>,
+    /// The resolution, as JSON, for `audit`.
+    pub resolution_json: String,
+    /// The hash of the newly minted token; the previous token is revoked.
+    pub token_hash: TokenHash,
+}
+
+/// A stored provision, for `audit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provision {
+    /// UUID.
+    pub id: String,
+    /// The workspace.
+    pub workspace_id: String,
+    /// The request's model.
+    pub request_model: Option<String>,
+    /// The resolution JSON.
+    pub resolution_json: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// What can go wrong in the store. Messages never contain a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such org, workspace or secret.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A uniqueness rule was broken (e.g. a workspace name taken in the org).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request would overflow a balance.
+    #[error("credit arithmetic overflow")]
+    Overflow,
+    /// A stored value that should parse does not (e.g. an unknown mode string).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Encryption failed (never "could not decrypt": that is `SecretState::Unreadable`).
+    #[error("encryption failed")]
+    Crypto,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Shorthand.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything Tollgate keeps, behind one interface with two backends.
+///
+/// Every method is atomic on its own; [`Store::record_provision`] is atomic as a whole.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates an org. A taken name is `Conflict`.
+    async fn create_org(&self, new: &NewOrg) -> Result<Org>;
+    /// The org `id`.
+    async fn get_org(&self, id: &str) -> Result<Org>;
+    /// All orgs, by name.
+    async fn list_orgs(&self) -> Result<Vec<Org>>;
+    /// Applies `patch` to org `id`.
+    async fn update_org(&self, id: &str, patch: &OrgPatch) -> Result<Org>;
+    /// Adds `delta` (possibly negative) to the org's credit and records why; returns the new
+    /// balance.
+    async fn adjust_credit(&self, org_id: &str, delta: Micros, reason: &str) -> Result<Micros>;
+
+    /// Creates a workspace. An unknown org is `NotFound`, a name taken in the org `Conflict`.
+    async fn create_workspace(&self, new: &NewWorkspace) -> Result<Workspace>;
+    /// The workspace `id`.
+    async fn get_workspace(&self, id: &str) -> Result<Workspace>;
+    /// Workspaces of one org, or all, by name.
+    async fn list_workspaces(&self, org_id: Option<&str>) -> Result<Vec<Workspace>>;
+    /// Applies `patch` to workspace `id`.
+    async fn update_workspace(&self, id: &str, patch: &WorkspacePatch) -> Result<Workspace>;
+    /// Deletes a workspace with its secrets, tokens and provision records.
+    async fn delete_workspace(&self, id: &str) -> Result<()>;
+
+    /// Sets a secret (encrypting it). The owner must exist.
+    async fn put_secret(&self, scope: Scope, owner_id: &str, name: &SecretName, value: &SecretValue) -> Result<()>;
+    /// Deletes a secret; an absent one is `NotFound`.
+    async fn delete_secret(&self, scope: Scope, owner_id: &str, name: &SecretName) -> Result<()>;
+    /// Names and times of one owner's secrets, by name. The owner must exist.
+    async fn list_secrets(&self, scope: Scope, owner_id: &str) -> Result<Vec<SecretMeta>>;
+    /// The workspace's org and workspace secrets, decrypted and merged. A ciphertext that
+    /// does not decrypt is `SecretState::Unreadable`, never absent.
+    async fn merged_secrets(&self, workspace: &Workspace) -> Result<MergedSecrets>;
+
+    /// Stores a successful provision: the workspace's model, the new token (revoking the
+    /// old one) and the record, in one transaction.
+    async fn record_provision(&self, workspace_id: &str, record: &ProvisionRecord) -> Result<()>;
+    /// Provision records of a workspace, oldest first.
+    async fn list_provisions(&self, workspace_id: &str) -> Result<Vec<Provision>>;
+    /// The workspace whose active token has this hash.
+    async fn workspace_for_token(&self, hash: &TokenHash) -> Result<Option<Workspace>>;
+
+    /// The stored admin token hash, if any.
+    async fn admin_token_hash(&self) -> Result<Option<TokenHash>>;
+    /// Replaces the admin token hash.
+    async fn set_admin_token_hash(&self, hash: &TokenHash) -> Result<()>;
+}

@@ -1,0 +1,492 @@
+//! The two [`Store`] implementations. SQLite and Postgres both accept `$N` parameters,
+//! `RETURNING` and `ON CONFLICT ... DO UPDATE`, so the method bodies are written once (in
+//! [`impl_store!`]) and stamped out per backend; schemas and migrations stay per backend.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
+use tollgate_policy::secret::{MergedSecrets, Scope, SecretState, SecretValue};
+use tollgate_policy::{Micros, SecretName};
+
+use crate::crypto::{MasterKey, TokenHash};
+use crate::{
+    NewOrg, NewWorkspace, Org, OrgPatch, Provision, ProvisionRecord, Result, SecretMeta, Store, StoreError, Timestamp,
+    Workspace, WorkspacePatch,
+};
+
+/// The SQLite store: the embedded default (a file under the data dir, WAL mode).
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    key: MasterKey,
+}
+
+/// The Postgres store: the scale-out backend, shared by any number of instances.
+#[derive(Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    key: MasterKey,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the SQLite database at `url` (`sqlite://PATH`) and migrates it.
+    pub async fn connect(url: &str, key: MasterKey) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool, key })
+    }
+}
+
+impl PgStore {
+    /// Connects to Postgres at `url` and applies the migrations.
+    pub async fn connect(url: &str, key: MasterKey) -> Result<Self> {
+        let pool =
+            PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool, key })
+    }
+}
+
+/// Opens the store a database URL names: `postgres://...` or `sqlite://...`.
+pub async fn connect(url: &str, key: MasterKey) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, key).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, key).await?))
+    } else {
+        Err(StoreError::Conflict("the database URL must start with postgres:// or sqlite://".to_owned()))
+    }
+}
+
+fn mode_to_text(m: Option<BillingMode>) -> Option<&'static str> {
+    m.map(BillingMode::as_str)
+}
+
+fn mode_from_text(s: Option<String>) -> Result<Option<BillingMode>> {
+    s.map(|s| BillingMode::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("billing mode `{s}`")))).transpose()
+}
+
+fn kind_from_text(s: &str) -> Result<WorkspaceKind> {
+    WorkspaceKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("workspace kind `{s}`")))
+}
+
+fn scope_from_text(s: &str) -> Result<Scope> {
+    match s {
+        "org" => Ok(Scope::Org),
+        "workspace" => Ok(Scope::Workspace),
+        other => Err(StoreError::Corrupt(format!("secret scope `{other}`"))),
+    }
+}
+
+/// Maps a unique-constraint violation to `Conflict(message)`, anything else to `Database`.
+fn unique(e: sqlx::Error, message: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message.to_owned()),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("org"),
+        _ => StoreError::Database(e),
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+const ORG_COLUMNS: &str = "id, name, default_billing_mode, credit_micros, created_at, updated_at";
+const WS_COLUMNS: &str = "id, org_id, name, runtime, model, billing_mode, kind, created_at, updated_at";
+
+macro_rules! impl_store {
+    ($store:ty, $db:ty, $backend:literal, $begin:literal) => {
+        impl $store {
+            fn org_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Org> {
+                Ok(Org {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    default_billing_mode: mode_from_text(row.try_get("default_billing_mode")?)?,
+                    credit_micros: Micros::new(row.try_get("credit_micros")?),
+                    created_at: Timestamp(row.try_get("created_at")?),
+                    updated_at: Timestamp(row.try_get("updated_at")?),
+                })
+            }
+
+            fn ws_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Workspace> {
+                let kind: String = row.try_get("kind")?;
+                Ok(Workspace {
+                    id: row.try_get("id")?,
+                    org_id: row.try_get("org_id")?,
+                    name: row.try_get("name")?,
+                    runtime: row.try_get("runtime")?,
+                    model: row.try_get("model")?,
+                    billing_mode: mode_from_text(row.try_get("billing_mode")?)?,
+                    kind: kind_from_text(&kind)?,
+                    created_at: Timestamp(row.try_get("created_at")?),
+                    updated_at: Timestamp(row.try_get("updated_at")?),
+                })
+            }
+
+            async fn owner_exists(&self, scope: Scope, owner_id: &str) -> Result<()> {
+                let (sql, what) = match scope {
+                    Scope::Org => ("SELECT 1 AS one FROM orgs WHERE id = $1", "org"),
+                    Scope::Workspace => ("SELECT 1 AS one FROM workspaces WHERE id = $1", "workspace"),
+                };
+                match sqlx::query(sql).bind(owner_id).fetch_optional(&self.pool).await? {
+                    Some(_) => Ok(()),
+                    None => Err(StoreError::NotFound(what)),
+                }
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn create_org(&self, new: &NewOrg) -> Result<Org> {
+                let now = Timestamp::now().0;
+                let sql = format!(
+                    "INSERT INTO orgs ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {ORG_COLUMNS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(new_id())
+                    .bind(&new.name)
+                    .bind(mode_to_text(new.default_billing_mode))
+                    .bind(new.credit_micros.get())
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| unique(e, &format!("an org named `{}` already exists", new.name)))?;
+                Self::org_from_row(&row)
+            }
+
+            async fn get_org(&self, id: &str) -> Result<Org> {
+                let sql = format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1");
+                let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+                row.map_or(Err(StoreError::NotFound("org")), |r| Self::org_from_row(&r))
+            }
+
+            async fn list_orgs(&self) -> Result<Vec<Org>> {
+                let sql = format!("SELECT {ORG_COLUMNS} FROM orgs ORDER BY name");
+                let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+                rows.iter().map(Self::org_from_row).collect()
+            }
+
+            async fn update_org(&self, id: &str, patch: &OrgPatch) -> Result<Org> {
+                let current = self.get_org(id).await?;
+                let name = patch.name.clone().unwrap_or(current.name);
+                let mode = patch.default_billing_mode.unwrap_or(current.default_billing_mode);
+                let sql = format!(
+                    "UPDATE orgs SET name = $1, default_billing_mode = $2, updated_at = $3 WHERE id = $4 RETURNING {ORG_COLUMNS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(&name)
+                    .bind(mode_to_text(mode))
+                    .bind(Timestamp::now().0)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| unique(e, &format!("an org named `{name}` already exists")))?;
+                row.map_or(Err(StoreError::NotFound("org")), |r| Self::org_from_row(&r))
+            }
+
+            async fn adjust_credit(&self, org_id: &str, delta: Micros, reason: &str) -> Result<Micros> {
+                let now = Timestamp::now().0;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let current: Option<i64> = sqlx::query_scalar("SELECT credit_micros FROM orgs WHERE id = $1")
+                    .bind(org_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let current = current.ok_or(StoreError::NotFound("org"))?;
+                Micros::new(current).checked_add(delta).ok_or(StoreError::Overflow)?;
+                // The increment is applied in SQL, not from the value read, so concurrent
+                // adjustments and proxy reservations never lose an update.
+                let balance: i64 = sqlx::query_scalar(
+                    "UPDATE orgs SET credit_micros = credit_micros + $1, updated_at = $2 WHERE id = $3 RETURNING credit_micros",
+                )
+                .bind(delta.get())
+                .bind(now)
+                .bind(org_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO credit_events (id, org_id, delta_micros, reason, balance_after, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(new_id())
+                .bind(org_id)
+                .bind(delta.get())
+                .bind(reason)
+                .bind(balance)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Micros::new(balance))
+            }
+
+            async fn create_workspace(&self, new: &NewWorkspace) -> Result<Workspace> {
+                self.owner_exists(Scope::Org, &new.org_id).await?;
+                let now = Timestamp::now().0;
+                let sql = format!(
+                    "INSERT INTO workspaces ({WS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {WS_COLUMNS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(new_id())
+                    .bind(&new.org_id)
+                    .bind(&new.name)
+                    .bind(&new.runtime)
+                    .bind(&new.model)
+                    .bind(mode_to_text(new.billing_mode))
+                    .bind(new.kind.as_str())
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| unique(e, &format!("the org already has a workspace named `{}`", new.name)))?;
+                Self::ws_from_row(&row)
+            }
+
+            async fn get_workspace(&self, id: &str) -> Result<Workspace> {
+                let sql = format!("SELECT {WS_COLUMNS} FROM workspaces WHERE id = $1");
+                let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+                row.map_or(Err(StoreError::NotFound("workspace")), |r| Self::ws_from_row(&r))
+            }
+
+            async fn list_workspaces(&self, org_id: Option<&str>) -> Result<Vec<Workspace>> {
+                let rows = match org_id {
+                    Some(org) => {
+                        self.owner_exists(Scope::Org, org).await?;
+                        let sql = format!("SELECT {WS_COLUMNS} FROM workspaces WHERE org_id = $1 ORDER BY name, id");
+                        sqlx::query(&sql).bind(org).fetch_all(&self.pool).await?
+                    }
+                    None => {
+                        let sql = format!("SELECT {WS_COLUMNS} FROM workspaces ORDER BY org_id, name, id");
+                        sqlx::query(&sql).fetch_all(&self.pool).await?
+                    }
+                };
+                rows.iter().map(Self::ws_from_row).collect()
+            }
+
+            async fn update_workspace(&self, id: &str, patch: &WorkspacePatch) -> Result<Workspace> {
+                let cur = self.get_workspace(id).await?;
+                let name = patch.name.clone().unwrap_or(cur.name);
+                let runtime = patch.runtime.clone().unwrap_or(cur.runtime);
+                let model = patch.model.clone().unwrap_or(cur.model);
+                let mode = patch.billing_mode.unwrap_or(cur.billing_mode);
+                let kind = patch.kind.unwrap_or(cur.kind);
+                let sql = format!(
+                    "UPDATE workspaces SET name = $1, runtime = $2, model = $3, billing_mode = $4, kind = $5, updated_at = $6 \
+                     WHERE id = $7 RETURNING {WS_COLUMNS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(&name)
+                    .bind(&runtime)
+                    .bind(&model)
+                    .bind(mode_to_text(mode))
+                    .bind(kind.as_str())
+                    .bind(Timestamp::now().0)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| unique(e, &format!("the org already has a workspace named `{name}`")))?;
+                row.map_or(Err(StoreError::NotFound("workspace")), |r| Self::ws_from_row(&r))
+            }
+
+            async fn delete_workspace(&self, id: &str) -> Result<()> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                sqlx::query("DELETE FROM secrets WHERE scope = 'workspace' AND owner_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM workspace_tokens WHERE workspace_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM provisions WHERE workspace_id = $1").bind(id).execute(&mut *tx).await?;
+                let done = sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("workspace"));
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn put_secret(&self, scope: Scope, owner_id: &str, name: &SecretName, value: &SecretValue) -> Result<()> {
+                self.owner_exists(scope, owner_id).await?;
+                let (nonce, ct) = self.key.seal(scope, owner_id, name.as_str(), value).ok_or(StoreError::Crypto)?;
+                sqlx::query(
+                    "INSERT INTO secrets (scope, owner_id, name, nonce, ciphertext, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (scope, owner_id, name) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(scope.as_str())
+                .bind(owner_id)
+                .bind(name.as_str())
+                .bind(nonce)
+                .bind(ct)
+                .bind(Timestamp::now().0)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn delete_secret(&self, scope: Scope, owner_id: &str, name: &SecretName) -> Result<()> {
+                self.owner_exists(scope, owner_id).await?;
+                let done = sqlx::query("DELETE FROM secrets WHERE scope = $1 AND owner_id = $2 AND name = $3")
+                    .bind(scope.as_str())
+                    .bind(owner_id)
+                    .bind(name.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("secret"));
+                }
+                Ok(())
+            }
+
+            async fn list_secrets(&self, scope: Scope, owner_id: &str) -> Result<Vec<SecretMeta>> {
+                self.owner_exists(scope, owner_id).await?;
+                let rows = sqlx::query("SELECT name, updated_at FROM secrets WHERE scope = $1 AND owner_id = $2 ORDER BY name")
+                    .bind(scope.as_str())
+                    .bind(owner_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok(SecretMeta { name: r.try_get("name")?, updated_at: Timestamp(r.try_get("updated_at")?) }))
+                    .collect()
+            }
+
+            async fn merged_secrets(&self, workspace: &Workspace) -> Result<MergedSecrets> {
+                let rows = sqlx::query(
+                    "SELECT scope, owner_id, name, nonce, ciphertext FROM secrets \
+                     WHERE (scope = 'org' AND owner_id = $1) OR (scope = 'workspace' AND owner_id = $2)",
+                )
+                .bind(&workspace.org_id)
+                .bind(&workspace.id)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut org = Vec::new();
+                let mut ws = Vec::new();
+                for r in &rows {
+                    let scope_text: String = r.try_get("scope")?;
+                    let scope = scope_from_text(&scope_text)?;
+                    let owner: String = r.try_get("owner_id")?;
+                    let name_text: String = r.try_get("name")?;
+                    let name = SecretName::parse(&name_text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let nonce: Vec<u8> = r.try_get("nonce")?;
+                    let ct: Vec<u8> = r.try_get("ciphertext")?;
+                    let state: SecretState = self.key.open(scope, &owner, &name_text, &nonce, &ct);
+                    if matches!(state, SecretState::Unreadable) {
+                        tracing::warn!(scope = scope.as_str(), owner = %owner, name = %name_text, "secret does not decrypt");
+                    }
+                    match scope {
+                        Scope::Org => org.push((name, state)),
+                        Scope::Workspace => ws.push((name, state)),
+                    }
+                }
+                Ok(MergedSecrets::merge(org, ws))
+            }
+
+            async fn record_provision(&self, workspace_id: &str, record: &ProvisionRecord) -> Result<()> {
+                let now = Timestamp::now().0;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let updated = sqlx::query("UPDATE workspaces SET model = $1, updated_at = $2 WHERE id = $3")
+                    .bind(&record.model_after)
+                    .bind(now)
+                    .bind(workspace_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("workspace"));
+                }
+                sqlx::query("UPDATE workspace_tokens SET revoked_at = $1 WHERE workspace_id = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(workspace_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO workspace_tokens (token_hash, workspace_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(record.token_hash.as_bytes().to_vec())
+                    .bind(workspace_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO provisions (id, workspace_id, request_model, resolution, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(new_id())
+                .bind(workspace_id)
+                .bind(&record.request_model)
+                .bind(&record.resolution_json)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_provisions(&self, workspace_id: &str) -> Result<Vec<Provision>> {
+                let rows = sqlx::query(
+                    "SELECT id, workspace_id, request_model, resolution, created_at FROM provisions \
+                     WHERE workspace_id = $1 ORDER BY created_at, id",
+                )
+                .bind(workspace_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(Provision {
+                            id: r.try_get("id")?,
+                            workspace_id: r.try_get("workspace_id")?,
+                            request_model: r.try_get("request_model")?,
+                            resolution_json: r.try_get("resolution")?,
+                            created_at: Timestamp(r.try_get("created_at")?),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn workspace_for_token(&self, hash: &TokenHash) -> Result<Option<Workspace>> {
+                let sql = format!(
+                    "SELECT {} FROM workspace_tokens t JOIN workspaces w ON w.id = t.workspace_id \
+                     WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+                    WS_COLUMNS.split(", ").map(|c| format!("w.{c}")).collect::<Vec<_>>().join(", ")
+                );
+                let row = sqlx::query(&sql).bind(hash.as_bytes().to_vec()).fetch_optional(&self.pool).await?;
+                row.map(|r| Self::ws_from_row(&r)).transpose()
+            }
+
+            async fn admin_token_hash(&self) -> Result<Option<TokenHash>> {
+                let bytes: Option<Vec<u8>> =
+                    sqlx::query_scalar("SELECT token_hash FROM admin_token WHERE id = 1").fetch_optional(&self.pool).await?;
+                bytes
+                    .map(|b| TokenHash::from_bytes(&b).ok_or_else(|| StoreError::Corrupt("admin token hash".to_owned())))
+                    .transpose()
+            }
+
+            async fn set_admin_token_hash(&self, hash: &TokenHash) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO admin_token (id, token_hash, created_at) VALUES (1, $1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
+                )
+                .bind(hash.as_bytes().to_vec())
+                .bind(Timestamp::now().0)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+// SQLite write transactions take the write lock up front: a deferred transaction that reads
+// and then writes fails with SQLITE_BUSY_SNAPSHOT under WAL when another writer got in between.
+impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", "BEGIN IMMEDIATE");
+impl_store!(PgStore, sqlx::Postgres, "postgres", "BEGIN");

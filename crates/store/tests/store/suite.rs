@@ -1,0 +1,315 @@
+//! The suite's test bodies, backend-agnostic: each takes a fresh [`Harness`].
+
+use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
+use tollgate_policy::secret::{Origin, Scope, SecretState, SecretValue};
+use tollgate_policy::{Micros, SecretName};
+use tollgate_store::{
+    MasterKey, NewOrg, NewWorkspace, OrgPatch, ProvisionRecord, StoreError, TokenHash, WorkspacePatch,
+};
+
+use crate::Harness;
+
+fn name(s: &str) -> SecretName {
+    SecretName::parse(s).unwrap()
+}
+
+fn value(s: &str) -> SecretValue {
+    SecretValue::parse(s).unwrap()
+}
+
+fn new_org(n: &str) -> NewOrg {
+    NewOrg { name: n.to_owned(), default_billing_mode: None, credit_micros: Micros::new(1_000) }
+}
+
+fn new_ws(org: &str, n: &str) -> NewWorkspace {
+    NewWorkspace {
+        org_id: org.to_owned(),
+        name: n.to_owned(),
+        runtime: "claude-code".to_owned(),
+        model: Some("MiniMax-M2.7".to_owned()),
+        billing_mode: None,
+        kind: WorkspaceKind::Agent,
+    }
+}
+
+pub async fn orgs_crud_and_unique_names(h: Harness) {
+    let s = &h.store;
+    s.ping().await.unwrap();
+    let a = s.create_org(&NewOrg { default_billing_mode: Some(BillingMode::Byok), ..new_org("acme") }).await.unwrap();
+    assert_eq!(a.name, "acme");
+    assert_eq!(a.default_billing_mode, Some(BillingMode::Byok));
+    assert_eq!(a.credit_micros, Micros::new(1_000));
+    assert_eq!(a.id.len(), 36, "a UUID");
+    assert!(matches!(s.create_org(&new_org("acme")).await, Err(StoreError::Conflict(m)) if m.contains("acme")));
+    let b = s.create_org(&new_org("beta")).await.unwrap();
+    assert_eq!(s.get_org(&a.id).await.unwrap(), a);
+    let names: Vec<String> = s.list_orgs().await.unwrap().into_iter().map(|o| o.name).collect();
+    assert_eq!(names, ["acme", "beta"]);
+    let patched = s.update_org(&a.id, &OrgPatch { name: None, default_billing_mode: Some(None) }).await.unwrap();
+    assert_eq!((patched.name.as_str(), patched.default_billing_mode), ("acme", None));
+    let renamed =
+        s.update_org(&a.id, &OrgPatch { name: Some("acme2".into()), default_billing_mode: None }).await.unwrap();
+    assert_eq!(renamed.name, "acme2");
+    assert!(renamed.updated_at >= a.updated_at);
+    assert!(matches!(
+        s.update_org(&b.id, &OrgPatch { name: Some("acme2".into()), ..OrgPatch::default() }).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(s.get_org("nope").await, Err(StoreError::NotFound("org"))));
+    assert!(matches!(s.update_org("nope", &OrgPatch::default()).await, Err(StoreError::NotFound("org"))));
+}
+
+pub async fn credit_adjustments_are_atomic_and_recorded(h: Harness) {
+    let s = h.store.clone();
+    let org = s.create_org(&new_org("acme")).await.unwrap();
+    assert_eq!(s.adjust_credit(&org.id, Micros::new(500), "top-up").await.unwrap(), Micros::new(1_500));
+    assert_eq!(s.adjust_credit(&org.id, Micros::new(-2_000), "claw back").await.unwrap(), Micros::new(-500));
+    // 40 concurrent adjustments never lose an update.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = s.clone();
+        let id = org.id.clone();
+        tasks.push(tokio::spawn(async move {
+            s.adjust_credit(&id, Micros::new(if i % 2 == 0 { 100 } else { -30 }), "load").await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(-500 + 20 * 100 - 20 * 30));
+    assert!(matches!(s.adjust_credit(&org.id, Micros::new(i64::MAX), "overflow").await, Err(StoreError::Overflow)));
+    assert!(matches!(s.adjust_credit("nope", Micros::new(1), "x").await, Err(StoreError::NotFound("org"))));
+}
+
+pub async fn workspaces_crud_and_unique_names_per_org(h: Harness) {
+    let s = &h.store;
+    let a = s.create_org(&new_org("a")).await.unwrap();
+    let b = s.create_org(&new_org("b")).await.unwrap();
+    let w = s.create_workspace(&new_ws(&a.id, "dev")).await.unwrap();
+    assert_eq!((w.org_id.as_str(), w.name.as_str(), w.runtime.as_str()), (a.id.as_str(), "dev", "claude-code"));
+    assert_eq!(w.model.as_deref(), Some("MiniMax-M2.7"));
+    assert!(
+        matches!(s.create_workspace(&new_ws(&a.id, "dev")).await, Err(StoreError::Conflict(m)) if m.contains("dev"))
+    );
+    s.create_workspace(&new_ws(&b.id, "dev")).await.unwrap();
+    assert!(matches!(s.create_workspace(&new_ws("nope", "x")).await, Err(StoreError::NotFound("org"))));
+    let w2 = s
+        .create_workspace(&NewWorkspace {
+            kind: WorkspaceKind::Concierge,
+            billing_mode: Some(BillingMode::Disabled),
+            model: None,
+            ..new_ws(&a.id, "concierge")
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.get_workspace(&w2.id).await.unwrap(), w2);
+    assert_eq!(s.list_workspaces(Some(&a.id)).await.unwrap().len(), 2);
+    assert_eq!(s.list_workspaces(None).await.unwrap().len(), 3);
+    assert!(matches!(s.list_workspaces(Some("nope")).await, Err(StoreError::NotFound("org"))));
+    let p = s
+        .update_workspace(
+            &w.id,
+            &WorkspacePatch {
+                model: Some(None),
+                billing_mode: Some(Some(BillingMode::Byok)),
+                kind: Some(WorkspaceKind::Concierge),
+                ..WorkspacePatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((p.model, p.billing_mode, p.kind), (None, Some(BillingMode::Byok), WorkspaceKind::Concierge));
+    assert_eq!(p.name, "dev", "untouched fields stay");
+    assert!(matches!(
+        s.update_workspace(&w.id, &WorkspacePatch { name: Some("concierge".into()), ..WorkspacePatch::default() })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(s.get_workspace("nope").await, Err(StoreError::NotFound("workspace"))));
+    assert_eq!(w.spec().runtime, "claude-code");
+}
+
+pub async fn secrets_are_encrypted_listed_and_merged(h: Harness) {
+    let s = &h.store;
+    let org = s.create_org(&new_org("acme")).await.unwrap();
+    let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
+    s.put_secret(Scope::Org, &org.id, &name("CLAUDE_CODE_OAUTH_TOKEN"), &value("sk-ant-oat01-org-secret"))
+        .await
+        .unwrap();
+    s.put_secret(Scope::Org, &org.id, &name("SHARED"), &value("org-shared")).await.unwrap();
+    s.put_secret(Scope::Workspace, &ws.id, &name("SHARED"), &value("ws-shared")).await.unwrap();
+    s.put_secret(Scope::Workspace, &ws.id, &name("MINIMAX_API_KEY"), &value("mm-1")).await.unwrap();
+    s.put_secret(Scope::Workspace, &ws.id, &name("MINIMAX_API_KEY"), &value("mm-2")).await.unwrap();
+    let listed: Vec<String> =
+        s.list_secrets(Scope::Workspace, &ws.id).await.unwrap().into_iter().map(|m| m.name).collect();
+    assert_eq!(listed, ["MINIMAX_API_KEY", "SHARED"]);
+    let merged = s.merged_secrets(&ws).await.unwrap();
+    assert_eq!(merged.len(), 3);
+    let get = |n: &str| merged.get(n).map(|m| (m.origin, m.value().map(|v| v.expose().to_owned())));
+    assert_eq!(get("SHARED"), Some((Origin::Workspace, Some("ws-shared".to_owned()))));
+    assert_eq!(get("MINIMAX_API_KEY"), Some((Origin::Workspace, Some("mm-2".to_owned()))), "a PUT replaces");
+    assert_eq!(get("CLAUDE_CODE_OAUTH_TOKEN"), Some((Origin::Org, Some("sk-ant-oat01-org-secret".to_owned()))));
+    // At rest the value is not there in clear.
+    let raw_contains = match h.backend {
+        crate::Backend::Sqlite => {
+            let path = h.url.trim_start_matches("sqlite://");
+            let mut bytes = std::fs::read(path).unwrap_or_default();
+            bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+            bytes.windows(b"sk-ant-oat01-org-secret".len()).any(|w| w == b"sk-ant-oat01-org-secret")
+        }
+        crate::Backend::Postgres => false,
+    };
+    assert!(!raw_contains, "a secret value is stored in clear");
+    s.delete_secret(Scope::Workspace, &ws.id, &name("SHARED")).await.unwrap();
+    assert!(matches!(
+        s.delete_secret(Scope::Workspace, &ws.id, &name("SHARED")).await,
+        Err(StoreError::NotFound("secret"))
+    ));
+    let merged = s.merged_secrets(&ws).await.unwrap();
+    assert_eq!(merged.get("SHARED").map(|m| m.origin), Some(Origin::Org), "the org value shows through again");
+    assert!(matches!(
+        s.put_secret(Scope::Org, "nope", &name("A"), &value("x")).await,
+        Err(StoreError::NotFound("org"))
+    ));
+    assert!(matches!(
+        s.put_secret(Scope::Workspace, "nope", &name("A"), &value("x")).await,
+        Err(StoreError::NotFound("workspace"))
+    ));
+    assert!(matches!(s.list_secrets(Scope::Workspace, "nope").await, Err(StoreError::NotFound("workspace"))));
+}
+
+pub async fn ciphertext_moved_to_another_row_is_unreadable(h: Harness) {
+    let s = &h.store;
+    let org = s.create_org(&new_org("acme")).await.unwrap();
+    let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
+    s.put_secret(Scope::Workspace, &ws.id, &name("MINIMAX_API_KEY"), &value("mm-key")).await.unwrap();
+    s.put_secret(Scope::Workspace, &ws.id, &name("OTHER"), &value("other")).await.unwrap();
+    // Copy MINIMAX_API_KEY's nonce and ciphertext onto OTHER's row.
+    h.raw(&format!(
+        "UPDATE secrets SET nonce = (SELECT nonce FROM secrets WHERE owner_id = '{id}' AND name = 'MINIMAX_API_KEY'), \
+         ciphertext = (SELECT ciphertext FROM secrets WHERE owner_id = '{id}' AND name = 'MINIMAX_API_KEY') \
+         WHERE owner_id = '{id}' AND name = 'OTHER'",
+        id = ws.id
+    ))
+    .await;
+    let merged = s.merged_secrets(&ws).await.unwrap();
+    assert!(matches!(merged.get("OTHER").map(|m| &m.state), Some(SecretState::Unreadable)), "never silently absent");
+    assert!(merged.get("MINIMAX_API_KEY").is_some_and(|m| m.is_present()), "the original still decrypts");
+}
+
+pub async fn another_master_key_makes_every_secret_unreadable(h: Harness) {
+    let s = &h.store;
+    let org = s.create_org(&new_org("acme")).await.unwrap();
+    let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
+    s.put_secret(Scope::Org, &org.id, &name("A"), &value("a")).await.unwrap();
+    let other = h.reopen(MasterKey::generate().unwrap()).await;
+    let merged = other.merged_secrets(&ws).await.unwrap();
+    assert!(matches!(merged.get("A").map(|m| &m.state), Some(SecretState::Unreadable)));
+    let same = h.reopen(MasterKey::from_base64(&h.key_b64).unwrap()).await;
+    assert!(same.merged_secrets(&ws).await.unwrap().get("A").is_some_and(|m| m.is_present()));
+}
+
+pub async fn provision_swaps_tokens_atomically(h: Harness) {
+    let s = &h.store;
+    let org = s.create_org(&new_org("acme")).await.unwrap();
+    let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
+    let t1 = TokenHash::of("tg_ws_first");
+    let t2 = TokenHash::of("tg_ws_second");
+    let record = |t: TokenHash, model: &str| ProvisionRecord {
+        request_model: Some(model.to_owned()),
+        model_after: Some(model.to_owned()),
+        resolution_json: format!("{{\"effective_model\":\"{model}\"}}"),
+        token_hash: t,
+    };
+    assert_eq!(s.workspace_for_token(&t1).await.unwrap(), None);
+    s.record_provision(&ws.id, &record(t1, "platform/opus")).await.unwrap();
+    let found = s.workspace_for_token(&t1).await.unwrap().unwrap();
+    assert_eq!(found.id, ws.id);
+    assert_eq!(found.model.as_deref(), Some("platform/opus"), "the provision's model is stored");
+    s.record_provision(&ws.id, &record(t2, "platform/sonnet")).await.unwrap();
+    assert_eq!(s.workspace_for_token(&t1).await.unwrap(), None, "a new provision revokes the old token");
+    assert_eq!(s.workspace_for_token(&t2).await.unwrap().map(|w| w.id), Some(ws.id.clone()));
+    let provisions = s.list_provisions(&ws.id).await.unwrap();
+    assert_eq!(provisions.len(), 2);
+    assert_eq!(provisions[1].request_model.as_deref(), Some("platform/sonnet"));
+    assert!(provisions[1].resolution_json.contains("platform/sonnet"));
+    // Reusing a token hash fails the whole provision: the model stays as it was.
+    assert!(s.record_provision(&ws.id, &record(t2, "platform/haiku")).await.is_err());
+    assert_eq!(s.get_workspace(&ws.id).await.unwrap().model.as_deref(), Some("platform/sonnet"), "nothing half-done");
+    assert_eq!(s.workspace_for_token(&t2).await.unwrap().map(|w| w.id), Some(ws.id.clone()));
+    assert!(matches!(
+        s.record_provision("nope", &record(TokenHash::of("x"), "m")).await,
+        Err(StoreError::NotFound("workspace"))
+    ));
+}
+
+pub async fn delete_workspace_removes_its_secrets_and_tokens(h: Harness) {
+    let s = &h.store;
+    let org = s.create_org(&new_org("acme")).await.unwrap();
+    let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
+    s.put_secret(Scope::Workspace, &ws.id, &name("A"), &value("a")).await.unwrap();
+    let t = TokenHash::of("tg_ws_x");
+    s.record_provision(
+        &ws.id,
+        &ProvisionRecord { request_model: None, model_after: None, resolution_json: "{}".into(), token_hash: t },
+    )
+    .await
+    .unwrap();
+    s.delete_workspace(&ws.id).await.unwrap();
+    assert!(matches!(s.get_workspace(&ws.id).await, Err(StoreError::NotFound("workspace"))));
+    assert_eq!(s.workspace_for_token(&t).await.unwrap(), None);
+    assert!(s.list_provisions(&ws.id).await.unwrap().is_empty());
+    assert!(matches!(s.delete_workspace(&ws.id).await, Err(StoreError::NotFound("workspace"))));
+    // The name is free again.
+    let again = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
+    assert!(s.list_secrets(Scope::Workspace, &again.id).await.unwrap().is_empty());
+}
+
+pub async fn admin_token_hash_round_trip(h: Harness) {
+    let s = &h.store;
+    assert_eq!(s.admin_token_hash().await.unwrap(), None);
+    s.set_admin_token_hash(&TokenHash::of("tg_admin_a")).await.unwrap();
+    assert_eq!(s.admin_token_hash().await.unwrap(), Some(TokenHash::of("tg_admin_a")));
+    s.set_admin_token_hash(&TokenHash::of("tg_admin_b")).await.unwrap();
+    assert_eq!(s.admin_token_hash().await.unwrap(), Some(TokenHash::of("tg_admin_b")));
+}
+
+pub async fn data_survives_a_reopen(h: Harness) {
+    let org = h.store.create_org(&new_org("acme")).await.unwrap();
+    let ws = h.store.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
+    h.store.put_secret(Scope::Workspace, &ws.id, &name("A"), &value("kept")).await.unwrap();
+    let again = h.reopen(MasterKey::from_base64(&h.key_b64).unwrap()).await;
+    assert_eq!(again.get_org(&org.id).await.unwrap(), org, "migrations re-run cleanly and the data is there");
+    assert_eq!(again.get_workspace(&ws.id).await.unwrap(), ws);
+    let merged = again.merged_secrets(&ws).await.unwrap();
+    assert_eq!(merged.get("A").and_then(|m| m.value()).map(SecretValue::expose), Some("kept"));
+}
+
+/// Every read sees the latest committed write, whichever pooled connection serves it (a
+/// SQLite statement left un-reset would pin an old WAL snapshot on its connection).
+pub async fn reads_are_never_stale(h: Harness) {
+    let s = h.store.clone();
+    let org = s.create_org(&new_org("acme")).await.unwrap();
+    let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
+    for i in 0..60 {
+        let t = TokenHash::of(&format!("tg_ws_{i}"));
+        let model = format!("model-{i}");
+        s.record_provision(
+            &ws.id,
+            &ProvisionRecord {
+                request_model: None,
+                model_after: Some(model.clone()),
+                resolution_json: "{}".into(),
+                token_hash: t,
+            },
+        )
+        .await
+        .unwrap();
+        // Interleave single-row reads (fetch_optional) on several connections at once.
+        let (a, b, c) = tokio::join!(s.workspace_for_token(&t), s.get_workspace(&ws.id), s.get_org(&org.id));
+        assert_eq!(a.unwrap().and_then(|w| w.model), Some(model.clone()), "token lookup, round {i}");
+        assert_eq!(b.unwrap().model, Some(model.clone()), "get_workspace, round {i}");
+        c.unwrap();
+        assert_eq!(s.list_workspaces(Some(&org.id)).await.unwrap()[0].model, Some(model), "list, round {i}");
+    }
+}
