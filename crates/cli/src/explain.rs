@@ -1,11 +1,10 @@
 //! `tollgate explain --scenario FILE [--format json|text]`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use tollgate_policy::registry::DEFAULT_REGISTRY_NAME;
-use tollgate_policy::resolve::{Context, PublicUrl, Resolved};
+use tollgate_policy::resolve::{Context, PublicUrl};
 use tollgate_policy::scenario::{RegistryRef, Scenario};
 use tollgate_policy::{Registry, resolve};
 
@@ -75,11 +74,16 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
             out.push_str(&serde_json::to_string_pretty(&doc).map_err(|e| CliError::config(e.to_string()))?);
             out.push('\n');
         }
-        Format::Text => render_text(&mut out, &scenario, &resolved),
+        Format::Text => {
+            let ws = &scenario.workspace;
+            out.push_str(&format!("workspace  {} ({}, {})\n", ws.id, ws.runtime, ws.kind.as_str()));
+            out.push_str(&crate::render::resolution(
+                &resolved.resolution,
+                resolved.plan.as_ref().map(tollgate_policy::EnvPlan::redacted),
+            ));
+        }
     }
-    let mut stdout = std::io::stdout().lock();
-    // A closed pipe (e.g. `| head`) is not an error worth reporting.
-    let _ = stdout.write_all(out.as_bytes());
+    crate::print(&out);
     match mismatches {
         Some(m) if !m.is_empty() => {
             let mut msg = format!("{}: expectations do not hold:", path.display());
@@ -91,67 +95,10 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         }
         Some(_) => {
             if matches!(args.format, Format::Text) {
-                let _ = writeln!(stdout, "expect: ok");
+                crate::print("expect: ok\n");
             }
             Ok(ExitCode::from(exit::OK))
         }
         None => Ok(ExitCode::from(exit::OK)),
-    }
-}
-
-fn render_text(out: &mut String, scenario: &Scenario, resolved: &Resolved) {
-    use std::fmt::Write as _;
-    let r = &resolved.resolution;
-    let ws = &scenario.workspace;
-    let _ = writeln!(out, "workspace  {} ({}, {})", r.workspace_id, ws.runtime, ws.kind.as_str());
-    match (&r.error, r.resolved_mode, r.source) {
-        (Some(e), _, _) => {
-            let _ = writeln!(out, "error      {}: {}", e.code, e.message);
-        }
-        (None, Some(mode), Some(source)) => {
-            let _ = writeln!(out, "mode       {mode} (source {})", source.as_str());
-        }
-        _ => {}
-    }
-    let _ = writeln!(out, "provider   {}", r.provider.as_deref().unwrap_or("-"));
-    match (&r.effective_model, r.model_source) {
-        (Some(m), Some(s)) => {
-            let _ = writeln!(out, "model      {m} (from {})", s.as_str());
-        }
-        _ => {
-            let _ = writeln!(out, "model      -");
-        }
-    }
-    let mut rows: Vec<[String; 4]> = vec![["CREDENTIAL".into(), "ORIGIN".into(), "DECISION".into(), "REASON".into()]];
-    rows.extend(r.credentials.iter().map(|c| [c.name.clone(), c.origin.to_string(), "kept".into(), c.reason.clone()]));
-    rows.extend(r.dropped.iter().map(|d| [d.name.clone(), d.origin.to_string(), "dropped".into(), d.reason.clone()]));
-    let _ = writeln!(out);
-    if rows.len() == 1 {
-        let _ = writeln!(out, "no LLM credential or routing name kept or dropped");
-    } else {
-        let widths: Vec<usize> = (0..3).map(|i| rows.iter().map(|row| row[i].len()).max().unwrap_or(0)).collect();
-        for row in &rows {
-            let _ = writeln!(
-                out,
-                "{:w0$}  {:w1$}  {:w2$}  {}",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2]
-            );
-        }
-    }
-    if let Some(plan) = &resolved.plan {
-        let _ = writeln!(out, "\nenv plan (secret values redacted)");
-        for (name, value) in plan.redacted() {
-            let _ = writeln!(out, "  {name}={value}");
-        }
-    }
-    let _ = writeln!(out, "\ntrace");
-    for (i, line) in r.trace.iter().enumerate() {
-        let _ = writeln!(out, "  {:>2}. {line}", i + 1);
     }
 }

@@ -7,8 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin;
+mod demo;
 mod exit;
 mod explain;
+mod logging;
+mod render;
+mod serve;
 
 use exit::CliError;
 
@@ -25,6 +30,10 @@ struct Cli {
 enum Command {
     /// Resolve a workspace described in a scenario file, with no server and no database.
     Explain(explain::Args),
+    /// Run the control plane: admin API, provisioning and the secrets pull.
+    Serve(serve::Args),
+    /// Call the admin API: orgs, workspaces, secrets, provisioning.
+    Admin(admin::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,8 +47,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes `text` to standard output; a closed pipe (e.g. `| head`) is not an error.
+fn print(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Explain(args) => explain::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Admin(args) => admin::run(&args),
     }
 }

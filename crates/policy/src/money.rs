@@ -160,6 +160,13 @@ mod tests {
     }
 
     #[test]
+    fn price_boundaries() {
+        assert_eq!(PicoPerToken::from_usd_per_mtok(0.0), Ok(PicoPerToken::new(0)), "free is a price");
+        assert_eq!(PicoPerToken::from_usd_per_mtok(1_000_000.0), Ok(PicoPerToken::new(1_000_000_000_000)));
+        assert_eq!(PicoPerToken::from_usd_per_mtok(1_000_000.5), Err(PriceError::TooLarge));
+    }
+
+    #[test]
     fn bad_prices_are_rejected() {
         assert_eq!(PicoPerToken::from_usd_per_mtok(-1.0), Err(PriceError::NotFinite));
         assert_eq!(PicoPerToken::from_usd_per_mtok(f64::NAN), Err(PriceError::NotFinite));
@@ -205,6 +212,7 @@ mod tests {
     fn micros_display_and_arithmetic() {
         assert_eq!(Micros::new(1_250_000).to_string(), "$1.250000");
         assert_eq!(Micros::new(-5).to_string(), "-$0.000005");
+        assert_eq!(Micros::ZERO.to_string(), "$0.000000", "zero has no sign");
         assert_eq!(Micros::new(1).checked_add(Micros::new(2)), Some(Micros::new(3)));
         assert_eq!(Micros::new(1).checked_sub(Micros::new(2)), Some(Micros::new(-1)));
         assert_eq!(Micros::new(i64::MAX).checked_add(Micros::new(1)), None);

@@ -154,12 +154,6 @@ impl std::str::FromStr for EnvName {
     }
 }
 
-impl PartialEq<EnvName> for SecretName {
-    fn eq(&self, other: &EnvName) -> bool {
-        self.0 == *other
-    }
-}
-
 impl std::borrow::Borrow<str> for EnvName {
     fn borrow(&self) -> &str {
         &self.0
@@ -271,5 +265,22 @@ mod tests {
         let garbage = "-".repeat(10_000);
         let msg = EnvName::parse(&garbage[..MAX_NAME_BYTES]).err().map(|e| e.to_string());
         assert!(msg.is_some_and(|m| m.len() < 200));
+        assert_eq!(truncate_for_message("short"), "short");
+        assert_eq!(truncate_for_message(&"x".repeat(70)), format!("{}...", "x".repeat(64)));
+        // A multi-byte character straddling the limit is cut before it, never inside it.
+        let s = format!("{}é{}", "a".repeat(63), "b".repeat(10));
+        assert_eq!(truncate_for_message(&s), format!("{}...", "a".repeat(63)));
+    }
+
+    #[test]
+    fn display_and_debug_show_the_name() {
+        let n = SecretName::parse("MINIMAX_API_KEY").unwrap();
+        assert_eq!(format!("{n} {n:?}"), "MINIMAX_API_KEY \"MINIMAX_API_KEY\"");
+        let e = EnvName::parse("TOLLGATE_URL").unwrap();
+        assert_eq!(format!("{e} {e:?}"), "TOLLGATE_URL \"TOLLGATE_URL\"");
+        assert!(e.is_reserved() && !n.as_env().is_reserved());
+        assert_eq!("A_B".parse::<SecretName>().map(|n| n.as_str().to_owned()), Ok("A_B".to_owned()));
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"MINIMAX_API_KEY\"");
+        assert!(serde_json::from_str::<SecretName>("\"lower\"").is_err());
     }
 }

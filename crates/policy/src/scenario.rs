@@ -326,3 +326,74 @@ impl Expect {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+    use crate::resolve::{Context, PublicUrl, resolve};
+
+    fn run(yaml: &str) -> Vec<String> {
+        let s = Scenario::parse("t.yaml", yaml, "ws").unwrap();
+        let registry = Registry::embedded().unwrap();
+        let url = PublicUrl::parse("http://tg.example").unwrap();
+        let r = resolve(
+            &Context { registry: &registry, public_url: &url },
+            &s.workspace,
+            &s.org,
+            &s.secrets,
+            s.request_model.as_deref(),
+        );
+        s.expect.unwrap_or_default().check(&r)
+    }
+
+    const WS: &str = "org: {secrets: {CLAUDE_CODE_OAUTH_TOKEN: t}}\nworkspace: {runtime: claude-code, model: MiniMax-M2.7, secrets: {MINIMAX_API_KEY: k}}\n";
+
+    #[test]
+    fn every_expect_field_passes_when_it_holds() {
+        let yaml = format!(
+            "{WS}expect:\n  resolved_mode: byok\n  source: derived_provider\n  provider: minimax\n  error: null\n  effective_model: MiniMax-M2.7\n  model_source: workspace\n  env_has: [MINIMAX_API_KEY]\n  env_lacks: [CLAUDE_CODE_OAUTH_TOKEN]\n  credentials_has: [MINIMAX_API_KEY]\n  dropped_has: [CLAUDE_CODE_OAUTH_TOKEN]\n  trace_has: [derived provider minimax]\n"
+        );
+        assert_eq!(run(&yaml), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_expect_field_reports_when_it_does_not_hold() {
+        let yaml = format!(
+            "{WS}expect:\n  resolved_mode: disabled\n  source: explicit\n  provider: null\n  error: NO_PROVIDER\n  effective_model: opus\n  model_source: request\n  env_has: [CLAUDE_CODE_OAUTH_TOKEN]\n  env_lacks: [MINIMAX_API_KEY]\n  credentials_has: [CLAUDE_CODE_OAUTH_TOKEN]\n  dropped_has: [MINIMAX_API_KEY]\n  trace_has: [nowhere]\n  message_has: [anything]\n"
+        );
+        let diffs = run(&yaml);
+        assert_eq!(diffs.len(), 12, "{diffs:#?}");
+        assert!(diffs.contains(&"resolved_mode: expected disabled, got byok".to_owned()), "{diffs:#?}");
+        assert!(diffs.contains(&"provider: expected null, got minimax".to_owned()), "{diffs:#?}");
+        assert!(diffs.contains(&"error: expected NO_PROVIDER, got null".to_owned()), "{diffs:#?}");
+        assert!(diffs.contains(&"message_has: the error message does not contain `anything`".to_owned()));
+    }
+
+    #[test]
+    fn message_has_matches_the_error_message() {
+        let yaml = "workspace: {runtime: claude-code, model: MiniMax-M2.7}\nexpect: {error: MISSING_BYOK_CREDENTIAL, message_has: [minimax, MINIMAX_API_KEY]}\n";
+        assert_eq!(run(yaml), Vec::<String>::new());
+    }
+
+    #[test]
+    fn unreadable_and_scalar_secret_values() {
+        let s = Scenario::parse(
+            "t.yaml",
+            "workspace: {runtime: codex, secrets: {A: {unreadable: true}, B: 12, C: true, D: null}}\n",
+            "ws",
+        )
+        .unwrap();
+        assert!(matches!(s.secrets.get("A").map(|m| &m.state), Some(SecretState::Unreadable)));
+        assert_eq!(s.secrets.get("B").and_then(|m| m.value()).map(SecretValue::expose), Some("12"));
+        assert_eq!(s.secrets.get("C").and_then(|m| m.value()).map(SecretValue::expose), Some("true"));
+        assert_eq!(s.secrets.get("D").and_then(|m| m.value()).map(SecretValue::expose), Some(""));
+        assert!(
+            Scenario::parse("t.yaml", "workspace: {runtime: codex, secrets: {A: {unreadable: false}}}\n", "ws")
+                .is_err()
+        );
+        assert!(Scenario::parse("t.yaml", "workspace: {runtime: codex, secrets: {A: {other: 1}}}\n", "ws").is_err());
+        assert_eq!(s.workspace.id, "ws");
+        assert_eq!(s.registry, RegistryRef::Default);
+    }
+}

@@ -187,6 +187,42 @@ pub struct Provision {
     pub created_at: Timestamp,
 }
 
+/// Everything `resolve` needs about one workspace, loaded the same way for every caller
+/// (the read endpoint, provisioning, the pull, the demo, `audit`).
+#[derive(Clone, Debug)]
+pub struct ResolutionInputs {
+    /// The workspace.
+    pub workspace: Workspace,
+    /// Its org.
+    pub org: Org,
+    /// Its org and workspace secrets, decrypted and merged.
+    pub secrets: MergedSecrets,
+}
+
+impl ResolutionInputs {
+    /// Loads the workspace `id`, its org and its merged secrets.
+    pub async fn load(store: &dyn Store, workspace_id: &str) -> Result<Self> {
+        Self::for_workspace(store, store.get_workspace(workspace_id).await?).await
+    }
+
+    /// Loads the org and merged secrets of an already loaded workspace.
+    pub async fn for_workspace(store: &dyn Store, workspace: Workspace) -> Result<Self> {
+        let org = store.get_org(&workspace.org_id).await?;
+        let secrets = store.merged_secrets(&workspace).await?;
+        Ok(Self { workspace, org, secrets })
+    }
+
+    /// Runs the one resolver on these inputs.
+    pub fn resolve(
+        &self,
+        ctx: &tollgate_policy::Context<'_>,
+        request_model: Option<&str>,
+    ) -> tollgate_policy::Resolved {
+        let org = tollgate_policy::OrgSpec { default_billing_mode: self.org.default_billing_mode };
+        tollgate_policy::resolve(ctx, &self.workspace.spec(), &org, &self.secrets, request_model)
+    }
+}
+
 /// What can go wrong in the store. Messages never contain a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -435,7 +435,7 @@ macro_rules! impl_store {
             async fn list_provisions(&self, workspace_id: &str) -> Result<Vec<Provision>> {
                 let rows = sqlx::query(
                     "SELECT id, workspace_id, request_model, resolution, created_at FROM provisions \
-                     WHERE workspace_id = $1 ORDER BY created_at, id",
+                     WHERE workspace_id = $1 ORDER BY seq",
                 )
                 .bind(workspace_id)
                 .fetch_all(&self.pool)

@@ -2,6 +2,7 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
 
 mod explain;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

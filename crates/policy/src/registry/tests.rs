@@ -62,6 +62,7 @@ fn embedded_registry_is_valid_and_complete() {
     assert_eq!(r.llm_credentials().count(), 11);
     assert_eq!(r.runtimes().count(), 3);
     assert_eq!(Protocol::Openai.proxy_path(), "/openai/v1");
+    assert_eq!((Protocol::Anthropic.as_str(), Protocol::Openai.as_str()), ("anthropic", "openai"));
     assert_eq!(Protocol::Anthropic.proxy_path(), "/anthropic");
 }
 

@@ -41,14 +41,16 @@ CREATE TABLE workspace_tokens (
 );
 CREATE UNIQUE INDEX workspace_tokens_one_active ON workspace_tokens (workspace_id) WHERE revoked_at IS NULL;
 
+-- `seq` orders provisions exactly; two may share a millisecond.
 CREATE TABLE provisions (
-    id            TEXT PRIMARY KEY,
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
     workspace_id  TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
     request_model TEXT,
     resolution    TEXT NOT NULL,
     created_at    INTEGER NOT NULL
 );
-CREATE INDEX provisions_by_workspace ON provisions (workspace_id, created_at);
+CREATE INDEX provisions_by_workspace ON provisions (workspace_id, seq);
 
 CREATE TABLE admin_token (
     id         INTEGER PRIMARY KEY CHECK (id = 1),

@@ -1,0 +1,473 @@
+//! The JSON shapes of the API: request bodies (unknown fields rejected), response bodies, and
+//! schema-only types that document shapes serialised by the policy crate.
+//!
+//! Modes and kinds arrive as strings so that a bad one is answered with its own code
+//! (`INVALID_BILLING_MODE`, `INVALID_KIND`) rather than `INVALID_JSON`.
+
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tollgate_policy::{Resolution, WorkspaceToken};
+use utoipa::{IntoParams, ToSchema};
+
+/// `Some(None)` for an explicit `null`, `None` for an absent field (with `#[serde(default)]`).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Org {
+    /// UUID.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The mode of workspaces with no provider; `null` when unset.
+    #[schema(value_type = Option<BillingMode>, required = true)]
+    pub default_billing_mode: Option<&'static str>,
+    /// Balance in micro-USD.
+    pub credit_micros: i64,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<&tollgate_store::Org> for Org {
+    fn from(o: &tollgate_store::Org) -> Self {
+        Self {
+            id: o.id.clone(),
+            name: o.name.clone(),
+            default_billing_mode: o.default_billing_mode.map(tollgate_policy::BillingMode::as_str),
+            credit_micros: o.credit_micros.get(),
+            created_at: o.created_at.rfc3339(),
+            updated_at: o.updated_at.rfc3339(),
+        }
+    }
+}
+
+/// An agent workspace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Workspace {
+    /// UUID.
+    pub id: String,
+    /// Owning org.
+    pub org_id: String,
+    /// Unique within the org.
+    pub name: String,
+    /// A runtime of the registry.
+    pub runtime: String,
+    /// The configured model.
+    #[schema(required = true)]
+    pub model: Option<String>,
+    /// The explicit billing mode.
+    #[schema(value_type = Option<BillingMode>, required = true)]
+    pub billing_mode: Option<&'static str>,
+    /// `agent` or `concierge`.
+    #[schema(value_type = WorkspaceKind)]
+    pub kind: &'static str,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<&tollgate_store::Workspace> for Workspace {
+    fn from(w: &tollgate_store::Workspace) -> Self {
+        Self {
+            id: w.id.clone(),
+            org_id: w.org_id.clone(),
+            name: w.name.clone(),
+            runtime: w.runtime.clone(),
+            model: w.model.clone(),
+            billing_mode: w.billing_mode.map(tollgate_policy::BillingMode::as_str),
+            kind: w.kind.as_str(),
+            created_at: w.created_at.rfc3339(),
+            updated_at: w.updated_at.rfc3339(),
+        }
+    }
+}
+
+/// A secret's name and last write; never its value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretMeta {
+    /// The name.
+    pub name: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<&tollgate_store::SecretMeta> for SecretMeta {
+    fn from(m: &tollgate_store::SecretMeta) -> Self {
+        Self { name: m.name.clone(), updated_at: m.updated_at.rfc3339() }
+    }
+}
+
+/// An org's balance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Credit {
+    /// Balance in micro-USD after the adjustment.
+    pub credit_micros: i64,
+}
+
+/// `POST /admin/orgs`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrg {
+    /// Unique name: 1 to 200 characters, no control characters.
+    pub name: String,
+    /// The mode for workspaces with no provider.
+    #[serde(default)]
+    #[schema(value_type = Option<BillingMode>)]
+    pub default_billing_mode: Option<String>,
+    /// Initial balance in micro-USD, 0 to 10^15 (default 0).
+    #[serde(default)]
+    pub credit_micros: Option<i64>,
+}
+
+/// `PATCH /admin/orgs/{org}`: absent fields are left as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchOrg {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New default mode; `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<BillingMode>)]
+    pub default_billing_mode: Option<Option<String>>,
+}
+
+/// `POST /admin/orgs/{org}/credit`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreditAdjustment {
+    /// Micro-USD to add (negative to remove); |delta| at most 10^15.
+    pub delta_micros: i64,
+    /// Why, for the record; not empty.
+    pub reason: String,
+}
+
+/// `PUT .../secrets/{name}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutSecret {
+    /// The value: at most 64 KiB, no NUL. Stored encrypted; never returned by a read.
+    pub value: String,
+}
+
+impl std::fmt::Debug for PutSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PutSecret(<redacted>)")
+    }
+}
+
+/// `POST /admin/workspaces`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    /// Owning org.
+    pub org_id: String,
+    /// Unique within the org: 1 to 200 characters, no control characters.
+    pub name: String,
+    /// A runtime of the registry (`claude-code`, `codex`, `openai-compatible`, ...).
+    pub runtime: String,
+    /// The configured model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The explicit billing mode.
+    #[serde(default)]
+    #[schema(value_type = Option<BillingMode>)]
+    pub billing_mode: Option<String>,
+    /// `agent` (default) or `concierge`.
+    #[serde(default)]
+    #[schema(value_type = Option<WorkspaceKind>)]
+    pub kind: Option<String>,
+}
+
+/// `PATCH /admin/workspaces/{ws}`: absent fields are left as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchWorkspace {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New runtime.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// New model; `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub model: Option<Option<String>>,
+    /// New explicit billing mode; `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<BillingMode>)]
+    pub billing_mode: Option<Option<String>>,
+    /// New kind.
+    #[serde(default)]
+    #[schema(value_type = Option<WorkspaceKind>)]
+    pub kind: Option<String>,
+}
+
+/// `GET /admin/workspaces` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListWorkspaces {
+    /// Only the workspaces of this org (empty or absent: all).
+    pub org_id: Option<String>,
+}
+
+/// `POST /admin/workspaces/{ws}/provision`; the body may be empty.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionRequest {
+    /// The model to provision with; it becomes the workspace's model when provisioning
+    /// succeeds. Empty or absent: the workspace's own.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// A rendered environment: real values, serialised only into the provision and pull
+/// responses. Held as `SecretString`s, zeroized on drop.
+pub struct Env(pub BTreeMap<String, SecretString>);
+
+impl Serialize for Env {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v.expose_secret())))
+    }
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+/// The body of a successful provision.
+#[derive(Debug, Serialize)]
+pub struct Provisioned {
+    /// The resolution.
+    pub resolution: Resolution,
+    /// The environment, with the new token filled in.
+    pub env: Env,
+    /// The new workspace token.
+    #[serde(serialize_with = "expose_token")]
+    pub token: WorkspaceToken,
+}
+
+fn expose_token<S: Serializer>(t: &WorkspaceToken, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(t.expose())
+}
+
+/// The body of a successful pull.
+#[derive(Debug, Serialize)]
+pub struct Pulled {
+    /// The resolution.
+    pub resolution: Resolution,
+    /// The environment, with the presented token filled in.
+    pub env: Env,
+}
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    /// `ok` or `ready`.
+    pub status: &'static str,
+}
+
+/// Schema-only types: shapes serialised by other crates, documented here.
+pub mod doc {
+    #![expect(dead_code, reason = "these types exist only to describe JSON in the OpenAPI document")]
+
+    use std::collections::BTreeMap;
+
+    use utoipa::ToSchema;
+
+    /// Who pays for a workspace's LLM calls.
+    #[derive(ToSchema)]
+    #[schema(as = BillingMode)]
+    #[serde(rename_all = "snake_case")]
+    pub enum BillingMode {
+        /// Through the Tollgate proxy, charged to the org's credit.
+        PlatformManaged,
+        /// Directly to the provider with the customer's own key.
+        Byok,
+        /// No LLM calls.
+        Disabled,
+    }
+
+    /// What kind of workspace.
+    #[derive(ToSchema)]
+    #[schema(as = WorkspaceKind)]
+    #[serde(rename_all = "snake_case")]
+    pub enum WorkspaceKind {
+        /// An ordinary agent.
+        Agent,
+        /// The platform's concierge, pinned to the platform unless told otherwise.
+        Concierge,
+    }
+
+    /// Where the resolved mode came from.
+    #[derive(ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ModeSource {
+        /// The workspace's own `billing_mode`.
+        Explicit,
+        /// A workspace secret `LLM_PROVIDER`.
+        StoredProvider,
+        /// A concierge pinned to the platform.
+        ConciergePin,
+        /// The provider derived from the effective model.
+        DerivedProvider,
+        /// The org's `default_billing_mode`.
+        OrgDefault,
+        /// Nothing decided: `platform_managed`.
+        Fallback,
+    }
+
+    /// Where the effective model came from.
+    #[derive(ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ModelSource {
+        /// The provision request.
+        Request,
+        /// The workspace's `model`.
+        Workspace,
+        /// A `MODEL` secret.
+        Secret,
+    }
+
+    /// Where a credential came from.
+    #[derive(ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Origin {
+        /// An org secret.
+        Org,
+        /// A workspace secret.
+        Workspace,
+        /// Injected by Tollgate.
+        Tollgate,
+    }
+
+    /// The codes of a failed resolution (answered 422 by provision and the pull).
+    #[derive(ToSchema)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    pub enum ResolutionCode {
+        /// `LLM_PROVIDER` names no provider of the registry.
+        UnknownProvider,
+        /// No provider serves the effective model for this runtime.
+        UnknownModel,
+        /// The explicit billing mode contradicts the provider.
+        ModeProviderConflict,
+        /// BYOK with no provider to honour.
+        NoProvider,
+        /// BYOK with no credential of the provider's `auth_env`.
+        MissingByokCredential,
+        /// A stored secret could not be decrypted.
+        SecretUnreadable,
+        /// The workspace's runtime is not in the registry.
+        UnknownRuntime,
+    }
+
+    /// A failed resolution's code and message.
+    #[derive(ToSchema)]
+    pub struct ResolutionError {
+        /// The stable code.
+        pub code: ResolutionCode,
+        /// What went wrong and how to fix it (never a value).
+        pub message: String,
+    }
+
+    /// A credential kept in (or injected into) the plan.
+    #[derive(ToSchema)]
+    pub struct CredentialRef {
+        /// The env name.
+        pub name: String,
+        /// Its origin.
+        pub origin: Origin,
+    }
+
+    /// A name the plan dropped, and why.
+    #[derive(ToSchema)]
+    pub struct Dropped {
+        /// The env name.
+        pub name: String,
+        /// Its origin.
+        pub origin: Origin,
+        /// Why it was dropped.
+        pub reason: String,
+    }
+
+    /// The resolution object (DESIGN.md section 9). Holds names and origins, never values.
+    #[derive(ToSchema)]
+    pub struct Resolution {
+        /// The workspace resolved.
+        pub workspace_id: String,
+        /// The mode; `null` exactly when `error` is set.
+        #[schema(required = true)]
+        pub resolved_mode: Option<BillingMode>,
+        /// Where the mode came from.
+        #[schema(required = true)]
+        pub source: Option<ModeSource>,
+        /// The provider id.
+        #[schema(required = true)]
+        pub provider: Option<String>,
+        /// The effective model.
+        #[schema(required = true)]
+        pub effective_model: Option<String>,
+        /// Where it came from.
+        #[schema(required = true)]
+        pub model_source: Option<ModelSource>,
+        /// Set when resolution failed.
+        #[schema(required = true)]
+        pub error: Option<ResolutionError>,
+        /// LLM credentials in the plan.
+        pub credentials: Vec<CredentialRef>,
+        /// Names left out, with the reason.
+        pub dropped: Vec<Dropped>,
+        /// One line per decision.
+        pub trace: Vec<String>,
+    }
+
+    /// A successful provision. Goes only to the provisioner: it holds real values.
+    #[derive(ToSchema)]
+    pub struct ProvisionResponse {
+        /// The resolution.
+        pub resolution: Resolution,
+        /// The workspace's environment, values included, the new token filled in.
+        pub env: BTreeMap<String, String>,
+        /// The new workspace token (`tg_ws_...`); the previous one is revoked.
+        pub token: String,
+    }
+
+    /// A successful pull.
+    #[derive(ToSchema)]
+    pub struct PullResponse {
+        /// The resolution.
+        pub resolution: Resolution,
+        /// The workspace's environment, values included.
+        pub env: BTreeMap<String, String>,
+    }
+
+    /// An error's code and message.
+    #[derive(ToSchema)]
+    pub struct ErrorDetail {
+        /// The stable code, e.g. `NOT_FOUND` or, on a 422, the resolution's code.
+        pub code: String,
+        /// For people; never a secret value or a token.
+        pub message: String,
+    }
+
+    /// Every error: `{"error":{"code","message"}}`; a 422 from provision or the pull also
+    /// carries the failed `resolution`.
+    #[derive(ToSchema)]
+    pub struct ErrorResponse {
+        /// The error.
+        pub error: ErrorDetail,
+        /// The failed resolution (422 only).
+        pub resolution: Option<Resolution>,
+    }
+}
+
+pub use doc::{BillingMode, WorkspaceKind};

@@ -1,0 +1,91 @@
+//! Authentication: the admin token on `/admin/*`, workspace tokens on the secrets pull.
+//!
+//! Tokens are compared by their SHA-256 hash, in constant time; the store keeps nothing
+//! else of them. Header values are marked sensitive by the router's outermost layer, so
+//! tracing never prints them.
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
+use subtle::ConstantTimeEq;
+use tollgate_policy::WorkspaceToken;
+use tollgate_store::{TokenHash, Workspace};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiErrorCode};
+
+/// The header an agent may use instead of `Authorization: Bearer` (Anthropic's convention).
+pub const X_API_KEY: &str = "x-api-key";
+
+/// `prefix` + 43 base62 characters from the operating system's CSPRNG; `None` when the
+/// random source fails (never a token from a partly filled buffer).
+pub fn mint(prefix: &str) -> Option<SecretString> {
+    let mut failed = false;
+    // Wrapped at once, so the text is zeroized on drop whatever happens.
+    let token = SecretString::from(tollgate_policy::token::mint_body(prefix, |buf| {
+        if getrandom::fill(buf).is_err() {
+            failed = true;
+        }
+    }));
+    (!failed).then_some(token)
+}
+
+/// A fresh workspace token; `None` when the random source fails.
+pub fn mint_workspace_token() -> Option<WorkspaceToken> {
+    let mut failed = false;
+    let token = WorkspaceToken::mint(|buf| {
+        if getrandom::fill(buf).is_err() {
+            failed = true;
+        }
+    });
+    (!failed).then_some(token)
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive), if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The workspace token a request presents: `Authorization: Bearer`, else `x-api-key`.
+pub fn presented_workspace_token(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| headers.get(X_API_KEY)?.to_str().ok().map(str::trim).filter(|t| !t.is_empty()))
+}
+
+/// Middleware on every `/admin` route: the admin token or 401.
+pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match check_admin(&state, request.headers()).await {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = bearer(headers).ok_or_else(|| {
+        ApiError::new(ApiErrorCode::Unauthorized, "admin routes need `Authorization: Bearer <admin token>`")
+    })?;
+    let wrong = || ApiError::new(ApiErrorCode::Unauthorized, "the admin token is not valid");
+    let stored = state.store().admin_token_hash().await?.ok_or_else(wrong)?;
+    let presented = TokenHash::of(presented);
+    if bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) { Ok(()) } else { Err(wrong()) }
+}
+
+/// The workspace whose active token the request presents, and that token. Unknown, revoked
+/// or malformed tokens are 401; the caller checks the workspace (403 for another one).
+pub async fn workspace_from_token(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Workspace, WorkspaceToken), ApiError> {
+    let presented = presented_workspace_token(headers).ok_or_else(|| {
+        ApiError::new(ApiErrorCode::Unauthorized, "send the workspace token in `Authorization: Bearer` or `x-api-key`")
+    })?;
+    let invalid = || ApiError::new(ApiErrorCode::Unauthorized, "the workspace token is unknown or has been revoked");
+    let token = WorkspaceToken::parse(presented).map_err(|_| invalid())?;
+    let workspace = state.store().workspace_for_token(&TokenHash::of(token.expose())).await?.ok_or_else(invalid)?;
+    Ok((workspace, token))
+}

@@ -1,0 +1,120 @@
+//! Tollgate's HTTP API (DESIGN.md section 9): the admin routes, provisioning, the secrets
+//! pull, health, metrics and the OpenAPI document.
+//!
+//! This is the only crate that knows HTTP and the JSON shapes of the API. It decides nothing
+//! about billing modes or credentials: every route that needs a decision loads the stored
+//! state and calls [`tollgate_policy::resolve`], so the read endpoint, provisioning and the
+//! pull agree by construction (invariant I2).
+//!
+//! Secret values and tokens appear in exactly two response bodies (the provision response
+//! and the pull) and nowhere else: not in errors, not in logs, not in metrics.
+
+mod api;
+mod auth;
+mod error;
+mod extract;
+mod openapi;
+mod routes;
+mod telemetry;
+mod validate;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use secrecy::SecretString;
+use tollgate_policy::{PublicUrl, Registry};
+use tollgate_store::{Store, StoreError, TokenHash};
+
+pub use error::{ApiError, ApiErrorCode};
+pub use openapi::openapi;
+
+/// The largest request body the API reads, in bytes (512 KiB). Larger bodies are answered
+/// 413 `PAYLOAD_TOO_LARGE`.
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+
+/// The prefix of the admin token.
+pub const ADMIN_TOKEN_PREFIX: &str = "tg_admin_";
+
+/// Everything a request handler needs: the store, the registry in force and the public URL.
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    public_url: Arc<PublicUrl>,
+}
+
+impl AppState {
+    /// A state over `store`, resolving against `registry` and planning with `public_url`
+    /// (what workspaces use to reach this server).
+    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, public_url: PublicUrl) -> Self {
+        Self { store, registry, public_url: Arc::new(public_url) }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// The registry in force.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The public URL.
+    pub fn public_url(&self) -> &PublicUrl {
+        &self.public_url
+    }
+}
+
+/// The whole API as an axum router, with its layers: sensitive headers, request tracing (no
+/// bodies, no header values), the body limit, metrics and JSON fallbacks for unknown routes
+/// and methods.
+///
+/// Installs the process-wide Prometheus recorder on first use.
+pub fn router(state: AppState) -> Router {
+    routes::build(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting connections
+/// and drains in-flight requests (graceful shutdown).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "tollgate API listening");
+    }
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Ensures an admin token exists.
+///
+/// - With `configured` (`TOLLGATE_ADMIN_TOKEN`, non-empty): stores its SHA-256 hash, replacing
+///   any stored one, and returns `Ok(None)`.
+/// - Else, if the store already has a hash: returns `Ok(None)`.
+/// - Else mints `tg_admin_` + 43 base62 characters from the operating system's CSPRNG, stores
+///   its hash and returns the token, which the caller prints once. It is never logged.
+///
+/// # Errors
+/// The store's errors; `StoreError::Crypto` when the operating system's random source fails.
+pub async fn bootstrap_admin_token(
+    store: &dyn Store,
+    configured: Option<&str>,
+) -> Result<Option<SecretString>, StoreError> {
+    if let Some(token) = configured.map(str::trim).filter(|t| !t.is_empty()) {
+        store.set_admin_token_hash(&TokenHash::of(token)).await?;
+        tracing::info!("admin token set from the configuration");
+        return Ok(None);
+    }
+    if store.admin_token_hash().await?.is_some() {
+        return Ok(None);
+    }
+    let token = auth::mint(ADMIN_TOKEN_PREFIX).ok_or(StoreError::Crypto)?;
+    store.set_admin_token_hash(&TokenHash::of(secrecy::ExposeSecret::expose_secret(&token))).await?;
+    tracing::info!("generated a new admin token");
+    Ok(Some(token))
+}

@@ -1,0 +1,74 @@
+//! The route table and the layers around it.
+
+mod ops;
+mod orgs;
+mod resolution;
+mod secrets;
+mod workspaces;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderName;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ApiErrorCode};
+use crate::{AppState, auth, telemetry};
+
+/// Every `/admin` route; the admin-token check is layered on in [`build`].
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(orgs::create_org, orgs::list_orgs))
+        .routes(routes!(orgs::get_org, orgs::patch_org))
+        .routes(routes!(orgs::adjust_credit))
+        .routes(routes!(secrets::put_org_secret, secrets::delete_org_secret))
+        .routes(routes!(secrets::list_org_secrets))
+        .routes(routes!(workspaces::create_workspace, workspaces::list_workspaces))
+        .routes(routes!(workspaces::get_workspace, workspaces::patch_workspace, workspaces::delete_workspace))
+        .routes(routes!(secrets::put_workspace_secret, secrets::delete_workspace_secret))
+        .routes(routes!(secrets::list_workspace_secrets))
+        .routes(routes!(resolution::billing_mode))
+        .routes(routes!(resolution::provision))
+}
+
+/// The routes without the admin token: the pull (workspace token) and operations.
+pub fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(resolution::pull))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ApiErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ApiErrorCode::MethodNotAllowed, "this route does not accept that method")
+}
+
+/// The router with its layers, outermost last: metrics, body limit, panic catcher, request
+/// tracing, and the sensitive-header marking that keeps tokens out of every log.
+pub fn build(state: AppState) -> Router {
+    telemetry::install_recorder();
+    let (admin, _) = admin_routes().split_for_parts();
+    let (public, _) = public_routes().split_for_parts();
+    let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    Router::new()
+        .merge(admin)
+        .merge(public)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(telemetry::track))
+        .layer(DefaultBodyLimit::max(crate::MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(telemetry::panic_response))
+        .layer(telemetry::trace_layer())
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, HeaderName::from_static(auth::X_API_KEY)]))
+        .with_state(state)
+}

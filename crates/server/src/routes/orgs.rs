@@ -1,0 +1,127 @@
+//! `/admin/orgs`: create, list, read and change orgs, and adjust their credit.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use tollgate_store::{NewOrg, OrgPatch};
+
+use crate::AppState;
+use crate::api::doc::ErrorResponse;
+use crate::api::{CreateOrg, Credit, CreditAdjustment, Org, PatchOrg};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath};
+use crate::validate;
+
+/// Creates an org.
+#[utoipa::path(
+    post, path = "/admin/orgs", tag = "orgs",
+    request_body = CreateOrg,
+    responses(
+        (status = 201, description = "The new org", body = Org),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE or INVALID_CREDIT", body = ErrorResponse),
+        (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 409, description = "CONFLICT: the name is taken", body = ErrorResponse),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorResponse),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn create_org(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateOrg>,
+) -> Result<(StatusCode, Json<Org>), ApiError> {
+    let new = NewOrg {
+        name: validate::name("an org", body.name)?,
+        default_billing_mode: validate::opt_billing_mode(body.default_billing_mode.as_deref())?,
+        credit_micros: validate::initial_credit(body.credit_micros)?,
+    };
+    let org = state.store().create_org(&new).await?;
+    tracing::info!(org_id = %org.id, "org created");
+    Ok((StatusCode::CREATED, Json(Org::from(&org))))
+}
+
+/// Lists every org, by name.
+#[utoipa::path(
+    get, path = "/admin/orgs", tag = "orgs",
+    responses(
+        (status = 200, description = "All orgs", body = Vec<Org>),
+        (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn list_orgs(State(state): State<AppState>) -> Result<Json<Vec<Org>>, ApiError> {
+    let orgs = state.store().list_orgs().await?;
+    Ok(Json(orgs.iter().map(Org::from).collect()))
+}
+
+/// Reads one org.
+#[utoipa::path(
+    get, path = "/admin/orgs/{org}", tag = "orgs",
+    params(("org" = String, Path, description = "Org id")),
+    responses(
+        (status = 200, description = "The org", body = Org),
+        (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 404, description = "NOT_FOUND", body = ErrorResponse),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn get_org(State(state): State<AppState>, ApiPath(org): ApiPath<String>) -> Result<Json<Org>, ApiError> {
+    let org = state.store().get_org(validate::id("org", &org)?).await?;
+    Ok(Json(Org::from(&org)))
+}
+
+/// Changes an org's name or default billing mode (`null` clears the mode).
+#[utoipa::path(
+    patch, path = "/admin/orgs/{org}", tag = "orgs",
+    params(("org" = String, Path, description = "Org id")),
+    request_body = PatchOrg,
+    responses(
+        (status = 200, description = "The changed org", body = Org),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME or INVALID_BILLING_MODE", body = ErrorResponse),
+        (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 404, description = "NOT_FOUND", body = ErrorResponse),
+        (status = 409, description = "CONFLICT: the name is taken", body = ErrorResponse),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn patch_org(
+    State(state): State<AppState>,
+    ApiPath(org): ApiPath<String>,
+    ApiJson(body): ApiJson<PatchOrg>,
+) -> Result<Json<Org>, ApiError> {
+    let id = validate::id("org", &org)?;
+    let patch = OrgPatch {
+        name: body.name.map(|n| validate::name("an org", n)).transpose()?,
+        default_billing_mode: body
+            .default_billing_mode
+            .map(|m| validate::opt_billing_mode(m.as_deref()))
+            .transpose()?,
+    };
+    let org = state.store().update_org(id, &patch).await?;
+    tracing::info!(org_id = %org.id, "org changed");
+    Ok(Json(Org::from(&org)))
+}
+
+/// Adds `delta_micros` (possibly negative) to the org's credit, with a reason.
+#[utoipa::path(
+    post, path = "/admin/orgs/{org}/credit", tag = "orgs",
+    params(("org" = String, Path, description = "Org id")),
+    request_body = CreditAdjustment,
+    responses(
+        (status = 200, description = "The new balance", body = Credit),
+        (status = 400, description = "INVALID_JSON or INVALID_CREDIT", body = ErrorResponse),
+        (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 404, description = "NOT_FOUND", body = ErrorResponse),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn adjust_credit(
+    State(state): State<AppState>,
+    ApiPath(org): ApiPath<String>,
+    ApiJson(body): ApiJson<CreditAdjustment>,
+) -> Result<Json<Credit>, ApiError> {
+    let id = validate::id("org", &org)?;
+    let delta = validate::credit_delta(body.delta_micros, &body.reason)?;
+    let balance = state.store().adjust_credit(id, delta, body.reason.trim()).await?;
+    tracing::info!(org_id = %id, delta_micros = delta.get(), "credit adjusted");
+    Ok(Json(Credit { credit_micros: balance.get() }))
+}

@@ -1,0 +1,138 @@
+//! `/admin/workspaces`: create, list, read, change and delete workspaces.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use tollgate_policy::WorkspaceKind;
+use tollgate_store::{NewWorkspace, WorkspacePatch};
+
+use crate::AppState;
+use crate::api::doc::ErrorResponse;
+use crate::api::{CreateWorkspace, ListWorkspaces, PatchWorkspace, Workspace};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::validate;
+
+/// Creates a workspace in an org.
+#[utoipa::path(
+    post, path = "/admin/workspaces", tag = "workspaces",
+    request_body = CreateWorkspace,
+    responses(
+        (status = 201, description = "The new workspace", body = Workspace),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL, INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
+        (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 404, description = "NOT_FOUND: no such org", body = ErrorResponse),
+        (status = 409, description = "CONFLICT: the org has a workspace of that name", body = ErrorResponse),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn create_workspace(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateWorkspace>,
+) -> Result<(StatusCode, Json<Workspace>), ApiError> {
+    let new = NewWorkspace {
+        name: validate::name("a workspace", body.name)?,
+        runtime: validate::runtime(state.registry(), body.runtime)?,
+        model: validate::opt_model(body.model)?,
+        billing_mode: validate::opt_billing_mode(body.billing_mode.as_deref())?,
+        kind: body.kind.as_deref().map(validate::kind).transpose()?.unwrap_or(WorkspaceKind::Agent),
+        org_id: validate::id("org", &body.org_id)?.to_owned(),
+    };
+    let ws = state.store().create_workspace(&new).await?;
+    tracing::info!(workspace_id = %ws.id, org_id = %ws.org_id, "workspace created");
+    Ok((StatusCode::CREATED, Json(Workspace::from(&ws))))
+}
+
+/// Lists workspaces, of one org (`org_id`) or all.
+#[utoipa::path(
+    get, path = "/admin/workspaces", tag = "workspaces",
+    params(ListWorkspaces),
+    responses(
+        (status = 200, description = "The workspaces, by name", body = Vec<Workspace>),
+        (status = 400, description = "INVALID_QUERY", body = ErrorResponse),
+        (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 404, description = "NOT_FOUND: no such org", body = ErrorResponse),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn list_workspaces(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListWorkspaces>,
+) -> Result<Json<Vec<Workspace>>, ApiError> {
+    // `?org_id=` (empty) is no filter.
+    let org = query.org_id.as_deref().filter(|o| !o.is_empty()).map(|o| validate::id("org", o)).transpose()?;
+    let list = state.store().list_workspaces(org).await?;
+    Ok(Json(list.iter().map(Workspace::from).collect()))
+}
+
+/// Reads one workspace.
+#[utoipa::path(
+    get, path = "/admin/workspaces/{ws}", tag = "workspaces",
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses(
+        (status = 200, description = "The workspace", body = Workspace),
+        (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 404, description = "NOT_FOUND", body = ErrorResponse),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn get_workspace(
+    State(state): State<AppState>,
+    ApiPath(ws): ApiPath<String>,
+) -> Result<Json<Workspace>, ApiError> {
+    let ws = state.store().get_workspace(validate::id("workspace", &ws)?).await?;
+    Ok(Json(Workspace::from(&ws)))
+}
+
+/// Changes a workspace (`null` clears `model` or `billing_mode`).
+#[utoipa::path(
+    patch, path = "/admin/workspaces/{ws}", tag = "workspaces",
+    params(("ws" = String, Path, description = "Workspace id")),
+    request_body = PatchWorkspace,
+    responses(
+        (status = 200, description = "The changed workspace", body = Workspace),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL, INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
+        (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 404, description = "NOT_FOUND", body = ErrorResponse),
+        (status = 409, description = "CONFLICT: the org has a workspace of that name", body = ErrorResponse),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn patch_workspace(
+    State(state): State<AppState>,
+    ApiPath(ws): ApiPath<String>,
+    ApiJson(body): ApiJson<PatchWorkspace>,
+) -> Result<Json<Workspace>, ApiError> {
+    let id = validate::id("workspace", &ws)?;
+    let patch = WorkspacePatch {
+        name: body.name.map(|n| validate::name("a workspace", n)).transpose()?,
+        runtime: body.runtime.map(|r| validate::runtime(state.registry(), r)).transpose()?,
+        model: body.model.map(validate::opt_model).transpose()?,
+        billing_mode: body.billing_mode.map(|m| validate::opt_billing_mode(m.as_deref())).transpose()?,
+        kind: body.kind.as_deref().map(validate::kind).transpose()?,
+    };
+    let ws = state.store().update_workspace(id, &patch).await?;
+    tracing::info!(workspace_id = %ws.id, "workspace changed");
+    Ok(Json(Workspace::from(&ws)))
+}
+
+/// Deletes a workspace with its secrets, tokens and provision records.
+#[utoipa::path(
+    delete, path = "/admin/workspaces/{ws}", tag = "workspaces",
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 404, description = "NOT_FOUND", body = ErrorResponse),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn delete_workspace(
+    State(state): State<AppState>,
+    ApiPath(ws): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = validate::id("workspace", &ws)?;
+    state.store().delete_workspace(id).await?;
+    tracing::info!(workspace_id = %id, "workspace deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,130 @@
+//! Request tracing and Prometheus metrics.
+//!
+//! Spans carry the method, the route template and the path (ids and secret names, never
+//! values); header values are marked sensitive before tracing sees them and bodies are never
+//! logged. Metrics are labelled by method, route template and status, never by raw path.
+
+use std::any::Any;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower_http::LatencyUnit;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{
+    DefaultOnBodyChunk, DefaultOnEos, DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, TraceLayer,
+};
+use tracing::{Level, Span};
+
+use crate::error::{ApiError, ApiErrorCode};
+
+/// Requests served, by method, route template and status.
+pub const REQUESTS: &str = "tollgate_http_requests_total";
+/// Request latency in seconds, by method and route template.
+pub const DURATION: &str = "tollgate_http_request_duration_seconds";
+
+const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once; later calls (another app in the same
+/// process) reuse it. If another recorder was installed first, metrics are still rendered
+/// from a private recorder, which then records nothing; that is logged.
+pub fn install_recorder() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = || {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(DURATION.to_owned()), BUCKETS)
+        };
+        let installed = builder().and_then(PrometheusBuilder::install_recorder);
+        match installed {
+            Ok(handle) => {
+                metrics::describe_counter!(REQUESTS, "HTTP requests served, by method, route template and status");
+                metrics::describe_histogram!(DURATION, metrics::Unit::Seconds, "HTTP request latency");
+                metrics::describe_counter!(
+                    "tollgate_resolutions_total",
+                    "Resolutions by caller (read, provision, pull) and outcome (ok or the error code)"
+                );
+                handle
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot install the Prometheus recorder; /metrics will be empty");
+                PrometheusBuilder::new().build_recorder().handle()
+            }
+        }
+    })
+}
+
+/// The metrics in Prometheus text format.
+pub fn render() -> String {
+    let handle = install_recorder();
+    handle.run_upkeep();
+    handle.render()
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn route_label(req: &Request) -> String {
+    req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
+}
+
+/// Middleware: counts the request and records its latency.
+pub async fn track(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = method_label(req.method());
+    let route = route_label(&req);
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(REQUESTS, "method" => method, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!(DURATION, "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
+    response
+}
+
+fn make_span(req: &Request<Body>) -> Span {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!("request", method = %req.method(), route, path = %req.uri().path())
+}
+
+/// The request tracing layer's type.
+pub type Trace = TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    fn(&Request<Body>) -> Span,
+    DefaultOnRequest,
+    DefaultOnResponse,
+    DefaultOnBodyChunk,
+    DefaultOnEos,
+    DefaultOnFailure,
+>;
+
+/// Request tracing: a span per request, "started" at DEBUG, "finished" with status and
+/// latency at INFO, server errors at ERROR. No headers, no bodies.
+pub fn trace_layer() -> Trace {
+    TraceLayer::new_for_http()
+        .make_span_with(make_span as fn(&Request<Body>) -> Span)
+        .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+        .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Millis))
+        .on_failure(DefaultOnFailure::new().level(Level::ERROR).latency_unit(LatencyUnit::Millis))
+}
+
+/// A handler panicked: 500 with the generic message. The panic itself was reported by the
+/// panic hook.
+pub fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(ApiErrorCode::Internal, "internal error; the details are in the server log").into_response()
+}

@@ -1,0 +1,159 @@
+//! Checks of user input, each answering one stable error code. Messages may quote what the
+//! caller sent for names, ids and modes (truncated), never a secret value.
+
+use tollgate_policy::secret::ValueError;
+use tollgate_policy::{BillingMode, Micros, Registry, SecretName, SecretValue, WorkspaceKind};
+
+use crate::error::{ApiError, ApiErrorCode};
+
+/// The longest org or workspace name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// The longest model id, in characters.
+pub const MAX_MODEL_CHARS: usize = 256;
+/// The largest credit amount (initial or delta), in micro-USD: a billion dollars.
+pub const MAX_CREDIT_MICROS: i64 = 1_000_000_000_000_000;
+/// The longest credit reason, in characters.
+pub const MAX_REASON_CHARS: usize = 1000;
+/// The longest id the store could have minted (ids are UUIDs); anything longer is not found.
+const MAX_ID_BYTES: usize = 128;
+
+/// `s` cut to 64 characters, for quoting in a message.
+pub fn quote(s: &str) -> String {
+    const LIMIT: usize = 64;
+    match s.char_indices().nth(LIMIT) {
+        None => s.to_owned(),
+        Some((end, _)) => format!("{}...", &s[..end]),
+    }
+}
+
+/// An org or workspace name: non-blank, at most 200 characters, no control characters.
+pub fn name(what: &str, s: String) -> Result<String, ApiError> {
+    let bad = |why: &str| Err(ApiError::new(ApiErrorCode::InvalidName, format!("{what} name {why}")));
+    if s.trim().is_empty() {
+        return bad("cannot be empty");
+    }
+    let chars = s.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return bad(&format!("is at most {MAX_NAME_CHARS} characters; this one has {chars}"));
+    }
+    if s.chars().any(char::is_control) {
+        return bad("cannot contain control characters");
+    }
+    Ok(s)
+}
+
+/// A model id: at most 256 characters, no control characters (it ends up in an environment).
+pub fn model(s: String) -> Result<String, ApiError> {
+    let chars = s.chars().count();
+    if chars > MAX_MODEL_CHARS {
+        return Err(ApiError::new(
+            ApiErrorCode::InvalidModel,
+            format!("a model id is at most {MAX_MODEL_CHARS} characters; this one has {chars}"),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ApiError::new(ApiErrorCode::InvalidModel, "a model id cannot contain control characters"));
+    }
+    Ok(s)
+}
+
+/// An optional model.
+pub fn opt_model(s: Option<String>) -> Result<Option<String>, ApiError> {
+    s.map(model).transpose()
+}
+
+/// `platform_managed`, `byok` or `disabled`, exactly.
+pub fn billing_mode(s: &str) -> Result<BillingMode, ApiError> {
+    BillingMode::parse(s).ok_or_else(|| {
+        ApiError::new(
+            ApiErrorCode::InvalidBillingMode,
+            format!("`{}` is not a billing mode: use platform_managed, byok or disabled", quote(s)),
+        )
+    })
+}
+
+/// An optional billing mode.
+pub fn opt_billing_mode(s: Option<&str>) -> Result<Option<BillingMode>, ApiError> {
+    s.map(billing_mode).transpose()
+}
+
+/// `agent` or `concierge`, exactly.
+pub fn kind(s: &str) -> Result<WorkspaceKind, ApiError> {
+    WorkspaceKind::parse(s).ok_or_else(|| {
+        ApiError::new(
+            ApiErrorCode::InvalidKind,
+            format!("`{}` is not a workspace kind: use agent or concierge", quote(s)),
+        )
+    })
+}
+
+/// A runtime the registry defines.
+pub fn runtime(registry: &Registry, s: String) -> Result<String, ApiError> {
+    if registry.runtime(&s).is_some() {
+        return Ok(s);
+    }
+    let known: Vec<&str> = registry.runtimes().map(|r| r.id()).collect();
+    Err(ApiError::new(
+        ApiErrorCode::UnknownRuntime,
+        format!("`{}` is not a runtime of the registry; known runtimes: {}", quote(&s), known.join(", ")),
+    ))
+}
+
+/// A secret name: upper case already (never upper-cased here), outside `TOLLGATE_`.
+pub fn secret_name(s: &str) -> Result<SecretName, ApiError> {
+    // The policy's messages are bounded: names over 128 bytes are refused before they are
+    // quoted, and invalid ones are truncated.
+    SecretName::parse(s).map_err(|e| ApiError::new(ApiErrorCode::InvalidSecretName, e.to_string()))
+}
+
+/// A secret value: at most 64 KiB, no NUL. The message never contains the value.
+pub fn secret_value(s: String) -> Result<SecretValue, ApiError> {
+    SecretValue::parse(s).map_err(|e| match e {
+        ValueError::TooLong(_) => ApiError::new(ApiErrorCode::SecretValueTooLarge, e.to_string()),
+        ValueError::Nul => ApiError::new(ApiErrorCode::InvalidSecretValue, e.to_string()),
+    })
+}
+
+/// An initial credit: 0 to 10^15 micro-USD.
+pub fn initial_credit(micros: Option<i64>) -> Result<Micros, ApiError> {
+    let micros = micros.unwrap_or(0);
+    if !(0..=MAX_CREDIT_MICROS).contains(&micros) {
+        return Err(ApiError::new(
+            ApiErrorCode::InvalidCredit,
+            format!("credit_micros must be between 0 and {MAX_CREDIT_MICROS}"),
+        ));
+    }
+    Ok(Micros::new(micros))
+}
+
+/// A credit adjustment: |delta| at most 10^15 micro-USD, with a reason.
+pub fn credit_delta(delta: i64, reason: &str) -> Result<Micros, ApiError> {
+    if delta.unsigned_abs() > MAX_CREDIT_MICROS.unsigned_abs() {
+        return Err(ApiError::new(
+            ApiErrorCode::InvalidCredit,
+            format!("delta_micros must be between -{MAX_CREDIT_MICROS} and {MAX_CREDIT_MICROS}"),
+        ));
+    }
+    if reason.trim().is_empty() {
+        return Err(ApiError::new(ApiErrorCode::InvalidCredit, "a credit adjustment needs a reason"));
+    }
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::new(
+            ApiErrorCode::InvalidCredit,
+            format!("a reason is at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    if reason.contains('\0') {
+        return Err(ApiError::new(ApiErrorCode::InvalidCredit, "a reason cannot contain a NUL character"));
+    }
+    Ok(Micros::new(delta))
+}
+
+/// An id from a path, body or query. Ids are UUIDs the store minted; a string no store could
+/// hold (too long, control characters) is simply not found, without asking the database.
+pub fn id<'a>(what: &str, s: &'a str) -> Result<&'a str, ApiError> {
+    if s.is_empty() || s.len() > MAX_ID_BYTES || s.chars().any(char::is_control) {
+        return Err(ApiError::not_found(what));
+    }
+    Ok(s)
+}

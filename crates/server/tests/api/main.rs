@@ -1,0 +1,17 @@
+//! The HTTP API end to end: real servers on 127.0.0.1 over SQLite files and a throwaway
+//! Postgres, talked to with reqwest.
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
+
+mod support;
+
+mod auth;
+mod encryption;
+mod errors;
+mod logs;
+mod ops;
+mod orgs;
+mod parity;
+mod persistence;
+mod provision;
+mod secrets;
+mod workspaces;
