@@ -471,3 +471,63 @@ pub mod doc {
 }
 
 pub use doc::{BillingMode, WorkspaceKind};
+
+/// `GET /admin/usage` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UsageParams {
+    /// Only this org's requests.
+    pub org_id: Option<String>,
+    /// Only this workspace's requests.
+    pub workspace_id: Option<String>,
+    /// From this time on (RFC 3339, or a UTC date `YYYY-MM-DD`), inclusive.
+    pub since: Option<String>,
+    /// Up to this time (RFC 3339, or a UTC date `YYYY-MM-DD`), exclusive.
+    pub until: Option<String>,
+    /// `day` (default), `model` or `workspace`.
+    pub group_by: Option<String>,
+}
+
+/// One group of proxied requests, failed ones included.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRow {
+    /// The UTC day (`YYYY-MM-DD`), model id or workspace id.
+    pub key: String,
+    /// Proxied requests.
+    pub requests: i64,
+    /// Of which failed.
+    pub errors: i64,
+    /// Uncached input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Tokens written to the prompt cache.
+    pub cache_write_tokens: i64,
+    /// Tokens read from the prompt cache.
+    pub cache_read_tokens: i64,
+    /// Cost charged to the org's credit, micro-USD.
+    pub cost_micros: i64,
+}
+
+/// `GET /admin/usage` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Usage {
+    /// One row per group, ordered by key.
+    pub rows: Vec<UsageRow>,
+}
+
+impl From<tollgate_store::UsageRow> for UsageRow {
+    fn from(r: tollgate_store::UsageRow) -> Self {
+        Self {
+            key: r.key,
+            requests: r.requests,
+            errors: r.errors,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cache_write_tokens: r.cache_write_tokens,
+            cache_read_tokens: r.cache_read_tokens,
+            cost_micros: r.cost_micros,
+        }
+    }
+}

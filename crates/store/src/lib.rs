@@ -223,6 +223,66 @@ impl ResolutionInputs {
     }
 }
 
+/// How `GET /admin/usage` groups ledger rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UsageGroup {
+    /// By UTC day, `YYYY-MM-DD`.
+    #[default]
+    Day,
+    /// By model id.
+    Model,
+    /// By workspace id.
+    Workspace,
+}
+
+impl UsageGroup {
+    /// Parses `day`, `model` or `workspace`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "day" => Some(Self::Day),
+            "model" => Some(Self::Model),
+            "workspace" => Some(Self::Workspace),
+            _ => None,
+        }
+    }
+}
+
+/// Which ledger rows to count.
+#[derive(Clone, Debug, Default)]
+pub struct UsageQuery {
+    /// Only this org's.
+    pub org_id: Option<String>,
+    /// Only this workspace's.
+    pub workspace_id: Option<String>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// Created before.
+    pub until: Option<Timestamp>,
+    /// The grouping.
+    pub group_by: UsageGroup,
+}
+
+/// Totals of one group of proxied requests (failed ones included).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageRow {
+    /// The day, model or workspace id.
+    pub key: String,
+    /// Proxied requests.
+    pub requests: i64,
+    /// Of which failed (an upstream or proxy error, or a stream cut before its end).
+    pub errors: i64,
+    /// Uncached input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Tokens written to the prompt cache.
+    pub cache_write_tokens: i64,
+    /// Tokens read from the prompt cache.
+    pub cache_read_tokens: i64,
+    /// Cost charged, micro-USD.
+    pub cost_micros: i64,
+}
+
 /// What can go wrong in the store. Messages never contain a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -303,6 +363,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list_provisions(&self, workspace_id: &str) -> Result<Vec<Provision>>;
     /// The workspace whose active token has this hash.
     async fn workspace_for_token(&self, hash: &TokenHash) -> Result<Option<Workspace>>;
+
+    /// Usage totals of the ledger, grouped and ordered by key.
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>>;
 
     /// The stored admin token hash, if any.
     async fn admin_token_hash(&self) -> Result<Option<TokenHash>>;

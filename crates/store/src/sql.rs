@@ -17,7 +17,7 @@ use tollgate_policy::{Micros, SecretName};
 use crate::crypto::{MasterKey, TokenHash};
 use crate::{
     NewOrg, NewWorkspace, Org, OrgPatch, Provision, ProvisionRecord, Result, SecretMeta, Store, StoreError, Timestamp,
-    Workspace, WorkspacePatch,
+    UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
 };
 
 /// The SQLite store: the embedded default (a file under the data dir, WAL mode).
@@ -107,7 +107,7 @@ const ORG_COLUMNS: &str = "id, name, default_billing_mode, credit_micros, create
 const WS_COLUMNS: &str = "id, org_id, name, runtime, model, billing_mode, kind, created_at, updated_at";
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal, $begin:literal) => {
+    ($store:ty, $db:ty, $backend:literal, $begin:literal, $day:literal) => {
         impl $store {
             fn org_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Org> {
                 Ok(Org {
@@ -463,6 +463,48 @@ macro_rules! impl_store {
                 row.map(|r| Self::ws_from_row(&r)).transpose()
             }
 
+            async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
+                let key = match query.group_by {
+                    UsageGroup::Day => $day,
+                    UsageGroup::Model => "model",
+                    UsageGroup::Workspace => "workspace_id",
+                };
+                let sql = format!(
+                    "SELECT {key} AS key, CAST(COUNT(*) AS BIGINT) AS requests, \
+                     CAST(COALESCE(SUM(CASE WHEN http_status IS NULL OR http_status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
+                     CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, \
+                     CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, \
+                     CAST(COALESCE(SUM(cache_write_tokens), 0) AS BIGINT) AS cache_write_tokens, \
+                     CAST(COALESCE(SUM(cache_read_tokens), 0) AS BIGINT) AS cache_read_tokens, \
+                     CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros \
+                     FROM ledger \
+                     WHERE (CAST($1 AS TEXT) IS NULL OR org_id = $1) AND (CAST($2 AS TEXT) IS NULL OR workspace_id = $2) \
+                     AND (CAST($3 AS BIGINT) IS NULL OR created_at >= $3) AND (CAST($4 AS BIGINT) IS NULL OR created_at < $4) \
+                     GROUP BY {key} ORDER BY {key}"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(&query.org_id)
+                    .bind(&query.workspace_id)
+                    .bind(query.since.map(|t| t.0))
+                    .bind(query.until.map(|t| t.0))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(UsageRow {
+                            key: r.try_get("key")?,
+                            requests: r.try_get("requests")?,
+                            errors: r.try_get("errors")?,
+                            input_tokens: r.try_get("input_tokens")?,
+                            output_tokens: r.try_get("output_tokens")?,
+                            cache_write_tokens: r.try_get("cache_write_tokens")?,
+                            cache_read_tokens: r.try_get("cache_read_tokens")?,
+                            cost_micros: r.try_get("cost_micros")?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn admin_token_hash(&self) -> Result<Option<TokenHash>> {
                 let bytes: Option<Vec<u8>> =
                     sqlx::query_scalar("SELECT token_hash FROM admin_token WHERE id = 1").fetch_optional(&self.pool).await?;
@@ -488,5 +530,17 @@ macro_rules! impl_store {
 
 // SQLite write transactions take the write lock up front: a deferred transaction that reads
 // and then writes fails with SQLITE_BUSY_SNAPSHOT under WAL when another writer got in between.
-impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", "BEGIN IMMEDIATE");
-impl_store!(PgStore, sqlx::Postgres, "postgres", "BEGIN");
+impl_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "sqlite",
+    "BEGIN IMMEDIATE",
+    "strftime('%Y-%m-%d', created_at / 1000, 'unixepoch')"
+);
+impl_store!(
+    PgStore,
+    sqlx::Postgres,
+    "postgres",
+    "BEGIN",
+    "to_char(to_timestamp(created_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+);

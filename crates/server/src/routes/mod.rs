@@ -4,6 +4,7 @@ mod ops;
 mod orgs;
 mod resolution;
 mod secrets;
+mod usage;
 mod workspaces;
 
 use axum::Router;
@@ -33,6 +34,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(secrets::list_workspace_secrets))
         .routes(routes!(resolution::billing_mode))
         .routes(routes!(resolution::provision))
+        .routes(routes!(usage::usage))
 }
 
 /// The routes without the admin token: the pull (workspace token) and operations.

@@ -14,4 +14,5 @@ mod parity;
 mod persistence;
 mod provision;
 mod secrets;
+mod usage;
 mod workspaces;

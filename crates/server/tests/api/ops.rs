@@ -85,6 +85,7 @@ async fn openapi_lists_every_route() {
         ("/admin/workspaces/{ws}/secrets", &["get"]),
         ("/admin/workspaces/{ws}/llm-billing-mode", &["get"]),
         ("/admin/workspaces/{ws}/provision", &["post"]),
+        ("/admin/usage", &["get"]),
         ("/workspaces/{ws}/secrets/values", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),

@@ -106,4 +106,5 @@ on_both_backends!(
     admin_token_hash_round_trip,
     data_survives_a_reopen,
     reads_are_never_stale,
+    usage_groups_the_ledger,
 );

@@ -4,7 +4,8 @@ use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::{Origin, Scope, SecretState, SecretValue};
 use tollgate_policy::{Micros, SecretName};
 use tollgate_store::{
-    MasterKey, NewOrg, NewWorkspace, OrgPatch, ProvisionRecord, StoreError, TokenHash, WorkspacePatch,
+    MasterKey, NewOrg, NewWorkspace, OrgPatch, ProvisionRecord, StoreError, Timestamp, TokenHash, UsageGroup,
+    UsageQuery, UsageRow, WorkspacePatch,
 };
 
 use crate::Harness;
@@ -312,4 +313,79 @@ pub async fn reads_are_never_stale(h: Harness) {
         c.unwrap();
         assert_eq!(s.list_workspaces(Some(&org.id)).await.unwrap()[0].model, Some(model), "list, round {i}");
     }
+}
+
+/// Usage totals group ledger rows by day (UTC), model or workspace, count failed requests
+/// and filter by org, workspace and time. (The proxy writes the ledger; here rows are raw.)
+pub async fn usage_groups_the_ledger(h: Harness) {
+    let day1 = 1_795_089_600_000_i64; // 2026-11-19T12:00:00Z
+    let day2 = day1 + 86_400_000;
+    let rows = [
+        ("r1", "o1", "w1", "platform/opus", Some(200), 10, 5, 1, 2, 100, day1),
+        ("r2", "o1", "w1", "platform/sonnet", Some(529), 0, 0, 0, 0, 0, day1 + 1),
+        ("r3", "o1", "w2", "platform/opus", None, 3, 1, 0, 0, 7, day2),
+        ("r4", "o2", "w9", "platform/opus", Some(200), 1000, 1000, 0, 0, 5000, day2),
+    ];
+    for (id, org, ws, model, status, i, o, cw, cr, cost, at) in rows {
+        let status = status.map_or_else(|| "NULL".to_owned(), |s: i32| s.to_string());
+        h.raw(&format!(
+            "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, cost_micros, \
+             input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at) \
+             VALUES ('{id}', '{org}', '{ws}', '{model}', 'settled', {status}, 0, {cost}, {i}, {o}, {cw}, {cr}, {at})"
+        ))
+        .await;
+    }
+    let q =
+        |group_by, org: Option<&str>| UsageQuery { org_id: org.map(str::to_owned), group_by, ..UsageQuery::default() };
+    let by_day = h.store.usage(&q(UsageGroup::Day, Some("o1"))).await.unwrap();
+    let d1 = Timestamp(day1).rfc3339()[..10].to_owned();
+    let d2 = Timestamp(day2).rfc3339()[..10].to_owned();
+    assert_eq!(
+        by_day,
+        [
+            UsageRow {
+                key: d1,
+                requests: 2,
+                errors: 1,
+                input_tokens: 10,
+                output_tokens: 5,
+                cache_write_tokens: 1,
+                cache_read_tokens: 2,
+                cost_micros: 100
+            },
+            UsageRow {
+                key: d2.clone(),
+                requests: 1,
+                errors: 1,
+                input_tokens: 3,
+                output_tokens: 1,
+                cache_write_tokens: 0,
+                cache_read_tokens: 0,
+                cost_micros: 7
+            },
+        ]
+    );
+    let by_model = h.store.usage(&q(UsageGroup::Model, None)).await.unwrap();
+    assert_eq!(
+        by_model.iter().map(|r| (r.key.as_str(), r.requests, r.cost_micros)).collect::<Vec<_>>(),
+        [("platform/opus", 3, 5107), ("platform/sonnet", 1, 0)]
+    );
+    let by_ws = h.store.usage(&q(UsageGroup::Workspace, Some("o1"))).await.unwrap();
+    assert_eq!(by_ws.iter().map(|r| (r.key.as_str(), r.requests)).collect::<Vec<_>>(), [("w1", 2), ("w2", 1)]);
+    let windowed = h
+        .store
+        .usage(&UsageQuery {
+            since: Some(Timestamp(day2)),
+            until: Some(Timestamp(day2 + 1)),
+            ..q(UsageGroup::Day, None)
+        })
+        .await
+        .unwrap();
+    assert_eq!(windowed.iter().map(|r| (r.key.as_str(), r.requests)).collect::<Vec<_>>(), [(d2.as_str(), 2)]);
+    let one_ws =
+        h.store.usage(&UsageQuery { workspace_id: Some("w9".into()), ..q(UsageGroup::Model, None) }).await.unwrap();
+    assert_eq!(one_ws.len(), 1);
+    assert!(h.store.usage(&q(UsageGroup::Day, Some("nobody"))).await.unwrap().is_empty());
+    assert_eq!(UsageGroup::parse("model"), Some(UsageGroup::Model));
+    assert_eq!(UsageGroup::parse("week"), None);
 }
