@@ -312,6 +312,18 @@ fn byok_provider_rules() {
         "providers[0].id",
         "not a valid provider id",
     );
+    assert_error(
+        "providers:\n  - {id: -lead, runtimes: [codex], auth_env: [K]}\n",
+        5,
+        "providers[0].id",
+        "not a valid provider id",
+    );
+    let long = format!("providers:\n  - {{id: {}, runtimes: [codex], auth_env: [K]}}\n", "a".repeat(65));
+    assert_error(&long, 5, "providers[0].id", "not a valid provider id");
+    let max = format!("{RUNTIMES}providers:\n  - {{id: {}, runtimes: [codex], auth_env: [K]}}\n", "a".repeat(64));
+    assert!(Registry::parse("ok.yaml", &max).is_ok());
+    let odd = format!("{RUNTIMES}providers:\n  - {{id: 9a.b_c-d, runtimes: [codex], auth_env: [K]}}\n");
+    assert!(Registry::parse("ok.yaml", &odd).is_ok());
     assert_error("providers:\n  - {id: a, auth_env: [K]}\n", 5, "providers[0].runtimes", "lists no runtimes");
     assert_error("providers: []\n", 4, "providers", "at least one provider");
 }
