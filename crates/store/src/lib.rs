@@ -283,6 +283,54 @@ pub struct UsageRow {
     pub cost_micros: i64,
 }
 
+/// A request the proxy is about to forward: what to reserve before it does.
+#[derive(Clone, Debug)]
+pub struct NewReservation {
+    /// Unique per proxied request; settlement is idempotent on it.
+    pub request_id: String,
+    /// The org charged.
+    pub org_id: String,
+    /// The workspace that sent the request.
+    pub workspace_id: String,
+    /// The platform model requested.
+    pub model: String,
+    /// The worst-case cost, taken from the org's credit now.
+    pub amount: Micros,
+}
+
+/// The answer to a reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserved {
+    /// The amount was taken from the credit; the ledger row is `reserved`.
+    Ok,
+    /// The credit does not cover it: nothing was taken, and the ledger row records the
+    /// refusal (HTTP 402) so that usage counts it.
+    Insufficient {
+        /// The org's credit at the time.
+        available: Micros,
+    },
+}
+
+/// The final accounting of one proxied request.
+#[derive(Clone, Copy, Debug)]
+pub struct Settlement {
+    /// Tokens metered from the response (what was seen, for a cut stream).
+    pub usage: tollgate_policy::Usage,
+    /// Their cost.
+    pub cost: Micros,
+    /// The status the client got; `None` when the stream broke before its end.
+    pub http_status: Option<u16>,
+}
+
+/// The answer to a settlement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Charged `cost` and released the rest of the reservation.
+    Ok,
+    /// Already settled earlier: nothing changed (settlement is idempotent).
+    AlreadySettled,
+}
+
 /// What can go wrong in the store. Messages never contain a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -363,6 +411,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list_provisions(&self, workspace_id: &str) -> Result<Vec<Provision>>;
     /// The workspace whose active token has this hash.
     async fn workspace_for_token(&self, hash: &TokenHash) -> Result<Option<Workspace>>;
+
+    /// Takes `amount` from the org's credit if it covers it, atomically (concurrent
+    /// reservations, from any number of instances, never overspend), and writes the request's
+    /// one ledger row: `reserved`, or `rejected` (402) when the credit does not cover it.
+    async fn reserve(&self, reservation: &NewReservation) -> Result<Reserved>;
+
+    /// Settles a reserved request: records the usage and cost, charges the cost and releases
+    /// the rest of the reservation, in one transaction. Idempotent per request id.
+    async fn settle(&self, request_id: &str, settlement: &Settlement) -> Result<Settled>;
 
     /// Usage totals of the ledger, grouped and ordered by key.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>>;

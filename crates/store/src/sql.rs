@@ -16,8 +16,8 @@ use tollgate_policy::{Micros, SecretName};
 
 use crate::crypto::{MasterKey, TokenHash};
 use crate::{
-    NewOrg, NewWorkspace, Org, OrgPatch, Provision, ProvisionRecord, Result, SecretMeta, Store, StoreError, Timestamp,
-    UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
+    NewOrg, NewReservation, NewWorkspace, Org, OrgPatch, Provision, ProvisionRecord, Reserved, Result, SecretMeta,
+    Settled, Settlement, Store, StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
 };
 
 /// The SQLite store: the embedded default (a file under the data dir, WAL mode).
@@ -461,6 +461,95 @@ macro_rules! impl_store {
                 );
                 let row = sqlx::query(&sql).bind(hash.as_bytes().to_vec()).fetch_optional(&self.pool).await?;
                 row.map(|r| Self::ws_from_row(&r)).transpose()
+            }
+
+            async fn reserve(&self, r: &NewReservation) -> Result<Reserved> {
+                let now = Timestamp::now().0;
+                let mut tx = self.pool.begin_with($begin).await?;
+                // The check and the debit are one statement: no read-then-write race.
+                let balance: Option<i64> = sqlx::query_scalar(
+                    "UPDATE orgs SET credit_micros = credit_micros - $1, updated_at = $2 \
+                     WHERE id = $3 AND credit_micros >= $1 RETURNING credit_micros",
+                )
+                .bind(r.amount.get())
+                .bind(now)
+                .bind(&r.org_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let (outcome, status, http_status, reserved) = match balance {
+                    Some(_) => (Reserved::Ok, "reserved", None, r.amount.get()),
+                    None => {
+                        let available: Option<i64> = sqlx::query_scalar("SELECT credit_micros FROM orgs WHERE id = $1")
+                            .bind(&r.org_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        let available = available.ok_or(StoreError::NotFound("org"))?;
+                        (Reserved::Insufficient { available: Micros::new(available) }, "rejected", Some(402_i64), 0)
+                    }
+                };
+                sqlx::query(
+                    "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, created_at, settled_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&r.request_id)
+                .bind(&r.org_id)
+                .bind(&r.workspace_id)
+                .bind(&r.model)
+                .bind(status)
+                .bind(http_status)
+                .bind(reserved)
+                .bind(now)
+                .bind(http_status.map(|_| now))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| unique(e, "a ledger row with this request id exists"))?;
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            async fn settle(&self, request_id: &str, s: &Settlement) -> Result<Settled> {
+                let now = Timestamp::now().0;
+                let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                let mut tx = self.pool.begin_with($begin).await?;
+                // Only a `reserved` row settles, once: a second settlement finds none.
+                let row = sqlx::query(
+                    "UPDATE ledger SET status = 'settled', http_status = $1, cost_micros = $2, input_tokens = $3, \
+                     output_tokens = $4, cache_write_tokens = $5, cache_read_tokens = $6, settled_at = $7 \
+                     WHERE request_id = $8 AND status = 'reserved' RETURNING org_id, reserved_micros",
+                )
+                .bind(s.http_status.map(i64::from))
+                .bind(s.cost.get())
+                .bind(to_i64(s.usage.input_tokens))
+                .bind(to_i64(s.usage.output_tokens))
+                .bind(to_i64(s.usage.cache_write_tokens))
+                .bind(to_i64(s.usage.cache_read_tokens))
+                .bind(now)
+                .bind(request_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    let exists: Option<String> = sqlx::query_scalar("SELECT status FROM ledger WHERE request_id = $1")
+                        .bind(request_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    return match exists {
+                        Some(_) => Ok(Settled::AlreadySettled),
+                        None => Err(StoreError::NotFound("reservation")),
+                    };
+                };
+                let org_id: String = row.try_get("org_id")?;
+                let reserved: i64 = row.try_get("reserved_micros")?;
+                // Release the reservation and charge the actual cost (which may exceed it
+                // when the estimate was low: the org is charged what was used).
+                sqlx::query("UPDATE orgs SET credit_micros = credit_micros + $1 - $2, updated_at = $3 WHERE id = $4")
+                    .bind(reserved)
+                    .bind(s.cost.get())
+                    .bind(now)
+                    .bind(&org_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Settled::Ok)
             }
 
             async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {

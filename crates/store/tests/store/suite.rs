@@ -389,3 +389,109 @@ pub async fn usage_groups_the_ledger(h: Harness) {
     assert_eq!(UsageGroup::parse("model"), Some(UsageGroup::Model));
     assert_eq!(UsageGroup::parse("week"), None);
 }
+
+fn reservation(org: &str, id: &str, amount: i64) -> tollgate_store::NewReservation {
+    tollgate_store::NewReservation {
+        request_id: id.to_owned(),
+        org_id: org.to_owned(),
+        workspace_id: "ws".to_owned(),
+        model: "platform/sonnet".to_owned(),
+        amount: Micros::new(amount),
+    }
+}
+
+fn settlement(cost: i64, status: Option<u16>) -> tollgate_store::Settlement {
+    tollgate_store::Settlement {
+        usage: tollgate_policy::Usage {
+            input_tokens: 10,
+            output_tokens: 20,
+            cache_write_tokens: 1,
+            cache_read_tokens: 2,
+        },
+        cost: Micros::new(cost),
+        http_status: status,
+    }
+}
+
+/// Reserve, settle and release: exactly one ledger row per request, idempotent settlement.
+pub async fn credit_is_reserved_settled_and_released(h: Harness) {
+    use tollgate_store::{Reserved, Settled};
+    let s = &h.store;
+    let org = s.create_org(&new_org("acme")).await.unwrap(); // 1_000 micro-USD
+    assert_eq!(s.reserve(&reservation(&org.id, "r1", 600)).await.unwrap(), Reserved::Ok);
+    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(400), "the worst case is held");
+    assert_eq!(
+        s.reserve(&reservation(&org.id, "r2", 500)).await.unwrap(),
+        Reserved::Insufficient { available: Micros::new(400) },
+        "a reservation that does not fit takes nothing"
+    );
+    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(400));
+    assert_eq!(s.settle("r1", &settlement(250, Some(200))).await.unwrap(), Settled::Ok);
+    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(750), "cost charged, the rest released");
+    assert_eq!(s.settle("r1", &settlement(999, Some(200))).await.unwrap(), Settled::AlreadySettled);
+    assert_eq!(
+        s.get_org(&org.id).await.unwrap().credit_micros,
+        Micros::new(750),
+        "a second settlement changes nothing"
+    );
+    assert!(
+        matches!(s.settle("r2", &settlement(1, Some(200))).await.unwrap(), Settled::AlreadySettled),
+        "a refused request has nothing to settle"
+    );
+    assert!(matches!(s.settle("nope", &settlement(1, None)).await, Err(StoreError::NotFound("reservation"))));
+    assert!(
+        matches!(s.reserve(&reservation(&org.id, "r1", 1)).await, Err(StoreError::Conflict(_))),
+        "request ids are unique"
+    );
+    assert!(matches!(s.reserve(&reservation("no-org", "r9", 1)).await, Err(StoreError::NotFound("org"))));
+    // A stream cut before its end settles with what was seen and counts as an error.
+    assert_eq!(s.reserve(&reservation(&org.id, "r3", 100)).await.unwrap(), Reserved::Ok);
+    s.settle("r3", &settlement(40, None)).await.unwrap();
+    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(710));
+    let usage = s
+        .usage(&UsageQuery { org_id: Some(org.id.clone()), group_by: UsageGroup::Model, ..UsageQuery::default() })
+        .await
+        .unwrap();
+    assert_eq!(usage.len(), 1);
+    let u = &usage[0];
+    assert_eq!(
+        (u.requests, u.errors, u.cost_micros, u.input_tokens, u.output_tokens),
+        (3, 2, 290, 20, 40),
+        "one row per request, the 402 and the cut stream are errors"
+    );
+}
+
+/// Concurrent reservations from two store instances (two connection pools, as two `serve`
+/// processes would have) never overspend: exactly as many fit as the credit covers.
+pub async fn concurrent_reservations_never_overspend(h: Harness) {
+    use tollgate_store::Reserved;
+    let org = h.store.create_org(&new_org("acme")).await.unwrap(); // 1_000 micro-USD
+    let other = h.reopen(MasterKey::from_base64(&h.key_b64).unwrap()).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 { h.store.clone() } else { other.clone() };
+        let org_id = org.id.clone();
+        tasks.push(tokio::spawn(async move { store.reserve(&reservation(&org_id, &format!("c{i}"), 100)).await }));
+    }
+    let mut ok = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        if t.await.unwrap().unwrap() == Reserved::Ok {
+            ok.push(format!("c{i}"));
+        }
+    }
+    assert_eq!(ok.len(), 10, "1_000 of credit covers exactly ten reservations of 100");
+    assert_eq!(h.store.get_org(&org.id).await.unwrap().credit_micros, Micros::ZERO, "never below zero");
+    // Settling them all concurrently, twice each, charges each exactly once.
+    let mut tasks = Vec::new();
+    for id in ok.iter().chain(ok.iter()) {
+        let store = h.store.clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move { store.settle(&id, &settlement(30, Some(200))).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(h.store.get_org(&org.id).await.unwrap().credit_micros, Micros::new(700));
+    let usage = h.store.usage(&UsageQuery { org_id: Some(org.id.clone()), ..UsageQuery::default() }).await.unwrap();
+    assert_eq!((usage[0].requests, usage[0].errors), (40, 30), "40 requests, 30 refused");
+}
