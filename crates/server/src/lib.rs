@@ -66,6 +66,15 @@ impl AppState {
     pub fn public_url(&self) -> &PublicUrl {
         &self.public_url
     }
+
+    /// Tells every instance that cached state about `key` (`ws:<id>` or `org:<id>`) is stale,
+    /// after a change that may alter a resolution. The change has happened either way: a
+    /// failed notification is logged, and caches expire on their own.
+    pub async fn invalidate(&self, key: &str) {
+        if let Err(e) = self.store.publish_invalidation(key).await {
+            tracing::warn!(error = %e, key, "could not publish a cache invalidation");
+        }
+    }
 }
 
 /// The whole API as an axum router, with its layers: sensitive headers, request tracing (no

@@ -331,6 +331,9 @@ pub enum Settled {
     AlreadySettled,
 }
 
+/// The Postgres `NOTIFY` channel of cache invalidations.
+pub const INVALIDATION_CHANNEL: &str = "tollgate_invalidate";
+
 /// What can go wrong in the store. Messages never contain a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -420,6 +423,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Settles a reserved request: records the usage and cost, charges the cost and releases
     /// the rest of the reservation, in one transaction. Idempotent per request id.
     async fn settle(&self, request_id: &str, settlement: &Settlement) -> Result<Settled>;
+
+    /// Tells every instance sharing this database (this one included) that cached state about
+    /// `key` (e.g. `ws:<id>` or `org:<id>`) is stale. Postgres: `NOTIFY`; SQLite: in process.
+    async fn publish_invalidation(&self, key: &str) -> Result<()>;
+
+    /// A receiver of every invalidation published on this database, from any instance.
+    /// After a lost connection it receives `*` (drop everything), since notifications sent
+    /// meanwhile are lost.
+    async fn invalidations(&self) -> Result<tokio::sync::broadcast::Receiver<String>>;
 
     /// Usage totals of the ledger, grouped and ordered by key.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>>;

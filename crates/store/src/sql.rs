@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::broadcast;
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretState, SecretValue};
 use tollgate_policy::{Micros, SecretName};
@@ -25,6 +26,7 @@ use crate::{
 pub struct SqliteStore {
     pool: SqlitePool,
     key: MasterKey,
+    invalidations: broadcast::Sender<String>,
 }
 
 /// The Postgres store: the scale-out backend, shared by any number of instances.
@@ -32,6 +34,8 @@ pub struct SqliteStore {
 pub struct PgStore {
     pool: PgPool,
     key: MasterKey,
+    invalidations: broadcast::Sender<String>,
+    listening: tokio::sync::OnceCell<()>,
 }
 
 impl SqliteStore {
@@ -45,7 +49,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, key })
+        Ok(Self { pool, key, invalidations: broadcast::channel(1024).0 })
     }
 }
 
@@ -55,7 +59,60 @@ impl PgStore {
         let pool =
             PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool, key })
+        Ok(Self { pool, key, invalidations: broadcast::channel(1024).0, listening: tokio::sync::OnceCell::new() })
+    }
+}
+
+impl SqliteStore {
+    /// SQLite serves one instance: invalidations stay in process.
+    async fn publish(&self, key: &str) -> Result<()> {
+        // No receiver yet is fine: nothing is cached anywhere.
+        let _ = self.invalidations.send(key.to_owned());
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> Result<broadcast::Receiver<String>> {
+        Ok(self.invalidations.subscribe())
+    }
+}
+
+impl PgStore {
+    async fn publish(&self, key: &str) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(crate::INVALIDATION_CHANNEL).bind(key).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts (once) the task that LISTENs on the channel and fans notifications out.
+    async fn subscribe(&self) -> Result<broadcast::Receiver<String>> {
+        let receiver = self.invalidations.subscribe();
+        self.listening
+            .get_or_try_init(|| async {
+                let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+                listener.listen(crate::INVALIDATION_CHANNEL).await?;
+                let tx = self.invalidations.clone();
+                tokio::spawn(async move {
+                    loop {
+                        // `try_recv` reconnects by itself and yields `None` after a lost
+                        // connection: notifications sent meanwhile are gone, so flush all.
+                        match listener.try_recv().await {
+                            Ok(Some(n)) => {
+                                let _ = tx.send(n.payload().to_owned());
+                            }
+                            Ok(None) => {
+                                let _ = tx.send("*".to_owned());
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "invalidation listener: retrying");
+                                let _ = tx.send("*".to_owned());
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    }
+                });
+                Ok::<(), StoreError>(())
+            })
+            .await?;
+        Ok(receiver)
     }
 }
 
@@ -550,6 +607,14 @@ macro_rules! impl_store {
                     .await?;
                 tx.commit().await?;
                 Ok(Settled::Ok)
+            }
+
+            async fn publish_invalidation(&self, key: &str) -> Result<()> {
+                self.publish(key).await
+            }
+
+            async fn invalidations(&self) -> Result<broadcast::Receiver<String>> {
+                self.subscribe().await
             }
 
             async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {

@@ -97,6 +97,7 @@ pub async fn patch_org(
             .transpose()?,
     };
     let org = state.store().update_org(id, &patch).await?;
+    state.invalidate(&format!("org:{}", org.id)).await;
     tracing::info!(org_id = %org.id, "org changed");
     Ok(Json(Org::from(&org)))
 }

@@ -105,6 +105,7 @@ pub async fn provision(
         token_hash: TokenHash::of(token.expose()),
     };
     state.store().record_provision(&ws.id, &record).await?;
+    state.invalidate(&format!("ws:{}", ws.id)).await;
     tracing::info!(workspace_id = %ws.id, "workspace provisioned; previous token revoked");
     let env = Env(plan.render(&token));
     Ok(Json(Provisioned { resolution, env, token }))

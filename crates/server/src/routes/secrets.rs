@@ -20,12 +20,21 @@ fn owner_word(scope: Scope) -> &'static str {
     }
 }
 
+/// The cache key a secret change invalidates: an org secret affects all its workspaces.
+fn invalidation_key(scope: Scope, owner: &str) -> String {
+    match scope {
+        Scope::Org => format!("org:{owner}"),
+        Scope::Workspace => format!("ws:{owner}"),
+    }
+}
+
 async fn put(state: &AppState, scope: Scope, owner: &str, name: &str, body: PutSecret) -> Result<StatusCode, ApiError> {
     // The value first: from here on it lives in a container that zeroizes it.
     let value = validate::secret_value(body.value)?;
     let name = validate::secret_name(name)?;
     let owner = validate::id(owner_word(scope), owner)?;
     state.store().put_secret(scope, owner, &name, &value).await?;
+    state.invalidate(&invalidation_key(scope, owner)).await;
     tracing::info!(scope = scope.as_str(), owner = %owner, name = %name, "secret set");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -34,6 +43,7 @@ async fn delete(state: &AppState, scope: Scope, owner: &str, name: &str) -> Resu
     let name = validate::secret_name(name)?;
     let owner = validate::id(owner_word(scope), owner)?;
     state.store().delete_secret(scope, owner, &name).await?;
+    state.invalidate(&invalidation_key(scope, owner)).await;
     tracing::info!(scope = scope.as_str(), owner = %owner, name = %name, "secret deleted");
     Ok(StatusCode::NO_CONTENT)
 }

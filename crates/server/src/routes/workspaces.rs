@@ -112,6 +112,7 @@ pub async fn patch_workspace(
         kind: body.kind.as_deref().map(validate::kind).transpose()?,
     };
     let ws = state.store().update_workspace(id, &patch).await?;
+    state.invalidate(&format!("ws:{}", ws.id)).await;
     tracing::info!(workspace_id = %ws.id, "workspace changed");
     Ok(Json(Workspace::from(&ws)))
 }
@@ -133,6 +134,7 @@ pub async fn delete_workspace(
 ) -> Result<StatusCode, ApiError> {
     let id = validate::id("workspace", &ws)?;
     state.store().delete_workspace(id).await?;
+    state.invalidate(&format!("ws:{id}")).await;
     tracing::info!(workspace_id = %id, "workspace deleted");
     Ok(StatusCode::NO_CONTENT)
 }

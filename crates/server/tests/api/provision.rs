@@ -10,7 +10,8 @@ both_backends!(
     byok_flow_persists_the_request_model,
     failed_provision_stores_nothing,
     read_endpoint_reports_failures_with_200,
-    pull_fails_with_422_when_the_state_changes
+    pull_fails_with_422_when_the_state_changes,
+    changes_publish_cache_invalidations,
 );
 
 fn keys(v: &Value) -> Vec<&str> {
@@ -190,4 +191,28 @@ async fn pull_fails_with_422_when_the_state_changes(backend: Backend) {
     assert_eq!((pull.status, pull.code()), (422, "MISSING_BYOK_CREDENTIAL"));
     assert_eq!(pull.body["resolution"], app.read_mode(&ws).await);
     assert!(!pull.text.contains(&token));
+}
+
+/// Every change that can alter a resolution tells all instances to drop cached state: the
+/// proxy's token cache depends on it (a re-provision revokes the old token everywhere).
+async fn changes_publish_cache_invalidations(backend: Backend) {
+    use std::time::Duration;
+    let app = spawn_app(backend).await;
+    let org = app.org("inv").await;
+    let ws = app.workspace(&org, "w", "claude-code", json!({"model": "platform/opus"})).await;
+    let mut rx = app.store.invalidations().await.unwrap();
+    app.secret("orgs", &org, "GITHUB_TOKEN", "x").await;
+    app.secret("workspaces", &ws, "GITHUB_TOKEN", "y").await;
+    app.post(&format!("/admin/workspaces/{ws}/provision"), json!({})).await.assert_status(200);
+    app.patch(&format!("/admin/workspaces/{ws}"), json!({"model": "platform/sonnet"})).await.assert_status(200);
+    app.patch(&format!("/admin/orgs/{org}"), json!({"default_billing_mode": "byok"})).await.assert_status(200);
+    app.delete(&format!("/admin/workspaces/{ws}/secrets/GITHUB_TOKEN")).await.assert_status(204);
+    app.delete(&format!("/admin/workspaces/{ws}")).await.assert_status(204);
+    let mut seen = Vec::new();
+    while seen.len() < 7 {
+        let key = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("an invalidation").unwrap();
+        seen.push(key);
+    }
+    let (o, w) = (format!("org:{org}"), format!("ws:{ws}"));
+    assert_eq!(seen, [o.clone(), w.clone(), w.clone(), w.clone(), o, w.clone(), w]);
 }

@@ -1,6 +1,6 @@
 //! The shared store test suite: every test runs against SQLite and against a throwaway
 //! Postgres server (started by tollgate-testkit; it fails, never skips, without Postgres).
-#![expect(clippy::unwrap_used, reason = "test code: a panic is a test failure")]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
 
 mod suite;
 
@@ -109,4 +109,5 @@ on_both_backends!(
     usage_groups_the_ledger,
     credit_is_reserved_settled_and_released,
     concurrent_reservations_never_overspend,
+    invalidations_reach_every_instance,
 );

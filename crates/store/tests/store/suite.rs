@@ -495,3 +495,21 @@ pub async fn concurrent_reservations_never_overspend(h: Harness) {
     let usage = h.store.usage(&UsageQuery { org_id: Some(org.id.clone()), ..UsageQuery::default() }).await.unwrap();
     assert_eq!((usage[0].requests, usage[0].errors), (40, 30), "40 requests, 30 refused");
 }
+
+/// A cache invalidation published by one instance reaches every subscriber; on Postgres,
+/// across instances (LISTEN/NOTIFY).
+pub async fn invalidations_reach_every_instance(h: Harness) {
+    use std::time::Duration;
+    let recv = |mut rx: tokio::sync::broadcast::Receiver<String>| async move {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("an invalidation within 10 s").unwrap()
+    };
+    let rx = h.store.invalidations().await.unwrap();
+    h.store.publish_invalidation("ws:1").await.unwrap();
+    assert_eq!(recv(rx).await, "ws:1");
+    if h.backend == crate::Backend::Postgres {
+        let other = h.reopen(MasterKey::from_base64(&h.key_b64).unwrap()).await;
+        let rx_other = other.invalidations().await.unwrap();
+        h.store.publish_invalidation("org:2").await.unwrap();
+        assert_eq!(recv(rx_other).await, "org:2", "another instance hears it");
+    }
+}
