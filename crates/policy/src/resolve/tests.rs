@@ -366,6 +366,7 @@ fn effective_model_chain() {
     let r = base().ws("MODEL", "sonnet").resolve();
     assert_eq!(r.resolution.effective_model.as_deref(), Some("sonnet"), "workspace MODEL beats org MODEL");
     let r = base().ws("MODEL", "sonnet").model("opus").resolve();
+    assert_eq!(r.resolution.trace[0], "effective model opus from workspace", "the trace says why");
     assert_eq!(
         (r.resolution.effective_model.as_deref(), r.resolution.model_source),
         (Some("opus"), Some(ModelSource::Workspace))
