@@ -383,9 +383,9 @@ impl PublicUrl {
         format!("{}{}", self.0, protocol.proxy_path())
     }
 
-    /// Whether `url` points at this Tollgate: the same origin (scheme and host compared
-    /// case-insensitively, default ports and a trailing dot on the host ignored) and a path
-    /// at or under the public URL's path.
+    /// Whether `url` points at this Tollgate: the same origin (default ports and a trailing
+    /// dot on the host ignored) and a path at or under the public URL's path, all compared
+    /// without regard to case.
     pub fn is_ours(&self, url: &str) -> bool {
         let (Some(ours), Some(theirs)) = (UrlParts::split(&self.0), UrlParts::split(url.trim())) else {
             return false;
@@ -393,8 +393,11 @@ impl PublicUrl {
         if ours.scheme != theirs.scheme || ours.authority != theirs.authority {
             return false;
         }
-        let path = theirs.path.trim_end_matches('/');
-        path.strip_prefix(ours.path.trim_end_matches('/')).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        // Paths compare without regard to case too: a front proxy may route them so, and
+        // treating a near-miss as ours fails closed (the BYOK routing value is dropped).
+        let path = theirs.path.trim_end_matches('/').to_ascii_lowercase();
+        let base = ours.path.trim_end_matches('/').to_ascii_lowercase();
+        path.strip_prefix(base.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 }
 
