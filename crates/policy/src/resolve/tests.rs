@@ -796,7 +796,10 @@ fn public_url_parsing() {
     assert!(u.is_ours("https://h:443/base/"), "the default port is the same origin");
     assert!(u.is_ours("https://h./base?x=1"), "a trailing dot on the host is the same host");
     assert!(u.is_ours(" https://user@h/base/anthropic "));
-    assert!(u.is_ours("https://h/BASE/anthropic"), "a path differing only in case is ours too: fail closed (found by I4)");
+    assert!(
+        u.is_ours("https://h/BASE/anthropic"),
+        "a path differing only in case is ours too: fail closed (found by I4)"
+    );
     assert!(!u.is_ours("https://h/basement/anthropic"));
     assert!(!u.is_ours("http://h/base"), "another scheme is another origin");
     assert!(!u.is_ours("https://h:8443/base"));
