@@ -1,0 +1,386 @@
+//! Usage meters: token counts read from an upstream response as it streams.
+//!
+//! A meter observes a copy of every chunk the proxy forwards ([`AnthropicMeter::observe_chunk`])
+//! or the whole body of a non-streaming response ([`AnthropicMeter::observe_body`]), and can
+//! report [`Usage`] at any moment: a stream cut midway reports what it had seen, which is what
+//! the settlement of a broken stream charges. Meters never fail and never panic on bad input;
+//! events that should carry usage but do not parse are counted in `malformed_events`.
+//!
+//! # Anthropic (Messages API)
+//!
+//! - `message_start.message.usage` carries `input_tokens`, `cache_creation_input_tokens`
+//!   (tokens written to the cache), `cache_read_input_tokens` and an initial `output_tokens`.
+//! - `message_delta.usage` is **cumulative**: each one carries the total so far, so the output
+//!   count is the latest one seen, never a sum. Newer API versions also put the input and cache
+//!   fields there; for those the meter keeps the largest value seen in any event.
+//! - `message_stop` completes the stream. `ping`, `content_block_*` and `error` carry no usage
+//!   and are not even parsed when the `event:` field names them.
+//! - A non-streaming body is one `message` object with the same `usage` fields.
+//!
+//! # OpenAI (Chat Completions)
+//!
+//! `usage.prompt_tokens` *includes* the cached tokens `usage.prompt_tokens_details.cached_tokens`,
+//! so `input_tokens = prompt_tokens - cached_tokens`, `cache_read_tokens = cached_tokens`,
+//! `output_tokens = completion_tokens` (which includes reasoning tokens); OpenAI reports no cache
+//! writes. A stream carries usage only when the request set `stream_options.include_usage`
+//! (see [`crate::rewrite::ensure_include_usage`]), in a final chunk whose `choices` is empty; the
+//! stream then ends with `data: [DONE]`. If several chunks carry usage (some compatible servers
+//! report it cumulatively on every chunk), the latest wins.
+
+use memchr::memmem;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use tollgate_policy::{Protocol, Usage};
+
+use crate::sse::{EventRef, SseParser};
+
+/// Meters an Anthropic Messages API response; see the module docs.
+#[derive(Debug, Default)]
+pub struct AnthropicMeter {
+    parser: SseParser,
+    state: AnthropicState,
+}
+
+#[derive(Debug, Default)]
+struct AnthropicState {
+    input: u64,
+    cache_write: u64,
+    cache_read: u64,
+    /// `output_tokens` of `message_start`: the count before any `message_delta`.
+    initial_output: u64,
+    /// `output_tokens` of the latest `message_delta` (or of a non-streaming body).
+    latest_output: Option<u64>,
+    completed: bool,
+    malformed: u64,
+}
+
+#[derive(Deserialize)]
+struct AnthropicPayload {
+    #[serde(rename = "type")]
+    kind: AnthropicType,
+    message: Option<AnthropicMessage>,
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AnthropicType {
+    MessageStart,
+    MessageDelta,
+    MessageStop,
+    Message,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessage {
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl AnthropicMeter {
+    /// A meter that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Observes the next chunk of an event stream.
+    pub fn observe_chunk(&mut self, chunk: &[u8]) {
+        let Self { parser, state } = self;
+        parser.feed_with(chunk, |event| state.on_event(event));
+    }
+
+    /// Observes the whole body of a non-streaming response.
+    pub fn observe_body(&mut self, body: &[u8]) {
+        match serde_json::from_slice::<AnthropicPayload>(body) {
+            Ok(AnthropicPayload { kind: AnthropicType::Message, usage: Some(usage), .. }) => {
+                self.state.merge(&usage, Stage::Final);
+                self.state.completed = true;
+            }
+            Ok(_) => {}
+            Err(_) => self.state.malformed += 1,
+        }
+    }
+
+    /// The usage seen so far.
+    pub fn usage(&self) -> Usage {
+        let s = &self.state;
+        Usage {
+            input_tokens: s.input,
+            output_tokens: s.latest_output.unwrap_or(s.initial_output),
+            cache_write_tokens: s.cache_write,
+            cache_read_tokens: s.cache_read,
+        }
+    }
+
+    /// Whether the response completed: `message_stop` was seen, or a whole message body.
+    pub fn completed(&self) -> bool {
+        self.state.completed
+    }
+
+    /// Events that should have carried usage but did not parse.
+    pub fn malformed_events(&self) -> u64 {
+        self.state.malformed
+    }
+
+    /// Events dropped for exceeding the SSE parser's size limit.
+    pub fn oversized_events(&self) -> u64 {
+        self.parser.dropped_events()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    Start,
+    Final,
+}
+
+impl AnthropicState {
+    fn on_event(&mut self, event: EventRef<'_>) {
+        // The `event:` field names the payload's type; skip the bulk (content deltas, pings)
+        // without parsing. Without the field, the payload's `type` decides.
+        if !matches!(event.event, b"" | b"message_start" | b"message_delta" | b"message_stop") {
+            return;
+        }
+        match serde_json::from_slice::<AnthropicPayload>(event.data) {
+            Ok(payload) => match payload.kind {
+                AnthropicType::MessageStart => {
+                    if let Some(usage) = payload.message.and_then(|m| m.usage) {
+                        self.merge(&usage, Stage::Start);
+                    }
+                }
+                AnthropicType::MessageDelta => {
+                    if let Some(usage) = payload.usage {
+                        self.merge(&usage, Stage::Final);
+                    }
+                }
+                AnthropicType::MessageStop => self.completed = true,
+                AnthropicType::Message | AnthropicType::Other => {}
+            },
+            Err(_) => self.malformed += 1,
+        }
+    }
+
+    fn merge(&mut self, usage: &AnthropicUsage, stage: Stage) {
+        let max = |current: &mut u64, seen: Option<u64>| *current = (*current).max(seen.unwrap_or(0));
+        max(&mut self.input, usage.input_tokens);
+        max(&mut self.cache_write, usage.cache_creation_input_tokens);
+        max(&mut self.cache_read, usage.cache_read_input_tokens);
+        if let Some(output) = usage.output_tokens {
+            match stage {
+                Stage::Start => self.initial_output = output,
+                Stage::Final => self.latest_output = Some(output),
+            }
+        }
+    }
+}
+
+/// Meters an OpenAI Chat Completions response; see the module docs.
+#[derive(Debug, Default)]
+pub struct OpenAiMeter {
+    parser: SseParser,
+    state: OpenAiState,
+}
+
+#[derive(Debug, Default)]
+struct OpenAiState {
+    usage: Usage,
+    completed: bool,
+    malformed: u64,
+}
+
+/// The parts of a chunk (or of a whole completion) that matter for usage.
+#[derive(Deserialize)]
+pub(crate) struct OpenAiPayload {
+    pub(crate) choices: Option<Vec<IgnoredAny>>,
+    pub(crate) usage: Option<OpenAiUsage>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct OpenAiUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptTokensDetails {
+    cached_tokens: Option<u64>,
+}
+
+impl OpenAiUsage {
+    fn to_usage(&self) -> Usage {
+        let prompt = self.prompt_tokens.unwrap_or(0);
+        // Cached tokens are part of the prompt; a report claiming more cached than prompt
+        // tokens is clamped so that input + cache_read is always the prompt count.
+        let cached = self.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0).min(prompt);
+        Usage {
+            input_tokens: prompt - cached,
+            output_tokens: self.completion_tokens.unwrap_or(0),
+            cache_write_tokens: 0,
+            cache_read_tokens: cached,
+        }
+    }
+}
+
+impl OpenAiPayload {
+    /// The final usage chunk of a stream: `"choices": []` and a `usage` object.
+    pub(crate) fn is_usage_chunk(&self) -> bool {
+        self.usage.is_some() && self.choices.as_ref().is_some_and(Vec::is_empty)
+    }
+}
+
+/// Whether `data` may hold a non-null `usage` member: a cheap scan that spares parsing the
+/// (many) content chunks, including those with `"usage":null` that `include_usage` adds to
+/// every chunk. A false positive only costs a parse.
+pub(crate) fn may_carry_usage(data: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"usage\"";
+    let skip_ws = |s: &[u8]| -> usize { s.iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')).count() };
+    memmem::find_iter(data, KEY).any(|at| {
+        let rest = &data[at + KEY.len()..];
+        let rest = &rest[skip_ws(rest)..];
+        rest.strip_prefix(b":").is_some_and(|value| !value[skip_ws(value)..].starts_with(b"null"))
+    })
+}
+
+/// Whether an event is the `[DONE]` sentinel that ends an OpenAI stream.
+pub(crate) fn is_done(data: &[u8]) -> bool {
+    data.trim_ascii() == b"[DONE]"
+}
+
+impl OpenAiMeter {
+    /// A meter that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Observes the next chunk of an event stream.
+    pub fn observe_chunk(&mut self, chunk: &[u8]) {
+        let Self { parser, state } = self;
+        parser.feed_with(chunk, |event| state.on_event(event.data));
+    }
+
+    /// Observes the whole body of a non-streaming response.
+    pub fn observe_body(&mut self, body: &[u8]) {
+        match serde_json::from_slice::<OpenAiPayload>(body) {
+            Ok(OpenAiPayload { usage: Some(usage), .. }) => {
+                self.state.usage = usage.to_usage();
+                self.state.completed = true;
+            }
+            Ok(_) => {}
+            Err(_) => self.state.malformed += 1,
+        }
+    }
+
+    /// The usage seen so far: zero until a chunk with usage arrives.
+    pub fn usage(&self) -> Usage {
+        self.state.usage
+    }
+
+    /// Whether the response completed: `[DONE]` or the final usage chunk was seen, or a whole
+    /// body with usage.
+    pub fn completed(&self) -> bool {
+        self.state.completed
+    }
+
+    /// Chunks that looked as if they carried usage but did not parse.
+    pub fn malformed_events(&self) -> u64 {
+        self.state.malformed
+    }
+
+    /// Events dropped for exceeding the SSE parser's size limit.
+    pub fn oversized_events(&self) -> u64 {
+        self.parser.dropped_events()
+    }
+}
+
+impl OpenAiState {
+    fn on_event(&mut self, data: &[u8]) {
+        if is_done(data) {
+            self.completed = true;
+            return;
+        }
+        if !may_carry_usage(data) {
+            return;
+        }
+        match serde_json::from_slice::<OpenAiPayload>(data) {
+            Ok(payload) => {
+                if let Some(usage) = &payload.usage {
+                    self.usage = usage.to_usage();
+                    self.completed |= payload.is_usage_chunk();
+                }
+            }
+            Err(_) => self.malformed += 1,
+        }
+    }
+}
+
+/// A meter for either protocol, for code that handles both.
+#[derive(Debug)]
+pub enum Meter {
+    /// Anthropic Messages API.
+    Anthropic(AnthropicMeter),
+    /// OpenAI Chat Completions API.
+    OpenAi(OpenAiMeter),
+}
+
+impl Meter {
+    /// A fresh meter for `protocol`.
+    pub fn new(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::Anthropic => Self::Anthropic(AnthropicMeter::new()),
+            Protocol::Openai => Self::OpenAi(OpenAiMeter::new()),
+        }
+    }
+
+    /// Observes the next chunk of an event stream.
+    pub fn observe_chunk(&mut self, chunk: &[u8]) {
+        match self {
+            Self::Anthropic(m) => m.observe_chunk(chunk),
+            Self::OpenAi(m) => m.observe_chunk(chunk),
+        }
+    }
+
+    /// Observes the whole body of a non-streaming response.
+    pub fn observe_body(&mut self, body: &[u8]) {
+        match self {
+            Self::Anthropic(m) => m.observe_body(body),
+            Self::OpenAi(m) => m.observe_body(body),
+        }
+    }
+
+    /// The usage seen so far.
+    pub fn usage(&self) -> Usage {
+        match self {
+            Self::Anthropic(m) => m.usage(),
+            Self::OpenAi(m) => m.usage(),
+        }
+    }
+
+    /// Whether the response completed.
+    pub fn completed(&self) -> bool {
+        match self {
+            Self::Anthropic(m) => m.completed(),
+            Self::OpenAi(m) => m.completed(),
+        }
+    }
+
+    /// Events that should have carried usage but did not parse, plus events dropped for size.
+    pub fn anomalies(&self) -> u64 {
+        match self {
+            Self::Anthropic(m) => m.malformed_events() + m.oversized_events(),
+            Self::OpenAi(m) => m.malformed_events() + m.oversized_events(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,267 @@
+use super::*;
+
+const ANTHROPIC_TEXT: &[u8] = include_bytes!("../../tests/fixtures/anthropic_text.sse");
+const ANTHROPIC_TOOL_USE: &[u8] = include_bytes!("../../tests/fixtures/anthropic_tool_use.sse");
+const ANTHROPIC_BODY: &[u8] = include_bytes!("../../tests/fixtures/anthropic_message.json");
+const OPENAI_USAGE: &[u8] = include_bytes!("../../tests/fixtures/openai_usage.sse");
+const OPENAI_NO_USAGE: &[u8] = include_bytes!("../../tests/fixtures/openai_no_usage.sse");
+const OPENAI_BODY: &[u8] = include_bytes!("../../tests/fixtures/openai_completion.json");
+
+const CHUNK_SIZES: [usize; 7] = [1, 2, 3, 7, 64, 1024, usize::MAX];
+
+fn usage(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Usage {
+    Usage { input_tokens: input, output_tokens: output, cache_write_tokens: cache_write, cache_read_tokens: cache_read }
+}
+
+fn anthropic(stream: &[u8], chunk: usize) -> AnthropicMeter {
+    let mut meter = AnthropicMeter::new();
+    for c in stream.chunks(chunk.min(stream.len().max(1))) {
+        meter.observe_chunk(c);
+    }
+    meter
+}
+
+fn openai(stream: &[u8], chunk: usize) -> OpenAiMeter {
+    let mut meter = OpenAiMeter::new();
+    for c in stream.chunks(chunk.min(stream.len().max(1))) {
+        meter.observe_chunk(c);
+    }
+    meter
+}
+
+fn crlf(stream: &[u8]) -> Vec<u8> {
+    String::from_utf8(stream.to_vec()).unwrap().replace('\n', "\r\n").into_bytes()
+}
+
+/// The prefix of `stream` up to and including the first occurrence of `needle`.
+fn up_to<'a>(stream: &'a [u8], needle: &str) -> &'a [u8] {
+    let at = memmem::find(stream, needle.as_bytes()).unwrap();
+    &stream[..at + needle.len()]
+}
+
+#[test]
+fn anthropic_text_stream() {
+    for chunk in CHUNK_SIZES {
+        for stream in [ANTHROPIC_TEXT.to_vec(), crlf(ANTHROPIC_TEXT)] {
+            let meter = anthropic(&stream, chunk);
+            assert_eq!(meter.usage(), usage(472, 15, 1024, 2048), "chunk {chunk}");
+            assert!(meter.completed());
+            assert_eq!(meter.malformed_events(), 0);
+        }
+    }
+}
+
+#[test]
+fn anthropic_deltas_are_cumulative_and_newer_fields_are_merged() {
+    // Two message_delta events (40, then 89 output tokens): the latest counts, not the sum;
+    // the second carries the input and cache fields, which exceed message_start's.
+    for chunk in CHUNK_SIZES {
+        let meter = anthropic(ANTHROPIC_TOOL_USE, chunk);
+        assert_eq!(meter.usage(), usage(472, 89, 0, 3072), "chunk {chunk}");
+        assert!(meter.completed());
+    }
+}
+
+#[test]
+fn anthropic_cut_stream_reports_what_it_saw() {
+    let before_delta = up_to(ANTHROPIC_TEXT, "event: content_block_stop");
+    let meter = anthropic(before_delta, 5);
+    assert_eq!(meter.usage(), usage(472, 1, 1024, 2048), "message_start's initial output count");
+    assert!(!meter.completed());
+
+    let after_delta = up_to(ANTHROPIC_TEXT, "\"output_tokens\":15}}\n\n");
+    let meter = anthropic(after_delta, 5);
+    assert_eq!(meter.usage(), usage(472, 15, 1024, 2048));
+    assert!(!meter.completed(), "no message_stop yet");
+
+    // The delta's blank line has not arrived: the event is not complete, so not counted.
+    let mid_delta = up_to(ANTHROPIC_TEXT, "\"output_tokens\":15}}\n");
+    assert_eq!(anthropic(mid_delta, 5).usage(), usage(472, 1, 1024, 2048));
+
+    assert_eq!(anthropic(b"", 1).usage(), Usage::default());
+    assert_eq!(anthropic(&ANTHROPIC_TEXT[..40], 1).usage(), Usage::default());
+}
+
+#[test]
+fn anthropic_null_fields_and_lower_values_never_lower_the_input() {
+    let stream = concat!(
+        "event: message_start\n",
+        r#"data: {"type":"message_start","message":{"usage":{"input_tokens":100,"cache_read_input_tokens":50,"output_tokens":1}}}"#,
+        "\n\nevent: message_delta\n",
+        r#"data: {"type":"message_delta","delta":{},"usage":{"input_tokens":null,"cache_creation_input_tokens":null,"cache_read_input_tokens":7,"output_tokens":20}}"#,
+        "\n\nevent: message_delta\n",
+        r#"data: {"type":"message_delta","delta":{},"usage":{"input_tokens":120,"output_tokens":30}}"#,
+        "\n\n"
+    );
+    assert_eq!(anthropic(stream.as_bytes(), 9).usage(), usage(120, 30, 0, 50));
+}
+
+#[test]
+fn anthropic_without_event_fields_and_with_multi_line_data() {
+    // Some relays drop the `event:` lines; the payload's type still decides. Data may also be
+    // split over several `data:` lines, joined with `\n` (whitespace to JSON).
+    let stream = concat!(
+        "data: {\"type\":\"message_start\",\r\n",
+        "data:  \"message\":{\"usage\":{\"input_tokens\":11,\"output_tokens\":1}}}\r\n\r\n",
+        ": keep-alive\r\n\r\n",
+        "data: {\"type\":\"message_delta\",\"delta\":{},\r\n",
+        "data: \"usage\":{\"output_tokens\":5}}\r\n\r\n",
+        "data: {\"type\":\"message_stop\"}\r\n\r\n",
+    );
+    for chunk in CHUNK_SIZES {
+        let meter = anthropic(stream.as_bytes(), chunk);
+        assert_eq!(meter.usage(), usage(11, 5, 0, 0));
+        assert!(meter.completed());
+    }
+}
+
+#[test]
+fn anthropic_error_event_midway() {
+    let mut stream = up_to(ANTHROPIC_TEXT, "event: content_block_stop").to_vec();
+    stream.truncate(stream.len() - "event: content_block_stop".len());
+    stream.extend_from_slice(
+        b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+    );
+    let meter = anthropic(&stream, 16);
+    assert_eq!(meter.usage(), usage(472, 1, 1024, 2048));
+    assert!(!meter.completed());
+    assert_eq!(meter.malformed_events(), 0);
+}
+
+#[test]
+fn anthropic_malformed_usage_events_are_counted_and_skipped() {
+    let stream = concat!(
+        "event: message_start\n",
+        r#"data: {"type":"message_start","message":{"usage":{"input_tokens":10,"output_tokens":1}}}"#,
+        "\n\nevent: content_block_delta\ndata: {not json, and not parsed\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":-3}}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":4}}\n\n",
+    );
+    let meter = anthropic(stream.as_bytes(), 3);
+    assert_eq!(meter.usage(), usage(10, 4, 0, 0));
+    assert_eq!(meter.malformed_events(), 2);
+}
+
+#[test]
+fn anthropic_body() {
+    let mut meter = AnthropicMeter::new();
+    meter.observe_body(ANTHROPIC_BODY);
+    assert_eq!(meter.usage(), usage(2095, 503, 2051, 40960));
+    assert!(meter.completed());
+
+    let mut meter = AnthropicMeter::new();
+    meter.observe_body(br#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: 0"}}"#);
+    assert_eq!(meter.usage(), Usage::default());
+    assert!(!meter.completed());
+    assert_eq!(meter.malformed_events(), 0);
+
+    let mut meter = AnthropicMeter::new();
+    meter.observe_body(&ANTHROPIC_BODY[..100]);
+    assert_eq!((meter.usage(), meter.completed(), meter.malformed_events()), (Usage::default(), false, 1));
+}
+
+#[test]
+fn openai_stream_with_usage() {
+    for chunk in CHUNK_SIZES {
+        for stream in [OPENAI_USAGE.to_vec(), crlf(OPENAI_USAGE)] {
+            let meter = openai(&stream, chunk);
+            // 1117 prompt tokens of which 1024 cached.
+            assert_eq!(meter.usage(), usage(93, 46, 0, 1024), "chunk {chunk}");
+            assert!(meter.completed());
+            assert_eq!(meter.malformed_events(), 0);
+        }
+    }
+}
+
+#[test]
+fn openai_cut_stream() {
+    let before_usage = up_to(OPENAI_USAGE, "\"finish_reason\":\"stop\"}],\"usage\":null}\n\n");
+    let meter = openai(before_usage, 10);
+    assert_eq!(meter.usage(), Usage::default());
+    assert!(!meter.completed());
+
+    let after_usage = up_to(OPENAI_USAGE, "\"rejected_prediction_tokens\":0}}}\n\n");
+    let meter = openai(after_usage, 10);
+    assert_eq!(meter.usage(), usage(93, 46, 0, 1024));
+    assert!(meter.completed(), "the usage chunk is the last one that matters");
+}
+
+#[test]
+fn openai_stream_without_usage_completes_with_zero() {
+    for chunk in CHUNK_SIZES {
+        let meter = openai(OPENAI_NO_USAGE, chunk);
+        assert_eq!(meter.usage(), Usage::default());
+        assert!(meter.completed());
+    }
+}
+
+#[test]
+fn openai_usage_on_every_chunk_takes_the_latest_and_completes_at_done() {
+    let stream = concat!(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":1}}\n\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}],\"usage\" : {\"prompt_tokens\":10,\"completion_tokens\":2}}\n\n",
+    );
+    let meter = openai(stream.as_bytes(), 4);
+    assert_eq!(meter.usage(), usage(10, 2, 0, 0));
+    assert!(!meter.completed(), "usage beside choices is not the final chunk");
+    let mut meter = meter;
+    meter.observe_chunk(b"data: [DONE]\n\n");
+    assert!(meter.completed());
+}
+
+#[test]
+fn openai_cached_tokens_are_clamped_to_the_prompt() {
+    let mut meter = OpenAiMeter::new();
+    meter.observe_chunk(
+        b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"prompt_tokens_details\":{\"cached_tokens\":9}}}\n\n",
+    );
+    assert_eq!(meter.usage(), usage(0, 1, 0, 5));
+    let mut meter = OpenAiMeter::new();
+    meter.observe_chunk(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"prompt_tokens_details\":null}}\n\n");
+    assert_eq!(meter.usage(), usage(5, 0, 0, 0));
+}
+
+#[test]
+fn openai_body() {
+    let mut meter = OpenAiMeter::new();
+    meter.observe_body(OPENAI_BODY);
+    assert_eq!(meter.usage(), usage(1117, 46, 0, 0));
+    assert!(meter.completed());
+
+    let mut meter = OpenAiMeter::new();
+    meter.observe_body(br#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#);
+    assert_eq!((meter.usage(), meter.completed(), meter.malformed_events()), (Usage::default(), false, 0));
+    meter.observe_body(b"<html>bad gateway</html>");
+    assert_eq!(meter.malformed_events(), 1);
+}
+
+#[test]
+fn usage_prefilter() {
+    assert!(may_carry_usage(br#"{"choices":[],"usage":{"prompt_tokens":1}}"#));
+    assert!(may_carry_usage(br#"{"usage" :	{}}"#));
+    assert!(may_carry_usage(br#"{"usage":null,"x":{"usage":{}}}"#), "a later non-null occurrence");
+    assert!(!may_carry_usage(br#"{"choices":[],"usage":null}"#));
+    assert!(!may_carry_usage(br#"{"usage" : null}"#));
+    assert!(!may_carry_usage(br#"{"content":"usage"}"#), "a string value, not a key");
+    assert!(!may_carry_usage(br#"{"content":"the \"usage\": 5"}"#), "escaped quotes");
+    assert!(!may_carry_usage(br#"{"usage"#));
+    assert!(!may_carry_usage(b""));
+    assert!(is_done(b"[DONE]") && is_done(b" [DONE] ") && !is_done(b"[DONE"));
+}
+
+#[test]
+fn meter_dispatches_on_protocol() {
+    let mut meter = Meter::new(Protocol::Anthropic);
+    meter.observe_chunk(ANTHROPIC_TEXT);
+    assert_eq!((meter.usage(), meter.completed(), meter.anomalies()), (usage(472, 15, 1024, 2048), true, 0));
+    let mut meter = Meter::new(Protocol::Openai);
+    meter.observe_body(OPENAI_BODY);
+    assert_eq!((meter.usage(), meter.completed(), meter.anomalies()), (usage(1117, 46, 0, 0), true, 0));
+    let mut meter = Meter::new(Protocol::Openai);
+    meter.observe_chunk(OPENAI_USAGE);
+    assert_eq!(meter.usage(), usage(93, 46, 0, 1024));
+    let mut meter = Meter::new(Protocol::Anthropic);
+    meter.observe_body(ANTHROPIC_BODY);
+    assert!(meter.completed());
+}

@@ -1,0 +1,171 @@
+//! Counting a request's text while it is parsed, without building a JSON tree.
+//!
+//! The formulas are documented in the crate docs ("Token counts").
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// The text of a JSON value: its UTF-8 byte count, and how much of it is under `cache_control`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Text {
+    pub(crate) bytes: u64,
+    pub(crate) cached: u64,
+}
+
+/// `b / 4`: four bytes of text make a token.
+pub(crate) fn tokens(bytes: u64) -> u64 {
+    bytes / 4
+}
+
+impl Text {
+    fn add(&mut self, other: Text) {
+        self.bytes += other.bytes;
+        self.cached += other.cached;
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Text, E> {
+        Ok(Text { bytes: text.len() as u64, cached: 0 })
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Text, E> {
+        Ok(Text::default())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Text, E> {
+        Ok(Text::default())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Text, E> {
+        Ok(Text::default())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Text, E> {
+        Ok(Text::default())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Text, E> {
+        Ok(Text::default())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Text, E> {
+        Ok(Text::default())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text, A::Error> {
+        let mut text = Text::default();
+        while let Some(element) = seq.next_element::<Text>()? {
+            text.add(element);
+        }
+        Ok(text)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text, A::Error> {
+        let mut text = Text::default();
+        let mut cache_control = false;
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Text => text.add(map.next_value::<Text>()?),
+                Key::CacheControl => {
+                    cache_control |= map.next_value::<Option<IgnoredAny>>()?.is_some();
+                }
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if cache_control {
+            text.cached = text.bytes;
+        }
+        Ok(text)
+    }
+}
+
+/// An object key, recognised without allocating.
+enum Key {
+    /// `text` or `content`.
+    Text,
+    CacheControl,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "text" | "content" => Key::Text,
+                    "cache_control" => Key::CacheControl,
+                    _ => Key::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(json: &str) -> Text {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn strings_arrays_and_the_text_of_objects_count() {
+        assert_eq!(text(r#""héllo""#), Text { bytes: 6, cached: 0 });
+        assert_eq!(text("null"), Text::default());
+        assert_eq!(text("[1, true, 2.5]"), Text::default());
+        let messages = r#"[
+            {"role": "user", "content": "abcd"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "efgh"},
+                {"type": "tool_use", "id": "t", "name": "n", "input": {"text": "ignored"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "ij"}]},
+                {"type": "image", "source": {"type": "base64", "data": "AAAA"}}
+            ]}
+        ]"#;
+        assert_eq!(text(messages), Text { bytes: 10, cached: 0 });
+    }
+
+    #[test]
+    fn cache_control_marks_the_text_of_its_object() {
+        let system = r#"[
+            {"type": "text", "text": "12345678", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "1234", "cache_control": null},
+            {"cache_control": {"type": "ephemeral"}, "type": "text", "text": "ab"}
+        ]"#;
+        assert_eq!(text(system), Text { bytes: 14, cached: 10 });
+    }
+
+    #[test]
+    fn escaped_keys_and_strings_are_read() {
+        assert_eq!(text(r#"{"te\u0078t": "a\nb"}"#), Text { bytes: 3, cached: 0 });
+    }
+}
