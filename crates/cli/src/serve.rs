@@ -98,7 +98,16 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         public_url.as_str()
     ));
     crate::print(&out);
-    let state = tollgate_server::AppState::new(store, registry, public_url);
+    let config = tollgate_proxy::ProxyConfig::from_env(&registry, |name| std::env::var(name).ok());
+    for (name, target) in config.upstreams() {
+        if target.key.is_none() {
+            tracing::warn!(upstream = %name, key_env = %target.key_env, "no platform key: the proxy answers 502 for this upstream's models");
+        }
+    }
+    let proxy = tollgate_proxy::Proxy::new(store.clone(), registry.clone(), public_url.clone(), config);
+    let follower = proxy.clone();
+    tokio::spawn(async move { follower.follow_invalidations().await });
+    let state = tollgate_server::AppState::new(store, registry, public_url).with_proxy(proxy);
     tollgate_server::serve(listener, state, shutdown)
         .await
         .map_err(|e| CliError::failure(format!("server error: {e}")))?;

@@ -48,11 +48,13 @@
 //!
 //! Like the policy crate, this one does no IO, spawns no task and reads no clock.
 
+mod http;
 pub mod meter;
 pub mod rewrite;
 pub mod sse;
 pub mod strip;
 
+pub use http::{DEFAULT_MAX_OUTPUT_TOKENS, MAX_REQUEST_BYTES, Proxy, ProxyConfig, UpstreamTarget};
 pub use meter::{AnthropicMeter, Meter, OpenAiMeter};
 pub use rewrite::{
     RewriteError, ensure_include_usage, estimate_input_tokens, max_output_tokens, parse_request, requested_model,

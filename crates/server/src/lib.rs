@@ -43,13 +43,26 @@ pub struct AppState {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     public_url: Arc<PublicUrl>,
+    proxy: Option<tollgate_proxy::Proxy>,
 }
 
 impl AppState {
     /// A state over `store`, resolving against `registry` and planning with `public_url`
     /// (what workspaces use to reach this server).
     pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, public_url: PublicUrl) -> Self {
-        Self { store, registry, public_url: Arc::new(public_url) }
+        Self { store, registry, public_url: Arc::new(public_url), proxy: None }
+    }
+
+    /// The same state, also serving the metering proxy's routes.
+    #[must_use]
+    pub fn with_proxy(mut self, proxy: tollgate_proxy::Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// The metering proxy, when this server runs one.
+    pub fn proxy(&self) -> Option<&tollgate_proxy::Proxy> {
+        self.proxy.as_ref()
     }
 
     /// The store.

@@ -433,6 +433,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// meanwhile are lost.
     async fn invalidations(&self) -> Result<tokio::sync::broadcast::Receiver<String>>;
 
+    /// How many of the org's requests hold a reservation not yet settled.
+    async fn pending_reservations(&self, org_id: &str) -> Result<i64>;
+
     /// Usage totals of the ledger, grouped and ordered by key.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>>;
 

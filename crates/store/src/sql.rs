@@ -617,6 +617,14 @@ macro_rules! impl_store {
                 self.subscribe().await
             }
 
+            async fn pending_reservations(&self, org_id: &str) -> Result<i64> {
+                let n: i64 = sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM ledger WHERE org_id = $1 AND status = 'reserved'")
+                    .bind(org_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(n)
+            }
+
             async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
                 let key = match query.group_by {
                     UsageGroup::Day => $day,

@@ -62,9 +62,14 @@ pub fn build(state: AppState) -> Router {
     let (admin, _) = admin_routes().split_for_parts();
     let (public, _) = public_routes().split_for_parts();
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    // The proxy's routes carry agents' requests, which are far larger than admin bodies.
+    let proxy = state.proxy().map_or_else(Router::new, |p| {
+        p.routes().layer(DefaultBodyLimit::max(tollgate_proxy::MAX_REQUEST_BYTES)).with_state(())
+    });
     Router::new()
         .merge(admin)
         .merge(public)
+        .merge(proxy)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(telemetry::track))

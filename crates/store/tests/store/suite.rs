@@ -419,6 +419,7 @@ pub async fn credit_is_reserved_settled_and_released(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap(); // 1_000 micro-USD
     assert_eq!(s.reserve(&reservation(&org.id, "r1", 600)).await.unwrap(), Reserved::Ok);
+    assert_eq!(s.pending_reservations(&org.id).await.unwrap(), 1);
     assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(400), "the worst case is held");
     assert_eq!(
         s.reserve(&reservation(&org.id, "r2", 500)).await.unwrap(),
@@ -427,6 +428,7 @@ pub async fn credit_is_reserved_settled_and_released(h: Harness) {
     );
     assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(400));
     assert_eq!(s.settle("r1", &settlement(250, Some(200))).await.unwrap(), Settled::Ok);
+    assert_eq!(s.pending_reservations(&org.id).await.unwrap(), 0);
     assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(750), "cost charged, the rest released");
     assert_eq!(s.settle("r1", &settlement(999, Some(200))).await.unwrap(), Settled::AlreadySettled);
     assert_eq!(

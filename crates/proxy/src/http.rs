@@ -1,0 +1,678 @@
+//! The proxy's HTTP side: authenticate the workspace token, reserve credit, forward to the
+//! platform upstream with the platform key, stream the response back chunk by chunk while
+//! metering it, and settle exactly once, even when the stream breaks (a drop guard).
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures_util::Stream;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tollgate_policy::money::{Price, Usage};
+use tollgate_policy::registry::Protocol;
+use tollgate_policy::resolve::{BillingMode, Context, PublicUrl};
+use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
+use tollgate_policy::{Micros, Registry};
+use tollgate_store::{NewReservation, Reserved, ResolutionInputs, Settlement, Store, TokenHash};
+
+use crate::meter::Meter;
+use crate::rewrite;
+use crate::strip::UsageChunkStripper;
+
+/// Output tokens reserved for a request that sets no limit (OpenAI's `max_tokens` is optional).
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 32_000;
+/// The largest request body the proxy accepts.
+pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// How long an authorisation stays cached without an invalidation.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Where one platform upstream is and the key the proxy sends it.
+#[derive(Clone)]
+pub struct UpstreamTarget {
+    /// Base URL, no trailing slash.
+    pub url: String,
+    /// The platform key; `None` when the server was started without it (requests then fail
+    /// with 502 and a message naming the missing variable).
+    pub key: Option<SecretString>,
+    /// The variable the key comes from, for that message.
+    pub key_env: String,
+}
+
+impl std::fmt::Debug for UpstreamTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTarget")
+            .field("url", &self.url)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The platform upstreams, read from the server's environment at start.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyConfig {
+    upstreams: BTreeMap<String, UpstreamTarget>,
+}
+
+impl ProxyConfig {
+    /// For each upstream of the registry's platform provider: the key from its `key_env`
+    /// (`TOLLGATE_UPSTREAM_<NAME>_KEY`) and the URL from `TOLLGATE_UPSTREAM_<NAME>_URL` if set,
+    /// else the registry's. `env` reads a variable (the CLI passes `std::env::var`).
+    pub fn from_env(registry: &Registry, env: impl Fn(&str) -> Option<String>) -> Self {
+        let mut upstreams = BTreeMap::new();
+        if let Some(platform) = registry.platform() {
+            for u in platform.upstreams() {
+                let name = u.name().to_ascii_uppercase().replace(['-', '.'], "_");
+                let url = env(&format!("TOLLGATE_UPSTREAM_{name}_URL"))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| u.url().to_owned());
+                let key = env(u.key_env().as_str()).filter(|s| !s.is_empty()).map(SecretString::from);
+                upstreams.insert(
+                    u.name().to_owned(),
+                    UpstreamTarget {
+                        url: url.trim_end_matches('/').to_owned(),
+                        key,
+                        key_env: u.key_env().as_str().to_owned(),
+                    },
+                );
+            }
+        }
+        Self { upstreams }
+    }
+
+    /// The upstream called `name`.
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamTarget> {
+        self.upstreams.get(name)
+    }
+
+    /// Every upstream, by name.
+    pub fn upstreams(&self) -> impl Iterator<Item = (&str, &UpstreamTarget)> {
+        self.upstreams.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+/// What a cached token lookup remembers: who the workspace is and whether it may use the
+/// proxy right now.
+#[derive(Clone, Debug)]
+struct Authorized {
+    workspace_id: String,
+    org_id: String,
+    mode: Option<BillingMode>,
+}
+
+/// The metering proxy. Cheap to clone.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    public_url: PublicUrl,
+    config: ProxyConfig,
+    client: reqwest::Client,
+    cache: moka::future::Cache<[u8; 32], Arc<Authorized>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy over `store`, charging with `registry`'s prices and forwarding per `config`.
+    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, public_url: PublicUrl, config: ProxyConfig) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // Per read, not per request: a long stream lives as long as bytes keep coming.
+            .read_timeout(Duration::from_secs(600))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default();
+        let cache = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(AUTH_CACHE_TTL)
+            .support_invalidation_closures()
+            .build();
+        Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache }) }
+    }
+
+    /// The proxy's routes: `POST /anthropic/v1/messages` (any query string),
+    /// `POST /anthropic/v1/messages/count_tokens`, `POST /openai/v1/chat/completions`.
+    pub fn routes(&self) -> Router {
+        Router::new()
+            .route("/anthropic/v1/messages", post(anthropic_messages))
+            .route("/anthropic/v1/messages/count_tokens", post(anthropic_count_tokens))
+            .route("/openai/v1/chat/completions", post(openai_chat))
+            .with_state(self.clone())
+    }
+
+    /// Drops cached authorisations when any instance publishes an invalidation
+    /// (`ws:<id>`, `org:<id>` or `*`). Runs until the store's channel closes.
+    pub async fn follow_invalidations(&self) {
+        let Ok(mut rx) = self.inner.store.invalidations().await else {
+            tracing::warn!("no invalidation channel: the token cache relies on its TTL");
+            return;
+        };
+        loop {
+            match rx.recv().await {
+                Ok(key) => self.invalidate(&key),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.inner.cache.invalidate_all(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn invalidate(&self, key: &str) {
+        let cache = &self.inner.cache;
+        if let Some(ws) = key.strip_prefix("ws:") {
+            let ws = ws.to_owned();
+            let _ = cache.invalidate_entries_if(move |_, a| a.workspace_id == ws);
+        } else if let Some(org) = key.strip_prefix("org:") {
+            let org = org.to_owned();
+            let _ = cache.invalidate_entries_if(move |_, a| a.org_id == org);
+        } else {
+            cache.invalidate_all();
+        }
+    }
+
+    async fn authorize(&self, token: &str) -> Result<Arc<Authorized>, ProxyError> {
+        let hash = TokenHash::of(token);
+        let inner = &self.inner;
+        // Failures are not cached (moka caches only values): a token minted a moment ago on
+        // another instance works at once, and a database hiccup is retried next request.
+        let found = inner
+            .cache
+            .try_get_with(*hash.as_bytes(), async {
+                let ws = inner.store.workspace_for_token(&hash).await.map_err(Lookup::Store)?.ok_or(Lookup::Unknown)?;
+                let inputs = ResolutionInputs::for_workspace(inner.store.as_ref(), ws).await.map_err(Lookup::Store)?;
+                let ctx = Context { registry: &inner.registry, public_url: &inner.public_url };
+                let r = inputs.resolve(&ctx, None).resolution;
+                Ok::<_, Lookup>(Arc::new(Authorized {
+                    workspace_id: inputs.workspace.id,
+                    org_id: inputs.org.id,
+                    mode: r.resolved_mode,
+                }))
+            })
+            .await;
+        found.map_err(|e| match &*e {
+            Lookup::Unknown => {
+                ProxyError::new(StatusCode::UNAUTHORIZED, Kind::Authentication, "unknown or revoked workspace token")
+            }
+            Lookup::Store(e) => {
+                tracing::error!(error = %e, "token lookup failed");
+                ProxyError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Kind::Api,
+                    "the proxy cannot reach its database; try again",
+                )
+            }
+        })
+    }
+}
+
+/// Why a token lookup found nothing to cache.
+#[derive(Debug)]
+enum Lookup {
+    Unknown,
+    Store(tollgate_store::StoreError),
+}
+
+/// The provider's own error kinds, so that agents' retry logic reads them.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    InvalidRequest,
+    Authentication,
+    Permission,
+    NotFound,
+    Billing,
+    Api,
+}
+
+/// An error answered in the provider's shape (Anthropic or OpenAI, by route).
+#[derive(Debug)]
+struct ProxyError {
+    status: StatusCode,
+    kind: Kind,
+    message: String,
+}
+
+impl ProxyError {
+    fn new(status: StatusCode, kind: Kind, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into() }
+    }
+
+    fn into_response(self, protocol: Protocol) -> Response {
+        let body = match protocol {
+            Protocol::Anthropic => {
+                let kind = match self.kind {
+                    Kind::InvalidRequest => "invalid_request_error",
+                    Kind::Authentication => "authentication_error",
+                    Kind::Permission => "permission_error",
+                    Kind::NotFound => "not_found_error",
+                    Kind::Billing => "billing_error",
+                    Kind::Api => "api_error",
+                };
+                json!({"type": "error", "error": {"type": kind, "message": self.message}})
+            }
+            Protocol::Openai => {
+                let (kind, code) = match self.kind {
+                    Kind::InvalidRequest => ("invalid_request_error", Value::Null),
+                    Kind::Authentication => ("invalid_request_error", json!("invalid_api_key")),
+                    Kind::Permission => ("permission_error", json!("permission_denied")),
+                    Kind::NotFound => ("invalid_request_error", json!("model_not_found")),
+                    Kind::Billing => ("billing_error", json!("insufficient_credit")),
+                    Kind::Api => ("server_error", Value::Null),
+                };
+                json!({"error": {"message": self.message, "type": kind, "param": null, "code": code}})
+            }
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+async fn anthropic_messages(State(p): State<Proxy>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    p.handle(Protocol::Anthropic, "/v1/messages", &uri, &headers, body).await
+}
+
+async fn anthropic_count_tokens(State(p): State<Proxy>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    p.handle(Protocol::Anthropic, "/v1/messages/count_tokens", &uri, &headers, body).await
+}
+
+async fn openai_chat(State(p): State<Proxy>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    p.handle(Protocol::Openai, "/v1/chat/completions", &uri, &headers, body).await
+}
+
+/// The token a request presents: `x-api-key`, else `Authorization: Bearer`.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|t| !t.is_empty());
+    api_key.or_else(|| {
+        let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    })
+}
+
+/// Request headers passed upstream as they came; everything else (credentials, hop-by-hop
+/// headers, the client's host) is dropped.
+const PASS_HEADERS: [&str; 4] = ["anthropic-version", "anthropic-beta", "content-type", "accept"];
+/// Response headers passed back to the client.
+const RETURN_HEADERS: [&str; 8] = [
+    "content-type",
+    "request-id",
+    "x-request-id",
+    "retry-after",
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-tokens-remaining",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+];
+
+impl Proxy {
+    async fn handle(
+        &self,
+        protocol: Protocol,
+        path: &'static str,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let started = Instant::now();
+        match self.forward(protocol, path, uri, headers, body, started).await {
+            Ok(response) => response,
+            Err(e) => {
+                metrics::counter!("tollgate_proxy_requests_total", "status" => e.status.as_u16().to_string())
+                    .increment(1);
+                e.into_response(protocol)
+            }
+        }
+    }
+
+    #[expect(clippy::too_many_lines, reason = "the request's life in order: auth, model, credit, forward, meter")]
+    async fn forward(
+        &self,
+        protocol: Protocol,
+        path: &'static str,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+        started: Instant,
+    ) -> Result<Response, ProxyError> {
+        let inner = &self.inner;
+        // Authentication.
+        let Some(token) = presented_token(headers) else {
+            return Err(ProxyError::new(
+                StatusCode::UNAUTHORIZED,
+                Kind::Authentication,
+                "no workspace token: send it in x-api-key or Authorization: Bearer",
+            ));
+        };
+        if token.starts_with("sk-ant-oat") {
+            return Err(ProxyError::new(
+                StatusCode::UNAUTHORIZED,
+                Kind::Authentication,
+                "an OAuth token was sent to the Tollgate proxy: platform-managed workspaces must send their workspace token (tg_ws_...), not CLAUDE_CODE_OAUTH_TOKEN",
+            ));
+        }
+        if !has_token_shape(token, WORKSPACE_TOKEN_PREFIX) {
+            return Err(ProxyError::new(
+                StatusCode::UNAUTHORIZED,
+                Kind::Authentication,
+                "not a workspace token: platform-managed workspaces send their workspace token (tg_ws_...)",
+            ));
+        }
+        let who = self.authorize(token).await?;
+        if who.mode != Some(BillingMode::PlatformManaged) {
+            let now = who.mode.map_or("not resolvable", BillingMode::as_str);
+            return Err(ProxyError::new(
+                StatusCode::FORBIDDEN,
+                Kind::Permission,
+                format!(
+                    "this workspace is {now}, not platform_managed: the proxy serves only platform-managed workspaces"
+                ),
+            ));
+        }
+        // The request and the model.
+        if body.len() > MAX_REQUEST_BYTES {
+            return Err(ProxyError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Kind::InvalidRequest,
+                "the request body is too large",
+            ));
+        }
+        let mut json: Value = rewrite::parse_request(&body).map_err(|_| {
+            ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, "the request body is not a JSON object")
+        })?;
+        let model = rewrite::requested_model(&json).unwrap_or_default().to_owned();
+        let served = inner.registry.platform_model(&model).filter(|(_, u)| u.protocol() == protocol);
+        let Some((platform_model, upstream)) = served else {
+            let names: Vec<&str> = inner
+                .registry
+                .platform()
+                .map(|p| {
+                    p.models()
+                        .iter()
+                        .filter(|m| {
+                            inner.registry.platform_model(m.id()).is_some_and(|(_, u)| u.protocol() == protocol)
+                        })
+                        .map(|m| m.id())
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(ProxyError::new(
+                StatusCode::NOT_FOUND,
+                Kind::NotFound,
+                format!(
+                    "model `{}` is not served by the platform on this route; served: {}",
+                    model.chars().take(80).collect::<String>(),
+                    names.join(", ")
+                ),
+            ));
+        };
+        let Some(target) = inner.config.upstream(upstream.name()) else {
+            return Err(ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the platform upstream is not configured"));
+        };
+        let Some(key) = target.key.clone() else {
+            tracing::error!(key_env = %target.key_env, "platform upstream key missing from the server's environment");
+            return Err(ProxyError::new(
+                StatusCode::BAD_GATEWAY,
+                Kind::Api,
+                format!("the server has no platform key for this upstream (set {})", target.key_env),
+            ));
+        };
+        let price = *platform_model.price();
+        let count_only = path.ends_with("count_tokens");
+        let streaming = rewrite::wants_stream(&json);
+        rewrite::set_model(&mut json, platform_model.upstream_model()).map_err(|_| {
+            ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, "the request body is not a JSON object")
+        })?;
+        let strip_usage = protocol == Protocol::Openai && streaming && rewrite::ensure_include_usage(&mut json);
+        // Credit: the worst case, before anything is forwarded.
+        let reserve = if count_only { Micros::ZERO } else { worst_case(&price, &json, body.len(), protocol) };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let reservation = NewReservation {
+            request_id: request_id.clone(),
+            org_id: who.org_id.clone(),
+            workspace_id: who.workspace_id.clone(),
+            model: model.clone(),
+            amount: reserve,
+        };
+        match inner.store.reserve(&reservation).await {
+            Ok(Reserved::Ok) => {}
+            Ok(Reserved::Insufficient { available }) => {
+                return Err(ProxyError::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    Kind::Billing,
+                    format!(
+                        "the org's credit ({available}) does not cover this request's worst case ({reserve}); add credit or lower max_tokens"
+                    ),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "credit reservation failed");
+                return Err(ProxyError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Kind::Api,
+                    "the proxy cannot reach its database; try again",
+                ));
+            }
+        }
+        // From here on the reservation is settled exactly once, whatever happens: the guard
+        // settles on drop if nothing else did.
+        let mut guard = SettleGuard::new(inner.store.clone(), request_id, price, Meter::new(protocol));
+        // Forward exactly what was priced: the re-serialised body, not the client's bytes.
+        let upstream_body = rewrite::to_body(&json);
+        let mut url = format!("{}{path}", target.url);
+        if let Some(q) = uri.query() {
+            url.push('?');
+            url.push_str(q);
+        }
+        let mut req = inner.client.post(url).body(upstream_body);
+        for name in PASS_HEADERS {
+            if let Some(v) = headers.get(name) {
+                req = req.header(name, v);
+            }
+        }
+        req = match protocol {
+            Protocol::Anthropic => req.header("x-api-key", key.expose_secret()),
+            Protocol::Openai => req.bearer_auth(key.expose_secret()),
+        };
+        if !headers.contains_key("content-type") {
+            req = req.header("content-type", "application/json");
+        }
+        let sent = Instant::now();
+        let upstream_response = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "upstream unreachable");
+                guard.finish(Some(StatusCode::BAD_GATEWAY.as_u16()));
+                return Err(ProxyError::new(
+                    StatusCode::BAD_GATEWAY,
+                    Kind::Api,
+                    "the upstream provider could not be reached",
+                ));
+            }
+        };
+        let upstream_latency = sent.elapsed();
+        metrics::histogram!("tollgate_proxy_upstream_latency_seconds").record(upstream_latency.as_secs_f64());
+        let status = upstream_response.status();
+        guard.status = Some(status.as_u16());
+        let mut response = Response::builder().status(status.as_u16());
+        for name in RETURN_HEADERS {
+            if let Some(v) = upstream_response.headers().get(name)
+                && let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_bytes(v.as_bytes()))
+            {
+                response = response.header(n, v);
+            }
+        }
+        let sse = upstream_response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        metrics::counter!("tollgate_proxy_requests_total", "status" => status.as_u16().to_string()).increment(1);
+        // What the proxy added: everything but the wait for the upstream's headers.
+        metrics::histogram!("tollgate_proxy_added_latency_seconds")
+            .record(started.elapsed().saturating_sub(upstream_latency).as_secs_f64());
+        let stream = Metered {
+            inner: Box::pin(upstream_response.bytes_stream()),
+            sse,
+            body: Vec::new(),
+            stripper: (strip_usage && sse).then(UsageChunkStripper::new),
+            guard: Some(guard),
+        };
+        response.body(Body::from_stream(stream)).map_err(|_| {
+            ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the upstream's answer could not be relayed")
+        })
+    }
+}
+
+/// The worst-case cost of a request: its input (estimated from the body, priced at the
+/// dearer of input and cache write) plus its output limit at the output price.
+fn worst_case(price: &Price, json: &Value, body_len: usize, protocol: Protocol) -> Micros {
+    let input_price = if price.cache_write > price.input { price.cache_write } else { price.input };
+    let priced = Price { input: input_price, ..*price };
+    let usage = Usage {
+        input_tokens: rewrite::estimate_input_tokens(body_len),
+        output_tokens: rewrite::max_output_tokens(json, protocol).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+        cache_write_tokens: 0,
+        cache_read_tokens: 0,
+    };
+    priced.cost(&usage)
+}
+
+/// Settles one reservation exactly once: explicitly at the end of the response, or on drop
+/// (a stream cut by the upstream or abandoned by the client) with the usage seen so far.
+struct SettleGuard {
+    store: Arc<dyn Store>,
+    request_id: String,
+    price: Price,
+    meter: Meter,
+    status: Option<u16>,
+    settled: bool,
+}
+
+/// The status recorded for a response the client abandoned (nginx's convention).
+const CLIENT_CLOSED: u16 = 499;
+
+impl SettleGuard {
+    fn new(store: Arc<dyn Store>, request_id: String, price: Price, meter: Meter) -> Self {
+        Self { store, request_id, price, meter, status: None, settled: false }
+    }
+
+    /// Settles now with `status` (`None`: the stream broke).
+    fn finish(&mut self, status: Option<u16>) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let usage = self.meter.usage();
+        let settlement = Settlement { usage, cost: self.price.cost(&usage), http_status: status };
+        let store = self.store.clone();
+        let id = std::mem::take(&mut self.request_id);
+        metrics::counter!("tollgate_proxy_cost_micros_total")
+            .increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
+        metrics::counter!("tollgate_proxy_tokens_total", "kind" => "input").increment(usage.input_tokens);
+        metrics::counter!("tollgate_proxy_tokens_total", "kind" => "output").increment(usage.output_tokens);
+        metrics::counter!("tollgate_proxy_tokens_total", "kind" => "cache_write").increment(usage.cache_write_tokens);
+        metrics::counter!("tollgate_proxy_tokens_total", "kind" => "cache_read").increment(usage.cache_read_tokens);
+        // Settling is a database write: never on the response's path, and it must happen
+        // even when the future that owned the guard is gone.
+        let settle = async move {
+            if let Err(e) = store.settle(&id, &settlement).await {
+                tracing::error!(error = %e, request_id = %id, "settlement failed; the reservation stays held");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(settle);
+            }
+            Err(_) => tracing::error!("no runtime to settle on"),
+        }
+    }
+}
+
+impl Drop for SettleGuard {
+    fn drop(&mut self) {
+        if !self.settled {
+            // Dropped before the end: the client went away mid-response.
+            self.finish(Some(CLIENT_CLOSED));
+        }
+    }
+}
+
+/// The upstream's body, relayed chunk by chunk while the meter reads it.
+struct Metered {
+    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    sse: bool,
+    /// A non-streaming body, kept (bounded) for the meter; never delays the relay.
+    body: Vec<u8>,
+    stripper: Option<UsageChunkStripper>,
+    guard: Option<SettleGuard>,
+}
+
+/// The most of a non-streaming body kept for metering.
+const MAX_METERED_BODY: usize = 16 * 1024 * 1024;
+
+impl Stream for Metered {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if let Some(guard) = this.guard.as_mut() {
+                        if this.sse {
+                            guard.meter.observe_chunk(&chunk);
+                        } else if this.body.len() + chunk.len() <= MAX_METERED_BODY {
+                            this.body.extend_from_slice(&chunk);
+                        }
+                    }
+                    let out = match this.stripper.as_mut() {
+                        Some(s) => s.push(chunk),
+                        None => chunk,
+                    };
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(out)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    // The upstream broke the stream: settle with what was seen.
+                    if let Some(mut guard) = this.guard.take() {
+                        guard.finish(None);
+                    }
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                }
+                Poll::Ready(None) => {
+                    if let Some(mut guard) = this.guard.take() {
+                        if !this.sse {
+                            guard.meter.observe_body(&this.body);
+                        }
+                        // A stream that ended without its terminating event was cut.
+                        let status = if this.sse && !guard.meter.completed() { None } else { guard.status };
+                        guard.finish(status);
+                    }
+                    if let Some(rest) = this.stripper.as_mut().map(UsageChunkStripper::finish).filter(|b| !b.is_empty())
+                    {
+                        return Poll::Ready(Some(Ok(rest)));
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+}
