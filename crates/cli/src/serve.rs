@@ -46,19 +46,11 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
 
 async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     let registry = Arc::new(crate::explain::load_registry(args.providers.as_deref())?);
-    let public_url = match &args.public_url {
-        Some(u) => PublicUrl::parse(u).map_err(|e| CliError::config(format!("--public-url `{u}`: {e}")))?,
-        None => {
-            let mut addr = args.listen;
-            if addr.ip().is_unspecified() {
-                tracing::warn!(
-                    "listening on {addr} without --public-url: workspaces are told http://127.0.0.1:{}",
-                    addr.port()
-                );
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            PublicUrl::parse(&format!("http://{addr}")).map_err(CliError::config)?
-        }
+    // An explicit public URL is checked now (a configuration error, before anything starts);
+    // the default is derived from the bound address, which `--listen ...:0` only knows later.
+    let explicit_url = match &args.public_url {
+        Some(u) => Some(PublicUrl::parse(u).map_err(|e| CliError::config(format!("--public-url `{u}`: {e}")))?),
+        None => None,
     };
     create_private_dir(&args.data_dir)?;
     let key_env = std::env::var("TOLLGATE_MASTER_KEY").ok();
@@ -77,6 +69,25 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     let generated = tollgate_server::bootstrap_admin_token(store.as_ref(), admin_env.as_deref())
         .await
         .map_err(|e| CliError::failure(format!("cannot store the admin token: {e}")))?;
+    let shutdown = shutdown_signal()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| CliError::failure(format!("cannot listen on {}: {e}", args.listen)))?;
+    let bound = listener.local_addr().map_err(|e| CliError::failure(e.to_string()))?;
+    let public_url = match explicit_url {
+        Some(u) => u,
+        None => {
+            let mut addr = bound;
+            if addr.ip().is_unspecified() {
+                tracing::warn!(
+                    "listening on {addr} without --public-url: workspaces are told http://127.0.0.1:{}",
+                    addr.port()
+                );
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            PublicUrl::parse(&format!("http://{addr}")).map_err(CliError::config)?
+        }
+    };
     let mut out = String::new();
     if let Some(token) = &generated {
         out.push_str(&format!(
@@ -87,11 +98,6 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     if args.demo {
         out.push_str(&crate::demo::seed(store.as_ref(), &registry, &public_url).await?);
     }
-    let shutdown = shutdown_signal()?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| CliError::failure(format!("cannot listen on {}: {e}", args.listen)))?;
-    let bound = listener.local_addr().map_err(|e| CliError::failure(e.to_string()))?;
     out.push_str(&format!(
         "Tollgate listening on http://{bound} ({} backend, public URL {})\n",
         store.backend(),

@@ -110,6 +110,11 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "tollgate API listening");
     }
+    // Relayed SSE frames are small: without TCP_NODELAY, Nagle's algorithm and the client's
+    // delayed ACK hold each one back ~40 ms. A socket that refuses the option still works.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 

@@ -106,6 +106,11 @@ fn demo_seeds_every_case_and_prints_the_admin_token_once() {
     assert!(row("disabled").contains("disabled"));
     assert!(row("byok-missing-credential").contains("MISSING_BYOK_CREDENTIAL"));
     assert!(
+        s.stdout.contains(&format!("public URL {}", s.url)),
+        "the default public URL is the bound address, not port 0: {}",
+        s.stdout
+    );
+    assert!(
         !s.stdout.contains("demo-minimax-key") && !s.stdout.contains("sk-ant-oat01-demo"),
         "no secret value printed"
     );

@@ -1,0 +1,665 @@
+//! Real clients through a real `tollgate serve` to the stand-in upstream: the Anthropic and
+//! OpenAI Python SDKs and the Claude Code CLI, installed under `target/test-clients` by
+//! `scripts/install-test-clients` (pinned versions; `.ci/run` runs it). Missing clients fail
+//! the tests, never skip them.
+//!
+//! Each test starts its own stack: the stand-in upstream in process (so that it can read what
+//! the upstream received), `tollgate serve` as a process pointed at it with distinctive
+//! platform keys, an org with credit, and platform-managed workspaces provisioned through
+//! `tollgate admin --json`. After the client has run, every request the upstream saw must carry
+//! the platform key and never the workspace token, name the registry's `upstream_model`, and the
+//! org's ledger and credit must have moved by exactly what the stand-in's usage costs at the
+//! registry's prices. That usage is recomputed here from the request bodies the upstream
+//! received, with the formulas of the stand-in's crate docs, and must also be what the client
+//! itself reported.
+//!
+//! What Claude Code 2.1.330 sends for `claude -p` (found with these tests): one streaming
+//! `POST /v1/messages?beta=true` with the model of `ANTHROPIC_MODEL` and `max_tokens` 32000, an
+//! `anthropic-beta` list starting with `claude-code-20250219`, no `count_tokens` call and no
+//! small/fast (haiku) request, so no `ANTHROPIC_SMALL_FAST_MODEL` or
+//! `ANTHROPIC_DEFAULT_HAIKU_MODEL` pin is needed. It authenticates with `Authorization: Bearer`
+//! from `ANTHROPIC_AUTH_TOKEN` (the provisioned plan) or `x-api-key` from `ANTHROPIC_API_KEY`.
+//! It warns on stderr that it does not know `platform/sonnet` and assumes a 1M-token context
+//! window (`CLAUDE_CODE_MAX_CONTEXT_TOKENS` silences that). The Anthropic Python SDK 2.12 sends
+//! its `api_key` as `Authorization: Bearer`, not `x-api-key`: the proxy's `x-api-key` path is
+//! exercised by the second Claude Code run.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tollgate_policy::Registry;
+use tollgate_upstream::{REPLY, REPLY_WORDS, Recorded, Upstream};
+
+use crate::serve::{Server, data_dir, start};
+
+const ADMIN_TOKEN: &str = "tg_admin_clients-e2e";
+/// Distinctive fake platform keys: the upstream must see these and nothing else.
+const ANTHROPIC_KEY: &str = "sk-ant-api03-platform-key-of-the-clients-test";
+const OPENAI_KEY: &str = "sk-proj-platform-key-of-the-clients-test";
+/// The org's credit: enough for the worst-case reservation of Claude Code's 32000 max_tokens.
+const CREDIT: i64 = 20_000_000;
+/// The longest one client run may take.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+// ---- the installed clients -------------------------------------------------------------------
+
+fn clients_root() -> PathBuf {
+    crate::repo_root().join("target/test-clients")
+}
+
+fn installed(relative: &str) -> PathBuf {
+    let path = clients_root().join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: the real-client tests need the clients installed; run scripts/install-test-clients \
+         (it creates target/test-clients/venv with the anthropic and openai SDKs and installs Claude Code \
+         under target/test-clients/node)",
+        path.display()
+    );
+    path
+}
+
+fn python() -> PathBuf {
+    installed("venv/bin/python")
+}
+
+fn claude() -> PathBuf {
+    installed("node/node_modules/.bin/claude")
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(name)
+}
+
+/// A fresh, empty directory for a client's `HOME`.
+fn temp_home(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tollgate-clients-home-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A clean environment: `PATH` and `HOME` only, then `vars`.
+fn clean_command(program: &Path, home: &Path, vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("HOME", home);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    // Run in the empty home: Claude Code reads its working directory (git status, CLAUDE.md).
+    cmd.current_dir(home).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `cmd` to completion, killing it after [`CLIENT_TIMEOUT`].
+fn run(mut cmd: Command, what: &str) -> Output {
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what} could not start: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+            panic!("{what} did not finish within {CLIENT_TIMEOUT:?}; stderr:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+}
+
+/// Runs a client script with the venv's interpreter; its stdout is one JSON object.
+fn run_python(name: &str, base_url: &str, token: &str, model: &str) -> Value {
+    let home = temp_home(name);
+    let mut cmd = clean_command(
+        &python(),
+        &home,
+        &[("CLIENT_BASE_URL", base_url), ("CLIENT_API_KEY", token), ("CLIENT_MODEL", model)],
+    );
+    cmd.arg(script(name));
+    let out = run(cmd, name);
+    let _ = std::fs::remove_dir_all(&home);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{name} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+}
+
+// ---- the stack: stand-in upstream, tollgate serve, an org ------------------------------------
+
+struct Stack {
+    server: Option<Server>,
+    upstream: Upstream,
+    http: reqwest::Client,
+    registry: Registry,
+    org: String,
+    dir: PathBuf,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        drop(self.server.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Stack {
+    fn start(name: &str) -> Stack {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let upstream = rt.block_on(Upstream::start()).unwrap();
+        let dir = data_dir(&format!("clients-{name}"));
+        let url = upstream.url();
+        let server = start(
+            &dir,
+            &[],
+            &[
+                ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
+                ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", &url),
+                ("TOLLGATE_UPSTREAM_OPENAI_URL", &url),
+                ("TOLLGATE_UPSTREAM_ANTHROPIC_KEY", ANTHROPIC_KEY),
+                ("TOLLGATE_UPSTREAM_OPENAI_KEY", OPENAI_KEY),
+            ],
+        );
+        let mut stack = Stack {
+            server: Some(server),
+            upstream,
+            http: reqwest::Client::new(),
+            registry: Registry::embedded().unwrap(),
+            org: String::new(),
+            dir,
+            rt,
+        };
+        let org = stack.admin(&["org", "create", &format!("clients-{name}"), "--credit-micros", &CREDIT.to_string()]);
+        stack.org = org["id"].as_str().unwrap().to_owned();
+        stack
+    }
+
+    fn url(&self) -> &str {
+        &self.server.as_ref().unwrap().url
+    }
+
+    /// `tollgate admin ARGS --json` against this server.
+    fn admin(&self, args: &[&str]) -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("admin")
+            .args(args)
+            .arg("--json")
+            .env("TOLLGATE_ADMIN_URL", self.url())
+            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "tollgate admin {args:?}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str(&stdout).unwrap()
+    }
+
+    /// A workspace on `runtime` with `model`, provisioned: its token and env plan.
+    fn workspace(&self, name: &str, runtime: &str, model: &str) -> (String, BTreeMap<String, String>) {
+        let ws = self.admin(&[
+            "workspace",
+            "create",
+            "--org",
+            &self.org,
+            "--name",
+            name,
+            "--runtime",
+            runtime,
+            "--model",
+            model,
+        ]);
+        let provisioned = self.admin(&["provision", ws["id"].as_str().unwrap()]);
+        assert_eq!(provisioned["resolution"]["resolved_mode"], "platform_managed", "{provisioned}");
+        let token = provisioned["token"].as_str().unwrap().to_owned();
+        assert!(token.starts_with("tg_ws_"), "{token}");
+        let env = serde_json::from_value(provisioned["env"].clone()).unwrap();
+        (token, env)
+    }
+
+    fn get(&self, path: &str) -> Value {
+        self.rt.block_on(async {
+            let r = self.http.get(format!("{}{path}", self.url())).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+            assert!(r.status().is_success(), "GET {path}: {}", r.status());
+            r.json::<Value>().await.unwrap()
+        })
+    }
+
+    fn credit(&self) -> i64 {
+        self.get(&format!("/admin/orgs/{}", self.org))["credit_micros"].as_i64().unwrap()
+    }
+
+    /// The org's ledger by model, once `n` requests are in it and all of them are settled (an
+    /// unsettled row has no status yet and counts as an error until it is).
+    fn settled_usage(&self, n: usize) -> BTreeMap<String, Row> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.get(&format!("/admin/usage?org_id={}&group_by=model", self.org));
+            let rows: BTreeMap<String, Row> = v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["key"].as_str().unwrap().to_owned(), Row::from_json(r)))
+                .collect();
+            let requests: i64 = rows.values().map(|r| r.requests).sum();
+            let errors: i64 = rows.values().map(|r| r.errors).sum();
+            if requests == i64::try_from(n).unwrap() && errors == 0 {
+                return rows;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the ledger did not settle to {n} requests without errors: {v}\nupstream saw: {:#?}",
+                summary(&self.upstream.requests())
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The upstream model and prices of a platform model of the default registry.
+    fn platform_model(&self, alias: &str) -> (String, [u64; 4]) {
+        let (m, _) = self.registry.platform_model(alias).unwrap();
+        let p = m.price();
+        (m.upstream_model().to_owned(), [p.input.get(), p.output.get(), p.cache_write.get(), p.cache_read.get()])
+    }
+
+    /// The platform alias whose `upstream_model` is `upstream_model`.
+    fn alias_of(&self, upstream_model: &str) -> String {
+        let platform = self.registry.platform().unwrap();
+        let aliases: Vec<&str> = platform
+            .models()
+            .iter()
+            .map(|m| m.id())
+            .filter(|id| self.registry.platform_model(id).is_some_and(|(m, _)| m.upstream_model() == upstream_model))
+            .collect();
+        assert_eq!(
+            aliases.len(),
+            1,
+            "the upstream saw `{upstream_model}`, which is not one platform model's upstream_model"
+        );
+        aliases[0].to_owned()
+    }
+
+    /// Checks every request the upstream saw (credentials, model) and that the ledger and the
+    /// credit moved by exactly the cost of the stand-in's usage. Returns the total cost.
+    fn check_upstream_and_ledger(&self, tokens: &[&str]) -> i64 {
+        let seen = self.upstream.requests();
+        assert!(!seen.is_empty(), "the upstream saw no request");
+        let mut expected: BTreeMap<String, Row> = BTreeMap::new();
+        for r in &seen {
+            check_credentials(r, tokens);
+            let model = r.body["model"].as_str().unwrap_or_default().to_owned();
+            let alias = self.alias_of(&model);
+            let (upstream_model, price) = self.platform_model(&alias);
+            assert_eq!(model, upstream_model);
+            let usage = stand_in_usage(r);
+            let row = expected.entry(alias).or_default();
+            row.requests += 1;
+            row.input_tokens += usage.input;
+            row.output_tokens += usage.output;
+            row.cache_write_tokens += usage.cache_write;
+            row.cache_read_tokens += usage.cache_read;
+            row.cost_micros += usage.cost(price);
+        }
+        let ledger = self.settled_usage(seen.len());
+        assert_eq!(ledger, expected, "the ledger (left) against the stand-in's usage at the registry's prices (right)");
+        let total: i64 = expected.values().map(|r| r.cost_micros).sum();
+        assert_eq!(self.credit(), CREDIT - total, "the org's credit moved by exactly the cost");
+        total
+    }
+}
+
+/// The platform key and only it; the workspace tokens nowhere, neither in a header nor in the
+/// body.
+fn check_credentials(r: &Recorded, tokens: &[&str]) {
+    let anthropic = r.path.starts_with("/v1/messages");
+    if anthropic {
+        assert_eq!(r.header("x-api-key"), Some(ANTHROPIC_KEY), "{}", r.path);
+        assert_eq!(r.header("authorization"), None, "{}", r.path);
+        assert!(r.header("anthropic-version").is_some(), "anthropic-version is passed through");
+    } else {
+        assert_eq!(r.path, "/v1/chat/completions");
+        assert_eq!(r.header("authorization"), Some(format!("Bearer {OPENAI_KEY}").as_str()));
+        assert_eq!(r.header("x-api-key"), None);
+    }
+    let body = r.body.to_string();
+    for (name, value) in &r.headers {
+        assert!(!value.contains("tg_ws_"), "header {name} carries a workspace token");
+        for t in tokens {
+            assert!(!value.contains(t), "header {name} carries the workspace token");
+        }
+    }
+    assert!(!body.contains("tg_ws_"), "the body carries a workspace token");
+}
+
+// ---- the stand-in's usage, recomputed from what it received ----------------------------------
+
+/// Token counts in the ledger's terms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tokens {
+    input: i64,
+    output: i64,
+    cache_write: i64,
+    cache_read: i64,
+}
+
+impl Tokens {
+    /// `ceil(sum(tokens * pico-USD per token) / 1e6)` micro-USD; `price` is input, output,
+    /// cache write, cache read.
+    fn cost(&self, price: [u64; 4]) -> i64 {
+        let t = |n: i64| u128::try_from(n).unwrap();
+        let pico = t(self.input) * u128::from(price[0])
+            + t(self.output) * u128::from(price[1])
+            + t(self.cache_write) * u128::from(price[2])
+            + t(self.cache_read) * u128::from(price[3]);
+        i64::try_from(pico.div_ceil(1_000_000)).unwrap()
+    }
+}
+
+/// The text of a value per the stand-in's crate docs: (bytes, bytes under `cache_control`).
+fn text(v: &Value) -> (i64, i64) {
+    match v {
+        Value::String(s) => (i64::try_from(s.len()).unwrap(), 0),
+        Value::Array(items) => items.iter().map(text).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+        Value::Object(o) => {
+            let (bytes, cached) = ["text", "content"]
+                .iter()
+                .filter_map(|k| o.get(*k))
+                .map(text)
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            let marked = o.get("cache_control").is_some_and(|c| !c.is_null());
+            (bytes, if marked { bytes } else { cached })
+        }
+        _ => (0, 0),
+    }
+}
+
+/// The usage the stand-in reports for the request `r` (its crate docs' "Token counts"); a
+/// `count_tokens` call is free and meters nothing.
+fn stand_in_usage(r: &Recorded) -> Tokens {
+    let b = &r.body;
+    let words = i64::try_from(REPLY_WORDS).unwrap();
+    match r.path.as_str() {
+        "/v1/messages" => {
+            let (s, s_cached) = text(&b["system"]);
+            let (m, m_cached) = text(&b["messages"]);
+            Tokens {
+                input: ((s + m - s_cached - m_cached) / 4).max(1),
+                output: b["max_tokens"].as_i64().unwrap().min(words),
+                cache_write: m_cached / 4,
+                cache_read: s_cached / 4,
+            }
+        }
+        "/v1/messages/count_tokens" => Tokens::default(),
+        "/v1/chat/completions" => {
+            let limit = b["max_completion_tokens"].as_i64().or_else(|| b["max_tokens"].as_i64()).unwrap_or(words);
+            Tokens { input: (text(&b["messages"]).0 / 4).max(1), output: limit.min(words), ..Tokens::default() }
+        }
+        other => panic!("the upstream saw an unexpected path {other}"),
+    }
+}
+
+/// What `count_tokens` answers for the request `r`.
+fn stand_in_count(r: &Recorded) -> i64 {
+    ((text(&r.body["system"]).0 + text(&r.body["messages"]).0) / 4).max(1)
+}
+
+/// One ledger row (the key aside).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Row {
+    requests: i64,
+    errors: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_write_tokens: i64,
+    cache_read_tokens: i64,
+    cost_micros: i64,
+}
+
+impl Row {
+    fn from_json(v: &Value) -> Row {
+        let f = |k: &str| v[k].as_i64().unwrap();
+        Row {
+            requests: f("requests"),
+            errors: f("errors"),
+            input_tokens: f("input_tokens"),
+            output_tokens: f("output_tokens"),
+            cache_write_tokens: f("cache_write_tokens"),
+            cache_read_tokens: f("cache_read_tokens"),
+            cost_micros: f("cost_micros"),
+        }
+    }
+}
+
+/// Path, query, model and stream flag of each request, for failure messages.
+fn summary(seen: &[Recorded]) -> Vec<String> {
+    seen.iter()
+        .map(|r| {
+            format!(
+                "{} {}?{} model={} stream={}",
+                r.method,
+                r.path,
+                r.query.as_deref().unwrap_or(""),
+                r.body["model"],
+                r.body["stream"]
+            )
+        })
+        .collect()
+}
+
+fn anthropic_usage(t: Tokens) -> Value {
+    json!({
+        "input_tokens": t.input,
+        "output_tokens": t.output,
+        "cache_creation_input_tokens": t.cache_write,
+        "cache_read_input_tokens": t.cache_read,
+    })
+}
+
+fn openai_usage(t: Tokens) -> Value {
+    json!({
+        "prompt_tokens": t.input,
+        "completion_tokens": t.output,
+        "total_tokens": t.input + t.output,
+        "cached_tokens": 0,
+    })
+}
+
+/// A variable of a provisioned plan.
+///
+/// The plan's base URLs are the server's public URL plus the proxy's path, but with
+/// `--listen 127.0.0.1:0` and no `--public-url`, `serve` derives the public URL from the
+/// configured address before it binds, so the plan says port 0. The tests check the path of
+/// those URLs and give the clients the bound address.
+fn plan<'a>(env: &'a BTreeMap<String, String>, name: &str) -> &'a str {
+    env.get(name).unwrap_or_else(|| panic!("the plan has no {name}: {env:?}"))
+}
+
+/// The first `n` words of the stand-in's reply.
+fn reply_words(n: usize) -> String {
+    REPLY.split(' ').take(n).collect::<Vec<_>>().join(" ")
+}
+
+// ---- the tests -------------------------------------------------------------------------------
+
+#[test]
+fn anthropic_python_sdk_create_stream_and_count_tokens() {
+    python();
+    let stack = Stack::start("anthropic-sdk");
+    let (token, _) = stack.workspace("sdk", "claude-code", "platform/sonnet");
+    let out = run_python("anthropic_sdk.py", &format!("{}/anthropic", stack.url()), &token, "platform/sonnet");
+
+    let seen = stack.upstream.requests();
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/v1/messages", "/v1/messages", "/v1/messages/count_tokens"], "{:#?}", summary(&seen));
+    assert_eq!(seen[1].body["stream"], true);
+    let (upstream_model, _) = stack.platform_model("platform/sonnet");
+    assert_eq!(upstream_model, "claude-sonnet-4-5");
+
+    // Non-streaming: the full reply, every kind of token (the script caches its system prompt
+    // and its newest turn), and what the SDK read is what the stand-in computed.
+    let create = &out["create"];
+    assert_eq!(create["text"], REPLY);
+    assert_eq!(create["stop_reason"], "end_turn");
+    let created = stand_in_usage(&seen[0]);
+    assert!(created.input > 0 && created.cache_write > 0 && created.cache_read > 0, "{created:?}");
+    assert_eq!(create["usage"], anthropic_usage(created));
+    // Streaming through the `messages.stream` helper: max_tokens 4 cuts the reply.
+    let stream = &out["stream"];
+    assert_eq!(stream["text"], reply_words(4));
+    assert_eq!(stream["text_stream"], reply_words(4));
+    assert_eq!(stream["stop_reason"], "max_tokens");
+    assert_eq!(stream["usage"], anthropic_usage(stand_in_usage(&seen[1])));
+    // count_tokens answers and is free.
+    assert_eq!(out["count_tokens"]["input_tokens"], stand_in_count(&seen[2]));
+
+    let total = stack.check_upstream_and_ledger(&[&token]);
+    assert!(total > 0);
+}
+
+#[test]
+fn openai_python_sdk_create_and_streams_with_and_without_usage() {
+    python();
+    let stack = Stack::start("openai-sdk");
+    let (token, env) = stack.workspace("codex", "codex", "platform/gpt");
+    let base = format!("{}/openai/v1", stack.url());
+    assert!(plan(&env, "OPENAI_BASE_URL").ends_with("/openai/v1"), "{env:?}");
+    assert_eq!(plan(&env, "OPENAI_API_KEY"), token);
+    let out = run_python("openai_sdk.py", &base, &token, "platform/gpt");
+
+    let seen = stack.upstream.requests();
+    assert_eq!(seen.len(), 3, "{:#?}", summary(&seen));
+    assert!(seen.iter().all(|r| r.path == "/v1/chat/completions"));
+    assert_eq!(stack.platform_model("platform/gpt").0, "gpt-5");
+
+    let create = &out["create"];
+    assert_eq!(create["text"], reply_words(7), "max_completion_tokens 7 cuts the reply");
+    assert_eq!(create["finish_reason"], "length");
+    assert_eq!(create["usage"], openai_usage(stand_in_usage(&seen[0])));
+
+    // No stream_options: the proxy asked the upstream for usage (to meter it) and hid the
+    // usage chunk from the client, which sees the stream it asked for.
+    assert_eq!(seen[1].body["stream_options"]["include_usage"], true, "the proxy requested usage");
+    let plain = &out["stream_plain"];
+    assert_eq!(plain["text"], REPLY);
+    assert_eq!(plain["finish_reasons"], json!(["stop"]));
+    assert_eq!(plain["usage_chunks"], json!([]), "the client saw the usage chunk it did not ask for: {plain}");
+    assert_eq!(plain["empty_choice_chunks"], 0, "{plain}");
+    // include_usage: the client sees the usage chunk, with the stand-in's numbers.
+    let with_usage = &out["stream_include_usage"];
+    assert_eq!(with_usage["text"], REPLY);
+    assert_eq!(with_usage["usage_chunks"], json!([openai_usage(stand_in_usage(&seen[2]))]), "{with_usage}");
+    assert_eq!(with_usage["empty_choice_chunks"], 1);
+
+    let total = stack.check_upstream_and_ledger(&[&token]);
+    assert!(total > 0);
+}
+
+#[test]
+fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
+    let claude = claude();
+    let stack = Stack::start("claude-code");
+    let (token, env) = stack.workspace("claude", "claude-code", "platform/sonnet");
+    assert!(plan(&env, "ANTHROPIC_BASE_URL").ends_with("/anthropic"), "{env:?}");
+    let base = format!("{}/anthropic", stack.url());
+    assert_eq!(plan(&env, "ANTHROPIC_AUTH_TOKEN"), token);
+    assert_eq!(plan(&env, "ANTHROPIC_MODEL"), "platform/sonnet");
+
+    // 1. The Anthropic part of the provisioned plan (its base URL aside, see `plan`):
+    // Authorization: Bearer <token>.
+    let home = temp_home("claude-bearer");
+    let mut cmd = clean_command(
+        &claude,
+        &home,
+        &[
+            ("ANTHROPIC_BASE_URL", &base),
+            ("ANTHROPIC_AUTH_TOKEN", plan(&env, "ANTHROPIC_AUTH_TOKEN")),
+            ("ANTHROPIC_MODEL", plan(&env, "ANTHROPIC_MODEL")),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ],
+    );
+    cmd.args(["-p", "Say hello"]);
+    let out = run(cmd, "claude -p");
+    let _ = std::fs::remove_dir_all(&home);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let seen = stack.upstream.requests();
+    assert!(
+        out.status.success(),
+        "claude -p failed ({}):\n{stdout}\n{stderr}\nupstream saw {:#?}",
+        out.status,
+        summary(&seen)
+    );
+    assert_eq!(stdout.trim(), REPLY, "stderr:\n{stderr}");
+    let first_run = seen.len();
+    assert!(first_run >= 1, "{:#?}", summary(&seen));
+
+    // 2. The token in ANTHROPIC_API_KEY instead (x-api-key), with the JSON result, whose usage
+    // Claude Code read from the stream.
+    let home = temp_home("claude-api-key");
+    let mut cmd = clean_command(
+        &claude,
+        &home,
+        &[
+            ("ANTHROPIC_BASE_URL", &base),
+            ("ANTHROPIC_API_KEY", &token),
+            ("ANTHROPIC_MODEL", plan(&env, "ANTHROPIC_MODEL")),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ],
+    );
+    cmd.args(["-p", "Say hello", "--output-format", "json"]);
+    let out = run(cmd, "claude -p --output-format json");
+    let _ = std::fs::remove_dir_all(&home);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let seen = stack.upstream.requests();
+    assert!(
+        out.status.success(),
+        "claude -p (x-api-key) failed:\n{stdout}\n{stderr}\nupstream saw {:#?}",
+        summary(&seen)
+    );
+    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(result["is_error"], false, "{result}");
+    assert_eq!(result["result"], REPLY);
+    let second: Vec<Tokens> = seen[first_run..].iter().map(stand_in_usage).collect();
+    assert!(!second.is_empty());
+    let sum = |f: fn(&Tokens) -> i64| second.iter().map(f).sum::<i64>();
+    assert_eq!(
+        result["usage"]["input_tokens"].as_i64(),
+        Some(sum(|t| t.input)),
+        "Claude Code's own usage: {}",
+        result["usage"]
+    );
+    assert_eq!(result["usage"]["output_tokens"].as_i64(), Some(sum(|t| t.output)));
+    assert_eq!(result["usage"]["cache_creation_input_tokens"].as_i64(), Some(sum(|t| t.cache_write)));
+    assert_eq!(result["usage"]["cache_read_input_tokens"].as_i64(), Some(sum(|t| t.cache_read)));
+
+    // What Claude Code sent, as the upstream got it: streaming Messages calls with `?beta=true`
+    // and Claude Code's betas passed through.
+    for r in &seen {
+        assert_eq!(r.path, "/v1/messages", "{:#?}", summary(&seen));
+        assert_eq!(r.query.as_deref(), Some("beta=true"), "Claude Code's query string is passed through");
+        assert_eq!(r.body["stream"], true);
+        assert!(
+            r.header("anthropic-beta").is_some_and(|b| b.contains("claude-code-")),
+            "anthropic-beta passed through"
+        );
+    }
+
+    let total = stack.check_upstream_and_ledger(&[&token]);
+    assert!(total > 0);
+}
