@@ -160,3 +160,83 @@ async fn shutdown_drains_in_flight_requests() {
     let names = store.list_secrets(tollgate_policy::Scope::Org, &org).await.unwrap();
     assert_eq!(names.len(), 1, "the drained request was carried out");
 }
+
+/// The OpenAPI document describes the policy crate's wire names with doc-only mirrors; this
+/// ties each mirror to the real enum, so a renamed or added variant cannot drift unnoticed.
+#[test]
+fn openapi_enums_match_the_policy_wire_names() {
+    use tollgate_policy::resolve::{BillingMode, ErrorCode, ModeSource, ModelSource, WorkspaceKind};
+    use tollgate_policy::secret::Origin;
+    let doc = serde_json::to_value(tollgate_server::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let names = |schema: &str| -> Vec<String> {
+        let mut v: Vec<String> = schemas[schema]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no enum {schema}"))
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let wire = |values: Vec<serde_json::Value>| -> Vec<String> {
+        let mut v: Vec<String> = values.into_iter().map(|x| x.as_str().unwrap().to_owned()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names("BillingMode"),
+        wire(
+            [BillingMode::PlatformManaged, BillingMode::Byok, BillingMode::Disabled]
+                .map(|m| serde_json::to_value(m).unwrap())
+                .to_vec()
+        )
+    );
+    assert_eq!(
+        names("WorkspaceKind"),
+        wire([WorkspaceKind::Agent, WorkspaceKind::Concierge].map(|m| serde_json::to_value(m).unwrap()).to_vec())
+    );
+    assert_eq!(
+        names("ModeSource"),
+        wire(
+            [
+                ModeSource::Explicit,
+                ModeSource::StoredProvider,
+                ModeSource::ConciergePin,
+                ModeSource::DerivedProvider,
+                ModeSource::OrgDefault,
+                ModeSource::Fallback
+            ]
+            .map(|m| serde_json::to_value(m).unwrap())
+            .to_vec()
+        )
+    );
+    assert_eq!(
+        names("ModelSource"),
+        wire(
+            [ModelSource::Request, ModelSource::Workspace, ModelSource::Secret]
+                .map(|m| serde_json::to_value(m).unwrap())
+                .to_vec()
+        )
+    );
+    assert_eq!(
+        names("Origin"),
+        wire([Origin::Org, Origin::Workspace, Origin::Tollgate].map(|m| serde_json::to_value(m).unwrap()).to_vec())
+    );
+    assert_eq!(
+        names("ResolutionCode"),
+        wire(
+            [
+                ErrorCode::UnknownProvider,
+                ErrorCode::UnknownModel,
+                ErrorCode::ModeProviderConflict,
+                ErrorCode::NoProvider,
+                ErrorCode::MissingByokCredential,
+                ErrorCode::SecretUnreadable,
+                ErrorCode::UnknownRuntime,
+            ]
+            .map(|m| serde_json::to_value(m).unwrap())
+            .to_vec()
+        )
+    );
+}
