@@ -166,7 +166,7 @@ fn proxy_preflight(env: &Env, registry: &Registry, routed: &[&crate::registry::R
                 });
             }
             Some(v) if !has_token_shape(v, WORKSPACE_TOKEN_PREFIX) => {
-                let hint = if v.starts_with("sk-ant-oat") { " (it holds a Claude OAuth token)" } else { "" };
+                let hint = if crate::token::is_oauth_shaped(v) { " (it holds a Claude OAuth token)" } else { "" };
                 return Err(PreflightError {
                     missing: vec![token_env.to_owned()],
                     message: format!(

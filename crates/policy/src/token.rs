@@ -54,6 +54,12 @@ impl fmt::Debug for WorkspaceToken {
     }
 }
 
+/// Whether `s` looks like a Claude subscription OAuth token (`sk-ant-oat...`), the credential
+/// seeds 000 and 004 found where a workspace token belonged.
+pub fn is_oauth_shaped(s: &str) -> bool {
+    s.trim_start().starts_with("sk-ant-oat")
+}
+
 /// Whether `s` is `prefix` followed by exactly 43 base62 characters.
 pub fn has_token_shape(s: &str, prefix: &str) -> bool {
     s.strip_prefix(prefix)
@@ -128,6 +134,12 @@ mod tests {
             }
         });
         assert_eq!(t.expose(), format!("tg_ws_{}", "z".repeat(43)));
+    }
+
+    #[test]
+    fn oauth_shape() {
+        assert!(is_oauth_shaped("sk-ant-oat01-abc") && is_oauth_shaped(" sk-ant-oat01-x"));
+        assert!(!is_oauth_shaped("sk-ant-api03-abc") && !is_oauth_shaped("tg_ws_x"));
     }
 
     #[test]

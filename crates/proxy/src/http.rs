@@ -358,7 +358,7 @@ impl Proxy {
                 "no workspace token: send it in x-api-key or Authorization: Bearer",
             ));
         };
-        if token.starts_with("sk-ant-oat") {
+        if tollgate_policy::token::is_oauth_shaped(token) {
             return Err(ProxyError::new(
                 StatusCode::UNAUTHORIZED,
                 Kind::Authentication,
