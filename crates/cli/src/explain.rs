@@ -3,10 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use tollgate_policy::registry::DEFAULT_REGISTRY_NAME;
+use tollgate_policy::resolve;
 use tollgate_policy::resolve::{Context, PublicUrl};
 use tollgate_policy::scenario::{RegistryRef, Scenario};
-use tollgate_policy::{Registry, resolve};
 
 use crate::exit::{self, CliError};
 
@@ -30,19 +29,6 @@ enum Format {
     Text,
 }
 
-/// Loads a registry file, or the embedded one.
-pub fn load_registry(path: Option<&Path>) -> Result<Registry, CliError> {
-    match path {
-        None => Registry::embedded().map_err(|e| CliError::config(format!("{DEFAULT_REGISTRY_NAME} is invalid:\n{e}"))),
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| CliError::config(format!("cannot read registry {}: {e}", p.display())))?;
-            Registry::parse(&p.display().to_string(), &text)
-                .map_err(|e| CliError::config(format!("invalid registry:\n{e}")))
-        }
-    }
-}
-
 /// Runs `explain`.
 pub fn run(args: &Args) -> Result<ExitCode, CliError> {
     let path = &args.scenario;
@@ -51,10 +37,10 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
     let stem = path.file_stem().map_or_else(|| "scenario".to_owned(), |s| s.to_string_lossy().into_owned());
     let scenario = Scenario::parse(&path.display().to_string(), &text, &stem).map_err(CliError::config)?;
     let registry = match &scenario.registry {
-        RegistryRef::Default => load_registry(None)?,
+        RegistryRef::Default => crate::registry::load(None)?,
         RegistryRef::Path(rel) => {
             let base = path.parent().unwrap_or_else(|| Path::new("."));
-            load_registry(Some(&base.join(rel)))
+            crate::registry::load(Some(&base.join(rel)))
                 .map_err(|e| CliError::config(format!("{}: registry `{rel}`: {e}", path.display())))?
         }
     };

@@ -12,6 +12,7 @@ mod demo;
 mod exit;
 mod explain;
 mod logging;
+mod registry;
 mod render;
 mod serve;
 

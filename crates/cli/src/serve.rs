@@ -45,7 +45,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
 }
 
 async fn serve(args: &Args) -> Result<ExitCode, CliError> {
-    let registry = Arc::new(crate::explain::load_registry(args.providers.as_deref())?);
+    let registry = Arc::new(crate::registry::load(args.providers.as_deref())?);
     // An explicit public URL is checked now (a configuration error, before anything starts);
     // the default is derived from the bound address, which `--listen ...:0` only knows later.
     let explicit_url = match &args.public_url {

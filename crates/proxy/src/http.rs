@@ -294,14 +294,10 @@ async fn openai_chat(State(p): State<Proxy>, uri: Uri, headers: HeaderMap, body:
     p.handle(Protocol::Openai, "/v1/chat/completions", &uri, &headers, body).await
 }
 
-/// The token a request presents: `x-api-key`, else `Authorization: Bearer`.
+/// The token a request presents to the proxy: `x-api-key` (Anthropic's convention), else
+/// `Authorization: Bearer`.
 fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|t| !t.is_empty());
-    api_key.or_else(|| {
-        let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
-    })
+    crate::credentials::api_key(headers).or_else(|| crate::credentials::bearer(headers))
 }
 
 /// Request headers passed upstream as they came; everything else (credentials, hop-by-hop

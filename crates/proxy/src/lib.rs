@@ -48,6 +48,7 @@
 //!
 //! Like the policy crate, this one does no IO, spawns no task and reads no clock.
 
+pub mod credentials;
 mod http;
 pub mod meter;
 pub mod rewrite;

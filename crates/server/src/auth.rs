@@ -6,10 +6,9 @@
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tollgate_policy::WorkspaceToken;
 use tollgate_store::{TokenHash, Workspace};
@@ -17,8 +16,7 @@ use tollgate_store::{TokenHash, Workspace};
 use crate::AppState;
 use crate::error::{ApiError, ApiErrorCode};
 
-/// The header an agent may use instead of `Authorization: Bearer` (Anthropic's convention).
-pub const X_API_KEY: &str = "x-api-key";
+pub use tollgate_proxy::credentials::{X_API_KEY, bearer};
 
 /// `prefix` + 43 base62 characters from the operating system's CSPRNG; `None` when the
 /// random source fails (never a token from a partly filled buffer).
@@ -35,26 +33,12 @@ pub fn mint(prefix: &str) -> Option<SecretString> {
 
 /// A fresh workspace token; `None` when the random source fails.
 pub fn mint_workspace_token() -> Option<WorkspaceToken> {
-    let mut failed = false;
-    let token = WorkspaceToken::mint(|buf| {
-        if getrandom::fill(buf).is_err() {
-            failed = true;
-        }
-    });
-    (!failed).then_some(token)
-}
-
-/// The token of `Authorization: Bearer <token>` (scheme case-insensitive), if any.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    WorkspaceToken::parse(mint(tollgate_policy::token::WORKSPACE_TOKEN_PREFIX)?.expose_secret()).ok()
 }
 
 /// The workspace token a request presents: `Authorization: Bearer`, else `x-api-key`.
 pub fn presented_workspace_token(headers: &HeaderMap) -> Option<&str> {
-    bearer(headers).or_else(|| headers.get(X_API_KEY)?.to_str().ok().map(str::trim).filter(|t| !t.is_empty()))
+    bearer(headers).or_else(|| tollgate_proxy::credentials::api_key(headers))
 }
 
 /// Middleware on every `/admin` route: the admin token or 401.
