@@ -113,10 +113,12 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     let proxy = tollgate_proxy::Proxy::new(store.clone(), registry.clone(), public_url.clone(), config);
     let follower = proxy.clone();
     tokio::spawn(async move { follower.follow_invalidations().await });
-    let state = tollgate_server::AppState::new(store, registry, public_url).with_proxy(proxy);
+    let state = tollgate_server::AppState::new(store, registry, public_url).with_proxy(proxy.clone());
     tollgate_server::serve(listener, state, shutdown)
         .await
         .map_err(|e| CliError::failure(format!("server error: {e}")))?;
+    // In-flight requests have ended: write their ledger rows and give leased credit back.
+    proxy.shutdown().await.map_err(|e| CliError::failure(format!("could not write the last ledger rows: {e}")))?;
     Ok(ExitCode::from(exit::OK))
 }
 

@@ -22,7 +22,9 @@ use tollgate_policy::registry::Protocol;
 use tollgate_policy::resolve::{BillingMode, Context, PublicUrl};
 use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
 use tollgate_policy::{Micros, Registry};
-use tollgate_store::{NewReservation, Reserved, ResolutionInputs, Settlement, Store, TokenHash};
+use tollgate_store::{LedgerEntry, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
+
+use crate::credit::{Credit, CreditConfig, Hold, Refusal};
 
 use crate::meter::Meter;
 use crate::rewrite;
@@ -60,6 +62,8 @@ impl std::fmt::Debug for UpstreamTarget {
 #[derive(Clone, Debug, Default)]
 pub struct ProxyConfig {
     upstreams: BTreeMap<String, UpstreamTarget>,
+    /// How credit leases are kept.
+    pub credit: CreditConfig,
 }
 
 impl ProxyConfig {
@@ -85,7 +89,7 @@ impl ProxyConfig {
                 );
             }
         }
-        Self { upstreams }
+        Self { upstreams, credit: CreditConfig::default() }
     }
 
     /// The upstream called `name`.
@@ -121,6 +125,7 @@ struct Inner {
     config: ProxyConfig,
     client: reqwest::Client,
     cache: moka::future::Cache<[u8; 32], Arc<Authorized>>,
+    credit: Credit,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -131,6 +136,8 @@ impl std::fmt::Debug for Proxy {
 
 impl Proxy {
     /// A proxy over `store`, charging with `registry`'s prices and forwarding per `config`.
+    /// Call it within a Tokio runtime: it starts the credit bookkeeping task (see
+    /// [`crate::credit`]), which lives as long as the proxy.
     pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, public_url: PublicUrl, config: ProxyConfig) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -145,7 +152,8 @@ impl Proxy {
             .time_to_live(AUTH_CACHE_TTL)
             .support_invalidation_closures()
             .build();
-        Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache }) }
+        let credit = Credit::new(store.clone(), config.credit.clone());
+        Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache, credit }) }
     }
 
     /// The proxy's routes: `POST /anthropic/v1/messages` (any query string),
@@ -158,8 +166,21 @@ impl Proxy {
             .with_state(self.clone())
     }
 
+    /// Writes every pending ledger row and returns this instance's credit leases to their
+    /// orgs. Call it after the server has drained its in-flight requests.
+    pub async fn shutdown(&self) -> Result<(), tollgate_store::StoreError> {
+        self.inner.credit.shutdown().await
+    }
+
+    /// Writes every pending ledger row now (they are otherwise written within
+    /// [`CreditConfig::flush_interval`]).
+    pub async fn flush(&self) -> Result<(), tollgate_store::StoreError> {
+        self.inner.credit.flush().await
+    }
+
     /// Drops cached authorisations when any instance publishes an invalidation
-    /// (`ws:<id>`, `org:<id>` or `*`). Runs until the store's channel closes.
+    /// (`ws:<id>`, `org:<id>` or `*`), and returns leased credit another instance recalls
+    /// (`credit:<org>:<instance>`). Runs until the store's channel closes.
     pub async fn follow_invalidations(&self) {
         let Ok(mut rx) = self.inner.store.invalidations().await else {
             tracing::warn!("no invalidation channel: the token cache relies on its TTL");
@@ -167,6 +188,7 @@ impl Proxy {
         };
         loop {
             match rx.recv().await {
+                Ok(key) if key.starts_with(crate::credit::RECALL_PREFIX) => self.inner.credit.recall(&key).await,
                 Ok(key) => self.invalidate(&key),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.inner.cache.invalidate_all(),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -437,16 +459,27 @@ impl Proxy {
         // Credit: the worst case, before anything is forwarded.
         let reserve = if count_only { Micros::ZERO } else { worst_case(&price, &json, body.len(), protocol) };
         let request_id = uuid::Uuid::new_v4().to_string();
-        let reservation = NewReservation {
-            request_id: request_id.clone(),
-            org_id: who.org_id.clone(),
-            workspace_id: who.workspace_id.clone(),
-            model: model.clone(),
-            amount: reserve,
-        };
-        match inner.store.reserve(&reservation).await {
-            Ok(Reserved::Ok) => {}
-            Ok(Reserved::Insufficient { available }) => {
+        let created_at = Timestamp::now();
+        let hold = match inner.credit.reserve(&who.org_id, reserve).await {
+            Ok(hold) => hold,
+            Err(Refusal::Insufficient { available }) => {
+                let refused = Settlement {
+                    usage: Usage::default(),
+                    cost: Micros::ZERO,
+                    http_status: Some(StatusCode::PAYMENT_REQUIRED.as_u16()),
+                };
+                inner.credit.record_refusal(
+                    &who.org_id,
+                    LedgerEntry {
+                        request_id,
+                        workspace_id: who.workspace_id.clone(),
+                        model,
+                        reserved: Micros::ZERO,
+                        settlement: refused,
+                        rejected: true,
+                        created_at,
+                    },
+                );
                 return Err(ProxyError::new(
                     StatusCode::PAYMENT_REQUIRED,
                     Kind::Billing,
@@ -455,7 +488,7 @@ impl Proxy {
                     ),
                 ));
             }
-            Err(e) => {
+            Err(Refusal::Store(e)) => {
                 tracing::error!(error = %e, "credit reservation failed");
                 return Err(ProxyError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -463,10 +496,20 @@ impl Proxy {
                     "the proxy cannot reach its database; try again",
                 ));
             }
-        }
+        };
         // From here on the reservation is settled exactly once, whatever happens: the guard
         // settles on drop if nothing else did.
-        let mut guard = SettleGuard::new(inner.store.clone(), request_id, price, Meter::new(protocol));
+        let mut guard = SettleGuard {
+            credit: inner.credit.clone(),
+            hold: Some(hold),
+            request_id,
+            workspace_id: who.workspace_id.clone(),
+            model,
+            created_at,
+            price,
+            meter: Meter::new(protocol),
+            status: None,
+        };
         // Forward exactly what was priced: the re-serialised body, not the client's bytes.
         let upstream_body = rewrite::to_body(&json);
         let mut url = format!("{}{path}", target.url);
@@ -551,57 +594,52 @@ fn worst_case(price: &Price, json: &Value, body_len: usize, protocol: Protocol) 
 /// Settles one reservation exactly once: explicitly at the end of the response, or on drop
 /// (a stream cut by the upstream or abandoned by the client) with the usage seen so far.
 struct SettleGuard {
-    store: Arc<dyn Store>,
+    credit: Credit,
+    /// `None` once settled.
+    hold: Option<Hold>,
     request_id: String,
+    workspace_id: String,
+    model: String,
+    created_at: Timestamp,
     price: Price,
     meter: Meter,
     status: Option<u16>,
-    settled: bool,
 }
 
 /// The status recorded for a response the client abandoned (nginx's convention).
 const CLIENT_CLOSED: u16 = 499;
 
 impl SettleGuard {
-    fn new(store: Arc<dyn Store>, request_id: String, price: Price, meter: Meter) -> Self {
-        Self { store, request_id, price, meter, status: None, settled: false }
-    }
-
-    /// Settles now with `status` (`None`: the stream broke).
+    /// Settles now with `status` (`None`: the stream broke). In memory: the ledger row is
+    /// written by the credit bookkeeping, off the response's path.
     fn finish(&mut self, status: Option<u16>) {
-        if self.settled {
+        let Some(hold) = self.hold.take() else {
             return;
-        }
-        self.settled = true;
+        };
         let usage = self.meter.usage();
         let settlement = Settlement { usage, cost: self.price.cost(&usage), http_status: status };
-        let store = self.store.clone();
-        let id = std::mem::take(&mut self.request_id);
         metrics::counter!("tollgate_proxy_cost_micros_total")
             .increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
         metrics::counter!("tollgate_proxy_tokens_total", "kind" => "input").increment(usage.input_tokens);
         metrics::counter!("tollgate_proxy_tokens_total", "kind" => "output").increment(usage.output_tokens);
         metrics::counter!("tollgate_proxy_tokens_total", "kind" => "cache_write").increment(usage.cache_write_tokens);
         metrics::counter!("tollgate_proxy_tokens_total", "kind" => "cache_read").increment(usage.cache_read_tokens);
-        // Settling is a database write: never on the response's path, and it must happen
-        // even when the future that owned the guard is gone.
-        let settle = async move {
-            if let Err(e) = store.settle(&id, &settlement).await {
-                tracing::error!(error = %e, request_id = %id, "settlement failed; the reservation stays held");
-            }
+        let entry = LedgerEntry {
+            request_id: std::mem::take(&mut self.request_id),
+            workspace_id: std::mem::take(&mut self.workspace_id),
+            model: std::mem::take(&mut self.model),
+            reserved: hold.amount(),
+            settlement,
+            rejected: false,
+            created_at: self.created_at,
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(settle);
-            }
-            Err(_) => tracing::error!("no runtime to settle on"),
-        }
+        self.credit.settle(hold, entry);
     }
 }
 
 impl Drop for SettleGuard {
     fn drop(&mut self) {
-        if !self.settled {
+        if self.hold.is_some() {
             // Dropped before the end: the client went away mid-response.
             self.finish(Some(CLIENT_CLOSED));
         }

@@ -1,8 +1,8 @@
-//! The wire formats of Tollgate's metering proxy (DESIGN.md section 8).
+//! Tollgate's metering proxy (DESIGN.md section 8) and its wire formats.
 //!
 //! The proxy forwards a client's request to the platform upstream and streams the response
-//! back chunk by chunk, without buffering. This crate holds the pure, synchronous parts of
-//! that, which see each chunk on its way and never hold a whole stream:
+//! back chunk by chunk, without buffering. Its pure, synchronous parts see each chunk on its
+//! way and never hold a whole stream:
 //!
 //! - [`sse`]: an incremental Server-Sent Events parser, [`SseParser`], which observes the
 //!   bytes and reassembles events across any chunk boundaries, with a bounded buffer;
@@ -46,15 +46,18 @@
 //! # Ok::<(), tollgate_proxy::rewrite::RewriteError>(())
 //! ```
 //!
-//! Like the policy crate, this one does no IO, spawns no task and reads no clock.
+//! Those modules do no IO, spawn no task and read no clock. The HTTP side ([`Proxy`]) and
+//! the credit bookkeeping ([`credit`]) are built on them.
 
 pub mod credentials;
+pub mod credit;
 mod http;
 pub mod meter;
 pub mod rewrite;
 pub mod sse;
 pub mod strip;
 
+pub use credit::{Credit, CreditConfig};
 pub use http::{DEFAULT_MAX_OUTPUT_TOKENS, MAX_REQUEST_BYTES, Proxy, ProxyConfig, UpstreamTarget};
 pub use meter::{AnthropicMeter, Meter, OpenAiMeter};
 pub use rewrite::{

@@ -28,6 +28,14 @@ pub const REQUESTS: &str = "tollgate_http_requests_total";
 /// Request latency in seconds, by method and route template.
 pub const DURATION: &str = "tollgate_http_request_duration_seconds";
 
+/// The proxy's added latency, in seconds: what it costs on top of the upstream.
+pub const PROXY_ADDED: &str = "tollgate_proxy_added_latency_seconds";
+/// The upstream's time to response headers, in seconds.
+pub const PROXY_UPSTREAM: &str = "tollgate_proxy_upstream_latency_seconds";
+
+/// Microseconds matter for the proxy's own share.
+const ADDED_BUCKETS: &[f64] =
+    &[0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1];
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -39,13 +47,34 @@ pub fn install_recorder() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = || {
             PrometheusBuilder::new()
-                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(DURATION.to_owned()), BUCKETS)
+                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(DURATION.to_owned()), BUCKETS)?
+                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(PROXY_UPSTREAM.to_owned()), BUCKETS)?
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(PROXY_ADDED.to_owned()),
+                    ADDED_BUCKETS,
+                )
         };
         let installed = builder().and_then(PrometheusBuilder::install_recorder);
         match installed {
             Ok(handle) => {
                 metrics::describe_counter!(REQUESTS, "HTTP requests served, by method, route template and status");
                 metrics::describe_histogram!(DURATION, metrics::Unit::Seconds, "HTTP request latency");
+                metrics::describe_histogram!(
+                    PROXY_ADDED,
+                    metrics::Unit::Seconds,
+                    "Latency the proxy adds to a request: everything but the wait for the upstream's response headers"
+                );
+                metrics::describe_histogram!(
+                    PROXY_UPSTREAM,
+                    metrics::Unit::Seconds,
+                    "Time from forwarding a request to the upstream's response headers"
+                );
+                metrics::describe_counter!("tollgate_proxy_requests_total", "Proxied requests by HTTP status");
+                metrics::describe_counter!("tollgate_proxy_tokens_total", "Tokens metered, by kind");
+                metrics::describe_counter!(
+                    "tollgate_proxy_cost_micros_total",
+                    "Cost charged to orgs' credit, micro-USD"
+                );
                 metrics::describe_counter!(
                     "tollgate_resolutions_total",
                     "Resolutions by caller (read, provision, pull) and outcome (ok or the error code)"

@@ -54,7 +54,9 @@ pub struct Org {
     pub name: String,
     /// The mode for workspaces with no provider.
     pub default_billing_mode: Option<BillingMode>,
-    /// Balance in micro-USD.
+    /// Balance in micro-USD: what is not yet spent, including credit the proxy instances
+    /// hold in leases for requests they are serving (their cost is charged when the request's
+    /// ledger row is written).
     pub credit_micros: Micros,
     /// Creation time.
     pub created_at: Timestamp,
@@ -283,32 +285,55 @@ pub struct UsageRow {
     pub cost_micros: i64,
 }
 
-/// A request the proxy is about to forward: what to reserve before it does.
+/// Credit an instance asks to take from an org's balance into its lease (see
+/// [`Store::lease_credit`]).
 #[derive(Clone, Debug)]
-pub struct NewReservation {
-    /// Unique per proxied request; settlement is idempotent on it.
-    pub request_id: String,
-    /// The org charged.
+pub struct LeaseRequest {
+    /// The lease, created on first use; one per (instance, org).
+    pub lease_id: String,
+    /// The org whose credit is taken.
     pub org_id: String,
+    /// The least that must be taken for the request at hand; nothing is taken if the
+    /// balance does not cover it.
+    pub need: Micros,
+    /// The most worth taking now (credit for the next requests too); at least `need`.
+    pub want: Micros,
+    /// How long the lease lives without renewal before any instance may reclaim it.
+    pub ttl: std::time::Duration,
+}
+
+/// The answer to a [`LeaseRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leased {
+    /// This much was moved from the org's balance into the lease (between `need` and `want`).
+    Granted(Micros),
+    /// The balance does not cover `need`: nothing was taken.
+    Insufficient {
+        /// The org's balance not held by any lease.
+        available: Micros,
+        /// Credit held by other leases of the org (other instances' unspent credit).
+        leased_elsewhere: Micros,
+    },
+}
+
+/// One proxied request's ledger row, written after the response (see
+/// [`Store::record_usage`]).
+#[derive(Clone, Debug)]
+pub struct LedgerEntry {
+    /// Unique per proxied request; writing the same id twice charges once.
+    pub request_id: String,
     /// The workspace that sent the request.
     pub workspace_id: String,
     /// The platform model requested.
     pub model: String,
-    /// The worst-case cost, taken from the org's credit now.
-    pub amount: Micros,
-}
-
-/// The answer to a reservation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reserved {
-    /// The amount was taken from the credit; the ledger row is `reserved`.
-    Ok,
-    /// The credit does not cover it: nothing was taken, and the ledger row records the
-    /// refusal (HTTP 402) so that usage counts it.
-    Insufficient {
-        /// The org's credit at the time.
-        available: Micros,
-    },
+    /// The worst case reserved for it (zero when refused).
+    pub reserved: Micros,
+    /// What it used and what the client got.
+    pub settlement: Settlement,
+    /// Refused for lack of credit (HTTP 402): never forwarded.
+    pub rejected: bool,
+    /// When the request arrived.
+    pub created_at: Timestamp,
 }
 
 /// The final accounting of one proxied request.
@@ -320,15 +345,6 @@ pub struct Settlement {
     pub cost: Micros,
     /// The status the client got; `None` when the stream broke before its end.
     pub http_status: Option<u16>,
-}
-
-/// The answer to a settlement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Settled {
-    /// Charged `cost` and released the rest of the reservation.
-    Ok,
-    /// Already settled earlier: nothing changed (settlement is idempotent).
-    AlreadySettled,
 }
 
 /// The Postgres `NOTIFY` channel of cache invalidations.
@@ -383,7 +399,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Applies `patch` to org `id`.
     async fn update_org(&self, id: &str, patch: &OrgPatch) -> Result<Org>;
     /// Adds `delta` (possibly negative) to the org's credit and records why; returns the new
-    /// balance.
+    /// balance (leased credit included, as in [`Org::credit_micros`]).
     async fn adjust_credit(&self, org_id: &str, delta: Micros, reason: &str) -> Result<Micros>;
 
     /// Creates a workspace. An unknown org is `NotFound`, a name taken in the org `Conflict`.
@@ -415,14 +431,37 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The workspace whose active token has this hash.
     async fn workspace_for_token(&self, hash: &TokenHash) -> Result<Option<Workspace>>;
 
-    /// Takes `amount` from the org's credit if it covers it, atomically (concurrent
-    /// reservations, from any number of instances, never overspend), and writes the request's
-    /// one ledger row: `reserved`, or `rejected` (402) when the credit does not cover it.
-    async fn reserve(&self, reservation: &NewReservation) -> Result<Reserved>;
+    /// Moves credit from the org's balance into the lease `lease_id` (created if new), in one
+    /// atomic statement per backend: concurrent requests from any number of instances never
+    /// take more than the balance. Takes `need`, plus up to `want - need` more while leaving
+    /// seven eighths of the rest to other instances; takes nothing if the balance is below
+    /// `need`. Extends the lease's expiry to now + `ttl`.
+    async fn lease_credit(&self, request: &LeaseRequest) -> Result<Leased>;
 
-    /// Settles a reserved request: records the usage and cost, charges the cost and releases
-    /// the rest of the reservation, in one transaction. Idempotent per request id.
-    async fn settle(&self, request_id: &str, settlement: &Settlement) -> Result<Settled>;
+    /// Writes settled requests' ledger rows and charges their cost to the lease, in one
+    /// transaction, and extends the lease's expiry to now + `ttl`. Idempotent per request id:
+    /// a row already written is neither written nor charged again. If the lease is gone
+    /// (reclaimed after expiry), the cost is charged to the org's balance instead. Returns
+    /// whether the lease still exists.
+    async fn record_usage(
+        &self,
+        lease_id: &str,
+        org_id: &str,
+        entries: &[LedgerEntry],
+        ttl: std::time::Duration,
+    ) -> Result<bool>;
+
+    /// Returns unspent credit from a lease to its org's balance: `Some(amount)` returns that
+    /// much and extends the lease to now + `ttl`; `None` returns all of it and closes the
+    /// lease. Returns whether the lease existed.
+    async fn release_lease(&self, lease_id: &str, amount: Option<Micros>, ttl: std::time::Duration) -> Result<bool>;
+
+    /// Closes every lease past its expiry (its instance died or lost the database), returning
+    /// its credit to the org. Returns how many were closed.
+    async fn reclaim_expired_leases(&self) -> Result<u64>;
+
+    /// Credit of the org currently held by leases (all instances).
+    async fn leased_credit(&self, org_id: &str) -> Result<Micros>;
 
     /// Tells every instance sharing this database (this one included) that cached state about
     /// `key` (e.g. `ws:<id>` or `org:<id>`) is stale. Postgres: `NOTIFY`; SQLite: in process.
@@ -432,9 +471,6 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// After a lost connection it receives `*` (drop everything), since notifications sent
     /// meanwhile are lost.
     async fn invalidations(&self) -> Result<tokio::sync::broadcast::Receiver<String>>;
-
-    /// How many of the org's requests hold a reservation not yet settled.
-    async fn pending_reservations(&self, org_id: &str) -> Result<i64>;
 
     /// Usage totals of the ledger, grouped and ordered by key.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>>;

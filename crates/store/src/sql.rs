@@ -17,8 +17,8 @@ use tollgate_policy::{Micros, SecretName};
 
 use crate::crypto::{MasterKey, TokenHash};
 use crate::{
-    NewOrg, NewReservation, NewWorkspace, Org, OrgPatch, Provision, ProvisionRecord, Reserved, Result, SecretMeta,
-    Settled, Settlement, Store, StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
+    LeaseRequest, Leased, LedgerEntry, NewOrg, NewWorkspace, Org, OrgPatch, Provision, ProvisionRecord, Result,
+    SecretMeta, Store, StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
 };
 
 /// The SQLite store: the embedded default (a file under the data dir, WAL mode).
@@ -156,15 +156,34 @@ fn unique(e: sqlx::Error, message: &str) -> StoreError {
     }
 }
 
+/// `ttl` in milliseconds, saturating.
+fn ttl_millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// How much a lease takes from a balance that covers `need`: `need`, plus up to `want` in all
+/// while leaving seven eighths of the balance to other instances.
+fn lease_size(balance: i64, need: i64, want: i64) -> i64 {
+    let share = balance / 8;
+    share.clamp(need, want.max(need)).min(balance)
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
 const ORG_COLUMNS: &str = "id, name, default_billing_mode, credit_micros, created_at, updated_at";
+/// An org as read: its balance includes the credit its instances' leases hold, which is not
+/// spent until the requests it covers are recorded.
+const ORG_SELECT: &str = "SELECT o.id, o.name, o.default_billing_mode, \
+     CAST(o.credit_micros + COALESCE((SELECT SUM(l.amount) FROM credit_leases l WHERE l.org_id = o.id), 0) AS BIGINT) AS credit_micros, \
+     o.created_at, o.updated_at FROM orgs o";
+/// The credit an org's leases hold.
+const LEASED_SUM: &str = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_leases WHERE org_id = $1";
 const WS_COLUMNS: &str = "id, org_id, name, runtime, model, billing_mode, kind, created_at, updated_at";
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal, $begin:literal, $day:literal) => {
+    ($store:ty, $db:ty, $backend:literal, $begin:literal, $lock:literal, $day:literal) => {
         impl $store {
             fn org_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Org> {
                 Ok(Org {
@@ -233,13 +252,13 @@ macro_rules! impl_store {
             }
 
             async fn get_org(&self, id: &str) -> Result<Org> {
-                let sql = format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1");
+                let sql = format!("{ORG_SELECT} WHERE o.id = $1");
                 let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
                 row.map_or(Err(StoreError::NotFound("org")), |r| Self::org_from_row(&r))
             }
 
             async fn list_orgs(&self) -> Result<Vec<Org>> {
-                let sql = format!("SELECT {ORG_COLUMNS} FROM orgs ORDER BY name");
+                let sql = format!("{ORG_SELECT} ORDER BY o.name");
                 let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
                 rows.iter().map(Self::org_from_row).collect()
             }
@@ -248,18 +267,20 @@ macro_rules! impl_store {
                 let current = self.get_org(id).await?;
                 let name = patch.name.clone().unwrap_or(current.name);
                 let mode = patch.default_billing_mode.unwrap_or(current.default_billing_mode);
-                let sql = format!(
-                    "UPDATE orgs SET name = $1, default_billing_mode = $2, updated_at = $3 WHERE id = $4 RETURNING {ORG_COLUMNS}"
-                );
-                let row = sqlx::query(&sql)
-                    .bind(&name)
-                    .bind(mode_to_text(mode))
-                    .bind(Timestamp::now().0)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|e| unique(e, &format!("an org named `{name}` already exists")))?;
-                row.map_or(Err(StoreError::NotFound("org")), |r| Self::org_from_row(&r))
+                let updated = sqlx::query(
+                    "UPDATE orgs SET name = $1, default_billing_mode = $2, updated_at = $3 WHERE id = $4",
+                )
+                .bind(&name)
+                .bind(mode_to_text(mode))
+                .bind(Timestamp::now().0)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| unique(e, &format!("an org named `{name}` already exists")))?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("org"));
+                }
+                self.get_org(id).await
             }
 
             async fn adjust_credit(&self, org_id: &str, delta: Micros, reason: &str) -> Result<Micros> {
@@ -270,6 +291,8 @@ macro_rules! impl_store {
                     .fetch_optional(&mut *tx)
                     .await?;
                 let current = current.ok_or(StoreError::NotFound("org"))?;
+                let leased: i64 = sqlx::query_scalar(LEASED_SUM).bind(org_id).fetch_one(&mut *tx).await?;
+                let current = current.saturating_add(leased);
                 Micros::new(current).checked_add(delta).ok_or(StoreError::Overflow)?;
                 // The increment is applied in SQL, not from the value read, so concurrent
                 // adjustments and proxy reservations never lose an update.
@@ -281,6 +304,8 @@ macro_rules! impl_store {
                 .bind(org_id)
                 .fetch_one(&mut *tx)
                 .await?;
+                let leased: i64 = sqlx::query_scalar(LEASED_SUM).bind(org_id).fetch_one(&mut *tx).await?;
+                let balance = balance.saturating_add(leased);
                 sqlx::query(
                     "INSERT INTO credit_events (id, org_id, delta_micros, reason, balance_after, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
@@ -520,93 +545,174 @@ macro_rules! impl_store {
                 row.map(|r| Self::ws_from_row(&r)).transpose()
             }
 
-            async fn reserve(&self, r: &NewReservation) -> Result<Reserved> {
+            async fn lease_credit(&self, r: &LeaseRequest) -> Result<Leased> {
                 let now = Timestamp::now().0;
+                let expires = now.saturating_add(ttl_millis(r.ttl));
                 let mut tx = self.pool.begin_with($begin).await?;
-                // The check and the debit are one statement: no read-then-write race.
-                let balance: Option<i64> = sqlx::query_scalar(
-                    "UPDATE orgs SET credit_micros = credit_micros - $1, updated_at = $2 \
-                     WHERE id = $3 AND credit_micros >= $1 RETURNING credit_micros",
-                )
-                .bind(r.amount.get())
-                .bind(now)
-                .bind(&r.org_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let (outcome, status, http_status, reserved) = match balance {
-                    Some(_) => (Reserved::Ok, "reserved", None, r.amount.get()),
-                    None => {
-                        let available: Option<i64> = sqlx::query_scalar("SELECT credit_micros FROM orgs WHERE id = $1")
-                            .bind(&r.org_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        let available = available.ok_or(StoreError::NotFound("org"))?;
-                        (Reserved::Insufficient { available: Micros::new(available) }, "rejected", Some(402_i64), 0)
-                    }
-                };
+                // The row is locked (SQLite: the whole database, by BEGIN IMMEDIATE) from the
+                // read to the commit, so concurrent leases never take more than the balance.
+                let sql = concat!("SELECT credit_micros FROM orgs WHERE id = $1", $lock);
+                let balance: Option<i64> = sqlx::query_scalar(sql).bind(&r.org_id).fetch_optional(&mut *tx).await?;
+                let balance = balance.ok_or(StoreError::NotFound("org"))?;
+                let need = r.need.get().max(0);
+                if balance < need {
+                    let elsewhere: i64 = sqlx::query_scalar(
+                        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_leases WHERE org_id = $1 AND id <> $2",
+                    )
+                    .bind(&r.org_id)
+                    .bind(&r.lease_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    return Ok(Leased::Insufficient {
+                        available: Micros::new(balance),
+                        leased_elsewhere: Micros::new(elsewhere.max(0)),
+                    });
+                }
+                let take = lease_size(balance, need, r.want.get());
+                sqlx::query("UPDATE orgs SET credit_micros = credit_micros - $1, updated_at = $2 WHERE id = $3")
+                    .bind(take)
+                    .bind(now)
+                    .bind(&r.org_id)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
-                    "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, created_at, settled_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    "INSERT INTO credit_leases (id, org_id, amount, expires_at, created_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (id) DO UPDATE SET amount = credit_leases.amount + excluded.amount, expires_at = excluded.expires_at",
                 )
-                .bind(&r.request_id)
+                .bind(&r.lease_id)
                 .bind(&r.org_id)
-                .bind(&r.workspace_id)
-                .bind(&r.model)
-                .bind(status)
-                .bind(http_status)
-                .bind(reserved)
+                .bind(take)
+                .bind(expires)
                 .bind(now)
-                .bind(http_status.map(|_| now))
                 .execute(&mut *tx)
-                .await
-                .map_err(|e| unique(e, "a ledger row with this request id exists"))?;
+                .await?;
                 tx.commit().await?;
-                Ok(outcome)
+                Ok(Leased::Granted(Micros::new(take)))
             }
 
-            async fn settle(&self, request_id: &str, s: &Settlement) -> Result<Settled> {
+            async fn record_usage(
+                &self,
+                lease_id: &str,
+                org_id: &str,
+                entries: &[LedgerEntry],
+                ttl: Duration,
+            ) -> Result<bool> {
                 let now = Timestamp::now().0;
                 let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
                 let mut tx = self.pool.begin_with($begin).await?;
-                // Only a `reserved` row settles, once: a second settlement finds none.
-                let row = sqlx::query(
-                    "UPDATE ledger SET status = 'settled', http_status = $1, cost_micros = $2, input_tokens = $3, \
-                     output_tokens = $4, cache_write_tokens = $5, cache_read_tokens = $6, settled_at = $7 \
-                     WHERE request_id = $8 AND status = 'reserved' RETURNING org_id, reserved_micros",
+                let mut charged: i64 = 0;
+                for e in entries {
+                    let s = &e.settlement;
+                    let status = if e.rejected { "rejected" } else { "settled" };
+                    // A row written by an earlier attempt (a flush whose commit was lost in
+                    // transit, say) is not written, nor charged, twice.
+                    let written = sqlx::query(
+                        "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, \
+                         cost_micros, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, settled_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (request_id) DO NOTHING",
+                    )
+                    .bind(&e.request_id)
+                    .bind(org_id)
+                    .bind(&e.workspace_id)
+                    .bind(&e.model)
+                    .bind(status)
+                    .bind(s.http_status.map(i64::from))
+                    .bind(e.reserved.get())
+                    .bind(s.cost.get())
+                    .bind(to_i64(s.usage.input_tokens))
+                    .bind(to_i64(s.usage.output_tokens))
+                    .bind(to_i64(s.usage.cache_write_tokens))
+                    .bind(to_i64(s.usage.cache_read_tokens))
+                    .bind(e.created_at.0)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    if written.rows_affected() == 1 {
+                        charged = charged.saturating_add(s.cost.get());
+                    }
+                }
+                let lease = sqlx::query(
+                    "UPDATE credit_leases SET amount = amount - $1, expires_at = $2 WHERE id = $3",
                 )
-                .bind(s.http_status.map(i64::from))
-                .bind(s.cost.get())
-                .bind(to_i64(s.usage.input_tokens))
-                .bind(to_i64(s.usage.output_tokens))
-                .bind(to_i64(s.usage.cache_write_tokens))
-                .bind(to_i64(s.usage.cache_read_tokens))
-                .bind(now)
-                .bind(request_id)
-                .fetch_optional(&mut *tx)
+                .bind(charged)
+                .bind(now.saturating_add(ttl_millis(ttl)))
+                .bind(lease_id)
+                .execute(&mut *tx)
                 .await?;
-                let Some(row) = row else {
-                    let exists: Option<String> = sqlx::query_scalar("SELECT status FROM ledger WHERE request_id = $1")
-                        .bind(request_id)
-                        .fetch_optional(&mut *tx)
+                let exists = lease.rows_affected() == 1;
+                if !exists && charged != 0 {
+                    // The lease was reclaimed and its credit returned: charge the balance.
+                    sqlx::query("UPDATE orgs SET credit_micros = credit_micros - $1, updated_at = $2 WHERE id = $3")
+                        .bind(charged)
+                        .bind(now)
+                        .bind(org_id)
+                        .execute(&mut *tx)
                         .await?;
-                    return match exists {
-                        Some(_) => Ok(Settled::AlreadySettled),
-                        None => Err(StoreError::NotFound("reservation")),
-                    };
+                }
+                tx.commit().await?;
+                Ok(exists)
+            }
+
+            async fn release_lease(&self, lease_id: &str, amount: Option<Micros>, ttl: Duration) -> Result<bool> {
+                let now = Timestamp::now().0;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let row = match amount {
+                    Some(a) => sqlx::query(
+                        "UPDATE credit_leases SET amount = amount - $1, expires_at = $2 WHERE id = $3 RETURNING org_id",
+                    )
+                    .bind(a.get())
+                    .bind(now.saturating_add(ttl_millis(ttl)))
+                    .bind(lease_id)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+                    None => sqlx::query("DELETE FROM credit_leases WHERE id = $1 RETURNING org_id, amount")
+                        .bind(lease_id)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                };
+                let Some(row) = row else {
+                    return Ok(false);
                 };
                 let org_id: String = row.try_get("org_id")?;
-                let reserved: i64 = row.try_get("reserved_micros")?;
-                // Release the reservation and charge the actual cost (which may exceed it
-                // when the estimate was low: the org is charged what was used).
-                sqlx::query("UPDATE orgs SET credit_micros = credit_micros + $1 - $2, updated_at = $3 WHERE id = $4")
-                    .bind(reserved)
-                    .bind(s.cost.get())
+                let returned: i64 = match amount {
+                    Some(a) => a.get(),
+                    None => row.try_get("amount")?,
+                };
+                sqlx::query("UPDATE orgs SET credit_micros = credit_micros + $1, updated_at = $2 WHERE id = $3")
+                    .bind(returned)
                     .bind(now)
                     .bind(&org_id)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(Settled::Ok)
+                Ok(true)
+            }
+
+            async fn reclaim_expired_leases(&self) -> Result<u64> {
+                let now = Timestamp::now().0;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let rows = sqlx::query("DELETE FROM credit_leases WHERE expires_at < $1 RETURNING org_id, amount")
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for row in &rows {
+                    let org_id: String = row.try_get("org_id")?;
+                    let amount: i64 = row.try_get("amount")?;
+                    tracing::warn!(org_id = %org_id, amount, "reclaimed an expired credit lease");
+                    sqlx::query("UPDATE orgs SET credit_micros = credit_micros + $1, updated_at = $2 WHERE id = $3")
+                        .bind(amount)
+                        .bind(now)
+                        .bind(&org_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
+            }
+
+            async fn leased_credit(&self, org_id: &str) -> Result<Micros> {
+                let leased: i64 = sqlx::query_scalar(LEASED_SUM).bind(org_id).fetch_one(&self.pool).await?;
+                Ok(Micros::new(leased))
             }
 
             async fn publish_invalidation(&self, key: &str) -> Result<()> {
@@ -615,14 +721,6 @@ macro_rules! impl_store {
 
             async fn invalidations(&self) -> Result<broadcast::Receiver<String>> {
                 self.subscribe().await
-            }
-
-            async fn pending_reservations(&self, org_id: &str) -> Result<i64> {
-                let n: i64 = sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM ledger WHERE org_id = $1 AND status = 'reserved'")
-                    .bind(org_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(n)
             }
 
             async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
@@ -697,6 +795,7 @@ impl_store!(
     sqlx::Sqlite,
     "sqlite",
     "BEGIN IMMEDIATE",
+    "",
     "strftime('%Y-%m-%d', created_at / 1000, 'unixepoch')"
 );
 impl_store!(
@@ -704,5 +803,6 @@ impl_store!(
     sqlx::Postgres,
     "postgres",
     "BEGIN",
+    " FOR UPDATE",
     "to_char(to_timestamp(created_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 );

@@ -319,7 +319,41 @@ impl Stack {
         assert_eq!(ledger, expected, "the ledger (left) against the stand-in's usage at the registry's prices (right)");
         let total: i64 = expected.values().map(|r| r.cost_micros).sum();
         assert_eq!(self.credit(), CREDIT - total, "the org's credit moved by exactly the cost");
+        self.check_metrics(&expected, seen.len());
         total
+    }
+
+    /// `/metrics` counts what the proxy did: every forwarded request in both latency
+    /// histograms (Prometheus histograms with buckets), and the tokens and cost the ledger has.
+    fn check_metrics(&self, expected: &BTreeMap<String, Row>, forwarded: usize) {
+        let text = self.rt.block_on(async {
+            let r = self.http.get(format!("{}/metrics", self.url())).send().await.unwrap();
+            assert!(r.status().is_success());
+            r.text().await.unwrap()
+        });
+        let value = |series: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+                .unwrap_or_else(|| panic!("no `{series}` in /metrics:\n{text}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let n = f64::from(u32::try_from(forwarded).unwrap());
+        for h in ["tollgate_proxy_added_latency_seconds", "tollgate_proxy_upstream_latency_seconds"] {
+            assert_eq!(value(&format!("{h}_count")), n, "{h}: one observation per forwarded request");
+            assert_eq!(value(&format!("{h}_bucket{{le=\"+Inf\"}}")), n, "{h} is a histogram with buckets");
+            assert!(value(&format!("{h}_sum")) > 0.0);
+        }
+        let added_small = value("tollgate_proxy_added_latency_seconds_bucket{le=\"0.1\"}");
+        assert!(added_small <= n);
+        let sum =
+            |f: fn(&Row) -> i64| -> f64 { f64::from(u32::try_from(expected.values().map(f).sum::<i64>()).unwrap()) };
+        assert_eq!(value("tollgate_proxy_cost_micros_total"), sum(|r| r.cost_micros));
+        assert_eq!(value("tollgate_proxy_tokens_total{kind=\"input\"}"), sum(|r| r.input_tokens));
+        assert_eq!(value("tollgate_proxy_tokens_total{kind=\"output\"}"), sum(|r| r.output_tokens));
+        assert_eq!(value("tollgate_proxy_tokens_total{kind=\"cache_read\"}"), sum(|r| r.cache_read_tokens));
+        assert_eq!(value("tollgate_proxy_requests_total{status=\"200\"}"), n, "every forwarded request answered 200");
     }
 }
 

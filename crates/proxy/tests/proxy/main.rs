@@ -2,6 +2,7 @@
 //! two-instance test), the stand-in upstream, and the proxy's routes on port 0.
 #![expect(clippy::unwrap_used, reason = "test code: a panic is a test failure")]
 
+mod credit;
 mod faults;
 mod flows;
 
@@ -169,22 +170,17 @@ impl App {
         total
     }
 
-    /// Waits until every request has been settled (settlement runs after the response).
+    /// Waits until every request's ledger row is written (the credit bookkeeping writes them
+    /// after the response).
     pub async fn settled(&self, requests: i64) -> tollgate_store::UsageRow {
         for _ in 0..200 {
-            // Pending first, usage after: a settlement committed in between is then seen.
-            let pending = self.pending().await;
             let u = self.usage().await;
-            if u.requests == requests && pending == 0 {
+            if u.requests == requests {
                 return u;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("requests not settled: {:?}, {} pending", self.usage().await, self.pending().await);
-    }
-
-    async fn pending(&self) -> i64 {
-        self.store.pending_reservations(&self.org).await.unwrap()
+        panic!("requests not settled: {:?}", self.usage().await);
     }
 
     pub fn post(&self, path: &str, token: &str, body: serde_json::Value) -> reqwest::RequestBuilder {

@@ -170,12 +170,12 @@ async fn drain_scenario(wait_ms: u64) -> bool {
     }
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 204"), "the in-flight request was answered: {response}");
-    let store = app.store.clone();
+    // Checked before `stop`, which drops the app and with it the database's directory.
+    let names = app.store.list_secrets(tollgate_policy::Scope::Org, &org).await.unwrap();
+    assert_eq!(names.len(), 1, "the drained request was carried out");
     let base = app.base.clone();
     app.stop().await;
     assert!(tokio::net::TcpStream::connect(&addr).await.is_err(), "no new connections after shutdown: {base}");
-    let names = store.list_secrets(tollgate_policy::Scope::Org, &org).await.unwrap();
-    assert_eq!(names.len(), 1, "the drained request was carried out");
     true
 }
 

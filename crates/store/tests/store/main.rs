@@ -107,7 +107,7 @@ on_both_backends!(
     data_survives_a_reopen,
     reads_are_never_stale,
     usage_groups_the_ledger,
-    credit_is_reserved_settled_and_released,
-    concurrent_reservations_never_overspend,
+    credit_is_leased_recorded_and_returned,
+    concurrent_leases_never_overspend,
     invalidations_reach_every_instance,
 );

@@ -390,13 +390,13 @@ pub async fn usage_groups_the_ledger(h: Harness) {
     assert_eq!(UsageGroup::parse("week"), None);
 }
 
-fn reservation(org: &str, id: &str, amount: i64) -> tollgate_store::NewReservation {
-    tollgate_store::NewReservation {
-        request_id: id.to_owned(),
+fn lease(lease_id: &str, org: &str, need: i64, want: i64) -> tollgate_store::LeaseRequest {
+    tollgate_store::LeaseRequest {
+        lease_id: lease_id.to_owned(),
         org_id: org.to_owned(),
-        workspace_id: "ws".to_owned(),
-        model: "platform/sonnet".to_owned(),
-        amount: Micros::new(amount),
+        need: Micros::new(need),
+        want: Micros::new(want),
+        ttl: std::time::Duration::from_secs(60),
     }
 }
 
@@ -413,43 +413,73 @@ fn settlement(cost: i64, status: Option<u16>) -> tollgate_store::Settlement {
     }
 }
 
-/// Reserve, settle and release: exactly one ledger row per request, idempotent settlement.
-pub async fn credit_is_reserved_settled_and_released(h: Harness) {
-    use tollgate_store::{Reserved, Settled};
+fn entry(id: &str, cost: i64, status: Option<u16>) -> tollgate_store::LedgerEntry {
+    tollgate_store::LedgerEntry {
+        request_id: id.to_owned(),
+        workspace_id: "ws".to_owned(),
+        model: "platform/sonnet".to_owned(),
+        reserved: Micros::new(100),
+        settlement: settlement(cost, status),
+        rejected: false,
+        created_at: Timestamp::now(),
+    }
+}
+
+/// Lease, record, return: the org's balance counts leased credit until it is spent, a
+/// lease never takes more than the balance, rows are charged once, and a lease that expired
+/// (its instance died) goes back to the org.
+pub async fn credit_is_leased_recorded_and_returned(h: Harness) {
+    use std::time::Duration;
+    use tollgate_store::Leased;
     let s = &h.store;
+    let ttl = Duration::from_secs(60);
     let org = s.create_org(&new_org("acme")).await.unwrap(); // 1_000 micro-USD
-    assert_eq!(s.reserve(&reservation(&org.id, "r1", 600)).await.unwrap(), Reserved::Ok);
-    assert_eq!(s.pending_reservations(&org.id).await.unwrap(), 1);
-    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(400), "the worst case is held");
+    let shown = || async { s.get_org(&org.id).await.unwrap().credit_micros.get() };
+    // An eighth of the balance, within [need, want].
+    assert_eq!(s.lease_credit(&lease("a", &org.id, 100, 600)).await.unwrap(), Leased::Granted(Micros::new(125)));
+    assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(125));
+    assert_eq!(shown().await, 1_000, "leased credit is not spent");
+    assert_eq!(s.list_orgs().await.unwrap()[0].credit_micros, Micros::new(1_000));
+    assert_eq!(s.lease_credit(&lease("a", &org.id, 20, 20)).await.unwrap(), Leased::Granted(Micros::new(20)));
+    assert_eq!(s.lease_credit(&lease("b", &org.id, 10, 10)).await.unwrap(), Leased::Granted(Micros::new(10)));
     assert_eq!(
-        s.reserve(&reservation(&org.id, "r2", 500)).await.unwrap(),
-        Reserved::Insufficient { available: Micros::new(400) },
-        "a reservation that does not fit takes nothing"
+        s.lease_credit(&lease("a", &org.id, 900, 900)).await.unwrap(),
+        Leased::Insufficient { available: Micros::new(845), leased_elsewhere: Micros::new(10) },
+        "nothing is taken when the balance does not cover the need"
     );
-    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(400));
-    assert_eq!(s.settle("r1", &settlement(250, Some(200))).await.unwrap(), Settled::Ok);
-    assert_eq!(s.pending_reservations(&org.id).await.unwrap(), 0);
-    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(750), "cost charged, the rest released");
-    assert_eq!(s.settle("r1", &settlement(999, Some(200))).await.unwrap(), Settled::AlreadySettled);
-    assert_eq!(
-        s.get_org(&org.id).await.unwrap().credit_micros,
-        Micros::new(750),
-        "a second settlement changes nothing"
-    );
-    assert!(
-        matches!(s.settle("r2", &settlement(1, Some(200))).await.unwrap(), Settled::AlreadySettled),
-        "a refused request has nothing to settle"
-    );
-    assert!(matches!(s.settle("nope", &settlement(1, None)).await, Err(StoreError::NotFound("reservation"))));
-    assert!(
-        matches!(s.reserve(&reservation(&org.id, "r1", 1)).await, Err(StoreError::Conflict(_))),
-        "request ids are unique"
-    );
-    assert!(matches!(s.reserve(&reservation("no-org", "r9", 1)).await, Err(StoreError::NotFound("org"))));
-    // A stream cut before its end settles with what was seen and counts as an error.
-    assert_eq!(s.reserve(&reservation(&org.id, "r3", 100)).await.unwrap(), Reserved::Ok);
-    s.settle("r3", &settlement(40, None)).await.unwrap();
-    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(710));
+    assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(155));
+    // Rows charge the lease, once.
+    let mut refused = entry("r2", 0, Some(402));
+    refused.rejected = true;
+    refused.reserved = Micros::ZERO;
+    let rows = [entry("r1", 40, Some(200)), refused];
+    assert!(s.record_usage("a", &org.id, &rows, ttl).await.unwrap());
+    assert_eq!(shown().await, 960);
+    assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(115));
+    assert!(s.record_usage("a", &org.id, &rows, ttl).await.unwrap(), "a retried batch");
+    assert_eq!(shown().await, 960, "rows already written are not charged again");
+    // Returning unspent credit.
+    assert!(s.release_lease("a", Some(Micros::new(50)), ttl).await.unwrap());
+    assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(65));
+    assert_eq!(shown().await, 960);
+    assert!(s.release_lease("a", None, ttl).await.unwrap());
+    assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(10), "lease b is untouched");
+    assert!(!s.release_lease("a", None, ttl).await.unwrap(), "closed already");
+    assert_eq!(shown().await, 960);
+    // A row recorded after its lease is gone is charged to the balance.
+    assert!(!s.record_usage("a", &org.id, &[entry("r3", 7, None)], ttl).await.unwrap());
+    assert_eq!(shown().await, 953);
+    // An expired lease is reclaimed by anyone; a live one is not.
+    let mut short = lease("c", &org.id, 5, 5);
+    short.ttl = Duration::ZERO;
+    assert_eq!(s.lease_credit(&short).await.unwrap(), Leased::Granted(Micros::new(5)));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(s.reclaim_expired_leases().await.unwrap(), 1);
+    assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(10));
+    assert_eq!(shown().await, 953);
+    assert!(matches!(s.lease_credit(&lease("z", "no-org", 1, 1)).await, Err(StoreError::NotFound("org"))));
+    // Adjustments see the leased credit too.
+    assert_eq!(s.adjust_credit(&org.id, Micros::new(47), "top-up").await.unwrap(), Micros::new(1_000));
     let usage = s
         .usage(&UsageQuery { org_id: Some(org.id.clone()), group_by: UsageGroup::Model, ..UsageQuery::default() })
         .await
@@ -458,44 +488,56 @@ pub async fn credit_is_reserved_settled_and_released(h: Harness) {
     let u = &usage[0];
     assert_eq!(
         (u.requests, u.errors, u.cost_micros, u.input_tokens, u.output_tokens),
-        (3, 2, 290, 20, 40),
-        "one row per request, the 402 and the cut stream are errors"
+        (3, 2, 47, 30, 60),
+        "one row per request; the 402 and the cut stream are errors"
     );
 }
 
-/// Concurrent reservations from two store instances (two connection pools, as two `serve`
-/// processes would have) never overspend: exactly as many fit as the credit covers.
-pub async fn concurrent_reservations_never_overspend(h: Harness) {
-    use tollgate_store::Reserved;
+/// Concurrent leases from two store instances (two connection pools, as two `serve`
+/// processes would have) never take more than the balance, and concurrent duplicate
+/// recordings charge each request once.
+pub async fn concurrent_leases_never_overspend(h: Harness) {
+    use std::time::Duration;
+    use tollgate_store::Leased;
     let org = h.store.create_org(&new_org("acme")).await.unwrap(); // 1_000 micro-USD
     let other = h.reopen(MasterKey::from_base64(&h.key_b64).unwrap()).await;
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let store = if i % 2 == 0 { h.store.clone() } else { other.clone() };
+        let (store, lease_id) = if i % 2 == 0 { (h.store.clone(), "a") } else { (other.clone(), "b") };
         let org_id = org.id.clone();
-        tasks.push(tokio::spawn(async move { store.reserve(&reservation(&org_id, &format!("c{i}"), 100)).await }));
+        tasks.push(tokio::spawn(async move { store.lease_credit(&lease(lease_id, &org_id, 100, 100)).await }));
     }
-    let mut ok = Vec::new();
-    for (i, t) in tasks.into_iter().enumerate() {
-        if t.await.unwrap().unwrap() == Reserved::Ok {
-            ok.push(format!("c{i}"));
+    let mut granted = 0;
+    for t in tasks {
+        if let Leased::Granted(m) = t.await.unwrap().unwrap() {
+            assert_eq!(m, Micros::new(100));
+            granted += 1;
         }
     }
-    assert_eq!(ok.len(), 10, "1_000 of credit covers exactly ten reservations of 100");
-    assert_eq!(h.store.get_org(&org.id).await.unwrap().credit_micros, Micros::ZERO, "never below zero");
-    // Settling them all concurrently, twice each, charges each exactly once.
+    assert_eq!(granted, 10, "1_000 of credit covers exactly ten leases of 100");
+    assert_eq!(h.store.leased_credit(&org.id).await.unwrap(), Micros::new(1_000));
     let mut tasks = Vec::new();
-    for id in ok.iter().chain(ok.iter()) {
-        let store = h.store.clone();
-        let id = id.clone();
-        tasks.push(tokio::spawn(async move { store.settle(&id, &settlement(30, Some(200))).await }));
+    for round in 0..2 {
+        for i in 0..10 {
+            let store = if (i + round) % 2 == 0 { h.store.clone() } else { other.clone() };
+            let org_id = org.id.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .record_usage("a", &org_id, &[entry(&format!("c{i}"), 30, Some(200))], Duration::from_secs(60))
+                    .await
+            }));
+        }
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
+    assert_eq!(h.store.get_org(&org.id).await.unwrap().credit_micros, Micros::new(700), "each charged once");
+    assert!(h.store.release_lease("a", None, Duration::ZERO).await.unwrap());
+    assert!(other.release_lease("b", None, Duration::ZERO).await.unwrap());
+    assert_eq!(h.store.leased_credit(&org.id).await.unwrap(), Micros::ZERO);
     assert_eq!(h.store.get_org(&org.id).await.unwrap().credit_micros, Micros::new(700));
     let usage = h.store.usage(&UsageQuery { org_id: Some(org.id.clone()), ..UsageQuery::default() }).await.unwrap();
-    assert_eq!((usage[0].requests, usage[0].errors), (40, 30), "40 requests, 30 refused");
+    assert_eq!((usage[0].requests, usage[0].errors, usage[0].cost_micros), (10, 0, 300));
 }
 
 /// A cache invalidation published by one instance reaches every subscriber; on Postgres,

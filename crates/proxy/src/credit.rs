@@ -1,0 +1,414 @@
+//! Credit for the proxy's requests, without a database write on the request's path.
+//!
+//! Each instance holds, per org, a **lease**: a block of the org's credit moved atomically in
+//! SQL from the org's balance (so instances never take more than the balance between them).
+//! A request's worst case is reserved from the lease in memory; its settlement returns the
+//! rest to the lease and queues its one ledger row. A background task writes queued rows in
+//! batches, charging their cost to the lease in the same transaction, renews leases that are
+//! in use, returns idle ones, and reclaims leases of instances that died.
+//!
+//! What this keeps of DESIGN.md section 8: the worst case is reserved before forwarding, a
+//! request that does not fit is refused (402) without reaching the upstream, each request has
+//! exactly one ledger row written once (idempotent per request id), and credit is never
+//! overspent across instances beyond the reservations in flight. What it changes: a row
+//! reaches the database up to [`CreditConfig::flush_interval`] after the response, and credit
+//! another instance holds is recalled (a `credit:<org>` notification) before a request is
+//! refused.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tollgate_policy::Micros;
+use tollgate_store::{LeaseRequest, Leased, LedgerEntry, Store, StoreError};
+
+/// The prefix of recall notices on the store's invalidation channel.
+pub const RECALL_PREFIX: &str = "credit:";
+
+/// How the lease bookkeeping behaves.
+#[derive(Clone, Debug)]
+pub struct CreditConfig {
+    /// How often queued ledger rows are written.
+    pub flush_interval: Duration,
+    /// A lease not renewed for this long is reclaimed by any instance.
+    pub lease_ttl: Duration,
+    /// A lease with nothing in flight and unused this long is returned to the org.
+    pub idle_return: Duration,
+    /// A new lease asks for this many times the request's worst case (bounded by an eighth
+    /// of the org's balance, so other instances find credit too).
+    pub lease_multiple: i64,
+    /// After recalling other instances' leases, how long to wait for them to return credit
+    /// before refusing a request.
+    pub recall_wait: Duration,
+}
+
+impl Default for CreditConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval: Duration::from_millis(50),
+            lease_ttl: Duration::from_secs(60),
+            idle_return: Duration::from_secs(5),
+            lease_multiple: 64,
+            recall_wait: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Why a reservation was not made.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The org's credit does not cover it.
+    Insufficient {
+        /// What the org could still spend (its balance plus this instance's unspent lease).
+        available: Micros,
+    },
+    /// The database could not be reached.
+    Store(StoreError),
+}
+
+/// A reservation held for one request; give it back with [`Credit::settle`].
+#[derive(Debug)]
+pub struct Hold {
+    org_id: String,
+    lease_id: String,
+    amount: i64,
+}
+
+impl Hold {
+    /// The amount reserved.
+    pub fn amount(&self) -> Micros {
+        Micros::new(self.amount)
+    }
+}
+
+/// The lease bookkeeping of one instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Credit {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Credit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credit").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    config: CreditConfig,
+    /// Names this instance in recall notices, so that it does not answer its own.
+    instance: String,
+    orgs: Mutex<HashMap<String, Arc<OrgCredit>>>,
+    /// Rows to write: (lease id, org id, row).
+    queue: Mutex<Vec<(String, String, LedgerEntry)>>,
+}
+
+/// One org's lease on this instance.
+struct OrgCredit {
+    state: Mutex<LeaseState>,
+    /// One lease request at a time per org: requests arriving while the lease is empty wait
+    /// for it rather than each asking the database.
+    refill: tokio::sync::Mutex<()>,
+}
+
+struct LeaseState {
+    /// The lease's id; replaced when the lease is closed or lost, so that holds of the old
+    /// one never credit the new one.
+    lease_id: String,
+    /// Leased credit not reserved by any request.
+    available: i64,
+    /// Reserved by requests in flight.
+    held: i64,
+    last_used: Instant,
+    /// Whether the lease exists in the database (credit was granted to it).
+    opened: bool,
+}
+
+impl LeaseState {
+    fn fresh() -> Self {
+        Self {
+            lease_id: uuid::Uuid::new_v4().to_string(),
+            available: 0,
+            held: 0,
+            last_used: Instant::now(),
+            opened: false,
+        }
+    }
+}
+
+/// A poisoned lock only means another request panicked mid-update of plain integers; the
+/// numbers are still the best we have.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Credit {
+    /// Bookkeeping over `store`. Spawns its background task on the current Tokio runtime (if
+    /// any); the task ends when the last clone is dropped.
+    pub fn new(store: Arc<dyn Store>, config: CreditConfig) -> Self {
+        let credit = Self {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                instance: uuid::Uuid::new_v4().simple().to_string(),
+                orgs: Mutex::new(HashMap::new()),
+                queue: Mutex::new(Vec::new()),
+            }),
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(background(Arc::downgrade(&credit.inner)));
+        }
+        credit
+    }
+
+    fn org(&self, org_id: &str) -> Arc<OrgCredit> {
+        let mut orgs = lock(&self.inner.orgs);
+        orgs.entry(org_id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(OrgCredit { state: Mutex::new(LeaseState::fresh()), refill: tokio::sync::Mutex::new(()) })
+            })
+            .clone()
+    }
+
+    /// Reserves `amount` of `org_id`'s credit for one request: from this instance's lease in
+    /// memory when it covers it (the common case: no IO), else after moving more credit into
+    /// the lease. Refuses only when the org's balance, this lease and whatever other
+    /// instances return when recalled do not cover it.
+    pub async fn reserve(&self, org_id: &str, amount: Micros) -> Result<Hold, Refusal> {
+        let amount = amount.get().max(0);
+        let org = self.org(org_id);
+        if let Some(hold) = take(&org, org_id, amount) {
+            return Ok(hold);
+        }
+        let _refill = org.refill.lock().await;
+        let mut recalled = false;
+        let deadline = Instant::now() + self.inner.config.recall_wait;
+        loop {
+            // Another request may have refilled the lease while this one waited.
+            if let Some(hold) = take(&org, org_id, amount) {
+                return Ok(hold);
+            }
+            let (lease_id, need) = {
+                let s = lock(&org.state);
+                (s.lease_id.clone(), amount - s.available)
+            };
+            let request = LeaseRequest {
+                lease_id: lease_id.clone(),
+                org_id: org_id.to_owned(),
+                need: Micros::new(need),
+                want: Micros::new(amount.saturating_mul(self.inner.config.lease_multiple).max(need)),
+                ttl: self.inner.config.lease_ttl,
+            };
+            match self.inner.store.lease_credit(&request).await.map_err(Refusal::Store)? {
+                Leased::Granted(m) => {
+                    let mut s = lock(&org.state);
+                    if s.lease_id == lease_id {
+                        s.available += m.get();
+                        s.opened = true;
+                    }
+                }
+                Leased::Insufficient { available, leased_elsewhere } => {
+                    let mine = lock(&org.state).available;
+                    let could = available.get().saturating_add(mine).saturating_add(leased_elsewhere.get());
+                    if leased_elsewhere.get() == 0 || could < amount || Instant::now() >= deadline {
+                        return Err(Refusal::Insufficient { available: Micros::new(available.get() + mine) });
+                    }
+                    // Other instances hold enough: ask them to return what they are not using.
+                    if !recalled {
+                        recalled = true;
+                        let notice = format!("{RECALL_PREFIX}{org_id}:{}", self.inner.instance);
+                        if let Err(e) = self.inner.store.publish_invalidation(&notice).await {
+                            tracing::warn!(error = %e, "could not recall leased credit");
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    /// Ends `hold`'s request: charges `entry`'s cost, returns the rest of the reservation to
+    /// the lease, and queues the request's ledger row. No IO: the row is written by the
+    /// background task (or [`Credit::flush`]).
+    pub fn settle(&self, hold: Hold, entry: LedgerEntry) {
+        let org = self.org(&hold.org_id);
+        {
+            let mut s = lock(&org.state);
+            if s.lease_id == hold.lease_id {
+                s.held -= hold.amount;
+                s.available += hold.amount - entry.settlement.cost.get();
+                s.last_used = Instant::now();
+            }
+        }
+        lock(&self.inner.queue).push((hold.lease_id, hold.org_id, entry));
+    }
+
+    /// Queues the ledger row of a request refused before it held anything (402).
+    pub fn record_refusal(&self, org_id: &str, entry: LedgerEntry) {
+        let lease_id = lock(&self.org(org_id).state).lease_id.clone();
+        lock(&self.inner.queue).push((lease_id, org_id.to_owned(), entry));
+    }
+
+    /// Writes every queued ledger row now. Rows whose write fails stay queued.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        flush(&self.inner).await
+    }
+
+    /// Answers a recall notice (`credit:<org>:<instance>`, published by an instance that
+    /// could not reserve): returns the unreserved credit of this instance's lease of that org
+    /// to the org. Ignores its own notices and anything else.
+    pub async fn recall(&self, notice: &str) {
+        let Some((org_id, from)) = notice.strip_prefix(RECALL_PREFIX).and_then(|r| r.rsplit_once(':')) else {
+            return;
+        };
+        if from == self.inner.instance {
+            return;
+        }
+        let Some(org) = lock(&self.inner.orgs).get(org_id).cloned() else {
+            return;
+        };
+        let (lease_id, amount) = {
+            let mut s = lock(&org.state);
+            (s.lease_id.clone(), std::mem::take(&mut s.available))
+        };
+        if amount <= 0 {
+            lock(&org.state).available += amount;
+            return;
+        }
+        match self.inner.store.release_lease(&lease_id, Some(Micros::new(amount)), self.inner.config.lease_ttl).await {
+            Ok(true) => {}
+            Ok(false) => reset_if(&org, &lease_id),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not return leased credit");
+                let mut s = lock(&org.state);
+                if s.lease_id == lease_id {
+                    s.available += amount;
+                }
+            }
+        }
+    }
+
+    /// Writes every queued row and returns every lease to its org (graceful shutdown, after
+    /// the in-flight requests have ended).
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        flush(&self.inner).await?;
+        let orgs: Vec<Arc<OrgCredit>> = lock(&self.inner.orgs).drain().map(|(_, o)| o).collect();
+        for org in orgs {
+            let lease_id = lock(&org.state).lease_id.clone();
+            self.inner.store.release_lease(&lease_id, None, Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Takes `amount` from the lease in memory, if it covers it.
+fn take(org: &OrgCredit, org_id: &str, amount: i64) -> Option<Hold> {
+    let mut s = lock(&org.state);
+    if s.available < amount {
+        return None;
+    }
+    s.available -= amount;
+    s.held += amount;
+    s.last_used = Instant::now();
+    Some(Hold { org_id: org_id.to_owned(), lease_id: s.lease_id.clone(), amount })
+}
+
+/// Forgets the lease `lease_id` if it is still the org's current one: it was found gone
+/// (reclaimed while this instance could not reach the database), its credit went back to the
+/// org, so none of it may be spent here. Requests still holding it are charged to the balance
+/// when their rows are written.
+fn reset_if(org: &OrgCredit, lease_id: &str) {
+    let mut s = lock(&org.state);
+    if s.lease_id == lease_id {
+        if s.available != 0 || s.held != 0 {
+            tracing::warn!("a credit lease was reclaimed while in use; starting a new one");
+        }
+        *s = LeaseState::fresh();
+    }
+}
+
+async fn flush(inner: &Inner) -> Result<(), StoreError> {
+    let queued = std::mem::take(&mut *lock(&inner.queue));
+    if queued.is_empty() {
+        return Ok(());
+    }
+    let mut batches: HashMap<(String, String), Vec<LedgerEntry>> = HashMap::new();
+    for (lease_id, org_id, entry) in queued {
+        batches.entry((lease_id, org_id)).or_default().push(entry);
+    }
+    let mut result = Ok(());
+    for ((lease_id, org_id), entries) in batches {
+        match inner.store.record_usage(&lease_id, &org_id, &entries, inner.config.lease_ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let org = lock(&inner.orgs).get(&org_id).cloned();
+                if let Some(org) = org {
+                    reset_if(&org, &lease_id);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, rows = entries.len(), "ledger rows not written; retrying");
+                let mut queue = lock(&inner.queue);
+                queue.extend(entries.into_iter().map(|e| (lease_id.clone(), org_id.clone(), e)));
+                result = Err(e);
+            }
+        }
+    }
+    result
+}
+
+/// Returns idle leases to their orgs and renews the others.
+async fn tend_leases(inner: &Inner) {
+    let orgs: Vec<(String, Arc<OrgCredit>)> = lock(&inner.orgs).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (org_id, org) in orgs {
+        let (lease_id, close) = {
+            let mut s = lock(&org.state);
+            if !s.opened {
+                continue;
+            }
+            let lease_id = s.lease_id.clone();
+            let close = s.held == 0 && s.last_used.elapsed() >= inner.config.idle_return;
+            if close {
+                // A request arriving from now on opens a new lease.
+                *s = LeaseState::fresh();
+            }
+            (lease_id, close)
+        };
+        let ttl = if close { Duration::ZERO } else { inner.config.lease_ttl };
+        let amount = if close { None } else { Some(Micros::ZERO) };
+        match inner.store.release_lease(&lease_id, amount, ttl).await {
+            Ok(true) => {}
+            Ok(false) => reset_if(&org, &lease_id),
+            Err(e) => tracing::warn!(error = %e, org_id = %org_id, "could not tend a credit lease"),
+        }
+    }
+}
+
+/// The bookkeeping loop: writes rows every `flush_interval`, tends leases every second,
+/// reclaims dead instances' leases every ten seconds. Ends when the [`Credit`] is dropped.
+async fn background(inner: Weak<Inner>) {
+    let Some(interval) = inner.upgrade().map(|i| i.config.flush_interval) else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tend = Instant::now();
+    let mut last_reclaim: Option<Instant> = None;
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let _ = flush(&inner).await;
+        if last_tend.elapsed() >= Duration::from_secs(1) {
+            last_tend = Instant::now();
+            tend_leases(&inner).await;
+        }
+        if last_reclaim.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            last_reclaim = Some(Instant::now());
+            if let Err(e) = inner.store.reclaim_expired_leases().await {
+                tracing::warn!(error = %e, "could not reclaim expired credit leases");
+            }
+        }
+    }
+}
