@@ -323,6 +323,20 @@ impl Stack {
         total
     }
 
+    /// Stops the server with SIGTERM and checks, in its database, that the graceful shutdown
+    /// wrote every ledger row and gave every credit lease back: the balance alone is
+    /// `CREDIT - total`.
+    fn terminate_and_check_the_books(&mut self, total: i64) {
+        assert_eq!(self.server.as_mut().unwrap().terminate(), Some(0), "SIGTERM is a clean exit");
+        self.rt.block_on(async {
+            let key = tollgate_store::MasterKey::load(None, &self.dir).unwrap();
+            let url = format!("sqlite://{}", self.dir.join("tollgate.db").display());
+            let store = tollgate_store::connect(&url, key).await.unwrap();
+            assert_eq!(store.leased_credit(&self.org).await.unwrap(), tollgate_policy::Micros::ZERO);
+            assert_eq!(store.get_org(&self.org).await.unwrap().credit_micros.get(), CREDIT - total);
+        });
+    }
+
     /// `/metrics` counts what the proxy did: every forwarded request in both latency
     /// histograms (Prometheus histograms with buckets), and the tokens and cost the ledger has.
     fn check_metrics(&self, expected: &BTreeMap<String, Row>, forwarded: usize) {
@@ -606,7 +620,7 @@ fn openai_python_sdk_create_and_streams_with_and_without_usage() {
 #[test]
 fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
     let claude = claude();
-    let stack = Stack::start("claude-code");
+    let mut stack = Stack::start("claude-code");
     let (token, env) = stack.workspace("claude", "claude-code", "platform/sonnet");
     assert!(plan(&env, "ANTHROPIC_BASE_URL").ends_with("/anthropic"), "{env:?}");
     let base = format!("{}/anthropic", stack.url());
@@ -696,4 +710,5 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
 
     let total = stack.check_upstream_and_ledger(&[&token]);
     assert!(total > 0);
+    stack.terminate_and_check_the_books(total);
 }

@@ -12,6 +12,22 @@ pub struct Server {
     pub stdout: String,
 }
 
+impl Server {
+    /// Sends SIGTERM and waits (at most 20 s) for the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -198,19 +214,8 @@ fn admin_walkthrough_and_exit_codes() {
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let dir = data_dir("sigterm");
-    let s = start(&dir, &[], &[]);
-    let pid = s.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let mut s = s;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
-            assert_eq!(status.code(), Some(0), "SIGTERM is a clean exit");
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut s = start(&dir, &[], &[]);
+    assert_eq!(s.terminate(), Some(0), "SIGTERM is a clean exit");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
