@@ -6,8 +6,14 @@ use std::fmt;
 pub const OK: u8 = 0;
 /// The command ran and the answer is "no" (e.g. expectations not met).
 pub const FAILURE: u8 = 1;
+/// The command line is wrong (clap exits with it on its own errors).
+pub const USAGE: u8 = 2;
 /// A configuration file is missing or invalid (`EX_CONFIG` of sysexits.h).
 pub const CONFIG: u8 = 78;
+/// `exec`: the command was found but could not be executed (as in POSIX shells).
+pub const CANNOT_EXECUTE: u8 = 126;
+/// `exec`: the command was not found (as in POSIX shells).
+pub const NOT_FOUND: u8 = 127;
 
 /// An error that ends the command with a specific exit code.
 #[derive(Debug)]
@@ -28,11 +34,23 @@ impl CliError {
         Self { code: FAILURE, message: message.to_string() }
     }
 
+    /// An error with a specific exit code.
+    pub fn with_code(code: u8, message: impl fmt::Display) -> Self {
+        Self { code, message: message.to_string() }
+    }
+
     /// Prints the error to standard error.
     #[expect(clippy::print_stderr, reason = "the CLI's single error reporter")]
     pub fn report(&self) {
         eprintln!("tollgate: {}", self.message);
     }
+}
+
+/// Prints a warning to standard error: something a person should know that does not stop
+/// the command. Like errors, warnings name variables, never their values.
+#[expect(clippy::print_stderr, reason = "the CLI's single warning reporter")]
+pub fn warn(message: impl fmt::Display) {
+    eprintln!("tollgate: warning: {message}");
 }
 
 impl fmt::Display for CliError {

@@ -1,7 +1,9 @@
 //! `tollgate`: the command-line entry point. Thin glue over the library crates.
 //!
-//! Exit codes: 0 success, 1 failure (e.g. a scenario's expectations do not hold),
-//! 2 usage error, 78 configuration error (unreadable or invalid registry or scenario).
+//! Exit codes: 0 success, 1 failure (e.g. a scenario's expectations do not hold, a server that
+//! stays unreachable), 2 usage error, 78 configuration error (unreadable or invalid registry or
+//! scenario, a refused token, a failed `exec` preflight); `exec` also exits 126 when the command
+//! cannot be executed and 127 when it is not found, as POSIX shells do.
 
 use std::process::ExitCode;
 
@@ -9,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod demo;
+mod exec;
 mod exit;
 mod explain;
 mod logging;
@@ -35,6 +38,8 @@ enum Command {
     Serve(serve::Args),
     /// Call the admin API: orgs, workspaces, secrets, provisioning.
     Admin(admin::Args),
+    /// Inside a workspace: pull its plan, normalise the environment, preflight, and exec the agent.
+    Exec(exec::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,5 +64,6 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Explain(args) => explain::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Admin(args) => admin::run(&args),
+        Command::Exec(args) => exec::run(&args),
     }
 }

@@ -43,8 +43,13 @@ pub fn data_dir(name: &str) -> PathBuf {
 
 /// Starts `tollgate serve` with `args` on a free port and waits for "listening on".
 pub fn start(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+    start_on(data, "127.0.0.1:0", args, env)
+}
+
+/// Starts `tollgate serve` listening on `listen` (e.g. to restart on a known port).
+pub fn start_on(data: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()])
+    cmd.args(["serve", "--listen", listen, "--data-dir", data.to_str().unwrap()])
         .args(args)
         .env_remove("TOLLGATE_ADMIN_TOKEN")
         .env_remove("TOLLGATE_MASTER_KEY")

@@ -215,3 +215,13 @@ fn overlay_pulled_wins_and_dropped_go() {
     assert_eq!(keys, ["A", "B", "PATH"]);
     assert_eq!(out.get("A").map(|v| v.expose_secret()), Some("pulled"));
 }
+
+/// A routing name the plan dropped (an org-origin `ANTHROPIC_BASE_URL`) and injected again (the
+/// provider's `base_url`): the plan's value stays, the inherited one goes.
+#[test]
+fn overlay_keeps_a_dropped_name_the_plan_injects_again() {
+    let inherited = env(&[("ANTHROPIC_BASE_URL", "https://org-relay.example/anthropic")]);
+    let pulled = env(&[("ANTHROPIC_BASE_URL", "https://api.minimax.io/anthropic")]);
+    let out = overlay(inherited, pulled, &["ANTHROPIC_BASE_URL".to_owned()]);
+    assert_eq!(out.get("ANTHROPIC_BASE_URL").map(|v| v.expose_secret()), Some("https://api.minimax.io/anthropic"));
+}
