@@ -84,8 +84,9 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         let plan = pull::fetch(&source, args.pull_timeout)?;
         let dropped: Vec<String> = plan.resolution.dropped.iter().map(|d| d.name.clone()).collect();
         let names = plan.env.keys().cloned().collect();
-        let pulled = Pulled { url: source.display_url(), resolution: plan.resolution, names };
-        (overlay(inherited_env, plan.env, &dropped), Some(pulled))
+        let (env, removed) = overlay(inherited_env, plan.env, &dropped, &registry);
+        let pulled = Pulled { url: source.display_url(), resolution: plan.resolution, names, removed };
+        (env, Some(pulled))
     } else {
         (inherited_env, None)
     };
@@ -125,6 +126,8 @@ struct Pulled {
     url: String,
     resolution: tollgate_policy::Resolution,
     names: BTreeSet<String>,
+    /// What the overlay removed from the inherited environment.
+    removed: Vec<tollgate_policy::normalise::Removal>,
 }
 
 /// Replaces this process with `command` (found through the final environment's `PATH`).
@@ -219,6 +222,8 @@ impl Report<'_> {
         let plan = self.pulled;
         let inherited = &self.inherited.names;
         let removals: BTreeMap<&str, &str> = n.removed.iter().map(|r| (r.name.as_str(), r.reason.as_str())).collect();
+        let overlaid: BTreeMap<&str, &str> =
+            plan.iter().flat_map(|p| p.removed.iter().map(|r| (r.name.as_str(), r.reason.as_str()))).collect();
         let dropped: BTreeMap<&str, _> =
             plan.iter().flat_map(|p| p.resolution.dropped.iter().map(|d| (d.name.as_str(), d))).collect();
         let origins: BTreeMap<&str, &str> = plan
@@ -240,6 +245,8 @@ impl Report<'_> {
             } else if let Some(d) = dropped.get(name).filter(|_| !from_plan) {
                 let reason = format!("the plan dropped it ({} secret): {}", d.origin, d.reason);
                 ("removed", "inherited".to_owned(), reason)
+            } else if let Some(reason) = overlaid.get(name).filter(|_| !from_plan) {
+                ("removed", "inherited".to_owned(), (*reason).to_owned())
             } else if from_plan {
                 let reason =
                     if inherited_too { "from the plan, replacing the inherited value" } else { "from the plan" };

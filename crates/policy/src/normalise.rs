@@ -17,14 +17,33 @@ pub type Env = BTreeMap<String, SecretString>;
 /// The variable that holds a Claude subscription token (seed 000).
 pub const CLAUDE_CODE_OAUTH_TOKEN: &str = "CLAUDE_CODE_OAUTH_TOKEN";
 
-/// Overlays a pulled plan on the inherited environment: pulled names win, and the names the
-/// plan dropped are removed even if the workspace inherited them from elsewhere.
-pub fn overlay(mut inherited: Env, pulled: Env, dropped: &[String]) -> Env {
+/// Overlays a pulled plan on the inherited environment: pulled names win, the names the plan
+/// dropped are removed even if the workspace inherited them from elsewhere, and so is every
+/// other LLM credential of `registry` (and `CLAUDE_CODE_OAUTH_TOKEN`) the plan does not carry:
+/// once a plan is pulled, it is the only source of credentials, so a token the host injected
+/// behind Tollgate's back (seed 000's tenant-wide token) never reaches the agent. Returns the
+/// environment and what was removed from the inherited one.
+pub fn overlay(mut inherited: Env, pulled: Env, dropped: &[String], registry: &Registry) -> (Env, Vec<Removal>) {
+    let mut removed = Vec::new();
     for name in dropped {
-        inherited.remove(name);
+        if !pulled.contains_key(name) {
+            remove(&mut inherited, &mut removed, name, "the plan dropped it");
+        }
+    }
+    let credentials: Vec<String> =
+        registry.llm_credentials().chain([CLAUDE_CODE_OAUTH_TOKEN]).map(str::to_owned).collect();
+    for name in &credentials {
+        if !pulled.contains_key(name) {
+            remove(
+                &mut inherited,
+                &mut removed,
+                name,
+                "an LLM credential the pulled plan does not carry: with --pull the plan is its only source",
+            );
+        }
     }
     inherited.extend(pulled);
-    inherited
+    (inherited, removed)
 }
 
 /// A variable normalisation removed, and why.
@@ -62,6 +81,14 @@ pub struct Normalised {
     pub preflight: Result<(), PreflightError>,
 }
 
+/// The server's secrets: platform upstream keys (`TOLLGATE_UPSTREAM_*`), the admin token and
+/// the master key.
+fn is_server_secret(name: &str) -> bool {
+    name.starts_with(crate::registry::UPSTREAM_KEY_PREFIX)
+        || name == "TOLLGATE_ADMIN_TOKEN"
+        || name == "TOLLGATE_MASTER_KEY"
+}
+
 fn value<'e>(env: &'e Env, name: &str) -> Option<&'e str> {
     env.get(name).map(|v| v.expose_secret()).filter(|v| !v.is_empty())
 }
@@ -83,6 +110,13 @@ pub fn normalise(mut env: Env, registry: &Registry) -> Normalised {
     let mut warnings = Vec::new();
     let provider = value(&env, LLM_PROVIDER).map(|p| p.trim().to_ascii_lowercase()).filter(|p| !p.is_empty());
     let mode = value(&env, LLM_BILLING_MODE).and_then(BillingMode::parse);
+
+    // The server's own secrets are never an agent's, whatever else holds (a platform key in
+    // an agent's environment is seed 003's bill on the platform's account).
+    let server_secrets: Vec<String> = env.keys().filter(|k| is_server_secret(k)).cloned().collect();
+    for name in &server_secrets {
+        remove(&mut env, &mut removed, name, "a Tollgate server secret: never in an agent's environment");
+    }
 
     // Step 3: a non-Anthropic-OAuth provider never sees a Claude subscription token.
     match &provider {

@@ -141,9 +141,12 @@ fn pull_byok_minimax_gets_its_own_endpoint_and_key_and_no_oauth_token() {
     let (ws, token) = minimax_workspace(&stack, "dev-b");
     let mut vars = pull_vars(&stack, &ws, &token).to_vec();
     vars.push(("CLAUDE_CODE_OAUTH_TOKEN", STRAY_OAUTH));
+    // In MiniMax's `auth_env` too, so only the plan being authoritative removes it.
+    vars.push(("ANTHROPIC_API_KEY", "sk-ant-api03-host-injected"));
     let out = exec(&vars, &["--pull", "--", "env"]);
     let env = env_of(&out);
     assert!(!env.contains_key("CLAUDE_CODE_OAUTH_TOKEN"), "{env:?}");
+    assert!(!env.contains_key("ANTHROPIC_API_KEY"), "a credential the plan does not carry: {env:?}");
     assert_eq!(env["ANTHROPIC_BASE_URL"], "https://api.minimax.io/anthropic");
     assert_eq!(env["MINIMAX_API_KEY"], MINIMAX_KEY);
     assert_eq!(env["ANTHROPIC_MODEL"], "MiniMax-M2.7");

@@ -210,10 +210,37 @@ fn disabled_needs_no_credential() {
 fn overlay_pulled_wins_and_dropped_go() {
     let inherited = env(&[("A", "inherited"), ("CLAUDE_CODE_OAUTH_TOKEN", "stray"), ("PATH", "/bin")]);
     let pulled = env(&[("A", "pulled"), ("B", "new")]);
-    let out = overlay(inherited, pulled, &["CLAUDE_CODE_OAUTH_TOKEN".to_owned()]);
+    let (out, removed) = overlay(inherited, pulled, &["CLAUDE_CODE_OAUTH_TOKEN".to_owned()], &registry());
     let keys: Vec<&str> = out.keys().map(String::as_str).collect();
     assert_eq!(keys, ["A", "B", "PATH"]);
     assert_eq!(out.get("A").map(|v| v.expose_secret()), Some("pulled"));
+    assert_eq!(removed.len(), 1);
+    assert_eq!(
+        (removed[0].name.as_str(), removed[0].reason.as_str()),
+        ("CLAUDE_CODE_OAUTH_TOKEN", "the plan dropped it")
+    );
+}
+
+/// With a plan pulled, an LLM credential the host injected and Tollgate never saw is not the
+/// agent's: a BYOK MiniMax plan carries `ANTHROPIC_AUTH_TOKEN` (MiniMax's key), so a stray
+/// inherited `ANTHROPIC_API_KEY` (also in MiniMax's `auth_env`, which normalisation alone
+/// would keep) and an OpenAI key go; the plan's own credentials and other variables stay.
+#[test]
+fn overlay_removes_llm_credentials_the_plan_does_not_carry() {
+    let inherited = env(&[
+        ("ANTHROPIC_API_KEY", "sk-ant-api03-host"),
+        ("OPENAI_API_KEY", "sk-host"),
+        ("ANTHROPIC_AUTH_TOKEN", "sk-ant-oat01-host"),
+        ("HOME", "/home/agent"),
+    ]);
+    let pulled = env(&[("ANTHROPIC_AUTH_TOKEN", "mm-key"), ("LLM_PROVIDER", "minimax")]);
+    let (out, removed) = overlay(inherited, pulled, &[], &registry());
+    let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["ANTHROPIC_AUTH_TOKEN", "HOME", "LLM_PROVIDER"]);
+    assert_eq!(out.get("ANTHROPIC_AUTH_TOKEN").map(|v| v.expose_secret()), Some("mm-key"));
+    let names: Vec<&str> = removed.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["ANTHROPIC_API_KEY", "OPENAI_API_KEY"]);
+    assert!(removed.iter().all(|r| r.reason.contains("does not carry")));
 }
 
 /// A routing name the plan dropped (an org-origin `ANTHROPIC_BASE_URL`) and injected again (the
@@ -222,6 +249,29 @@ fn overlay_pulled_wins_and_dropped_go() {
 fn overlay_keeps_a_dropped_name_the_plan_injects_again() {
     let inherited = env(&[("ANTHROPIC_BASE_URL", "https://org-relay.example/anthropic")]);
     let pulled = env(&[("ANTHROPIC_BASE_URL", "https://api.minimax.io/anthropic")]);
-    let out = overlay(inherited, pulled, &["ANTHROPIC_BASE_URL".to_owned()]);
+    let (out, removed) = overlay(inherited, pulled, &["ANTHROPIC_BASE_URL".to_owned()], &registry());
+    assert!(removed.is_empty(), "replaced, not removed");
     assert_eq!(out.get("ANTHROPIC_BASE_URL").map(|v| v.expose_secret()), Some("https://api.minimax.io/anthropic"));
+}
+
+/// The server's secrets never reach an agent, in any mode, even when the host leaks them into
+/// the workspace: platform keys, the admin token, the master key.
+#[test]
+fn server_secrets_are_always_removed() {
+    for mode in ["platform_managed", "byok", "disabled", ""] {
+        let n = run(&[
+            ("LLM_BILLING_MODE", mode),
+            ("LLM_PROVIDER", "minimax"),
+            ("MINIMAX_API_KEY", "mm"),
+            ("TOLLGATE_UPSTREAM_ANTHROPIC_KEY", "sk-ant-platform"),
+            ("TOLLGATE_ADMIN_TOKEN", "tg_admin_x"),
+            ("TOLLGATE_MASTER_KEY", "AAAA"),
+            ("TOLLGATE_URL", "https://tollgate.example"),
+        ]);
+        for name in ["TOLLGATE_UPSTREAM_ANTHROPIC_KEY", "TOLLGATE_ADMIN_TOKEN", "TOLLGATE_MASTER_KEY"] {
+            assert!(!has(&n, name), "{name} in mode `{mode}`");
+            assert!(n.removed.iter().any(|r| r.name == name && r.reason.contains("server secret")));
+        }
+        assert!(has(&n, "TOLLGATE_URL"), "not a secret");
+    }
 }
