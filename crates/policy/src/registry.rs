@@ -75,6 +75,7 @@ pub struct Runtime {
     base_url_env: EnvName,
     token_env: EnvName,
     model_env: Option<EnvName>,
+    context_window_env: Option<EnvName>,
 }
 
 impl Runtime {
@@ -98,6 +99,11 @@ impl Runtime {
     pub fn model_env(&self) -> Option<&EnvName> {
         self.model_env.as_ref()
     }
+    /// The variable that tells the runtime its model's context window, where it has one
+    /// (Claude Code cannot know a `platform/...` alias's window and would assume the wrong one).
+    pub fn context_window_env(&self) -> Option<&EnvName> {
+        self.context_window_env.as_ref()
+    }
 }
 
 /// Where the proxy forwards a platform model and what it charges.
@@ -106,6 +112,7 @@ pub struct PlatformModel {
     upstream: String,
     upstream_model: String,
     price: Price,
+    context_window: Option<u64>,
 }
 
 impl PlatformModel {
@@ -120,6 +127,10 @@ impl PlatformModel {
     /// The model's prices.
     pub fn price(&self) -> &Price {
         &self.price
+    }
+    /// The upstream model's context window in tokens, when the registry states it.
+    pub fn context_window(&self) -> Option<u64> {
+        self.context_window
     }
 }
 
@@ -302,6 +313,7 @@ struct RawRuntime {
     base_url_env: Spanned<String>,
     token_env: Spanned<String>,
     model_env: Option<Spanned<String>>,
+    context_window_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -336,6 +348,7 @@ struct RawPlatformModel {
     upstream: Option<String>,
     upstream_model: Option<String>,
     price: Option<RawPrice>,
+    context_window: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -482,10 +495,16 @@ impl Registry {
             let base = errors.env_name(&rt.value.base_url_env, &format!("{field}.base_url_env"));
             let token = errors.env_name(&rt.value.token_env, &format!("{field}.token_env"));
             let model = rt.value.model_env.as_ref().and_then(|m| errors.env_name(m, &format!("{field}.model_env")));
+            let window = rt
+                .value
+                .context_window_env
+                .as_ref()
+                .and_then(|m| errors.env_name(m, &format!("{field}.context_window_env")));
             let roles = [
                 (base.as_ref(), Some(&rt.value.base_url_env), "base_url_env"),
                 (token.as_ref(), Some(&rt.value.token_env), "token_env"),
                 (model.as_ref(), rt.value.model_env.as_ref(), "model_env"),
+                (window.as_ref(), rt.value.context_window_env.as_ref(), "context_window_env"),
             ];
             for (name, raw_name, sub) in roles {
                 let (Some(name), Some(raw_name)) = (name, raw_name) else { continue };
@@ -515,12 +534,19 @@ impl Registry {
             }
             if let (Some(protocol), Some(base_url_env), Some(token_env)) = (protocol, base, token) {
                 routing.insert(base_url_env.as_str().to_owned());
-                if let Some(m) = &model {
+                for m in model.iter().chain(window.iter()) {
                     model_envs.insert(m.as_str().to_owned());
                 }
                 runtimes.insert(
                     id.clone(),
-                    Runtime { id: id.clone(), protocol, base_url_env, token_env, model_env: model },
+                    Runtime {
+                        id: id.clone(),
+                        protocol,
+                        base_url_env,
+                        token_env,
+                        model_env: model,
+                        context_window_env: window,
+                    },
                 );
             }
         }
@@ -545,7 +571,11 @@ impl Registry {
                 return None;
             }
             if model_envs.contains(name.as_str()) {
-                errors.at(raw, field, format!("`{name}` is a runtime's model_env, not a credential"));
+                errors.at(
+                    raw,
+                    field,
+                    format!("`{name}` is a runtime's model_env or context_window_env, not a credential"),
+                );
                 return None;
             }
             Some(name)
@@ -788,10 +818,15 @@ impl Registry {
                 return None;
             }
         };
+        if full.context_window == Some(0) {
+            errors.at(at, format!("{mf}.context_window"), "a context window is a positive number of tokens");
+            return None;
+        }
         upstreams.iter().any(|u| &u.name == upstream).then(|| PlatformModel {
             upstream: upstream.clone(),
             upstream_model: upstream_model.clone(),
             price,
+            context_window: full.context_window,
         })
     }
 

@@ -931,6 +931,14 @@ impl<'a> Resolver<'a> {
                 ));
                 plan.set(runtime.base_url_env().clone(), Origin::Tollgate, PlanValue::Public(proxy));
                 plan.set(runtime.token_env().clone(), Origin::Tollgate, PlanValue::WorkspaceToken);
+                // The runtime cannot know a platform alias's window: tell it, so that it
+                // compacts before the upstream refuses a prompt that is too long.
+                let window =
+                    model.as_deref().and_then(|m| registry.platform_model(m)).and_then(|(m, _)| m.context_window());
+                if let (Some(env), Some(window)) = (runtime.context_window_env(), window) {
+                    self.trace(format!("injected {env}={window}: the platform model's context window"));
+                    plan.set(env.clone(), Origin::Tollgate, PlanValue::Public(window.to_string()));
+                }
                 self.out.credentials.push(CredentialRef {
                     name: runtime.token_env().as_str().to_owned(),
                     origin: Origin::Tollgate,

@@ -637,6 +637,7 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
             ("ANTHROPIC_BASE_URL", &base),
             ("ANTHROPIC_AUTH_TOKEN", plan(&env, "ANTHROPIC_AUTH_TOKEN")),
             ("ANTHROPIC_MODEL", plan(&env, "ANTHROPIC_MODEL")),
+            ("CLAUDE_CODE_MAX_CONTEXT_TOKENS", plan(&env, "CLAUDE_CODE_MAX_CONTEXT_TOKENS")),
             ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
         ],
     );
@@ -653,6 +654,9 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
         summary(&seen)
     );
     assert_eq!(stdout.trim(), REPLY, "stderr:\n{stderr}");
+    // Told the platform model's window by the plan, Claude Code does not guess one.
+    assert_eq!(plan(&env, "CLAUDE_CODE_MAX_CONTEXT_TOKENS"), "200000");
+    assert!(!stderr.contains("assumes a context window"), "stderr:\n{stderr}");
     let first_run = seen.len();
     assert!(first_run >= 1, "{:#?}", summary(&seen));
 
@@ -666,6 +670,7 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
             ("ANTHROPIC_BASE_URL", &base),
             ("ANTHROPIC_API_KEY", &token),
             ("ANTHROPIC_MODEL", plan(&env, "ANTHROPIC_MODEL")),
+            ("CLAUDE_CODE_MAX_CONTEXT_TOKENS", plan(&env, "CLAUDE_CODE_MAX_CONTEXT_TOKENS")),
             ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
         ],
     );

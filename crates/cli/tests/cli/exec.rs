@@ -194,6 +194,7 @@ fn claude_code_under_exec_answers_through_the_proxy() {
         summary(&seen)
     );
     assert_eq!(stdout.trim(), REPLY, "stderr:\n{stderr}");
+    assert!(!stderr.contains("assumes a context window"), "the plan gave Claude Code its window:\n{stderr}");
     assert!(!seen.is_empty());
     for r in &seen {
         for (name, value) in &r.headers {

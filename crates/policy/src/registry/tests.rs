@@ -145,6 +145,14 @@ fn platform_model_without_upstream_or_price() {
         "providers[0].models[0].price",
         "price.output",
     );
+    assert_error(
+        &format!(
+            "{head}      - {{id: platform/x, upstream: openai, upstream_model: m, price: {{input: 1, output: 2}}, context_window: 0}}\n"
+        ),
+        10,
+        "providers[0].models[0].context_window",
+        "positive",
+    );
     // Cache prices default to the input price: never under-charge.
     let ok = Registry::parse("p.yaml", &format!("{RUNTIMES}{head}      - {{id: platform/x, upstream: openai, upstream_model: m, price: {{input: 2, output: 3}}}}\n")).unwrap();
     let price = *ok.platform_model("platform/x").unwrap().0.price();
@@ -395,6 +403,20 @@ fn names_have_one_role_and_never_an_injected_one() {
     assert!(errs.iter().any(|e| e.field == "runtimes.rt.model_env" && e.message.contains("injects")));
     let errs = one("runtimes:\n  rt: {protocol: openai, base_url_env: B, token_env: T, model_env: LLM_PROVIDER}\n");
     assert!(errs.iter().any(|e| e.field == "runtimes.rt.model_env"));
+    let errs = one("runtimes:\n  rt: {protocol: openai, base_url_env: B, token_env: T, context_window_env: T}\n");
+    assert!(
+        errs.iter().any(|e| e.field == "runtimes.rt.context_window_env" && e.message.contains("already the token_env")),
+        "{}",
+        RegistryErrors(errs.clone())
+    );
+    let errs = errors(
+        "runtimes:\n  rt: {protocol: openai, base_url_env: B, token_env: T, context_window_env: W}\nproviders: [{id: a, runtimes: [rt], auth_env: [W]}]\n",
+    );
+    assert!(
+        errs.iter().any(|e| e.field == "providers[0].auth_env[0]" && e.message.contains("context_window_env")),
+        "{}",
+        RegistryErrors(errs.clone())
+    );
     // Sharing a name in the same role across runtimes is fine (codex and openai-compatible do).
     assert!(Registry::parse("ok.yaml", "runtimes:\n  rt: {protocol: openai, base_url_env: B, token_env: T}\n  rt2: {protocol: openai, base_url_env: B, token_env: T}\nproviders: [{id: a, runtimes: [rt, rt2], auth_env: [K]}]\n").is_ok());
     for key_env in ["TOLLGATE_URL", "TOLLGATE_WORKSPACE_TOKEN", "TOLLGATE_KEY"] {

@@ -278,6 +278,24 @@ fn platform_managed_routes_through_proxy_with_workspace_token() {
     assert_eq!(r.dropped("ANTHROPIC_BASE_URL").map(|d| d.origin), Some(Origin::Workspace));
 }
 
+/// Claude Code does not know a `platform/...` alias and would assume a 1M-token window: the
+/// platform plan tells it the upstream model's real one. Only where the runtime has such a
+/// variable, only for platform models, and only in platform-managed mode.
+#[test]
+fn platform_plan_tells_the_runtime_its_context_window() {
+    let r = case("claude-code").model("platform/sonnet").resolve();
+    assert_eq!(r.value("CLAUDE_CODE_MAX_CONTEXT_TOKENS").as_deref(), Some("200000"));
+    assert!(r.resolution.trace.iter().any(|t| t.contains("CLAUDE_CODE_MAX_CONTEXT_TOKENS=200000")));
+    let codex = case("codex").model("platform/gpt").resolve();
+    assert_eq!(codex.mode(), Some(BillingMode::PlatformManaged));
+    assert!(!codex.has("CLAUDE_CODE_MAX_CONTEXT_TOKENS"), "codex has no such variable");
+    let byok = case("claude-code").model("MiniMax-M2.7").ws("MINIMAX_API_KEY", "mm").resolve();
+    assert_eq!(byok.mode(), Some(BillingMode::Byok));
+    assert!(!byok.has("CLAUDE_CODE_MAX_CONTEXT_TOKENS"), "not a platform model");
+    let disabled = case("claude-code").model("platform/sonnet").mode(BillingMode::Disabled).resolve();
+    assert!(!disabled.has("CLAUDE_CODE_MAX_CONTEXT_TOKENS"));
+}
+
 /// Seed 002 `PrepareProvisionContext_ByokWithOnlyGlobalOAuthFailsClosed`: an explicit BYOK
 /// workspace with only the platform's OAuth token aborts with MISSING_BYOK_CREDENTIAL and an
 /// actionable message naming the provider and the names that would satisfy it.
