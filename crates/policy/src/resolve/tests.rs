@@ -208,6 +208,36 @@ fn kimi_org_key_is_kept() {
     assert_eq!(r.value("ANTHROPIC_BASE_URL").as_deref(), Some("https://api.kimi.com/coding/"));
 }
 
+/// Each kept credential says why: an org one because the provider lists it, a workspace one
+/// because it is the workspace's own.
+#[test]
+fn kept_credentials_say_why() {
+    let r = case("claude-code").model("kimi-k2").org("KIMI_API_KEY", "k").ws("ANTHROPIC_API_KEY", "a").resolve();
+    let reason = |name: &str| {
+        r.resolution.credentials.iter().find(|c| c.name == name).map(|c| c.reason.clone()).unwrap_or_default()
+    };
+    assert_eq!(reason("KIMI_API_KEY"), "in auth_env of provider kimi-coding");
+    assert_eq!(reason("ANTHROPIC_API_KEY"), "the workspace's own credential");
+}
+
+/// Only the runtime's own base URL, set by the workspace, stops the provider's from being
+/// injected: another runtime's routing name (`OPENAI_BASE_URL` on Claude Code) does not.
+#[test]
+fn another_runtimes_routing_name_does_not_stop_the_providers_base_url() {
+    let r = case("claude-code")
+        .model("kimi-k2")
+        .ws("KIMI_API_KEY", "k")
+        .ws("OPENAI_BASE_URL", "https://other.example/v1")
+        .resolve();
+    assert_eq!(r.value("ANTHROPIC_BASE_URL").as_deref(), Some("https://api.kimi.com/coding/"));
+    let own = case("claude-code")
+        .model("kimi-k2")
+        .ws("KIMI_API_KEY", "k")
+        .ws("ANTHROPIC_BASE_URL", "https://relay.example/kimi")
+        .resolve();
+    assert_eq!(own.value("ANTHROPIC_BASE_URL").as_deref(), Some("https://relay.example/kimi"));
+}
+
 // ---- seed 002 (provider-aware gate on org-scope LLM credentials) ---------------------------
 
 /// Seed 002 `ByokStripsGlobalOriginOAuthToken`: a BYOK workspace does not inherit the
