@@ -441,3 +441,16 @@ fn all_errors_are_reported_in_file_order() {
     let text = RegistryErrors(errs).to_string();
     assert_eq!(text.lines().count(), 3, "{text}");
 }
+
+/// Names Tollgate injects or reads itself are never credentials, each of them.
+#[test]
+fn injected_names_are_never_credentials() {
+    for name in ["TOLLGATE_URL", "LLM_PROVIDER", "LLM_BILLING_MODE", "MODEL"] {
+        assert_error(
+            &format!("providers:\n  - {{id: a, runtimes: [codex], auth_env: [{name}]}}\n"),
+            5,
+            "providers[0].auth_env[0]",
+            "cannot be a credential",
+        );
+    }
+}
