@@ -34,8 +34,9 @@ pub const PROXY_ADDED: &str = "tollgate_proxy_added_latency_seconds";
 pub const PROXY_UPSTREAM: &str = "tollgate_proxy_upstream_latency_seconds";
 
 /// Microseconds matter for the proxy's own share.
-const ADDED_BUCKETS: &[f64] =
-    &[0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1];
+const ADDED_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
