@@ -120,6 +120,8 @@ struct LeaseState {
     /// Reserved by requests in flight.
     held: i64,
     last_used: Instant,
+    /// When its expiry was last pushed back by this instance's tending.
+    renewed: Instant,
     /// Whether the lease exists in the database (credit was granted to it).
     opened: bool,
 }
@@ -131,6 +133,7 @@ impl LeaseState {
             available: 0,
             held: 0,
             last_used: Instant::now(),
+            renewed: Instant::now(),
             opened: false,
         }
     }
@@ -371,6 +374,11 @@ async fn tend_leases(inner: &Inner) {
             if close {
                 // A request arriving from now on opens a new lease.
                 *s = LeaseState::fresh();
+            } else if s.renewed.elapsed() < inner.config.lease_ttl / 4 {
+                // Renewed recently enough: one write per lease per quarter TTL, not per tick.
+                continue;
+            } else {
+                s.renewed = Instant::now();
             }
             (lease_id, close)
         };
