@@ -600,6 +600,12 @@ macro_rules! impl_store {
                 let now = Timestamp::now().0;
                 let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
                 let mut tx = self.pool.begin_with($begin).await?;
+                // Every transaction that touches an org and its leases locks the org first:
+                // one lock order, no deadlock with `lease_credit`.
+                sqlx::query(concat!("SELECT id FROM orgs WHERE id = $1", $lock))
+                    .bind(org_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let mut charged: i64 = 0;
                 for e in entries {
                     let s = &e.settlement;
@@ -656,6 +662,18 @@ macro_rules! impl_store {
             async fn release_lease(&self, lease_id: &str, amount: Option<Micros>, ttl: Duration) -> Result<bool> {
                 let now = Timestamp::now().0;
                 let mut tx = self.pool.begin_with($begin).await?;
+                let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM credit_leases WHERE id = $1")
+                    .bind(lease_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(org) = org else {
+                    return Ok(false);
+                };
+                // The org first, as everywhere (see `record_usage`).
+                sqlx::query(concat!("SELECT id FROM orgs WHERE id = $1", $lock))
+                    .bind(&org)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let row = match amount {
                     Some(a) => sqlx::query(
                         "UPDATE credit_leases SET amount = amount - $1, expires_at = $2 WHERE id = $3 RETURNING org_id",
@@ -691,13 +709,27 @@ macro_rules! impl_store {
             async fn reclaim_expired_leases(&self) -> Result<u64> {
                 let now = Timestamp::now().0;
                 let mut tx = self.pool.begin_with($begin).await?;
-                let rows = sqlx::query("DELETE FROM credit_leases WHERE expires_at < $1 RETURNING org_id, amount")
+                let expired = sqlx::query("SELECT id, org_id FROM credit_leases WHERE expires_at < $1 ORDER BY org_id, id")
                     .bind(now)
                     .fetch_all(&mut *tx)
                     .await?;
-                for row in &rows {
-                    let org_id: String = row.try_get("org_id")?;
-                    let amount: i64 = row.try_get("amount")?;
+                let mut reclaimed = 0_u64;
+                for lease in &expired {
+                    let id: String = lease.try_get("id")?;
+                    let org_id: String = lease.try_get("org_id")?;
+                    // Orgs locked in one order (sorted), each before its lease.
+                    sqlx::query(concat!("SELECT id FROM orgs WHERE id = $1", $lock))
+                        .bind(&org_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    // Still expired: its instance may have renewed it meanwhile.
+                    let amount: Option<i64> =
+                        sqlx::query_scalar("DELETE FROM credit_leases WHERE id = $1 AND expires_at < $2 RETURNING amount")
+                            .bind(&id)
+                            .bind(now)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let Some(amount) = amount else { continue };
                     tracing::warn!(org_id = %org_id, amount, "reclaimed an expired credit lease");
                     sqlx::query("UPDATE orgs SET credit_micros = credit_micros + $1, updated_at = $2 WHERE id = $3")
                         .bind(amount)
@@ -705,9 +737,10 @@ macro_rules! impl_store {
                         .bind(&org_id)
                         .execute(&mut *tx)
                         .await?;
+                    reclaimed += 1;
                 }
                 tx.commit().await?;
-                Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
+                Ok(reclaimed)
             }
 
             async fn leased_credit(&self, org_id: &str) -> Result<Micros> {

@@ -134,22 +134,17 @@ async fn two_instances_on_postgres_never_overspend() {
         let base = if i % 2 == 0 { app.base.clone() } else { base_b.clone() };
         let (http, token, body) = (app.http.clone(), token.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
-            http.post(format!("{base}/anthropic/v1/messages"))
-                .header("x-api-key", token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            let r = http.post(format!("{base}/anthropic/v1/messages")).header("x-api-key", token).json(&body).send();
+            let r = r.await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
         }));
     }
     let mut ok = 0;
     for t in tasks {
         match t.await.unwrap() {
-            200 => ok += 1,
-            402 => {}
-            other => panic!("unexpected status {other}"),
+            (200, _) => ok += 1,
+            (402, _) => {}
+            (other, body) => panic!("unexpected status {other}: {body}"),
         }
     }
     let u = app.settled(40).await;
