@@ -175,6 +175,13 @@ mod tests {
         assert_eq!(PicoPerToken::from_usd_per_mtok(2e6), Err(PriceError::TooLarge));
     }
 
+    /// The precision check tolerates float noise up to and including a millionth of a
+    /// pico-USD: 1e-12 USD per million tokens is exactly that far from zero in f64.
+    #[test]
+    fn float_noise_at_the_tolerance_is_accepted() {
+        assert_eq!(PicoPerToken::from_usd_per_mtok(1e-12), Ok(PicoPerToken::new(0)));
+    }
+
     #[test]
     fn cost_is_exact_and_rounds_up() {
         let price = Price { input: p(3.0), output: p(15.0), cache_write: p(3.75), cache_read: p(0.3) };
