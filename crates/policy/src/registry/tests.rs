@@ -454,3 +454,15 @@ fn injected_names_are_never_credentials() {
         );
     }
 }
+
+/// A model that is neither a name nor a map says what was expected.
+#[test]
+fn a_model_of_the_wrong_shape_says_what_is_expected() {
+    let errs =
+        errors(&format!("{RUNTIMES}providers:\n  - {{id: a, runtimes: [codex], auth_env: [K], models: [[x]]}}\n"));
+    assert!(
+        errs.iter().any(|e| e.message.contains("a model name or {id, upstream, upstream_model, price}")),
+        "{}",
+        RegistryErrors(errs.clone())
+    );
+}

@@ -543,6 +543,10 @@ fn unknown_provider() {
 fn unknown_model() {
     let r = case("claude-code").model("gpt-5").resolve();
     assert_eq!(r.code(), Some(ErrorCode::UnknownModel), "gpt-5 is not served to claude-code");
+    // The message lists what each provider of the runtime serves: names and prefixes.
+    let message = &r.resolution.error.as_ref().unwrap().message;
+    assert!(message.contains("minimax (MiniMax-*)"), "{message}");
+    assert!(message.contains("anthropic-oauth (opus, sonnet, haiku, opusplan, claude-*)"), "{message}");
     let r = case("codex").model("gpt-5").ws("OPENAI_API_KEY", "k").resolve();
     assert_eq!(r.provider(), Some("openai"));
     let r = case("claude-code").model("platform/gpt").resolve();
