@@ -393,6 +393,9 @@ mod tests {
                 .is_err()
         );
         assert!(Scenario::parse("t.yaml", "workspace: {runtime: codex, secrets: {A: {other: 1}}}\n", "ws").is_err());
+        let wrong = Scenario::parse("t.yaml", "workspace: {runtime: codex, secrets: {A: [1]}}\n", "ws");
+        let message = wrong.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("a secret value (string) or {unreadable: true}"), "{message}");
         assert_eq!(s.workspace.id, "ws");
         assert_eq!(s.registry, RegistryRef::Default);
     }

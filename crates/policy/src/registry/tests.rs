@@ -290,12 +290,14 @@ fn byok_provider_rules() {
         "providers[0].upstreams",
         "only the platform provider",
     );
-    assert_error(
-        "providers:\n  - {id: a, runtimes: [codex], auth_env: [K], base_url: \"api.example.com\"}\n",
-        5,
-        "providers[0].base_url",
-        "http",
-    );
+    for bad in ["api.example.com", "https://", "https:///path", "https://api.example.com/a b"] {
+        assert_error(
+            &format!("providers:\n  - {{id: a, runtimes: [codex], auth_env: [K], base_url: \"{bad}\"}}\n"),
+            5,
+            "providers[0].base_url",
+            "http",
+        );
+    }
     assert_error(
         "providers:\n  - {id: a, runtimes: [codex], auth_env: [K], models: [m, m]}\n",
         5,

@@ -539,10 +539,25 @@ fn unknown_provider() {
     assert!(r.resolution.error.as_ref().unwrap().message.contains("does not serve"));
 }
 
+/// A plan knows whether it sets anything.
+#[test]
+fn plan_emptiness() {
+    assert!(EnvPlan::default().is_empty());
+    let r = case("claude-code").model("platform/sonnet").resolve();
+    let plan = r.plan.as_ref().unwrap();
+    assert!(!plan.is_empty());
+    assert_eq!(plan.len(), plan.iter().count());
+}
+
 #[test]
 fn unknown_model() {
     let r = case("claude-code").model("gpt-5").resolve();
     assert_eq!(r.code(), Some(ErrorCode::UnknownModel), "gpt-5 is not served to claude-code");
+    // A long model name is cut at 80 bytes, on a character boundary: here 79.
+    let long = format!("a{}", "é".repeat(60));
+    let r2 = case("claude-code").model(&long).resolve();
+    let message = &r2.resolution.error.as_ref().unwrap().message;
+    assert!(message.contains(&format!("`{}...`", &long[..79])), "{message}");
     // The message lists what each provider of the runtime serves: names and prefixes.
     let message = &r.resolution.error.as_ref().unwrap().message;
     assert!(message.contains("minimax (MiniMax-*)"), "{message}");
