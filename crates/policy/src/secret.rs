@@ -254,6 +254,9 @@ mod tests {
         assert!(SecretValue::parse("x".repeat(MAX_VALUE_BYTES)).is_ok());
         let err = SecretValue::parse("s".repeat(MAX_VALUE_BYTES + 1)).err();
         assert_eq!(err, Some(ValueError::TooLong(MAX_VALUE_BYTES + 1)));
+        // The documented limit is 64 KiB exactly.
+        assert!(SecretValue::parse("x".repeat(65_536)).is_ok());
+        assert!(SecretValue::parse("x".repeat(65_537)).is_err());
         assert!(!err.map(|e| e.to_string()).unwrap_or_default().contains("sss"));
         assert_eq!(SecretValue::parse("a\0b").err(), Some(ValueError::Nul));
     }
