@@ -267,6 +267,9 @@ mod tests {
         let merged = MergedSecrets::merge([(name("K"), SecretState::Value(v.clone()))], []);
         let dbg = format!("{v:?} {merged:?}");
         assert!(!dbg.contains("sk-very-secret"), "{dbg}");
+        assert_eq!(format!("{v:?}"), "SecretValue(<redacted>)", "says what it hides");
+        assert!(!merged.is_empty() && merged.len() == 1);
+        assert!(MergedSecrets::merge([], []).is_empty());
     }
 
     #[test]

@@ -90,6 +90,19 @@ pub fn mint_body(prefix: &str, mut fill: impl FnMut(&mut [u8])) -> String {
 mod tests {
     use super::*;
 
+    /// Bytes from 248 up would bias base62 (248 = 4 * 62): they are skipped, not mapped.
+    #[test]
+    fn biased_bytes_are_skipped() {
+        let body = mint_body("p_", |buf| {
+            for (i, b) in buf.iter_mut().enumerate() {
+                // 248..=255 first, then 1, 2, 3, ...
+                *b = if i < 8 { 248 + u8::try_from(i).unwrap() } else { u8::try_from(i - 7).unwrap() };
+            }
+        });
+        let expected: String = (1..=43).map(|i: usize| char::from(BASE62[i % 62])).collect();
+        assert_eq!(body, format!("p_{expected}"));
+    }
+
     #[test]
     fn parse_accepts_only_the_exact_shape() {
         let good = format!("tg_ws_{}", "a1B2".repeat(11).get(..43).unwrap_or_default());
