@@ -1,6 +1,6 @@
 //! `resolve`: the single source of truth for billing mode, provider and credentials.
 //!
-//! The admin read endpoint, provisioning, the secrets pull, `explain` and `audit` all call
+//! The admin read endpoint, provisioning, the secrets pull and `explain` all call
 //! [`resolve`] and nothing else. It is a pure function of its inputs: same inputs, same
 //! [`Resolved`], and every input gives either a mode or a named error (invariant I6).
 
@@ -97,7 +97,7 @@ pub enum ModeSource {
     DerivedProvider,
     /// The org's `default_billing_mode`.
     OrgDefault,
-    /// Nothing decided: `platform_managed` by default (`audit` reports these).
+    /// Nothing decided: `platform_managed` by default.
     Fallback,
 }
 

@@ -67,11 +67,18 @@ pub enum Refusal {
 }
 
 /// A reservation held for one request; give it back with [`Credit::settle`].
-#[derive(Debug)]
 pub struct Hold {
     org_id: String,
+    /// The org's lease state, so that settling needs no look-up.
+    org: Arc<OrgCredit>,
     lease_id: String,
     amount: i64,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold").field("org_id", &self.org_id).field("amount", &self.amount).finish_non_exhaustive()
+    }
 }
 
 impl Hold {
@@ -166,6 +173,10 @@ impl Credit {
 
     fn org(&self, org_id: &str) -> Arc<OrgCredit> {
         let mut orgs = lock(&self.inner.orgs);
+        // The common case allocates nothing: the org is known.
+        if let Some(org) = orgs.get(org_id) {
+            return org.clone();
+        }
         orgs.entry(org_id.to_owned())
             .or_insert_with(|| {
                 Arc::new(OrgCredit { state: Mutex::new(LeaseState::fresh()), refill: tokio::sync::Mutex::new(()) })
@@ -234,9 +245,8 @@ impl Credit {
     /// the lease, and queues the request's ledger row. No IO: the row is written by the
     /// background task (or [`Credit::flush`]).
     pub fn settle(&self, hold: Hold, entry: LedgerEntry) {
-        let org = self.org(&hold.org_id);
         {
-            let mut s = lock(&org.state);
+            let mut s = lock(&hold.org.state);
             if s.lease_id == hold.lease_id {
                 s.held -= hold.amount;
                 s.available += hold.amount - entry.settlement.cost.get();
@@ -250,11 +260,6 @@ impl Credit {
     pub fn record_refusal(&self, org_id: &str, entry: LedgerEntry) {
         let lease_id = lock(&self.org(org_id).state).lease_id.clone();
         lock(&self.inner.queue).push((lease_id, org_id.to_owned(), entry));
-    }
-
-    /// Writes every queued ledger row now. Rows whose write fails stay queued.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        flush(&self.inner).await
     }
 
     /// Answers a recall notice (`credit:<org>:<instance>`, published by an instance that
@@ -305,7 +310,7 @@ impl Credit {
 }
 
 /// Takes `amount` from the lease in memory, if it covers it.
-fn take(org: &OrgCredit, org_id: &str, amount: i64) -> Option<Hold> {
+fn take(org: &Arc<OrgCredit>, org_id: &str, amount: i64) -> Option<Hold> {
     let mut s = lock(&org.state);
     if s.available < amount {
         return None;
@@ -313,7 +318,7 @@ fn take(org: &OrgCredit, org_id: &str, amount: i64) -> Option<Hold> {
     s.available -= amount;
     s.held += amount;
     s.last_used = Instant::now();
-    Some(Hold { org_id: org_id.to_owned(), lease_id: s.lease_id.clone(), amount })
+    Some(Hold { org_id: org_id.to_owned(), org: org.clone(), lease_id: s.lease_id.clone(), amount })
 }
 
 /// Forgets the lease `lease_id` if it is still the org's current one: it was found gone

@@ -27,6 +27,7 @@ use tollgate_store::{LedgerEntry, ResolutionInputs, Settlement, Store, Timestamp
 use crate::credit::{Credit, CreditConfig, Hold, Refusal};
 
 use crate::meter::Meter;
+use crate::metric_names;
 use crate::rewrite;
 use crate::strip::UsageChunkStripper;
 
@@ -170,12 +171,6 @@ impl Proxy {
     /// orgs. Call it after the server has drained its in-flight requests.
     pub async fn shutdown(&self) -> Result<(), tollgate_store::StoreError> {
         self.inner.credit.shutdown().await
-    }
-
-    /// Writes every pending ledger row now (they are otherwise written within
-    /// [`CreditConfig::flush_interval`]).
-    pub async fn flush(&self) -> Result<(), tollgate_store::StoreError> {
-        self.inner.credit.flush().await
     }
 
     /// Drops cached authorisations when any instance publishes an invalidation
@@ -350,8 +345,7 @@ impl Proxy {
         match self.forward(protocol, path, uri, headers, body, started).await {
             Ok(response) => response,
             Err(e) => {
-                metrics::counter!("tollgate_proxy_requests_total", "status" => e.status.as_u16().to_string())
-                    .increment(1);
+                metrics::counter!(metric_names::REQUESTS, "status" => e.status.as_u16().to_string()).increment(1);
                 e.into_response(protocol)
             }
         }
@@ -544,7 +538,7 @@ impl Proxy {
             }
         };
         let upstream_latency = sent.elapsed();
-        metrics::histogram!("tollgate_proxy_upstream_latency_seconds").record(upstream_latency.as_secs_f64());
+        metrics::histogram!(metric_names::UPSTREAM_LATENCY).record(upstream_latency.as_secs_f64());
         let status = upstream_response.status();
         guard.status = Some(status.as_u16());
         let mut response = Response::builder().status(status.as_u16());
@@ -560,9 +554,9 @@ impl Proxy {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        metrics::counter!("tollgate_proxy_requests_total", "status" => status.as_u16().to_string()).increment(1);
+        metrics::counter!(metric_names::REQUESTS, "status" => status.as_u16().to_string()).increment(1);
         // What the proxy added: everything but the wait for the upstream's headers.
-        metrics::histogram!("tollgate_proxy_added_latency_seconds")
+        metrics::histogram!(metric_names::ADDED_LATENCY)
             .record(started.elapsed().saturating_sub(upstream_latency).as_secs_f64());
         let stream = Metered {
             inner: Box::pin(upstream_response.bytes_stream()),
@@ -618,12 +612,11 @@ impl SettleGuard {
         };
         let usage = self.meter.usage();
         let settlement = Settlement { usage, cost: self.price.cost(&usage), http_status: status };
-        metrics::counter!("tollgate_proxy_cost_micros_total")
-            .increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
-        metrics::counter!("tollgate_proxy_tokens_total", "kind" => "input").increment(usage.input_tokens);
-        metrics::counter!("tollgate_proxy_tokens_total", "kind" => "output").increment(usage.output_tokens);
-        metrics::counter!("tollgate_proxy_tokens_total", "kind" => "cache_write").increment(usage.cache_write_tokens);
-        metrics::counter!("tollgate_proxy_tokens_total", "kind" => "cache_read").increment(usage.cache_read_tokens);
+        metrics::counter!(metric_names::COST_MICROS).increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
+        metrics::counter!(metric_names::TOKENS, "kind" => "input").increment(usage.input_tokens);
+        metrics::counter!(metric_names::TOKENS, "kind" => "output").increment(usage.output_tokens);
+        metrics::counter!(metric_names::TOKENS, "kind" => "cache_write").increment(usage.cache_write_tokens);
+        metrics::counter!(metric_names::TOKENS, "kind" => "cache_read").increment(usage.cache_read_tokens);
         let entry = LedgerEntry {
             request_id: std::mem::take(&mut self.request_id),
             workspace_id: std::mem::take(&mut self.workspace_id),

@@ -53,6 +53,7 @@ pub mod credentials;
 pub mod credit;
 mod http;
 pub mod meter;
+pub mod metric_names;
 pub mod rewrite;
 pub mod sse;
 pub mod strip;

@@ -14,6 +14,7 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tollgate_proxy::metric_names::{ADDED_LATENCY as PROXY_ADDED, UPSTREAM_LATENCY as PROXY_UPSTREAM};
 use tower_http::LatencyUnit;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{
@@ -27,11 +28,6 @@ use crate::error::{ApiError, ApiErrorCode};
 pub const REQUESTS: &str = "tollgate_http_requests_total";
 /// Request latency in seconds, by method and route template.
 pub const DURATION: &str = "tollgate_http_request_duration_seconds";
-
-/// The proxy's added latency, in seconds: what it costs on top of the upstream.
-pub const PROXY_ADDED: &str = "tollgate_proxy_added_latency_seconds";
-/// The upstream's time to response headers, in seconds.
-pub const PROXY_UPSTREAM: &str = "tollgate_proxy_upstream_latency_seconds";
 
 /// Microseconds matter for the proxy's own share.
 const ADDED_BUCKETS: &[f64] = &[
@@ -60,22 +56,7 @@ pub fn install_recorder() -> &'static PrometheusHandle {
             Ok(handle) => {
                 metrics::describe_counter!(REQUESTS, "HTTP requests served, by method, route template and status");
                 metrics::describe_histogram!(DURATION, metrics::Unit::Seconds, "HTTP request latency");
-                metrics::describe_histogram!(
-                    PROXY_ADDED,
-                    metrics::Unit::Seconds,
-                    "Latency the proxy adds to a request: everything but the wait for the upstream's response headers"
-                );
-                metrics::describe_histogram!(
-                    PROXY_UPSTREAM,
-                    metrics::Unit::Seconds,
-                    "Time from forwarding a request to the upstream's response headers"
-                );
-                metrics::describe_counter!("tollgate_proxy_requests_total", "Proxied requests by HTTP status");
-                metrics::describe_counter!("tollgate_proxy_tokens_total", "Tokens metered, by kind");
-                metrics::describe_counter!(
-                    "tollgate_proxy_cost_micros_total",
-                    "Cost charged to orgs' credit, micro-USD"
-                );
+                tollgate_proxy::metric_names::describe();
                 metrics::describe_counter!(
                     "tollgate_resolutions_total",
                     "Resolutions by caller (read, provision, pull) and outcome (ok or the error code)"

@@ -168,13 +168,13 @@ pub struct ProvisionRecord {
     pub request_model: Option<String>,
     /// The workspace's model after the provision ([`WorkspaceSpec::after_provision`]).
     pub model_after: Option<String>,
-    /// The resolution, as JSON, for `audit`.
+    /// The resolution, as JSON, kept as the record of what was decided.
     pub resolution_json: String,
     /// The hash of the newly minted token; the previous token is revoked.
     pub token_hash: TokenHash,
 }
 
-/// A stored provision, for `audit`.
+/// A stored provision: what was decided, and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Provision {
     /// UUID.

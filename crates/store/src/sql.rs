@@ -286,14 +286,15 @@ macro_rules! impl_store {
             async fn adjust_credit(&self, org_id: &str, delta: Micros, reason: &str) -> Result<Micros> {
                 let now = Timestamp::now().0;
                 let mut tx = self.pool.begin_with($begin).await?;
-                let current: Option<i64> = sqlx::query_scalar("SELECT credit_micros FROM orgs WHERE id = $1")
-                    .bind(org_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                // The org's row is locked first, so its leases cannot change until the commit.
+                let current: Option<i64> =
+                    sqlx::query_scalar(concat!("SELECT credit_micros FROM orgs WHERE id = $1", $lock))
+                        .bind(org_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 let current = current.ok_or(StoreError::NotFound("org"))?;
                 let leased: i64 = sqlx::query_scalar(LEASED_SUM).bind(org_id).fetch_one(&mut *tx).await?;
-                let current = current.saturating_add(leased);
-                Micros::new(current).checked_add(delta).ok_or(StoreError::Overflow)?;
+                Micros::new(current.saturating_add(leased)).checked_add(delta).ok_or(StoreError::Overflow)?;
                 // The increment is applied in SQL, not from the value read, so concurrent
                 // adjustments and proxy reservations never lose an update.
                 let balance: i64 = sqlx::query_scalar(
@@ -304,7 +305,6 @@ macro_rules! impl_store {
                 .bind(org_id)
                 .fetch_one(&mut *tx)
                 .await?;
-                let leased: i64 = sqlx::query_scalar(LEASED_SUM).bind(org_id).fetch_one(&mut *tx).await?;
                 let balance = balance.saturating_add(leased);
                 sqlx::query(
                     "INSERT INTO credit_events (id, org_id, delta_micros, reason, balance_after, created_at) VALUES ($1, $2, $3, $4, $5, $6)",

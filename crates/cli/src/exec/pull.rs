@@ -198,7 +198,7 @@ fn transport_error(e: &reqwest::Error) -> String {
 
 /// The response of the pull, parsed with every value going straight into a `SecretString`.
 #[derive(Deserialize)]
-struct Pulled {
+struct PullResponse {
     resolution: Resolution,
     #[serde(deserialize_with = "secret_env")]
     env: Env,
@@ -211,7 +211,7 @@ fn secret_env<'de, D: Deserializer<'de>>(d: D) -> Result<Env, D::Error> {
 
 fn parse_plan(body: &str) -> Result<Plan, String> {
     // serde_json's messages quote no input, only positions and expected types.
-    let pulled: Pulled = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let pulled: PullResponse = serde_json::from_str(body).map_err(|e| e.to_string())?;
     Ok(Plan { resolution: pulled.resolution, env: pulled.env })
 }
 
