@@ -83,9 +83,9 @@ pub async fn seed(store: &dyn Store, registry: &Registry, public_url: &PublicUrl
                 .map_err(fail)?;
             // The tenant-wide OAuth token that caused the drain of seed 000.
             let (n, v) = secret("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-demo-tenant-wide")?;
-            store.put_secret(Scope::Org, &org.id, &n, &v).await.map_err(fail)?;
+            store.put_secret(Scope::Org, org.id.as_str(), &n, &v).await.map_err(fail)?;
             let (n, v) = secret("GITHUB_TOKEN", "ghp-demo-shared")?;
-            store.put_secret(Scope::Org, &org.id, &n, &v).await.map_err(fail)?;
+            store.put_secret(Scope::Org, org.id.as_str(), &n, &v).await.map_err(fail)?;
             org
         }
     };
@@ -110,7 +110,7 @@ pub async fn seed(store: &dyn Store, registry: &Registry, public_url: &PublicUrl
                     .map_err(fail)?;
                 for (name, value) in demo.secrets {
                     let (n, v) = secret(name, value)?;
-                    store.put_secret(Scope::Workspace, &ws.id, &n, &v).await.map_err(fail)?;
+                    store.put_secret(Scope::Workspace, ws.id.as_str(), &n, &v).await.map_err(fail)?;
                 }
                 ws
             }
@@ -120,7 +120,7 @@ pub async fn seed(store: &dyn Store, registry: &Registry, public_url: &PublicUrl
         let names = |v: Vec<String>| if v.is_empty() { "-".to_owned() } else { v.join(",") };
         rows.push([
             ws.name.clone(),
-            ws.id.clone(),
+            ws.id.to_string(),
             r.resolved_mode.map_or("-", BillingMode::as_str).to_owned(),
             r.source.map_or("-", |s| s.as_str()).to_owned(),
             r.provider.clone().unwrap_or_else(|| "-".to_owned()),

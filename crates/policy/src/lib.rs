@@ -5,6 +5,7 @@
 //! and the runtime normalisation `tollgate exec` applies. This crate does no IO, spawns no
 //! task, reads no clock and draws no random number; callers pass everything in.
 
+pub mod ids;
 pub mod money;
 pub mod names;
 pub mod normalise;
@@ -14,6 +15,7 @@ pub mod scenario;
 pub mod secret;
 pub mod token;
 
+pub use ids::{IdError, OrgId, WorkspaceId};
 pub use money::{Micros, PicoPerToken, Price, Usage};
 pub use names::{EnvName, NameError, SecretName};
 pub use registry::{Protocol, Provider, Registry, RegistryError, RegistryErrors, Runtime};

@@ -12,18 +12,15 @@
 //! exactly one ledger row written once (idempotent per request id), and credit is never
 //! overspent across instances beyond the reservations in flight. What it changes: a row
 //! reaches the database up to [`CreditConfig::flush_interval`] after the response, and credit
-//! another instance holds is recalled (a `credit:<org>` notification) before a request is
+//! another instance holds is recalled (an [`Invalidation::CreditRecall`] notice) before a request is
 //! refused.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tollgate_policy::Micros;
-use tollgate_store::{LeaseRequest, Leased, LedgerEntry, Store, StoreError};
-
-/// The prefix of recall notices on the store's invalidation channel.
-pub const RECALL_PREFIX: &str = "credit:";
+use tollgate_policy::{Micros, OrgId};
+use tollgate_store::{Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, Store, StoreError};
 
 /// How the lease bookkeeping behaves.
 #[derive(Clone, Debug)]
@@ -68,10 +65,10 @@ pub enum Refusal {
 
 /// A reservation held for one request; give it back with [`Credit::settle`].
 pub struct Hold {
-    org_id: String,
+    org_id: OrgId,
     /// The org's lease state, so that settling needs no look-up.
     org: Arc<OrgCredit>,
-    lease_id: String,
+    lease_id: LeaseId,
     amount: i64,
 }
 
@@ -105,9 +102,9 @@ struct Inner {
     config: CreditConfig,
     /// Names this instance in recall notices, so that it does not answer its own.
     instance: String,
-    orgs: Mutex<HashMap<String, Arc<OrgCredit>>>,
+    orgs: Mutex<HashMap<OrgId, Arc<OrgCredit>>>,
     /// Rows to write: (lease id, org id, row).
-    queue: Mutex<Vec<(String, String, LedgerEntry)>>,
+    queue: Mutex<Vec<(LeaseId, OrgId, LedgerEntry)>>,
 }
 
 /// One org's lease on this instance.
@@ -121,7 +118,7 @@ struct OrgCredit {
 struct LeaseState {
     /// The lease's id; replaced when the lease is closed or lost, so that holds of the old
     /// one never credit the new one.
-    lease_id: String,
+    lease_id: LeaseId,
     /// Leased credit not reserved by any request.
     available: i64,
     /// Reserved by requests in flight.
@@ -136,7 +133,7 @@ struct LeaseState {
 impl LeaseState {
     fn fresh() -> Self {
         Self {
-            lease_id: uuid::Uuid::new_v4().to_string(),
+            lease_id: LeaseId::mint(),
             available: 0,
             held: 0,
             last_used: Instant::now(),
@@ -171,13 +168,13 @@ impl Credit {
         credit
     }
 
-    fn org(&self, org_id: &str) -> Arc<OrgCredit> {
+    fn org(&self, org_id: &OrgId) -> Arc<OrgCredit> {
         let mut orgs = lock(&self.inner.orgs);
         // The common case allocates nothing: the org is known.
         if let Some(org) = orgs.get(org_id) {
             return org.clone();
         }
-        orgs.entry(org_id.to_owned())
+        orgs.entry(org_id.clone())
             .or_insert_with(|| {
                 Arc::new(OrgCredit { state: Mutex::new(LeaseState::fresh()), refill: tokio::sync::Mutex::new(()) })
             })
@@ -188,7 +185,7 @@ impl Credit {
     /// memory when it covers it (the common case: no IO), else after moving more credit into
     /// the lease. Refuses only when the org's balance, this lease and whatever other
     /// instances return when recalled do not cover it.
-    pub async fn reserve(&self, org_id: &str, amount: Micros) -> Result<Hold, Refusal> {
+    pub async fn reserve(&self, org_id: &OrgId, amount: Micros) -> Result<Hold, Refusal> {
         let amount = amount.get().max(0);
         let org = self.org(org_id);
         if let Some(hold) = take(&org, org_id, amount) {
@@ -208,7 +205,7 @@ impl Credit {
             };
             let request = LeaseRequest {
                 lease_id: lease_id.clone(),
-                org_id: org_id.to_owned(),
+                org_id: org_id.clone(),
                 need: Micros::new(need),
                 want: Micros::new(amount.saturating_mul(self.inner.config.lease_multiple).max(need)),
                 ttl: self.inner.config.lease_ttl,
@@ -230,7 +227,8 @@ impl Credit {
                     // Other instances hold enough: ask them to return what they are not using.
                     if !recalled {
                         recalled = true;
-                        let notice = format!("{RECALL_PREFIX}{org_id}:{}", self.inner.instance);
+                        let notice =
+                            Invalidation::CreditRecall { org: org_id.clone(), from: self.inner.instance.clone() };
                         if let Err(e) = self.inner.store.publish_invalidation(&notice).await {
                             tracing::warn!(error = %e, "could not recall leased credit");
                         }
@@ -257,18 +255,15 @@ impl Credit {
     }
 
     /// Queues the ledger row of a request refused before it held anything (402).
-    pub fn record_refusal(&self, org_id: &str, entry: LedgerEntry) {
+    pub fn record_refusal(&self, org_id: &OrgId, entry: LedgerEntry) {
         let lease_id = lock(&self.org(org_id).state).lease_id.clone();
-        lock(&self.inner.queue).push((lease_id, org_id.to_owned(), entry));
+        lock(&self.inner.queue).push((lease_id, org_id.clone(), entry));
     }
 
-    /// Answers a recall notice (`credit:<org>:<instance>`, published by an instance that
-    /// could not reserve): returns the unreserved credit of this instance's lease of that org
-    /// to the org. Ignores its own notices and anything else.
-    pub async fn recall(&self, notice: &str) {
-        let Some((org_id, from)) = notice.strip_prefix(RECALL_PREFIX).and_then(|r| r.rsplit_once(':')) else {
-            return;
-        };
+    /// Answers a recall notice ([`Invalidation::CreditRecall`], published by instance `from`
+    /// that could not reserve): returns the unreserved credit of this instance's lease of
+    /// `org_id` to the org. Ignores its own notices.
+    pub async fn recall(&self, org_id: &OrgId, from: &str) {
         if from == self.inner.instance {
             return;
         }
@@ -310,7 +305,7 @@ impl Credit {
 }
 
 /// Takes `amount` from the lease in memory, if it covers it.
-fn take(org: &Arc<OrgCredit>, org_id: &str, amount: i64) -> Option<Hold> {
+fn take(org: &Arc<OrgCredit>, org_id: &OrgId, amount: i64) -> Option<Hold> {
     let mut s = lock(&org.state);
     if s.available < amount {
         return None;
@@ -318,16 +313,16 @@ fn take(org: &Arc<OrgCredit>, org_id: &str, amount: i64) -> Option<Hold> {
     s.available -= amount;
     s.held += amount;
     s.last_used = Instant::now();
-    Some(Hold { org_id: org_id.to_owned(), org: org.clone(), lease_id: s.lease_id.clone(), amount })
+    Some(Hold { org_id: org_id.clone(), org: org.clone(), lease_id: s.lease_id.clone(), amount })
 }
 
 /// Forgets the lease `lease_id` if it is still the org's current one: it was found gone
 /// (reclaimed while this instance could not reach the database), its credit went back to the
 /// org, so none of it may be spent here. Requests still holding it are charged to the balance
 /// when their rows are written.
-fn reset_if(org: &OrgCredit, lease_id: &str) {
+fn reset_if(org: &OrgCredit, lease_id: &LeaseId) {
     let mut s = lock(&org.state);
-    if s.lease_id == lease_id {
+    if s.lease_id == *lease_id {
         if s.available != 0 || s.held != 0 {
             tracing::warn!("a credit lease was reclaimed while in use; starting a new one");
         }
@@ -340,7 +335,7 @@ async fn flush(inner: &Inner) -> Result<(), StoreError> {
     if queued.is_empty() {
         return Ok(());
     }
-    let mut batches: HashMap<(String, String), Vec<LedgerEntry>> = HashMap::new();
+    let mut batches: HashMap<(LeaseId, OrgId), Vec<LedgerEntry>> = HashMap::new();
     for (lease_id, org_id, entry) in queued {
         batches.entry((lease_id, org_id)).or_default().push(entry);
     }
@@ -367,7 +362,7 @@ async fn flush(inner: &Inner) -> Result<(), StoreError> {
 
 /// Returns idle leases to their orgs and renews the others.
 async fn tend_leases(inner: &Inner) {
-    let orgs: Vec<(String, Arc<OrgCredit>)> = lock(&inner.orgs).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let orgs: Vec<(OrgId, Arc<OrgCredit>)> = lock(&inner.orgs).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     for (org_id, org) in orgs {
         let (lease_id, close) = {
             let mut s = lock(&org.state);

@@ -21,8 +21,8 @@ use tollgate_policy::money::{Price, Usage};
 use tollgate_policy::registry::Protocol;
 use tollgate_policy::resolve::{BillingMode, Context, PublicUrl};
 use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
-use tollgate_policy::{Micros, Registry};
-use tollgate_store::{LedgerEntry, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
+use tollgate_policy::{Micros, OrgId, Registry, WorkspaceId};
+use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
 
 use crate::credit::{Credit, CreditConfig, Hold, Refusal};
 
@@ -108,8 +108,8 @@ impl ProxyConfig {
 /// proxy right now.
 #[derive(Clone, Debug)]
 struct Authorized {
-    workspace_id: String,
-    org_id: String,
+    workspace_id: WorkspaceId,
+    org_id: OrgId,
     mode: Option<BillingMode>,
 }
 
@@ -173,9 +173,9 @@ impl Proxy {
         self.inner.credit.shutdown().await
     }
 
-    /// Drops cached authorisations when any instance publishes an invalidation
-    /// (`ws:<id>`, `org:<id>` or `*`), and returns leased credit another instance recalls
-    /// (`credit:<org>:<instance>`). Runs until the store's channel closes.
+    /// Drops cached authorisations when any instance publishes an invalidation (a workspace,
+    /// an org or all), and returns leased credit another instance recalls. Runs until the
+    /// store's channel closes.
     pub async fn follow_invalidations(&self) {
         let Ok(mut rx) = self.inner.store.invalidations().await else {
             tracing::warn!("no invalidation channel: the token cache relies on its TTL");
@@ -183,24 +183,24 @@ impl Proxy {
         };
         loop {
             match rx.recv().await {
-                Ok(key) if key.starts_with(crate::credit::RECALL_PREFIX) => self.inner.credit.recall(&key).await,
-                Ok(key) => self.invalidate(&key),
+                Ok(Invalidation::CreditRecall { org, from }) => self.inner.credit.recall(&org, &from).await,
+                Ok(notice) => self.invalidate(notice),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.inner.cache.invalidate_all(),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
     }
 
-    fn invalidate(&self, key: &str) {
+    fn invalidate(&self, notice: Invalidation) {
         let cache = &self.inner.cache;
-        if let Some(ws) = key.strip_prefix("ws:") {
-            let ws = ws.to_owned();
-            let _ = cache.invalidate_entries_if(move |_, a| a.workspace_id == ws);
-        } else if let Some(org) = key.strip_prefix("org:") {
-            let org = org.to_owned();
-            let _ = cache.invalidate_entries_if(move |_, a| a.org_id == org);
-        } else {
-            cache.invalidate_all();
+        match notice {
+            Invalidation::Workspace(ws) => {
+                let _ = cache.invalidate_entries_if(move |_, a| a.workspace_id == ws);
+            }
+            Invalidation::Org(org) => {
+                let _ = cache.invalidate_entries_if(move |_, a| a.org_id == org);
+            }
+            Invalidation::CreditRecall { .. } | Invalidation::All => cache.invalidate_all(),
         }
     }
 
@@ -476,15 +476,12 @@ impl Proxy {
         amount: Micros,
     ) -> Result<SettleGuard, ProxyError> {
         let credit = &self.inner.credit;
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = RequestId::mint();
         let created_at = Timestamp::now();
         match credit.reserve(&who.org_id, amount).await {
             Ok(hold) => Ok(SettleGuard {
                 credit: credit.clone(),
-                hold: Some(hold),
-                request_id,
-                workspace_id: who.workspace_id.clone(),
-                model,
+                pending: Some(Pending { hold, request_id, workspace_id: who.workspace_id.clone(), model }),
                 created_at,
                 price,
                 meter: Meter::new(protocol),
@@ -672,14 +669,19 @@ fn worst_case(price: &Price, json: &Value, body_len: usize, protocol: Protocol) 
 struct SettleGuard {
     credit: Credit,
     /// `None` once settled.
-    hold: Option<Hold>,
-    request_id: String,
-    workspace_id: String,
-    model: String,
+    pending: Option<Pending>,
     created_at: Timestamp,
     price: Price,
     meter: Meter,
     status: Option<u16>,
+}
+
+/// What settling consumes: the reservation and the ledger row's identity.
+struct Pending {
+    hold: Hold,
+    request_id: RequestId,
+    workspace_id: WorkspaceId,
+    model: String,
 }
 
 /// The status recorded for a response the client abandoned (nginx's convention).
@@ -689,7 +691,7 @@ impl SettleGuard {
     /// Settles now with `status` (`None`: the stream broke). In memory: the ledger row is
     /// written by the credit bookkeeping, off the response's path.
     fn finish(&mut self, status: Option<u16>) {
-        let Some(hold) = self.hold.take() else {
+        let Some(Pending { hold, request_id, workspace_id, model }) = self.pending.take() else {
             return;
         };
         let usage = self.meter.usage();
@@ -700,9 +702,9 @@ impl SettleGuard {
         metrics::counter!(metric_names::TOKENS, "kind" => "cache_write").increment(usage.cache_write_tokens);
         metrics::counter!(metric_names::TOKENS, "kind" => "cache_read").increment(usage.cache_read_tokens);
         let entry = LedgerEntry {
-            request_id: std::mem::take(&mut self.request_id),
-            workspace_id: std::mem::take(&mut self.workspace_id),
-            model: std::mem::take(&mut self.model),
+            request_id,
+            workspace_id,
+            model,
             reserved: hold.amount(),
             settlement,
             rejected: false,
@@ -714,7 +716,7 @@ impl SettleGuard {
 
 impl Drop for SettleGuard {
     fn drop(&mut self) {
-        if self.hold.is_some() {
+        if self.pending.is_some() {
             // Dropped before the end: the client went away mid-response.
             self.finish(Some(CLIENT_CLOSED));
         }

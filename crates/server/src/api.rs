@@ -37,7 +37,7 @@ pub struct Org {
 impl From<&tollgate_store::Org> for Org {
     fn from(o: &tollgate_store::Org) -> Self {
         Self {
-            id: o.id.clone(),
+            id: o.id.to_string(),
             name: o.name.clone(),
             default_billing_mode: o.default_billing_mode.map(tollgate_policy::BillingMode::as_str),
             credit_micros: o.credit_micros.get(),
@@ -76,8 +76,8 @@ pub struct Workspace {
 impl From<&tollgate_store::Workspace> for Workspace {
     fn from(w: &tollgate_store::Workspace) -> Self {
         Self {
-            id: w.id.clone(),
-            org_id: w.org_id.clone(),
+            id: w.id.to_string(),
+            org_id: w.org_id.to_string(),
             name: w.name.clone(),
             runtime: w.runtime.clone(),
             model: w.model.clone(),

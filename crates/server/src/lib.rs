@@ -24,7 +24,7 @@ use std::sync::Arc;
 use axum::Router;
 use secrecy::SecretString;
 use tollgate_policy::{PublicUrl, Registry};
-use tollgate_store::{Store, StoreError, TokenHash};
+use tollgate_store::{Invalidation, Store, StoreError, TokenHash};
 
 pub use error::{ApiError, ApiErrorCode};
 pub use openapi::openapi;
@@ -80,12 +80,12 @@ impl AppState {
         &self.public_url
     }
 
-    /// Tells every instance that cached state about `key` (`ws:<id>` or `org:<id>`) is stale,
-    /// after a change that may alter a resolution. The change has happened either way: a
-    /// failed notification is logged, and caches expire on their own.
-    pub async fn invalidate(&self, key: &str) {
-        if let Err(e) = self.store.publish_invalidation(key).await {
-            tracing::warn!(error = %e, key, "could not publish a cache invalidation");
+    /// Tells every instance that cached state about a workspace or an org is stale, after a
+    /// change that may alter a resolution. The change has happened either way: a failed
+    /// notification is logged, and caches expire on their own.
+    pub async fn invalidate(&self, notice: Invalidation) {
+        if let Err(e) = self.store.publish_invalidation(&notice).await {
+            tracing::warn!(error = %e, notice = %notice.encode(), "could not publish a cache invalidation");
         }
     }
 }

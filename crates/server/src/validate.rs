@@ -2,7 +2,7 @@
 //! caller sent for names, ids and modes (truncated), never a secret value.
 
 use tollgate_policy::secret::ValueError;
-use tollgate_policy::{BillingMode, Micros, Registry, SecretName, SecretValue, WorkspaceKind};
+use tollgate_policy::{BillingMode, Micros, OrgId, Registry, SecretName, SecretValue, WorkspaceId, WorkspaceKind};
 
 use crate::error::{ApiError, ApiErrorCode};
 
@@ -14,8 +14,6 @@ pub const MAX_MODEL_CHARS: usize = 256;
 pub const MAX_CREDIT_MICROS: i64 = 1_000_000_000_000_000;
 /// The longest credit reason, in characters.
 pub const MAX_REASON_CHARS: usize = 1000;
-/// The longest id the store could have minted (ids are UUIDs); anything longer is not found.
-const MAX_ID_BYTES: usize = 128;
 
 /// `s` cut to 64 characters, for quoting in a message.
 pub fn quote(s: &str) -> String {
@@ -149,11 +147,13 @@ pub fn credit_delta(delta: i64, reason: &str) -> Result<Micros, ApiError> {
     Ok(Micros::new(delta))
 }
 
-/// An id from a path, body or query. Ids are UUIDs the store minted; a string no store could
-/// hold (too long, control characters) is simply not found, without asking the database.
-pub fn id<'a>(what: &str, s: &'a str) -> Result<&'a str, ApiError> {
-    if s.is_empty() || s.len() > MAX_ID_BYTES || s.chars().any(char::is_control) {
-        return Err(ApiError::not_found(what));
-    }
-    Ok(s)
+/// An org id from a path, body or query. Ids are UUIDs the store minted; a string that is not
+/// an id is simply not found (404 `NOT_FOUND`), without asking the database.
+pub fn org_id(s: &str) -> Result<OrgId, ApiError> {
+    OrgId::parse(s).map_err(|_| ApiError::not_found("org"))
+}
+
+/// A workspace id from a path, body or query; not an id: 404 `NOT_FOUND`, as for [`org_id`].
+pub fn workspace_id(s: &str) -> Result<WorkspaceId, ApiError> {
+    WorkspaceId::parse(s).map_err(|_| ApiError::not_found("workspace"))
 }

@@ -6,6 +6,8 @@
 //! decrypt. Workspace and admin tokens are stored only as SHA-256 hashes.
 
 mod crypto;
+mod ids;
+mod invalidation;
 mod sql;
 
 use std::fmt;
@@ -13,9 +15,11 @@ use std::fmt;
 use async_trait::async_trait;
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind, WorkspaceSpec};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretValue};
-use tollgate_policy::{Micros, SecretName};
+use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
 
 pub use crypto::{MasterKey, MasterKeyError, TokenHash};
+pub use ids::{LeaseId, RequestId};
+pub use invalidation::Invalidation;
 pub use sql::{PgStore, SqliteStore, connect};
 
 /// Milliseconds since the Unix epoch.
@@ -49,7 +53,7 @@ impl fmt::Display for Timestamp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Org {
     /// UUID.
-    pub id: String,
+    pub id: OrgId,
     /// Unique name.
     pub name: String,
     /// The mode for workspaces with no provider.
@@ -88,9 +92,9 @@ pub struct OrgPatch {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Workspace {
     /// UUID.
-    pub id: String,
+    pub id: WorkspaceId,
     /// Owning org.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// Unique within the org.
     pub name: String,
     /// Runtime id (validated against the registry by the API).
@@ -111,7 +115,7 @@ impl Workspace {
     /// The workspace as the resolver sees it.
     pub fn spec(&self) -> WorkspaceSpec {
         WorkspaceSpec {
-            id: self.id.clone(),
+            id: self.id.to_string(),
             runtime: self.runtime.clone(),
             kind: self.kind,
             model: self.model.clone(),
@@ -124,7 +128,7 @@ impl Workspace {
 #[derive(Clone, Debug)]
 pub struct NewWorkspace {
     /// Owning org.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// Unique within the org.
     pub name: String,
     /// Runtime id.
@@ -180,7 +184,7 @@ pub struct Provision {
     /// UUID.
     pub id: String,
     /// The workspace.
-    pub workspace_id: String,
+    pub workspace_id: WorkspaceId,
     /// The request's model.
     pub request_model: Option<String>,
     /// The resolution JSON.
@@ -203,7 +207,7 @@ pub struct ResolutionInputs {
 
 impl ResolutionInputs {
     /// Loads the workspace `id`, its org and its merged secrets.
-    pub async fn load(store: &dyn Store, workspace_id: &str) -> Result<Self> {
+    pub async fn load(store: &dyn Store, workspace_id: &WorkspaceId) -> Result<Self> {
         Self::for_workspace(store, store.get_workspace(workspace_id).await?).await
     }
 
@@ -253,9 +257,9 @@ impl UsageGroup {
 #[derive(Clone, Debug, Default)]
 pub struct UsageQuery {
     /// Only this org's.
-    pub org_id: Option<String>,
+    pub org_id: Option<OrgId>,
     /// Only this workspace's.
-    pub workspace_id: Option<String>,
+    pub workspace_id: Option<WorkspaceId>,
     /// Created at or after.
     pub since: Option<Timestamp>,
     /// Created before.
@@ -290,9 +294,9 @@ pub struct UsageRow {
 #[derive(Clone, Debug)]
 pub struct LeaseRequest {
     /// The lease, created on first use; one per (instance, org).
-    pub lease_id: String,
+    pub lease_id: LeaseId,
     /// The org whose credit is taken.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The least that must be taken for the request at hand; nothing is taken if the
     /// balance does not cover it.
     pub need: Micros,
@@ -321,9 +325,9 @@ pub enum Leased {
 #[derive(Clone, Debug)]
 pub struct LedgerEntry {
     /// Unique per proxied request; writing the same id twice charges once.
-    pub request_id: String,
+    pub request_id: RequestId,
     /// The workspace that sent the request.
-    pub workspace_id: String,
+    pub workspace_id: WorkspaceId,
     /// The platform model requested.
     pub model: String,
     /// The worst case reserved for it (zero when refused).
@@ -393,25 +397,25 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Creates an org. A taken name is `Conflict`.
     async fn create_org(&self, new: &NewOrg) -> Result<Org>;
     /// The org `id`.
-    async fn get_org(&self, id: &str) -> Result<Org>;
+    async fn get_org(&self, id: &OrgId) -> Result<Org>;
     /// All orgs, by name.
     async fn list_orgs(&self) -> Result<Vec<Org>>;
     /// Applies `patch` to org `id`.
-    async fn update_org(&self, id: &str, patch: &OrgPatch) -> Result<Org>;
+    async fn update_org(&self, id: &OrgId, patch: &OrgPatch) -> Result<Org>;
     /// Adds `delta` (possibly negative) to the org's credit and records why; returns the new
     /// balance (leased credit included, as in [`Org::credit_micros`]).
-    async fn adjust_credit(&self, org_id: &str, delta: Micros, reason: &str) -> Result<Micros>;
+    async fn adjust_credit(&self, org_id: &OrgId, delta: Micros, reason: &str) -> Result<Micros>;
 
     /// Creates a workspace. An unknown org is `NotFound`, a name taken in the org `Conflict`.
     async fn create_workspace(&self, new: &NewWorkspace) -> Result<Workspace>;
     /// The workspace `id`.
-    async fn get_workspace(&self, id: &str) -> Result<Workspace>;
+    async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace>;
     /// Workspaces of one org, or all, by name.
-    async fn list_workspaces(&self, org_id: Option<&str>) -> Result<Vec<Workspace>>;
+    async fn list_workspaces(&self, org_id: Option<&OrgId>) -> Result<Vec<Workspace>>;
     /// Applies `patch` to workspace `id`.
-    async fn update_workspace(&self, id: &str, patch: &WorkspacePatch) -> Result<Workspace>;
+    async fn update_workspace(&self, id: &WorkspaceId, patch: &WorkspacePatch) -> Result<Workspace>;
     /// Deletes a workspace with its secrets, tokens and provision records.
-    async fn delete_workspace(&self, id: &str) -> Result<()>;
+    async fn delete_workspace(&self, id: &WorkspaceId) -> Result<()>;
 
     /// Sets a secret (encrypting it). The owner must exist.
     async fn put_secret(&self, scope: Scope, owner_id: &str, name: &SecretName, value: &SecretValue) -> Result<()>;
@@ -425,9 +429,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Stores a successful provision: the workspace's model, the new token (revoking the
     /// old one) and the record, in one transaction.
-    async fn record_provision(&self, workspace_id: &str, record: &ProvisionRecord) -> Result<()>;
+    async fn record_provision(&self, workspace_id: &WorkspaceId, record: &ProvisionRecord) -> Result<()>;
     /// Provision records of a workspace, oldest first.
-    async fn list_provisions(&self, workspace_id: &str) -> Result<Vec<Provision>>;
+    async fn list_provisions(&self, workspace_id: &WorkspaceId) -> Result<Vec<Provision>>;
     /// The workspace whose active token has this hash.
     async fn workspace_for_token(&self, hash: &TokenHash) -> Result<Option<Workspace>>;
 
@@ -445,8 +449,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// whether the lease still exists.
     async fn record_usage(
         &self,
-        lease_id: &str,
-        org_id: &str,
+        lease_id: &LeaseId,
+        org_id: &OrgId,
         entries: &[LedgerEntry],
         ttl: std::time::Duration,
     ) -> Result<bool>;
@@ -454,23 +458,25 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Returns unspent credit from a lease to its org's balance: `Some(amount)` returns that
     /// much and extends the lease to now + `ttl`; `None` returns all of it and closes the
     /// lease. Returns whether the lease existed.
-    async fn release_lease(&self, lease_id: &str, amount: Option<Micros>, ttl: std::time::Duration) -> Result<bool>;
+    async fn release_lease(&self, lease_id: &LeaseId, amount: Option<Micros>, ttl: std::time::Duration)
+    -> Result<bool>;
 
     /// Closes every lease past its expiry (its instance died or lost the database), returning
     /// its credit to the org. Returns how many were closed.
     async fn reclaim_expired_leases(&self) -> Result<u64>;
 
     /// Credit of the org currently held by leases (all instances).
-    async fn leased_credit(&self, org_id: &str) -> Result<Micros>;
+    async fn leased_credit(&self, org_id: &OrgId) -> Result<Micros>;
 
-    /// Tells every instance sharing this database (this one included) that cached state about
-    /// `key` (e.g. `ws:<id>` or `org:<id>`) is stale. Postgres: `NOTIFY`; SQLite: in process.
-    async fn publish_invalidation(&self, key: &str) -> Result<()>;
+    /// Tells every instance sharing this database (this one included) that cached state is
+    /// stale, or asks them to return leased credit (see [`Invalidation`]). Postgres: `NOTIFY`
+    /// with [`Invalidation::encode`]'s text; SQLite: in process.
+    async fn publish_invalidation(&self, notice: &Invalidation) -> Result<()>;
 
     /// A receiver of every invalidation published on this database, from any instance.
-    /// After a lost connection it receives `*` (drop everything), since notifications sent
+    /// After a lost connection it receives [`Invalidation::All`], since notifications sent
     /// meanwhile are lost.
-    async fn invalidations(&self) -> Result<tokio::sync::broadcast::Receiver<String>>;
+    async fn invalidations(&self) -> Result<tokio::sync::broadcast::Receiver<Invalidation>>;
 
     /// Usage totals of the ledger, grouped and ordered by key.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>>;

@@ -13,12 +13,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::broadcast;
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretState, SecretValue};
-use tollgate_policy::{Micros, SecretName};
+use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
 
 use crate::crypto::{MasterKey, TokenHash};
 use crate::{
-    LeaseRequest, Leased, LedgerEntry, NewOrg, NewWorkspace, Org, OrgPatch, Provision, ProvisionRecord, Result,
-    SecretMeta, Store, StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
+    Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, NewOrg, NewWorkspace, Org, OrgPatch, Provision,
+    ProvisionRecord, Result, SecretMeta, Store, StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace,
+    WorkspacePatch,
 };
 
 /// The SQLite store: the embedded default (a file under the data dir, WAL mode).
@@ -26,7 +27,7 @@ use crate::{
 pub struct SqliteStore {
     pool: SqlitePool,
     key: MasterKey,
-    invalidations: broadcast::Sender<String>,
+    invalidations: broadcast::Sender<Invalidation>,
 }
 
 /// The Postgres store: the scale-out backend, shared by any number of instances.
@@ -34,7 +35,7 @@ pub struct SqliteStore {
 pub struct PgStore {
     pool: PgPool,
     key: MasterKey,
-    invalidations: broadcast::Sender<String>,
+    invalidations: broadcast::Sender<Invalidation>,
     listening: tokio::sync::OnceCell<()>,
 }
 
@@ -65,25 +66,29 @@ impl PgStore {
 
 impl SqliteStore {
     /// SQLite serves one instance: invalidations stay in process.
-    async fn publish(&self, key: &str) -> Result<()> {
+    async fn publish(&self, notice: &Invalidation) -> Result<()> {
         // No receiver yet is fine: nothing is cached anywhere.
-        let _ = self.invalidations.send(key.to_owned());
+        let _ = self.invalidations.send(notice.clone());
         Ok(())
     }
 
-    async fn subscribe(&self) -> Result<broadcast::Receiver<String>> {
+    async fn subscribe(&self) -> Result<broadcast::Receiver<Invalidation>> {
         Ok(self.invalidations.subscribe())
     }
 }
 
 impl PgStore {
-    async fn publish(&self, key: &str) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(crate::INVALIDATION_CHANNEL).bind(key).execute(&self.pool).await?;
+    async fn publish(&self, notice: &Invalidation) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::INVALIDATION_CHANNEL)
+            .bind(notice.encode())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Starts (once) the task that LISTENs on the channel and fans notifications out.
-    async fn subscribe(&self) -> Result<broadcast::Receiver<String>> {
+    async fn subscribe(&self) -> Result<broadcast::Receiver<Invalidation>> {
         let receiver = self.invalidations.subscribe();
         self.listening
             .get_or_try_init(|| async {
@@ -96,14 +101,14 @@ impl PgStore {
                         // connection: notifications sent meanwhile are gone, so flush all.
                         match listener.try_recv().await {
                             Ok(Some(n)) => {
-                                let _ = tx.send(n.payload().to_owned());
+                                let _ = tx.send(Invalidation::decode(n.payload()));
                             }
                             Ok(None) => {
-                                let _ = tx.send("*".to_owned());
+                                let _ = tx.send(Invalidation::All);
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "invalidation listener: retrying");
-                                let _ = tx.send("*".to_owned());
+                                let _ = tx.send(Invalidation::All);
                                 tokio::time::sleep(Duration::from_secs(1)).await;
                             }
                         }
@@ -168,6 +173,16 @@ fn lease_size(balance: i64, need: i64, want: i64) -> i64 {
     share.clamp(need, want.max(need)).min(balance)
 }
 
+/// A stored id that does not parse is a corrupt row.
+fn parse_org_id(s: String) -> Result<OrgId> {
+    OrgId::try_from(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A stored id that does not parse is a corrupt row.
+fn parse_workspace_id(s: String) -> Result<WorkspaceId> {
+    WorkspaceId::try_from(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -187,7 +202,7 @@ macro_rules! impl_store {
         impl $store {
             fn org_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Org> {
                 Ok(Org {
-                    id: row.try_get("id")?,
+                    id: parse_org_id(row.try_get("id")?)?,
                     name: row.try_get("name")?,
                     default_billing_mode: mode_from_text(row.try_get("default_billing_mode")?)?,
                     credit_micros: Micros::new(row.try_get("credit_micros")?),
@@ -199,8 +214,8 @@ macro_rules! impl_store {
             fn ws_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Workspace> {
                 let kind: String = row.try_get("kind")?;
                 Ok(Workspace {
-                    id: row.try_get("id")?,
-                    org_id: row.try_get("org_id")?,
+                    id: parse_workspace_id(row.try_get("id")?)?,
+                    org_id: parse_org_id(row.try_get("org_id")?)?,
                     name: row.try_get("name")?,
                     runtime: row.try_get("runtime")?,
                     model: row.try_get("model")?,
@@ -251,9 +266,9 @@ macro_rules! impl_store {
                 Self::org_from_row(&row)
             }
 
-            async fn get_org(&self, id: &str) -> Result<Org> {
+            async fn get_org(&self, id: &OrgId) -> Result<Org> {
                 let sql = format!("{ORG_SELECT} WHERE o.id = $1");
-                let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&self.pool).await?;
                 row.map_or(Err(StoreError::NotFound("org")), |r| Self::org_from_row(&r))
             }
 
@@ -263,7 +278,7 @@ macro_rules! impl_store {
                 rows.iter().map(Self::org_from_row).collect()
             }
 
-            async fn update_org(&self, id: &str, patch: &OrgPatch) -> Result<Org> {
+            async fn update_org(&self, id: &OrgId, patch: &OrgPatch) -> Result<Org> {
                 let current = self.get_org(id).await?;
                 let name = patch.name.clone().unwrap_or(current.name);
                 let mode = patch.default_billing_mode.unwrap_or(current.default_billing_mode);
@@ -273,7 +288,7 @@ macro_rules! impl_store {
                 .bind(&name)
                 .bind(mode_to_text(mode))
                 .bind(Timestamp::now().0)
-                .bind(id)
+                .bind(id.as_str())
                 .execute(&self.pool)
                 .await
                 .map_err(|e| unique(e, &format!("an org named `{name}` already exists")))?;
@@ -283,17 +298,17 @@ macro_rules! impl_store {
                 self.get_org(id).await
             }
 
-            async fn adjust_credit(&self, org_id: &str, delta: Micros, reason: &str) -> Result<Micros> {
+            async fn adjust_credit(&self, org_id: &OrgId, delta: Micros, reason: &str) -> Result<Micros> {
                 let now = Timestamp::now().0;
                 let mut tx = self.pool.begin_with($begin).await?;
                 // The org's row is locked first, so its leases cannot change until the commit.
                 let current: Option<i64> =
                     sqlx::query_scalar(concat!("SELECT credit_micros FROM orgs WHERE id = $1", $lock))
-                        .bind(org_id)
+                        .bind(org_id.as_str())
                         .fetch_optional(&mut *tx)
                         .await?;
                 let current = current.ok_or(StoreError::NotFound("org"))?;
-                let leased: i64 = sqlx::query_scalar(LEASED_SUM).bind(org_id).fetch_one(&mut *tx).await?;
+                let leased: i64 = sqlx::query_scalar(LEASED_SUM).bind(org_id.as_str()).fetch_one(&mut *tx).await?;
                 Micros::new(current.saturating_add(leased)).checked_add(delta).ok_or(StoreError::Overflow)?;
                 // The increment is applied in SQL, not from the value read, so concurrent
                 // adjustments and proxy reservations never lose an update.
@@ -302,7 +317,7 @@ macro_rules! impl_store {
                 )
                 .bind(delta.get())
                 .bind(now)
-                .bind(org_id)
+                .bind(org_id.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
                 let balance = balance.saturating_add(leased);
@@ -310,7 +325,7 @@ macro_rules! impl_store {
                     "INSERT INTO credit_events (id, org_id, delta_micros, reason, balance_after, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(new_id())
-                .bind(org_id)
+                .bind(org_id.as_str())
                 .bind(delta.get())
                 .bind(reason)
                 .bind(balance)
@@ -322,14 +337,14 @@ macro_rules! impl_store {
             }
 
             async fn create_workspace(&self, new: &NewWorkspace) -> Result<Workspace> {
-                self.owner_exists(Scope::Org, &new.org_id).await?;
+                self.owner_exists(Scope::Org, new.org_id.as_str()).await?;
                 let now = Timestamp::now().0;
                 let sql = format!(
                     "INSERT INTO workspaces ({WS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {WS_COLUMNS}"
                 );
                 let row = sqlx::query(&sql)
                     .bind(new_id())
-                    .bind(&new.org_id)
+                    .bind(new.org_id.as_str())
                     .bind(&new.name)
                     .bind(&new.runtime)
                     .bind(&new.model)
@@ -342,18 +357,18 @@ macro_rules! impl_store {
                 Self::ws_from_row(&row)
             }
 
-            async fn get_workspace(&self, id: &str) -> Result<Workspace> {
+            async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace> {
                 let sql = format!("SELECT {WS_COLUMNS} FROM workspaces WHERE id = $1");
-                let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&self.pool).await?;
                 row.map_or(Err(StoreError::NotFound("workspace")), |r| Self::ws_from_row(&r))
             }
 
-            async fn list_workspaces(&self, org_id: Option<&str>) -> Result<Vec<Workspace>> {
+            async fn list_workspaces(&self, org_id: Option<&OrgId>) -> Result<Vec<Workspace>> {
                 let rows = match org_id {
                     Some(org) => {
-                        self.owner_exists(Scope::Org, org).await?;
+                        self.owner_exists(Scope::Org, org.as_str()).await?;
                         let sql = format!("SELECT {WS_COLUMNS} FROM workspaces WHERE org_id = $1 ORDER BY name, id");
-                        sqlx::query(&sql).bind(org).fetch_all(&self.pool).await?
+                        sqlx::query(&sql).bind(org.as_str()).fetch_all(&self.pool).await?
                     }
                     None => {
                         let sql = format!("SELECT {WS_COLUMNS} FROM workspaces ORDER BY org_id, name, id");
@@ -363,7 +378,7 @@ macro_rules! impl_store {
                 rows.iter().map(Self::ws_from_row).collect()
             }
 
-            async fn update_workspace(&self, id: &str, patch: &WorkspacePatch) -> Result<Workspace> {
+            async fn update_workspace(&self, id: &WorkspaceId, patch: &WorkspacePatch) -> Result<Workspace> {
                 let cur = self.get_workspace(id).await?;
                 let name = patch.name.clone().unwrap_or(cur.name);
                 let runtime = patch.runtime.clone().unwrap_or(cur.runtime);
@@ -381,19 +396,19 @@ macro_rules! impl_store {
                     .bind(mode_to_text(mode))
                     .bind(kind.as_str())
                     .bind(Timestamp::now().0)
-                    .bind(id)
+                    .bind(id.as_str())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(|e| unique(e, &format!("the org already has a workspace named `{name}`")))?;
                 row.map_or(Err(StoreError::NotFound("workspace")), |r| Self::ws_from_row(&r))
             }
 
-            async fn delete_workspace(&self, id: &str) -> Result<()> {
+            async fn delete_workspace(&self, id: &WorkspaceId) -> Result<()> {
                 let mut tx = self.pool.begin_with($begin).await?;
-                sqlx::query("DELETE FROM secrets WHERE scope = 'workspace' AND owner_id = $1").bind(id).execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM workspace_tokens WHERE workspace_id = $1").bind(id).execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM provisions WHERE workspace_id = $1").bind(id).execute(&mut *tx).await?;
-                let done = sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM secrets WHERE scope = 'workspace' AND owner_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM workspace_tokens WHERE workspace_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM provisions WHERE workspace_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+                let done = sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound("workspace"));
                 }
@@ -451,8 +466,8 @@ macro_rules! impl_store {
                     "SELECT scope, owner_id, name, nonce, ciphertext FROM secrets \
                      WHERE (scope = 'org' AND owner_id = $1) OR (scope = 'workspace' AND owner_id = $2)",
                 )
-                .bind(&workspace.org_id)
-                .bind(&workspace.id)
+                .bind(workspace.org_id.as_str())
+                .bind(workspace.id.as_str())
                 .fetch_all(&self.pool)
                 .await?;
                 let mut org = Vec::new();
@@ -477,13 +492,13 @@ macro_rules! impl_store {
                 Ok(MergedSecrets::merge(org, ws))
             }
 
-            async fn record_provision(&self, workspace_id: &str, record: &ProvisionRecord) -> Result<()> {
+            async fn record_provision(&self, workspace_id: &WorkspaceId, record: &ProvisionRecord) -> Result<()> {
                 let now = Timestamp::now().0;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let updated = sqlx::query("UPDATE workspaces SET model = $1, updated_at = $2 WHERE id = $3")
                     .bind(&record.model_after)
                     .bind(now)
-                    .bind(workspace_id)
+                    .bind(workspace_id.as_str())
                     .execute(&mut *tx)
                     .await?;
                 if updated.rows_affected() == 0 {
@@ -491,12 +506,12 @@ macro_rules! impl_store {
                 }
                 sqlx::query("UPDATE workspace_tokens SET revoked_at = $1 WHERE workspace_id = $2 AND revoked_at IS NULL")
                     .bind(now)
-                    .bind(workspace_id)
+                    .bind(workspace_id.as_str())
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("INSERT INTO workspace_tokens (token_hash, workspace_id, created_at) VALUES ($1, $2, $3)")
                     .bind(record.token_hash.as_bytes().to_vec())
-                    .bind(workspace_id)
+                    .bind(workspace_id.as_str())
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
@@ -504,7 +519,7 @@ macro_rules! impl_store {
                     "INSERT INTO provisions (id, workspace_id, request_model, resolution, created_at) VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(new_id())
-                .bind(workspace_id)
+                .bind(workspace_id.as_str())
                 .bind(&record.request_model)
                 .bind(&record.resolution_json)
                 .bind(now)
@@ -514,19 +529,19 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn list_provisions(&self, workspace_id: &str) -> Result<Vec<Provision>> {
+            async fn list_provisions(&self, workspace_id: &WorkspaceId) -> Result<Vec<Provision>> {
                 let rows = sqlx::query(
                     "SELECT id, workspace_id, request_model, resolution, created_at FROM provisions \
                      WHERE workspace_id = $1 ORDER BY seq",
                 )
-                .bind(workspace_id)
+                .bind(workspace_id.as_str())
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter()
                     .map(|r| {
                         Ok(Provision {
                             id: r.try_get("id")?,
-                            workspace_id: r.try_get("workspace_id")?,
+                            workspace_id: parse_workspace_id(r.try_get("workspace_id")?)?,
                             request_model: r.try_get("request_model")?,
                             resolution_json: r.try_get("resolution")?,
                             created_at: Timestamp(r.try_get("created_at")?),
@@ -552,15 +567,15 @@ macro_rules! impl_store {
                 // The row is locked (SQLite: the whole database, by BEGIN IMMEDIATE) from the
                 // read to the commit, so concurrent leases never take more than the balance.
                 let sql = concat!("SELECT credit_micros FROM orgs WHERE id = $1", $lock);
-                let balance: Option<i64> = sqlx::query_scalar(sql).bind(&r.org_id).fetch_optional(&mut *tx).await?;
+                let balance: Option<i64> = sqlx::query_scalar(sql).bind(r.org_id.as_str()).fetch_optional(&mut *tx).await?;
                 let balance = balance.ok_or(StoreError::NotFound("org"))?;
                 let need = r.need.get().max(0);
                 if balance < need {
                     let elsewhere: i64 = sqlx::query_scalar(
                         "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_leases WHERE org_id = $1 AND id <> $2",
                     )
-                    .bind(&r.org_id)
-                    .bind(&r.lease_id)
+                    .bind(r.org_id.as_str())
+                    .bind(r.lease_id.as_str())
                     .fetch_one(&mut *tx)
                     .await?;
                     return Ok(Leased::Insufficient {
@@ -572,15 +587,15 @@ macro_rules! impl_store {
                 sqlx::query("UPDATE orgs SET credit_micros = credit_micros - $1, updated_at = $2 WHERE id = $3")
                     .bind(take)
                     .bind(now)
-                    .bind(&r.org_id)
+                    .bind(r.org_id.as_str())
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(
                     "INSERT INTO credit_leases (id, org_id, amount, expires_at, created_at) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (id) DO UPDATE SET amount = credit_leases.amount + excluded.amount, expires_at = excluded.expires_at",
                 )
-                .bind(&r.lease_id)
-                .bind(&r.org_id)
+                .bind(r.lease_id.as_str())
+                .bind(r.org_id.as_str())
                 .bind(take)
                 .bind(expires)
                 .bind(now)
@@ -592,8 +607,8 @@ macro_rules! impl_store {
 
             async fn record_usage(
                 &self,
-                lease_id: &str,
-                org_id: &str,
+                lease_id: &LeaseId,
+                org_id: &OrgId,
                 entries: &[LedgerEntry],
                 ttl: Duration,
             ) -> Result<bool> {
@@ -603,7 +618,7 @@ macro_rules! impl_store {
                 // Every transaction that touches an org and its leases locks the org first:
                 // one lock order, no deadlock with `lease_credit`.
                 sqlx::query(concat!("SELECT id FROM orgs WHERE id = $1", $lock))
-                    .bind(org_id)
+                    .bind(org_id.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
                 let mut charged: i64 = 0;
@@ -617,9 +632,9 @@ macro_rules! impl_store {
                          cost_micros, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, settled_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (request_id) DO NOTHING",
                     )
-                    .bind(&e.request_id)
-                    .bind(org_id)
-                    .bind(&e.workspace_id)
+                    .bind(e.request_id.as_str())
+                    .bind(org_id.as_str())
+                    .bind(e.workspace_id.as_str())
                     .bind(&e.model)
                     .bind(status)
                     .bind(s.http_status.map(i64::from))
@@ -642,7 +657,7 @@ macro_rules! impl_store {
                 )
                 .bind(charged)
                 .bind(now.saturating_add(ttl_millis(ttl)))
-                .bind(lease_id)
+                .bind(lease_id.as_str())
                 .execute(&mut *tx)
                 .await?;
                 let exists = lease.rows_affected() == 1;
@@ -651,7 +666,7 @@ macro_rules! impl_store {
                     sqlx::query("UPDATE orgs SET credit_micros = credit_micros - $1, updated_at = $2 WHERE id = $3")
                         .bind(charged)
                         .bind(now)
-                        .bind(org_id)
+                        .bind(org_id.as_str())
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -659,11 +674,11 @@ macro_rules! impl_store {
                 Ok(exists)
             }
 
-            async fn release_lease(&self, lease_id: &str, amount: Option<Micros>, ttl: Duration) -> Result<bool> {
+            async fn release_lease(&self, lease_id: &LeaseId, amount: Option<Micros>, ttl: Duration) -> Result<bool> {
                 let now = Timestamp::now().0;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM credit_leases WHERE id = $1")
-                    .bind(lease_id)
+                    .bind(lease_id.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(org) = org else {
@@ -680,11 +695,11 @@ macro_rules! impl_store {
                     )
                     .bind(a.get())
                     .bind(now.saturating_add(ttl_millis(ttl)))
-                    .bind(lease_id)
+                    .bind(lease_id.as_str())
                     .fetch_optional(&mut *tx)
                     .await?,
                     None => sqlx::query("DELETE FROM credit_leases WHERE id = $1 RETURNING org_id, amount")
-                        .bind(lease_id)
+                        .bind(lease_id.as_str())
                         .fetch_optional(&mut *tx)
                         .await?,
                 };
@@ -743,16 +758,16 @@ macro_rules! impl_store {
                 Ok(reclaimed)
             }
 
-            async fn leased_credit(&self, org_id: &str) -> Result<Micros> {
-                let leased: i64 = sqlx::query_scalar(LEASED_SUM).bind(org_id).fetch_one(&self.pool).await?;
+            async fn leased_credit(&self, org_id: &OrgId) -> Result<Micros> {
+                let leased: i64 = sqlx::query_scalar(LEASED_SUM).bind(org_id.as_str()).fetch_one(&self.pool).await?;
                 Ok(Micros::new(leased))
             }
 
-            async fn publish_invalidation(&self, key: &str) -> Result<()> {
-                self.publish(key).await
+            async fn publish_invalidation(&self, notice: &Invalidation) -> Result<()> {
+                self.publish(notice).await
             }
 
-            async fn invalidations(&self) -> Result<broadcast::Receiver<String>> {
+            async fn invalidations(&self) -> Result<broadcast::Receiver<Invalidation>> {
                 self.subscribe().await
             }
 
@@ -776,8 +791,8 @@ macro_rules! impl_store {
                      GROUP BY {key} ORDER BY {key}"
                 );
                 let rows = sqlx::query(&sql)
-                    .bind(&query.org_id)
-                    .bind(&query.workspace_id)
+                    .bind(query.org_id.as_ref().map(OrgId::as_str))
+                    .bind(query.workspace_id.as_ref().map(WorkspaceId::as_str))
                     .bind(query.since.map(|t| t.0))
                     .bind(query.until.map(|t| t.0))
                     .fetch_all(&self.pool)

@@ -332,8 +332,8 @@ impl Stack {
             let key = tollgate_store::MasterKey::load(None, &self.dir).unwrap();
             let url = format!("sqlite://{}", self.dir.join("tollgate.db").display());
             let store = tollgate_store::connect(&url, key).await.unwrap();
-            assert_eq!(store.leased_credit(&self.org).await.unwrap(), tollgate_policy::Micros::ZERO);
-            assert_eq!(store.get_org(&self.org).await.unwrap().credit_micros.get(), CREDIT - total);
+            assert_eq!(store.leased_credit(&self.org.parse().unwrap()).await.unwrap(), tollgate_policy::Micros::ZERO);
+            assert_eq!(store.get_org(&self.org.parse().unwrap()).await.unwrap().credit_micros.get(), CREDIT - total);
         });
     }
 

@@ -240,7 +240,7 @@ async fn a_reprovision_revokes_the_old_token_and_a_mode_change_is_seen_at_once()
         )
         .await
         .unwrap();
-    app.store.publish_invalidation(&format!("ws:{ws}")).await.unwrap();
+    app.store.publish_invalidation(&tollgate_store::Invalidation::Workspace(ws.clone())).await.unwrap();
     for _ in 0..100 {
         status = app
             .post("/anthropic/v1/messages", &new, messages("platform/ok", false, 5))

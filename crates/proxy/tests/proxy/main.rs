@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tollgate_policy::resolve::{PublicUrl, WorkspaceKind};
-use tollgate_policy::{Micros, Registry, WorkspaceToken};
+use tollgate_policy::{Micros, OrgId, Registry, WorkspaceId, WorkspaceToken};
 use tollgate_proxy::{Proxy, ProxyConfig};
-use tollgate_store::{MasterKey, NewOrg, NewWorkspace, ProvisionRecord, Store, TokenHash, UsageGroup, UsageQuery};
+use tollgate_store::{
+    Invalidation, MasterKey, NewOrg, NewWorkspace, ProvisionRecord, Store, TokenHash, UsageGroup, UsageQuery,
+};
 use tollgate_upstream::Upstream;
 
 /// Platform models whose upstream names select the stand-in's fault modes. Prices are round:
@@ -53,7 +55,7 @@ pub struct App {
     pub proxy: Proxy,
     pub base: String,
     pub http: reqwest::Client,
-    pub org: String,
+    pub org: OrgId,
     _dir: Option<std::path::PathBuf>,
 }
 
@@ -110,7 +112,7 @@ impl App {
     }
 
     /// A workspace with `model`, provisioned: returns (workspace id, token).
-    pub async fn workspace(&self, runtime: &str, model: &str) -> (String, String) {
+    pub async fn workspace(&self, runtime: &str, model: &str) -> (WorkspaceId, String) {
         let ws = self
             .store
             .create_workspace(&NewWorkspace {
@@ -128,7 +130,7 @@ impl App {
     }
 
     /// Mints and stores a new token for `ws` (revoking the old one), as provisioning does.
-    pub async fn provision(&self, ws: &str) -> String {
+    pub async fn provision(&self, ws: &WorkspaceId) -> String {
         let token = WorkspaceToken::mint(|b| getrandom::fill(b).unwrap());
         let record = ProvisionRecord {
             request_model: None,
@@ -138,7 +140,7 @@ impl App {
         };
         let current = self.store.get_workspace(ws).await.unwrap();
         self.store.record_provision(ws, &ProvisionRecord { model_after: current.model, ..record }).await.unwrap();
-        self.store.publish_invalidation(&format!("ws:{ws}")).await.unwrap();
+        self.store.publish_invalidation(&Invalidation::Workspace(ws.clone())).await.unwrap();
         token.expose().to_owned()
     }
 

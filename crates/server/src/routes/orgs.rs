@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use tollgate_store::{NewOrg, OrgPatch};
+use tollgate_store::{Invalidation, NewOrg, OrgPatch};
 
 use crate::AppState;
 use crate::api::doc::ErrorResponse;
@@ -65,7 +65,7 @@ pub async fn list_orgs(State(state): State<AppState>) -> Result<Json<Vec<Org>>, 
     security(("admin_token" = [])),
 )]
 pub async fn get_org(State(state): State<AppState>, ApiPath(org): ApiPath<String>) -> Result<Json<Org>, ApiError> {
-    let org = state.store().get_org(validate::id("org", &org)?).await?;
+    let org = state.store().get_org(&validate::org_id(&org)?).await?;
     Ok(Json(Org::from(&org)))
 }
 
@@ -88,7 +88,7 @@ pub async fn patch_org(
     ApiPath(org): ApiPath<String>,
     ApiJson(body): ApiJson<PatchOrg>,
 ) -> Result<Json<Org>, ApiError> {
-    let id = validate::id("org", &org)?;
+    let id = validate::org_id(&org)?;
     let patch = OrgPatch {
         name: body.name.map(|n| validate::name("an org", n)).transpose()?,
         default_billing_mode: body
@@ -96,8 +96,8 @@ pub async fn patch_org(
             .map(|m| validate::opt_billing_mode(m.as_deref()))
             .transpose()?,
     };
-    let org = state.store().update_org(id, &patch).await?;
-    state.invalidate(&format!("org:{}", org.id)).await;
+    let org = state.store().update_org(&id, &patch).await?;
+    state.invalidate(Invalidation::Org(org.id.clone())).await;
     tracing::info!(org_id = %org.id, "org changed");
     Ok(Json(Org::from(&org)))
 }
@@ -120,9 +120,9 @@ pub async fn adjust_credit(
     ApiPath(org): ApiPath<String>,
     ApiJson(body): ApiJson<CreditAdjustment>,
 ) -> Result<Json<Credit>, ApiError> {
-    let id = validate::id("org", &org)?;
+    let id = validate::org_id(&org)?;
     let delta = validate::credit_delta(body.delta_micros, &body.reason)?;
-    let balance = state.store().adjust_credit(id, delta, body.reason.trim()).await?;
+    let balance = state.store().adjust_credit(&id, delta, body.reason.trim()).await?;
     tracing::info!(org_id = %id, delta_micros = delta.get(), "credit adjusted");
     Ok(Json(Credit { credit_micros: balance.get() }))
 }

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use tollgate_policy::{Context, Resolution, Resolved};
-use tollgate_store::{ProvisionRecord, ResolutionInputs, TokenHash, Workspace};
+use tollgate_store::{Invalidation, ProvisionRecord, ResolutionInputs, TokenHash, Workspace};
 
 use crate::AppState;
 use crate::api::doc::{ErrorResponse, ProvisionResponse, PullResponse};
@@ -54,7 +54,7 @@ pub async fn billing_mode(
     State(state): State<AppState>,
     ApiPath(ws): ApiPath<String>,
 ) -> Result<Json<Resolution>, ApiError> {
-    let ws = state.store().get_workspace(validate::id("workspace", &ws)?).await?;
+    let ws = state.store().get_workspace(&validate::workspace_id(&ws)?).await?;
     let resolved = resolve_stored(&state, &ws, None).await?;
     record_resolution("read", &resolved.resolution);
     Ok(Json(resolved.resolution))
@@ -82,9 +82,9 @@ pub async fn provision(
     ApiPath(ws): ApiPath<String>,
     ApiJsonOrDefault(body): ApiJsonOrDefault<ProvisionRequest>,
 ) -> Result<Json<Provisioned>, ApiError> {
-    let id = validate::id("workspace", &ws)?;
+    let id = validate::workspace_id(&ws)?;
     let request_model = validate::opt_model(body.model)?;
-    let ws = state.store().get_workspace(id).await?;
+    let ws = state.store().get_workspace(&id).await?;
     let resolved = resolve_stored(&state, &ws, request_model.as_deref()).await?;
     record_resolution("provision", &resolved.resolution);
     let Resolved { resolution, plan } = resolved;
@@ -105,7 +105,7 @@ pub async fn provision(
         token_hash: TokenHash::of(token.expose()),
     };
     state.store().record_provision(&ws.id, &record).await?;
-    state.invalidate(&format!("ws:{}", ws.id)).await;
+    state.invalidate(Invalidation::Workspace(ws.id.clone())).await;
     tracing::info!(workspace_id = %ws.id, "workspace provisioned; previous token revoked");
     let env = Env(plan.render(&token));
     Ok(Json(Provisioned { resolution, env, token }))
@@ -131,7 +131,7 @@ pub async fn pull(
     headers: HeaderMap,
 ) -> Result<Json<Pulled>, ApiError> {
     let (workspace, token) = auth::workspace_from_token(&state, &headers).await?;
-    if workspace.id != ws {
+    if workspace.id.as_str() != ws {
         return Err(ApiError::new(ApiErrorCode::Forbidden, "this workspace token belongs to another workspace"));
     }
     let resolved = resolve_stored(&state, &workspace, None).await?;

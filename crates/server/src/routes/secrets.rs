@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use tollgate_policy::Scope;
+use tollgate_store::Invalidation;
 
 use crate::AppState;
 use crate::api::doc::ErrorResponse;
@@ -13,43 +14,37 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::validate;
 
-fn owner_word(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Org => "org",
-        Scope::Workspace => "workspace",
-    }
-}
-
-/// The cache key a secret change invalidates: an org secret affects all its workspaces.
-fn invalidation_key(scope: Scope, owner: &str) -> String {
-    match scope {
-        Scope::Org => format!("org:{owner}"),
-        Scope::Workspace => format!("ws:{owner}"),
-    }
+/// Parses the owner id for its scope (not an id: 404), and returns the invalidation a change
+/// to its secrets needs: an org secret affects all its workspaces.
+fn owner_notice(scope: Scope, owner: &str) -> Result<Invalidation, ApiError> {
+    Ok(match scope {
+        Scope::Org => Invalidation::Org(validate::org_id(owner)?),
+        Scope::Workspace => Invalidation::Workspace(validate::workspace_id(owner)?),
+    })
 }
 
 async fn put(state: &AppState, scope: Scope, owner: &str, name: &str, body: PutSecret) -> Result<StatusCode, ApiError> {
     // The value first: from here on it lives in a container that zeroizes it.
     let value = validate::secret_value(body.value)?;
     let name = validate::secret_name(name)?;
-    let owner = validate::id(owner_word(scope), owner)?;
+    let notice = owner_notice(scope, owner)?;
     state.store().put_secret(scope, owner, &name, &value).await?;
-    state.invalidate(&invalidation_key(scope, owner)).await;
+    state.invalidate(notice).await;
     tracing::info!(scope = scope.as_str(), owner = %owner, name = %name, "secret set");
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete(state: &AppState, scope: Scope, owner: &str, name: &str) -> Result<StatusCode, ApiError> {
     let name = validate::secret_name(name)?;
-    let owner = validate::id(owner_word(scope), owner)?;
+    let notice = owner_notice(scope, owner)?;
     state.store().delete_secret(scope, owner, &name).await?;
-    state.invalidate(&invalidation_key(scope, owner)).await;
+    state.invalidate(notice).await;
     tracing::info!(scope = scope.as_str(), owner = %owner, name = %name, "secret deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list(state: &AppState, scope: Scope, owner: &str) -> Result<Json<Vec<SecretMeta>>, ApiError> {
-    let owner = validate::id(owner_word(scope), owner)?;
+    owner_notice(scope, owner)?;
     let metas = state.store().list_secrets(scope, owner).await?;
     Ok(Json(metas.iter().map(SecretMeta::from).collect()))
 }

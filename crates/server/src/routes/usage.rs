@@ -43,10 +43,8 @@ pub async fn usage(
             .ok_or_else(|| ApiError::new(ApiErrorCode::InvalidQuery, "`group_by` must be day, model or workspace"))?,
     };
     let query = UsageQuery {
-        org_id: non_empty(params.org_id).map(|o| validate::id("org", &o).map(str::to_owned)).transpose()?,
-        workspace_id: non_empty(params.workspace_id)
-            .map(|w| validate::id("workspace", &w).map(str::to_owned))
-            .transpose()?,
+        org_id: non_empty(params.org_id).map(|o| validate::org_id(&o)).transpose()?,
+        workspace_id: non_empty(params.workspace_id).map(|w| validate::workspace_id(&w)).transpose()?,
         since: non_empty(params.since).map(|s| time("since", &s)).transpose()?,
         until: non_empty(params.until).map(|s| time("until", &s)).transpose()?,
         group_by,

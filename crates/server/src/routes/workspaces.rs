@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use tollgate_policy::WorkspaceKind;
-use tollgate_store::{NewWorkspace, WorkspacePatch};
+use tollgate_store::{Invalidation, NewWorkspace, WorkspacePatch};
 
 use crate::AppState;
 use crate::api::doc::ErrorResponse;
@@ -36,7 +36,7 @@ pub async fn create_workspace(
         model: validate::opt_model(body.model)?,
         billing_mode: validate::opt_billing_mode(body.billing_mode.as_deref())?,
         kind: body.kind.as_deref().map(validate::kind).transpose()?.unwrap_or(WorkspaceKind::Agent),
-        org_id: validate::id("org", &body.org_id)?.to_owned(),
+        org_id: validate::org_id(&body.org_id)?,
     };
     let ws = state.store().create_workspace(&new).await?;
     tracing::info!(workspace_id = %ws.id, org_id = %ws.org_id, "workspace created");
@@ -60,8 +60,8 @@ pub async fn list_workspaces(
     ApiQuery(query): ApiQuery<ListWorkspaces>,
 ) -> Result<Json<Vec<Workspace>>, ApiError> {
     // `?org_id=` (empty) is no filter.
-    let org = query.org_id.as_deref().filter(|o| !o.is_empty()).map(|o| validate::id("org", o)).transpose()?;
-    let list = state.store().list_workspaces(org).await?;
+    let org = query.org_id.as_deref().filter(|o| !o.is_empty()).map(validate::org_id).transpose()?;
+    let list = state.store().list_workspaces(org.as_ref()).await?;
     Ok(Json(list.iter().map(Workspace::from).collect()))
 }
 
@@ -80,7 +80,7 @@ pub async fn get_workspace(
     State(state): State<AppState>,
     ApiPath(ws): ApiPath<String>,
 ) -> Result<Json<Workspace>, ApiError> {
-    let ws = state.store().get_workspace(validate::id("workspace", &ws)?).await?;
+    let ws = state.store().get_workspace(&validate::workspace_id(&ws)?).await?;
     Ok(Json(Workspace::from(&ws)))
 }
 
@@ -103,7 +103,7 @@ pub async fn patch_workspace(
     ApiPath(ws): ApiPath<String>,
     ApiJson(body): ApiJson<PatchWorkspace>,
 ) -> Result<Json<Workspace>, ApiError> {
-    let id = validate::id("workspace", &ws)?;
+    let id = validate::workspace_id(&ws)?;
     let patch = WorkspacePatch {
         name: body.name.map(|n| validate::name("a workspace", n)).transpose()?,
         runtime: body.runtime.map(|r| validate::runtime(state.registry(), r)).transpose()?,
@@ -111,8 +111,8 @@ pub async fn patch_workspace(
         billing_mode: body.billing_mode.map(|m| validate::opt_billing_mode(m.as_deref())).transpose()?,
         kind: body.kind.as_deref().map(validate::kind).transpose()?,
     };
-    let ws = state.store().update_workspace(id, &patch).await?;
-    state.invalidate(&format!("ws:{}", ws.id)).await;
+    let ws = state.store().update_workspace(&id, &patch).await?;
+    state.invalidate(Invalidation::Workspace(ws.id.clone())).await;
     tracing::info!(workspace_id = %ws.id, "workspace changed");
     Ok(Json(Workspace::from(&ws)))
 }
@@ -132,9 +132,9 @@ pub async fn delete_workspace(
     State(state): State<AppState>,
     ApiPath(ws): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = validate::id("workspace", &ws)?;
-    state.store().delete_workspace(id).await?;
-    state.invalidate(&format!("ws:{id}")).await;
+    let id = validate::workspace_id(&ws)?;
+    state.store().delete_workspace(&id).await?;
     tracing::info!(workspace_id = %id, "workspace deleted");
+    state.invalidate(Invalidation::Workspace(id)).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -34,7 +34,7 @@ async fn a_copied_ciphertext_is_secret_unreadable(backend: Backend) {
         assert!(!r.text.contains("mm-other-key") && !r.text.contains("mm-victim-key"));
     }
     // The failed provision stored nothing: the old token still authenticates.
-    assert_eq!(app.store.list_provisions(&ws).await.unwrap().len(), 1);
+    assert_eq!(app.store.list_provisions(&ws.parse().unwrap()).await.unwrap().len(), 1);
     // The donor row is untouched.
     let pulled = app.pull(&other, &other_token).await;
     assert_eq!(pulled.assert_status(200)["env"]["MINIMAX_API_KEY"], "mm-other-key");
@@ -61,5 +61,5 @@ async fn an_org_ciphertext_moved_between_orgs_is_unreadable_sqlite() {
     assert_eq!(app.read_mode(&ws).await["error"]["code"], "SECRET_UNREADABLE");
     let prov = app.provision(&ws, None).await;
     assert_eq!((prov.status, prov.code()), (422, "SECRET_UNREADABLE"));
-    assert!(app.store.list_provisions(&ws).await.unwrap().is_empty());
+    assert!(app.store.list_provisions(&ws.parse().unwrap()).await.unwrap().is_empty());
 }

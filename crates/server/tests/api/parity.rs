@@ -220,14 +220,14 @@ async fn run_case(apps: &mut Apps, case: &Case) -> Vec<String> {
             format!("create with an unknown runtime: {} {}", created.status, created.text),
         );
         let new = NewWorkspace {
-            org_id: org_id.clone(),
+            org_id: org_id.parse().unwrap(),
             name: "ws".to_owned(),
             runtime: sc.workspace.runtime.clone(),
             model: sc.workspace.model.clone(),
             billing_mode: sc.workspace.billing_mode,
             kind: sc.workspace.kind,
         };
-        app.store.create_workspace(&new).await.unwrap().id
+        app.store.create_workspace(&new).await.unwrap().id.to_string()
     };
 
     // Every secret under its own scope; unreadable ones get another row's ciphertext.
@@ -308,7 +308,7 @@ async fn run_case(apps: &mut Apps, case: &Case) -> Vec<String> {
         let ws = app.get(&format!("/admin/workspaces/{ws_id}")).await;
         check(ws.body["model"] == json!(sc.workspace.model), "a failed provision changed the model".to_owned());
         check(
-            app.store.list_provisions(&ws_id).await.unwrap().is_empty(),
+            app.store.list_provisions(&ws_id.parse().unwrap()).await.unwrap().is_empty(),
             "a failed provision was recorded".to_owned(),
         );
         let read2 = app.read_mode(&ws_id).await;

@@ -49,7 +49,7 @@ async fn a_restart_on_the_same_sqlite_file_keeps_everything() {
     assert_eq!(pull.assert_status(200)["env"], prov["env"], "the token and the decrypted secrets survive");
     assert_eq!(pull.body["env"]["MINIMAX_API_KEY"], "mm-persisted");
     assert_eq!(pull.body["env"]["GITHUB_TOKEN"], "ghp-persisted");
-    assert_eq!(second.store.list_provisions(&ws).await.unwrap().len(), 1);
+    assert_eq!(second.store.list_provisions(&ws.parse().unwrap()).await.unwrap().len(), 1);
     second.stop().await;
 }
 

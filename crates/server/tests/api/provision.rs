@@ -80,7 +80,7 @@ async fn platform_managed_flow(backend: Backend) {
     assert_eq!(keys(pull), ["env", "resolution"]);
     assert_eq!(pull["resolution"], read);
     assert_eq!(pull["env"], prov["env"], "the pull renders the same env with the presented token");
-    let provisions = app.store.list_provisions(&ws).await.unwrap();
+    let provisions = app.store.list_provisions(&ws.parse().unwrap()).await.unwrap();
     assert_eq!(provisions.len(), 1);
     let stored: Value = serde_json::from_str(&provisions[0].resolution_json).unwrap();
     assert_eq!(stored, read, "the resolution is stored for audit");
@@ -164,7 +164,7 @@ async fn failed_provision_stores_nothing(backend: Backend) {
     // Nothing stored: model, token and provision records unchanged.
     assert_eq!(app.get(&format!("/admin/workspaces/{ws}")).await.body, before, "the workspace is unchanged");
     app.pull(&ws, &token).await.assert_status(200);
-    assert_eq!(app.store.list_provisions(&ws).await.unwrap().len(), 1);
+    assert_eq!(app.store.list_provisions(&ws.parse().unwrap()).await.unwrap().len(), 1);
     assert_eq!(app.read_mode(&ws).await["provider"], "platform");
 }
 
@@ -214,5 +214,6 @@ async fn changes_publish_cache_invalidations(backend: Backend) {
         seen.push(key);
     }
     let (o, w) = (format!("org:{org}"), format!("ws:{ws}"));
+    let seen: Vec<String> = seen.iter().map(tollgate_store::Invalidation::encode).collect();
     assert_eq!(seen, [o.clone(), w.clone(), w.clone(), w.clone(), o, w.clone(), w]);
 }

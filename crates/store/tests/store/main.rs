@@ -111,3 +111,46 @@ on_both_backends!(
     concurrent_leases_never_overspend,
     invalidations_reach_every_instance,
 );
+
+/// The invalidation channel's text form: what one instance encodes, every other decodes to
+/// the same notice; text it does not recognise drops everything.
+mod invalidation {
+    use proptest::prelude::*;
+    use tollgate_policy::{OrgId, WorkspaceId};
+    use tollgate_store::Invalidation;
+
+    fn id() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_-]{1,64}"
+    }
+
+    fn notice() -> impl Strategy<Value = Invalidation> {
+        prop_oneof![
+            id().prop_map(|s| Invalidation::Workspace(WorkspaceId::parse(&s).unwrap())),
+            id().prop_map(|s| Invalidation::Org(OrgId::parse(&s).unwrap())),
+            (id(), any::<String>())
+                .prop_map(|(o, from)| Invalidation::CreditRecall { org: OrgId::parse(&o).unwrap(), from }),
+            Just(Invalidation::All),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn decode_reads_back_what_encode_wrote(n in notice()) {
+            prop_assert_eq!(Invalidation::decode(&n.encode()), n);
+        }
+
+        #[test]
+        fn unrecognised_text_drops_everything(text in any::<String>()) {
+            let known = ["ws:", "org:", "credit:"].iter().any(|p| text.starts_with(p));
+            prop_assume!(!known);
+            prop_assert_eq!(Invalidation::decode(&text), Invalidation::All);
+        }
+    }
+
+    #[test]
+    fn malformed_ids_drop_everything() {
+        for text in ["ws:", "org:a/b", "credit:acme", "credit::x", "ws:a:b", "*"] {
+            assert_eq!(Invalidation::decode(text), Invalidation::All, "{text:?}");
+        }
+    }
+}

@@ -2,10 +2,10 @@
 
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::{Origin, Scope, SecretState, SecretValue};
-use tollgate_policy::{Micros, SecretName};
+use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
 use tollgate_store::{
-    MasterKey, NewOrg, NewWorkspace, OrgPatch, ProvisionRecord, StoreError, Timestamp, TokenHash, UsageGroup,
-    UsageQuery, UsageRow, WorkspacePatch,
+    Invalidation, LeaseId, MasterKey, NewOrg, NewWorkspace, OrgPatch, ProvisionRecord, StoreError, Timestamp,
+    TokenHash, UsageGroup, UsageQuery, UsageRow, WorkspacePatch,
 };
 
 use crate::Harness;
@@ -22,9 +22,21 @@ fn new_org(n: &str) -> NewOrg {
     NewOrg { name: n.to_owned(), default_billing_mode: None, credit_micros: Micros::new(1_000) }
 }
 
-fn new_ws(org: &str, n: &str) -> NewWorkspace {
+fn oid(s: &str) -> OrgId {
+    OrgId::parse(s).unwrap()
+}
+
+fn wid(s: &str) -> WorkspaceId {
+    WorkspaceId::parse(s).unwrap()
+}
+
+fn lid(s: &str) -> LeaseId {
+    LeaseId::parse(s).unwrap()
+}
+
+fn new_ws(org: &OrgId, n: &str) -> NewWorkspace {
     NewWorkspace {
-        org_id: org.to_owned(),
+        org_id: org.clone(),
         name: n.to_owned(),
         runtime: "claude-code".to_owned(),
         model: Some("MiniMax-M2.7".to_owned()),
@@ -40,7 +52,7 @@ pub async fn orgs_crud_and_unique_names(h: Harness) {
     assert_eq!(a.name, "acme");
     assert_eq!(a.default_billing_mode, Some(BillingMode::Byok));
     assert_eq!(a.credit_micros, Micros::new(1_000));
-    assert_eq!(a.id.len(), 36, "a UUID");
+    assert_eq!(a.id.as_str().len(), 36, "a UUID");
     assert!(matches!(s.create_org(&new_org("acme")).await, Err(StoreError::Conflict(m)) if m.contains("acme")));
     let b = s.create_org(&new_org("beta")).await.unwrap();
     assert_eq!(s.get_org(&a.id).await.unwrap(), a);
@@ -56,8 +68,8 @@ pub async fn orgs_crud_and_unique_names(h: Harness) {
         s.update_org(&b.id, &OrgPatch { name: Some("acme2".into()), ..OrgPatch::default() }).await,
         Err(StoreError::Conflict(_))
     ));
-    assert!(matches!(s.get_org("nope").await, Err(StoreError::NotFound("org"))));
-    assert!(matches!(s.update_org("nope", &OrgPatch::default()).await, Err(StoreError::NotFound("org"))));
+    assert!(matches!(s.get_org(&oid("nope")).await, Err(StoreError::NotFound("org"))));
+    assert!(matches!(s.update_org(&oid("nope"), &OrgPatch::default()).await, Err(StoreError::NotFound("org"))));
 }
 
 pub async fn credit_adjustments_are_atomic_and_recorded(h: Harness) {
@@ -79,7 +91,7 @@ pub async fn credit_adjustments_are_atomic_and_recorded(h: Harness) {
     }
     assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(-500 + 20 * 100 - 20 * 30));
     assert!(matches!(s.adjust_credit(&org.id, Micros::new(i64::MAX), "overflow").await, Err(StoreError::Overflow)));
-    assert!(matches!(s.adjust_credit("nope", Micros::new(1), "x").await, Err(StoreError::NotFound("org"))));
+    assert!(matches!(s.adjust_credit(&oid("nope"), Micros::new(1), "x").await, Err(StoreError::NotFound("org"))));
 }
 
 pub async fn workspaces_crud_and_unique_names_per_org(h: Harness) {
@@ -93,7 +105,7 @@ pub async fn workspaces_crud_and_unique_names_per_org(h: Harness) {
         matches!(s.create_workspace(&new_ws(&a.id, "dev")).await, Err(StoreError::Conflict(m)) if m.contains("dev"))
     );
     s.create_workspace(&new_ws(&b.id, "dev")).await.unwrap();
-    assert!(matches!(s.create_workspace(&new_ws("nope", "x")).await, Err(StoreError::NotFound("org"))));
+    assert!(matches!(s.create_workspace(&new_ws(&oid("nope"), "x")).await, Err(StoreError::NotFound("org"))));
     let w2 = s
         .create_workspace(&NewWorkspace {
             kind: WorkspaceKind::Concierge,
@@ -106,7 +118,7 @@ pub async fn workspaces_crud_and_unique_names_per_org(h: Harness) {
     assert_eq!(s.get_workspace(&w2.id).await.unwrap(), w2);
     assert_eq!(s.list_workspaces(Some(&a.id)).await.unwrap().len(), 2);
     assert_eq!(s.list_workspaces(None).await.unwrap().len(), 3);
-    assert!(matches!(s.list_workspaces(Some("nope")).await, Err(StoreError::NotFound("org"))));
+    assert!(matches!(s.list_workspaces(Some(&oid("nope"))).await, Err(StoreError::NotFound("org"))));
     let p = s
         .update_workspace(
             &w.id,
@@ -126,7 +138,7 @@ pub async fn workspaces_crud_and_unique_names_per_org(h: Harness) {
             .await,
         Err(StoreError::Conflict(_))
     ));
-    assert!(matches!(s.get_workspace("nope").await, Err(StoreError::NotFound("workspace"))));
+    assert!(matches!(s.get_workspace(&wid("nope")).await, Err(StoreError::NotFound("workspace"))));
     assert_eq!(w.spec().runtime, "claude-code");
 }
 
@@ -134,15 +146,15 @@ pub async fn secrets_are_encrypted_listed_and_merged(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    s.put_secret(Scope::Org, &org.id, &name("CLAUDE_CODE_OAUTH_TOKEN"), &value("sk-ant-oat01-org-secret"))
+    s.put_secret(Scope::Org, org.id.as_str(), &name("CLAUDE_CODE_OAUTH_TOKEN"), &value("sk-ant-oat01-org-secret"))
         .await
         .unwrap();
-    s.put_secret(Scope::Org, &org.id, &name("SHARED"), &value("org-shared")).await.unwrap();
-    s.put_secret(Scope::Workspace, &ws.id, &name("SHARED"), &value("ws-shared")).await.unwrap();
-    s.put_secret(Scope::Workspace, &ws.id, &name("MINIMAX_API_KEY"), &value("mm-1")).await.unwrap();
-    s.put_secret(Scope::Workspace, &ws.id, &name("MINIMAX_API_KEY"), &value("mm-2")).await.unwrap();
+    s.put_secret(Scope::Org, org.id.as_str(), &name("SHARED"), &value("org-shared")).await.unwrap();
+    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("SHARED"), &value("ws-shared")).await.unwrap();
+    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("MINIMAX_API_KEY"), &value("mm-1")).await.unwrap();
+    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("MINIMAX_API_KEY"), &value("mm-2")).await.unwrap();
     let listed: Vec<String> =
-        s.list_secrets(Scope::Workspace, &ws.id).await.unwrap().into_iter().map(|m| m.name).collect();
+        s.list_secrets(Scope::Workspace, ws.id.as_str()).await.unwrap().into_iter().map(|m| m.name).collect();
     assert_eq!(listed, ["MINIMAX_API_KEY", "SHARED"]);
     let merged = s.merged_secrets(&ws).await.unwrap();
     assert_eq!(merged.len(), 3);
@@ -161,9 +173,9 @@ pub async fn secrets_are_encrypted_listed_and_merged(h: Harness) {
         crate::Backend::Postgres => false,
     };
     assert!(!raw_contains, "a secret value is stored in clear");
-    s.delete_secret(Scope::Workspace, &ws.id, &name("SHARED")).await.unwrap();
+    s.delete_secret(Scope::Workspace, ws.id.as_str(), &name("SHARED")).await.unwrap();
     assert!(matches!(
-        s.delete_secret(Scope::Workspace, &ws.id, &name("SHARED")).await,
+        s.delete_secret(Scope::Workspace, ws.id.as_str(), &name("SHARED")).await,
         Err(StoreError::NotFound("secret"))
     ));
     let merged = s.merged_secrets(&ws).await.unwrap();
@@ -183,8 +195,8 @@ pub async fn ciphertext_moved_to_another_row_is_unreadable(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    s.put_secret(Scope::Workspace, &ws.id, &name("MINIMAX_API_KEY"), &value("mm-key")).await.unwrap();
-    s.put_secret(Scope::Workspace, &ws.id, &name("OTHER"), &value("other")).await.unwrap();
+    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("MINIMAX_API_KEY"), &value("mm-key")).await.unwrap();
+    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("OTHER"), &value("other")).await.unwrap();
     // Copy MINIMAX_API_KEY's nonce and ciphertext onto OTHER's row.
     h.raw(&format!(
         "UPDATE secrets SET nonce = (SELECT nonce FROM secrets WHERE owner_id = '{id}' AND name = 'MINIMAX_API_KEY'), \
@@ -202,7 +214,7 @@ pub async fn another_master_key_makes_every_secret_unreadable(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    s.put_secret(Scope::Org, &org.id, &name("A"), &value("a")).await.unwrap();
+    s.put_secret(Scope::Org, org.id.as_str(), &name("A"), &value("a")).await.unwrap();
     let other = h.reopen(MasterKey::generate().unwrap()).await;
     let merged = other.merged_secrets(&ws).await.unwrap();
     assert!(matches!(merged.get("A").map(|m| &m.state), Some(SecretState::Unreadable)));
@@ -239,7 +251,7 @@ pub async fn provision_swaps_tokens_atomically(h: Harness) {
     assert_eq!(s.get_workspace(&ws.id).await.unwrap().model.as_deref(), Some("platform/sonnet"), "nothing half-done");
     assert_eq!(s.workspace_for_token(&t2).await.unwrap().map(|w| w.id), Some(ws.id.clone()));
     assert!(matches!(
-        s.record_provision("nope", &record(TokenHash::of("x"), "m")).await,
+        s.record_provision(&wid("nope"), &record(TokenHash::of("x"), "m")).await,
         Err(StoreError::NotFound("workspace"))
     ));
 }
@@ -248,7 +260,7 @@ pub async fn delete_workspace_removes_its_secrets_and_tokens(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    s.put_secret(Scope::Workspace, &ws.id, &name("A"), &value("a")).await.unwrap();
+    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("A"), &value("a")).await.unwrap();
     let t = TokenHash::of("tg_ws_x");
     s.record_provision(
         &ws.id,
@@ -263,7 +275,7 @@ pub async fn delete_workspace_removes_its_secrets_and_tokens(h: Harness) {
     assert!(matches!(s.delete_workspace(&ws.id).await, Err(StoreError::NotFound("workspace"))));
     // The name is free again.
     let again = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    assert!(s.list_secrets(Scope::Workspace, &again.id).await.unwrap().is_empty());
+    assert!(s.list_secrets(Scope::Workspace, again.id.as_str()).await.unwrap().is_empty());
 }
 
 pub async fn admin_token_hash_round_trip(h: Harness) {
@@ -278,7 +290,7 @@ pub async fn admin_token_hash_round_trip(h: Harness) {
 pub async fn data_survives_a_reopen(h: Harness) {
     let org = h.store.create_org(&new_org("acme")).await.unwrap();
     let ws = h.store.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    h.store.put_secret(Scope::Workspace, &ws.id, &name("A"), &value("kept")).await.unwrap();
+    h.store.put_secret(Scope::Workspace, ws.id.as_str(), &name("A"), &value("kept")).await.unwrap();
     let again = h.reopen(MasterKey::from_base64(&h.key_b64).unwrap()).await;
     assert_eq!(again.get_org(&org.id).await.unwrap(), org, "migrations re-run cleanly and the data is there");
     assert_eq!(again.get_workspace(&ws.id).await.unwrap(), ws);
@@ -335,8 +347,7 @@ pub async fn usage_groups_the_ledger(h: Harness) {
         ))
         .await;
     }
-    let q =
-        |group_by, org: Option<&str>| UsageQuery { org_id: org.map(str::to_owned), group_by, ..UsageQuery::default() };
+    let q = |group_by, org: Option<&str>| UsageQuery { org_id: org.map(oid), group_by, ..UsageQuery::default() };
     let by_day = h.store.usage(&q(UsageGroup::Day, Some("o1"))).await.unwrap();
     let d1 = Timestamp(day1).rfc3339()[..10].to_owned();
     let d2 = Timestamp(day2).rfc3339()[..10].to_owned();
@@ -383,17 +394,17 @@ pub async fn usage_groups_the_ledger(h: Harness) {
         .unwrap();
     assert_eq!(windowed.iter().map(|r| (r.key.as_str(), r.requests)).collect::<Vec<_>>(), [(d2.as_str(), 2)]);
     let one_ws =
-        h.store.usage(&UsageQuery { workspace_id: Some("w9".into()), ..q(UsageGroup::Model, None) }).await.unwrap();
+        h.store.usage(&UsageQuery { workspace_id: Some(wid("w9")), ..q(UsageGroup::Model, None) }).await.unwrap();
     assert_eq!(one_ws.len(), 1);
     assert!(h.store.usage(&q(UsageGroup::Day, Some("nobody"))).await.unwrap().is_empty());
     assert_eq!(UsageGroup::parse("model"), Some(UsageGroup::Model));
     assert_eq!(UsageGroup::parse("week"), None);
 }
 
-fn lease(lease_id: &str, org: &str, need: i64, want: i64) -> tollgate_store::LeaseRequest {
+fn lease(lease_id: &str, org: &OrgId, need: i64, want: i64) -> tollgate_store::LeaseRequest {
     tollgate_store::LeaseRequest {
-        lease_id: lease_id.to_owned(),
-        org_id: org.to_owned(),
+        lease_id: lid(lease_id),
+        org_id: org.clone(),
         need: Micros::new(need),
         want: Micros::new(want),
         ttl: std::time::Duration::from_secs(60),
@@ -415,8 +426,8 @@ fn settlement(cost: i64, status: Option<u16>) -> tollgate_store::Settlement {
 
 fn entry(id: &str, cost: i64, status: Option<u16>) -> tollgate_store::LedgerEntry {
     tollgate_store::LedgerEntry {
-        request_id: id.to_owned(),
-        workspace_id: "ws".to_owned(),
+        request_id: tollgate_store::RequestId::parse(id).unwrap(),
+        workspace_id: wid("ws"),
         model: "platform/sonnet".to_owned(),
         reserved: Micros::new(100),
         settlement: settlement(cost, status),
@@ -453,21 +464,21 @@ pub async fn credit_is_leased_recorded_and_returned(h: Harness) {
     refused.rejected = true;
     refused.reserved = Micros::ZERO;
     let rows = [entry("r1", 40, Some(200)), refused];
-    assert!(s.record_usage("a", &org.id, &rows, ttl).await.unwrap());
+    assert!(s.record_usage(&lid("a"), &org.id, &rows, ttl).await.unwrap());
     assert_eq!(shown().await, 960);
     assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(115));
-    assert!(s.record_usage("a", &org.id, &rows, ttl).await.unwrap(), "a retried batch");
+    assert!(s.record_usage(&lid("a"), &org.id, &rows, ttl).await.unwrap(), "a retried batch");
     assert_eq!(shown().await, 960, "rows already written are not charged again");
     // Returning unspent credit.
-    assert!(s.release_lease("a", Some(Micros::new(50)), ttl).await.unwrap());
+    assert!(s.release_lease(&lid("a"), Some(Micros::new(50)), ttl).await.unwrap());
     assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(65));
     assert_eq!(shown().await, 960);
-    assert!(s.release_lease("a", None, ttl).await.unwrap());
+    assert!(s.release_lease(&lid("a"), None, ttl).await.unwrap());
     assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(10), "lease b is untouched");
-    assert!(!s.release_lease("a", None, ttl).await.unwrap(), "closed already");
+    assert!(!s.release_lease(&lid("a"), None, ttl).await.unwrap(), "closed already");
     assert_eq!(shown().await, 960);
     // A row recorded after its lease is gone is charged to the balance.
-    assert!(!s.record_usage("a", &org.id, &[entry("r3", 7, None)], ttl).await.unwrap());
+    assert!(!s.record_usage(&lid("a"), &org.id, &[entry("r3", 7, None)], ttl).await.unwrap());
     assert_eq!(shown().await, 953);
     // An expired lease is reclaimed by anyone; a live one is not.
     let mut short = lease("c", &org.id, 5, 5);
@@ -477,7 +488,7 @@ pub async fn credit_is_leased_recorded_and_returned(h: Harness) {
     assert_eq!(s.reclaim_expired_leases().await.unwrap(), 1);
     assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(10));
     assert_eq!(shown().await, 953);
-    assert!(matches!(s.lease_credit(&lease("z", "no-org", 1, 1)).await, Err(StoreError::NotFound("org"))));
+    assert!(matches!(s.lease_credit(&lease("z", &oid("no-org"), 1, 1)).await, Err(StoreError::NotFound("org"))));
     // Adjustments see the leased credit too.
     assert_eq!(s.adjust_credit(&org.id, Micros::new(47), "top-up").await.unwrap(), Micros::new(1_000));
     let usage = s
@@ -529,7 +540,12 @@ pub async fn concurrent_leases_never_overspend(h: Harness) {
             let org_id = org.id.clone();
             tasks.push(tokio::spawn(async move {
                 store
-                    .record_usage("a", &org_id, &[entry(&format!("c{i}"), 30, Some(200))], Duration::from_secs(60))
+                    .record_usage(
+                        &lid("a"),
+                        &org_id,
+                        &[entry(&format!("c{i}"), 30, Some(200))],
+                        Duration::from_secs(60),
+                    )
                     .await
             }));
         }
@@ -538,8 +554,8 @@ pub async fn concurrent_leases_never_overspend(h: Harness) {
         t.await.unwrap().unwrap();
     }
     assert_eq!(h.store.get_org(&org.id).await.unwrap().credit_micros, Micros::new(700), "each charged once");
-    assert_eq!(h.store.release_lease("a", None, Duration::ZERO).await.unwrap(), opened.contains("a"));
-    assert_eq!(other.release_lease("b", None, Duration::ZERO).await.unwrap(), opened.contains("b"));
+    assert_eq!(h.store.release_lease(&lid("a"), None, Duration::ZERO).await.unwrap(), opened.contains("a"));
+    assert_eq!(other.release_lease(&lid("b"), None, Duration::ZERO).await.unwrap(), opened.contains("b"));
     assert_eq!(h.store.leased_credit(&org.id).await.unwrap(), Micros::ZERO);
     assert_eq!(h.store.get_org(&org.id).await.unwrap().credit_micros, Micros::new(700));
     let usage = h.store.usage(&UsageQuery { org_id: Some(org.id.clone()), ..UsageQuery::default() }).await.unwrap();
@@ -550,16 +566,17 @@ pub async fn concurrent_leases_never_overspend(h: Harness) {
 /// across instances (LISTEN/NOTIFY).
 pub async fn invalidations_reach_every_instance(h: Harness) {
     use std::time::Duration;
-    let recv = |mut rx: tokio::sync::broadcast::Receiver<String>| async move {
+    let recv = |mut rx: tokio::sync::broadcast::Receiver<Invalidation>| async move {
         tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("an invalidation within 10 s").unwrap()
     };
     let rx = h.store.invalidations().await.unwrap();
-    h.store.publish_invalidation("ws:1").await.unwrap();
-    assert_eq!(recv(rx).await, "ws:1");
+    h.store.publish_invalidation(&Invalidation::Workspace(wid("w1"))).await.unwrap();
+    assert_eq!(recv(rx).await, Invalidation::Workspace(wid("w1")));
     if h.backend == crate::Backend::Postgres {
         let other = h.reopen(MasterKey::from_base64(&h.key_b64).unwrap()).await;
         let rx_other = other.invalidations().await.unwrap();
-        h.store.publish_invalidation("org:2").await.unwrap();
-        assert_eq!(recv(rx_other).await, "org:2", "another instance hears it");
+        let recall = Invalidation::CreditRecall { org: oid("o2"), from: "instance-1".to_owned() };
+        h.store.publish_invalidation(&recall).await.unwrap();
+        assert_eq!(recv(rx_other).await, recall, "another instance hears it, through the channel's text");
     }
 }
