@@ -59,12 +59,10 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         Some(u) => u.clone(),
         None => format!("sqlite://{}", args.data_dir.join("tollgate.db").display()),
     };
-    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(CliError::config("--database-url must start with postgres:// or sqlite://"));
-    }
-    let store = tollgate_store::connect(&url, key)
-        .await
-        .map_err(|e| CliError::failure(format!("cannot open the database: {e}")))?;
+    let store = tollgate_store::connect(&url, key).await.map_err(|e| match e {
+        tollgate_store::StoreError::Config(m) => CliError::config(format!("--database-url: {m}")),
+        e => CliError::failure(format!("cannot open the database: {e}")),
+    })?;
     let admin_env = std::env::var("TOLLGATE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
     let generated = tollgate_server::bootstrap_admin_token(store.as_ref(), admin_env.as_deref())
         .await

@@ -173,10 +173,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => Self::not_found(what),
             StoreError::Conflict(message) => Self::new(ApiErrorCode::Conflict, message),
             StoreError::Overflow => Self::new(ApiErrorCode::InvalidCredit, "the new balance would overflow"),
-            StoreError::Database(
-                ref
-                db @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)),
-            ) => {
+            StoreError::Unavailable(ref db) => {
                 tracing::warn!(error = %db, "the database is unavailable");
                 Self::new(ApiErrorCode::Unavailable, "the database is unavailable; try again later")
             }

@@ -43,6 +43,13 @@ impl Timestamp {
     }
 }
 
+impl From<i64> for Timestamp {
+    /// Milliseconds since the Unix epoch, as stored.
+    fn from(ms: i64) -> Self {
+        Self(ms)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.rfc3339())
@@ -157,11 +164,12 @@ pub struct WorkspacePatch {
 }
 
 /// A secret's name and when it was last set. Never its value.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct SecretMeta {
     /// The name.
     pub name: String,
     /// Last write.
+    #[sqlx(try_from = "i64")]
     pub updated_at: Timestamp,
 }
 
@@ -179,17 +187,20 @@ pub struct ProvisionRecord {
 }
 
 /// A stored provision: what was decided, and when.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Provision {
     /// UUID.
     pub id: String,
     /// The workspace.
+    #[sqlx(try_from = "String")]
     pub workspace_id: WorkspaceId,
     /// The request's model.
     pub request_model: Option<String>,
     /// The resolution JSON.
+    #[sqlx(rename = "resolution")]
     pub resolution_json: String,
     /// When.
+    #[sqlx(try_from = "i64")]
     pub created_at: Timestamp,
 }
 
@@ -269,7 +280,7 @@ pub struct UsageQuery {
 }
 
 /// Totals of one group of proxied requests (failed ones included).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageRow {
     /// The day, model or workspace id.
     pub key: String,
@@ -372,12 +383,33 @@ pub enum StoreError {
     /// Encryption failed (never "could not decrypt": that is `SecretState::Unreadable`).
     #[error("encryption failed")]
     Crypto,
+    /// The database cannot be reached now (pool timeout or closed, IO, TLS): an outage,
+    /// worth retrying later, not a fault of the request.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database URL or connection options are malformed: fix the configuration.
+    #[error("{0}")]
+    Config(String),
     /// The database failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     /// Migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Sorts a driver error into what a caller acts on: an outage, a configuration error, or
+    /// any other database failure.
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                Self::Unavailable(e)
+            }
+            sqlx::Error::Configuration(c) => Self::Config(format!("invalid database URL: {c}")),
+            other => Self::Database(other),
+        }
+    }
 }
 
 /// Shorthand.

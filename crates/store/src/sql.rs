@@ -121,14 +121,17 @@ impl PgStore {
     }
 }
 
-/// Opens the store a database URL names: `postgres://...` or `sqlite://...`.
+/// Opens the store a database URL names: `postgres://...` (or `postgresql://`) or
+/// `sqlite:...`. Any other scheme, or a URL the driver cannot read, is
+/// [`StoreError::Config`]; a database that does not answer is [`StoreError::Unavailable`].
+/// This is the one place a database URL is checked.
 pub async fn connect(url: &str, key: MasterKey) -> Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::connect(url, key).await?))
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url, key).await?))
     } else {
-        Err(StoreError::Conflict("the database URL must start with postgres:// or sqlite://".to_owned()))
+        Err(StoreError::Config("the database URL must start with postgres:// or sqlite://".to_owned()))
     }
 }
 
@@ -157,7 +160,7 @@ fn unique(e: sqlx::Error, message: &str) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message.to_owned()),
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("org"),
-        _ => StoreError::Database(e),
+        _ => StoreError::from(e),
     }
 }
 
@@ -451,14 +454,12 @@ macro_rules! impl_store {
 
             async fn list_secrets(&self, scope: Scope, owner_id: &str) -> Result<Vec<SecretMeta>> {
                 self.owner_exists(scope, owner_id).await?;
-                let rows = sqlx::query("SELECT name, updated_at FROM secrets WHERE scope = $1 AND owner_id = $2 ORDER BY name")
+                let sql = "SELECT name, updated_at FROM secrets WHERE scope = $1 AND owner_id = $2 ORDER BY name";
+                Ok(sqlx::query_as::<_, SecretMeta>(sql)
                     .bind(scope.as_str())
                     .bind(owner_id)
                     .fetch_all(&self.pool)
-                    .await?;
-                rows.iter()
-                    .map(|r| Ok(SecretMeta { name: r.try_get("name")?, updated_at: Timestamp(r.try_get("updated_at")?) }))
-                    .collect()
+                    .await?)
             }
 
             async fn merged_secrets(&self, workspace: &Workspace) -> Result<MergedSecrets> {
@@ -530,24 +531,13 @@ macro_rules! impl_store {
             }
 
             async fn list_provisions(&self, workspace_id: &WorkspaceId) -> Result<Vec<Provision>> {
-                let rows = sqlx::query(
+                Ok(sqlx::query_as::<_, Provision>(
                     "SELECT id, workspace_id, request_model, resolution, created_at FROM provisions \
                      WHERE workspace_id = $1 ORDER BY seq",
                 )
                 .bind(workspace_id.as_str())
                 .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(Provision {
-                            id: r.try_get("id")?,
-                            workspace_id: parse_workspace_id(r.try_get("workspace_id")?)?,
-                            request_model: r.try_get("request_model")?,
-                            resolution_json: r.try_get("resolution")?,
-                            created_at: Timestamp(r.try_get("created_at")?),
-                        })
-                    })
-                    .collect()
+                .await?)
             }
 
             async fn workspace_for_token(&self, hash: &TokenHash) -> Result<Option<Workspace>> {
@@ -790,27 +780,13 @@ macro_rules! impl_store {
                      AND (CAST($3 AS BIGINT) IS NULL OR created_at >= $3) AND (CAST($4 AS BIGINT) IS NULL OR created_at < $4) \
                      GROUP BY {key} ORDER BY {key}"
                 );
-                let rows = sqlx::query(&sql)
+                Ok(sqlx::query_as::<_, UsageRow>(&sql)
                     .bind(query.org_id.as_ref().map(OrgId::as_str))
                     .bind(query.workspace_id.as_ref().map(WorkspaceId::as_str))
                     .bind(query.since.map(|t| t.0))
                     .bind(query.until.map(|t| t.0))
                     .fetch_all(&self.pool)
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(UsageRow {
-                            key: r.try_get("key")?,
-                            requests: r.try_get("requests")?,
-                            errors: r.try_get("errors")?,
-                            input_tokens: r.try_get("input_tokens")?,
-                            output_tokens: r.try_get("output_tokens")?,
-                            cache_write_tokens: r.try_get("cache_write_tokens")?,
-                            cache_read_tokens: r.try_get("cache_read_tokens")?,
-                            cost_micros: r.try_get("cost_micros")?,
-                        })
-                    })
-                    .collect()
+                    .await?)
             }
 
             async fn admin_token_hash(&self) -> Result<Option<TokenHash>> {

@@ -154,3 +154,14 @@ mod invalidation {
         }
     }
 }
+
+/// A URL no backend reads is a configuration error (not a conflict, not an outage), and the
+/// error does not echo the URL, which may hold a password.
+#[tokio::test]
+async fn a_malformed_database_url_is_a_configuration_error() {
+    for url in ["mysql://u:hunter2@x/db", "", "postgres://u:hunter2@x:notaport/db"] {
+        let err = tollgate_store::connect(url, MasterKey::from_base64(&key_b64()).unwrap()).await.unwrap_err();
+        assert!(matches!(err, tollgate_store::StoreError::Config(_)), "{url:?}: {err:?}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}
