@@ -108,7 +108,8 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
             tracing::warn!(upstream = %name, key_env = %target.key_env, "no platform key: the proxy answers 502 for this upstream's models");
         }
     }
-    let proxy = tollgate_proxy::Proxy::new(store.clone(), registry.clone(), public_url.clone(), config);
+    let proxy = tollgate_proxy::Proxy::new(store.clone(), registry.clone(), public_url.clone(), config)
+        .map_err(CliError::failure)?;
     let follower = proxy.clone();
     tokio::spawn(async move { follower.follow_invalidations().await });
     let state = tollgate_server::AppState::new(store, registry, public_url).with_proxy(proxy.clone());

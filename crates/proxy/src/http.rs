@@ -113,6 +113,12 @@ struct Authorized {
     mode: Option<BillingMode>,
 }
 
+/// The proxy's HTTP client could not be built (e.g. the TLS backend failed to initialise).
+/// The proxy does not start without it rather than run without its timeouts.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the proxy's HTTP client: {0}")]
+pub struct ClientBuildError(#[source] reqwest::Error);
+
 /// The metering proxy. Cheap to clone.
 #[derive(Clone)]
 pub struct Proxy {
@@ -139,7 +145,16 @@ impl Proxy {
     /// A proxy over `store`, charging with `registry`'s prices and forwarding per `config`.
     /// Call it within a Tokio runtime: it starts the credit bookkeeping task (see
     /// [`crate::credit`]), which lives as long as the proxy.
-    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, public_url: PublicUrl, config: ProxyConfig) -> Self {
+    ///
+    /// # Errors
+    /// [`ClientBuildError`] when the upstream HTTP client (with its connect and read
+    /// timeouts) cannot be built.
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        public_url: PublicUrl,
+        config: ProxyConfig,
+    ) -> Result<Self, ClientBuildError> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             // Per read, not per request: a long stream lives as long as bytes keep coming.
@@ -147,14 +162,14 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
             .build()
-            .unwrap_or_default();
+            .map_err(ClientBuildError)?;
         let cache = moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(AUTH_CACHE_TTL)
             .support_invalidation_closures()
             .build();
         let credit = Credit::new(store.clone(), config.credit.clone());
-        Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache, credit }) }
+        Ok(Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache, credit }) })
     }
 
     /// The proxy's routes: `POST /anthropic/v1/messages` (any query string),

@@ -59,7 +59,7 @@ pub mod sse;
 pub mod strip;
 
 pub use credit::{Credit, CreditConfig};
-pub use http::{DEFAULT_MAX_OUTPUT_TOKENS, MAX_REQUEST_BYTES, Proxy, ProxyConfig, UpstreamTarget};
+pub use http::{ClientBuildError, DEFAULT_MAX_OUTPUT_TOKENS, MAX_REQUEST_BYTES, Proxy, ProxyConfig, UpstreamTarget};
 pub use meter::{AnthropicMeter, Meter, OpenAiMeter};
 pub use rewrite::{
     RewriteError, ensure_include_usage, estimate_input_tokens, max_output_tokens, parse_request, requested_model,

@@ -77,7 +77,7 @@ pub async fn start_proxy(store: Arc<dyn Store>, upstream_url: &str) -> (Proxy, S
         "TOLLGATE_UPSTREAM_OPENAI_KEY" => Some(OPENAI_KEY.to_owned()),
         _ => None,
     });
-    let proxy = Proxy::new(store, registry, PublicUrl::parse("http://tollgate.test").unwrap(), config);
+    let proxy = Proxy::new(store, registry, PublicUrl::parse("http://tollgate.test").unwrap(), config).unwrap();
     let follower = proxy.clone();
     tokio::spawn(async move { follower.follow_invalidations().await });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
