@@ -14,7 +14,7 @@ use crate::exit::{self, CliError};
 
 /// Arguments of `tollgate admin`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The Tollgate server.
     #[arg(long, env = "TOLLGATE_ADMIN_URL", default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
@@ -192,7 +192,7 @@ enum SecretCommand {
 }
 
 /// Runs `tollgate admin`.
-pub fn run(args: &Args) -> Result<ExitCode, CliError> {
+pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
     let token = args.token.clone().filter(|t| !t.is_empty()).ok_or_else(|| {
         CliError::config("no admin token: set TOLLGATE_ADMIN_TOKEN or pass --token (serve prints one at first start)")
     })?;

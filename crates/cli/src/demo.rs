@@ -8,7 +8,7 @@ use tollgate_store::{NewOrg, NewWorkspace, ResolutionInputs, Store, StoreError};
 use crate::exit::CliError;
 
 /// The demo org's name.
-pub const DEMO_ORG: &str = "demo";
+pub(crate) const DEMO_ORG: &str = "demo";
 
 struct DemoWorkspace {
     name: &'static str,
@@ -69,7 +69,7 @@ fn secret(name: &str, value: &str) -> Result<(SecretName, SecretValue), CliError
 
 /// Seeds the demo org (idempotently: an existing one is reused) and returns a table of the
 /// resolutions of its workspaces.
-pub async fn seed(store: &dyn Store, registry: &Registry, public_url: &PublicUrl) -> Result<String, CliError> {
+pub(crate) async fn seed(store: &dyn Store, registry: &Registry, public_url: &PublicUrl) -> Result<String, CliError> {
     let org = match store.list_orgs().await.map_err(fail)?.into_iter().find(|o| o.name == DEMO_ORG) {
         Some(org) => org,
         None => {

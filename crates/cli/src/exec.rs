@@ -29,7 +29,7 @@ mod secrets_dir;
 
 /// Arguments of `tollgate exec`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Pull the workspace's plan from TOLLGATE_URL with TOLLGATE_WORKSPACE_ID and
     /// TOLLGATE_WORKSPACE_TOKEN, and overlay it on the inherited environment.
     #[arg(long)]
@@ -76,7 +76,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Runs `tollgate exec`. On success it does not return: the process becomes the command.
-pub fn run(args: &Args) -> Result<ExitCode, CliError> {
+pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
     let registry = crate::registry::load(args.registry.as_deref())?;
     let (inherited_env, inherited) = Inherited::read();
     let (env, pulled) = if args.pull {

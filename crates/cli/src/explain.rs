@@ -11,7 +11,7 @@ use crate::exit::{self, CliError};
 
 /// Arguments of `tollgate explain`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The scenario file (YAML; see DESIGN.md section 10).
     #[arg(long, value_name = "FILE")]
     scenario: PathBuf,
@@ -30,7 +30,7 @@ enum Format {
 }
 
 /// Runs `explain`.
-pub fn run(args: &Args) -> Result<ExitCode, CliError> {
+pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
     let path = &args.scenario;
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::config(format!("cannot read scenario {}: {e}", path.display())))?;

@@ -1,7 +1,7 @@
 //! Logging for long-running commands: `RUST_LOG` (default `info`) to standard error.
 
 /// Installs the global subscriber once; later calls are no-ops.
-pub fn init() {
+pub(crate) fn init() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -8,7 +8,7 @@ use tollgate_policy::registry::DEFAULT_REGISTRY_NAME;
 use crate::exit::CliError;
 
 /// Loads a registry file, or the embedded one.
-pub fn load(path: Option<&Path>) -> Result<Registry, CliError> {
+pub(crate) fn load(path: Option<&Path>) -> Result<Registry, CliError> {
     match path {
         None => Registry::embedded().map_err(|e| CliError::config(format!("{DEFAULT_REGISTRY_NAME} is invalid:\n{e}"))),
         Some(p) => {

@@ -7,7 +7,7 @@ use tollgate_policy::Resolution;
 
 /// A resolution as text: mode, provider, model, a table of kept and dropped credentials with
 /// reasons, the env plan (values as given: callers pass them redacted) and the trace.
-pub fn resolution(r: &Resolution, env: Option<BTreeMap<String, String>>) -> String {
+pub(crate) fn resolution(r: &Resolution, env: Option<BTreeMap<String, String>>) -> String {
     let mut out = String::new();
     match (&r.error, r.resolved_mode, r.source) {
         (Some(e), _, _) => {
@@ -55,7 +55,7 @@ pub fn resolution(r: &Resolution, env: Option<BTreeMap<String, String>>) -> Stri
 }
 
 /// A resolution given as API JSON, as text (unparseable input is shown as JSON).
-pub fn resolution_json(v: &serde_json::Value) -> String {
+pub(crate) fn resolution_json(v: &serde_json::Value) -> String {
     match serde_json::from_value::<Resolution>(v.clone()) {
         Ok(r) => resolution(&r, None),
         Err(_) => format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default()),
@@ -63,7 +63,7 @@ pub fn resolution_json(v: &serde_json::Value) -> String {
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
-pub fn table<S: AsRef<str>>(rows: &[Vec<S>]) -> String {
+pub(crate) fn table<S: AsRef<str>>(rows: &[Vec<S>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.as_ref().chars().count()).max().unwrap_or(0))

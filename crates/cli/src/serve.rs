@@ -13,7 +13,7 @@ use crate::exit::{self, CliError};
 
 /// Arguments of `tollgate serve` (DESIGN.md section 11).
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Address to listen on.
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 /// Runs `tollgate serve` until SIGTERM or Ctrl-C.
-pub fn run(args: &Args) -> Result<ExitCode, CliError> {
+pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
     crate::logging::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 32_000;
 /// The largest request body the proxy accepts.
 pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 /// How long an authorisation stays cached without an invalidation.
-pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
+pub(crate) const AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// Where one platform upstream is and the key the proxy sends it.
 #[derive(Clone)]

@@ -18,7 +18,7 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
 
 /// A tenant.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Org {
+pub(crate) struct Org {
     /// UUID.
     pub id: String,
     /// Unique name.
@@ -49,7 +49,7 @@ impl From<&tollgate_store::Org> for Org {
 
 /// An agent workspace.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Workspace {
+pub(crate) struct Workspace {
     /// UUID.
     pub id: String,
     /// Owning org.
@@ -91,7 +91,7 @@ impl From<&tollgate_store::Workspace> for Workspace {
 
 /// A secret's name and last write; never its value.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SecretMeta {
+pub(crate) struct SecretMeta {
     /// The name.
     pub name: String,
     /// RFC 3339.
@@ -106,7 +106,7 @@ impl From<&tollgate_store::SecretMeta> for SecretMeta {
 
 /// An org's balance.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Credit {
+pub(crate) struct Credit {
     /// Balance in micro-USD after the adjustment.
     pub credit_micros: i64,
 }
@@ -114,7 +114,7 @@ pub struct Credit {
 /// `POST /admin/orgs`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateOrg {
+pub(crate) struct CreateOrg {
     /// Unique name: 1 to 200 characters, no control characters.
     pub name: String,
     /// The mode for workspaces with no provider.
@@ -129,7 +129,7 @@ pub struct CreateOrg {
 /// `PATCH /admin/orgs/{org}`: absent fields are left as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PatchOrg {
+pub(crate) struct PatchOrg {
     /// New name.
     #[serde(default)]
     pub name: Option<String>,
@@ -142,7 +142,7 @@ pub struct PatchOrg {
 /// `POST /admin/orgs/{org}/credit`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreditAdjustment {
+pub(crate) struct CreditAdjustment {
     /// Micro-USD to add (negative to remove); |delta| at most 10^15.
     pub delta_micros: i64,
     /// Why, for the record; not empty.
@@ -152,7 +152,7 @@ pub struct CreditAdjustment {
 /// `PUT .../secrets/{name}`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PutSecret {
+pub(crate) struct PutSecret {
     /// The value: at most 64 KiB, no NUL. Stored encrypted; never returned by a read.
     pub value: String,
 }
@@ -166,7 +166,7 @@ impl std::fmt::Debug for PutSecret {
 /// `POST /admin/workspaces`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateWorkspace {
+pub(crate) struct CreateWorkspace {
     /// Owning org.
     pub org_id: String,
     /// Unique within the org: 1 to 200 characters, no control characters.
@@ -189,7 +189,7 @@ pub struct CreateWorkspace {
 /// `PATCH /admin/workspaces/{ws}`: absent fields are left as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PatchWorkspace {
+pub(crate) struct PatchWorkspace {
     /// New name.
     #[serde(default)]
     pub name: Option<String>,
@@ -213,7 +213,7 @@ pub struct PatchWorkspace {
 /// `GET /admin/workspaces` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListWorkspaces {
+pub(crate) struct ListWorkspaces {
     /// Only the workspaces of this org (empty or absent: all).
     pub org_id: Option<String>,
 }
@@ -221,7 +221,7 @@ pub struct ListWorkspaces {
 /// `POST /admin/workspaces/{ws}/provision`; the body may be empty.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ProvisionRequest {
+pub(crate) struct ProvisionRequest {
     /// The model to provision with; it becomes the workspace's model when provisioning
     /// succeeds. Empty or absent: the workspace's own.
     #[serde(default)]
@@ -230,7 +230,7 @@ pub struct ProvisionRequest {
 
 /// A rendered environment: real values, serialised only into the provision and pull
 /// responses. Held as `SecretString`s, zeroized on drop.
-pub struct Env(pub BTreeMap<String, SecretString>);
+pub(crate) struct Env(pub BTreeMap<String, SecretString>);
 
 impl Serialize for Env {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -246,7 +246,7 @@ impl std::fmt::Debug for Env {
 
 /// The body of a successful provision.
 #[derive(Debug, Serialize)]
-pub struct Provisioned {
+pub(crate) struct Provisioned {
     /// The resolution.
     pub resolution: Resolution,
     /// The environment, with the new token filled in.
@@ -262,7 +262,7 @@ fn expose_token<S: Serializer>(t: &WorkspaceToken, s: S) -> Result<S::Ok, S::Err
 
 /// The body of a successful pull.
 #[derive(Debug, Serialize)]
-pub struct Pulled {
+pub(crate) struct Pulled {
     /// The resolution.
     pub resolution: Resolution,
     /// The environment, with the presented token filled in.
@@ -271,13 +271,13 @@ pub struct Pulled {
 
 /// `GET /healthz`, `GET /readyz`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Status {
+pub(crate) struct Status {
     /// `ok` or `ready`.
     pub status: &'static str,
 }
 
 /// Schema-only types: shapes serialised by other crates, documented here.
-pub mod doc {
+pub(crate) mod doc {
     #![expect(dead_code, reason = "these types exist only to describe JSON in the OpenAPI document")]
 
     use std::collections::BTreeMap;
@@ -288,7 +288,7 @@ pub mod doc {
     #[derive(ToSchema)]
     #[schema(as = BillingMode)]
     #[serde(rename_all = "snake_case")]
-    pub enum BillingMode {
+    pub(crate) enum BillingMode {
         /// Through the Tollgate proxy, charged to the org's credit.
         PlatformManaged,
         /// Directly to the provider with the customer's own key.
@@ -301,7 +301,7 @@ pub mod doc {
     #[derive(ToSchema)]
     #[schema(as = WorkspaceKind)]
     #[serde(rename_all = "snake_case")]
-    pub enum WorkspaceKind {
+    pub(crate) enum WorkspaceKind {
         /// An ordinary agent.
         Agent,
         /// The platform's concierge, pinned to the platform unless told otherwise.
@@ -311,7 +311,7 @@ pub mod doc {
     /// Where the resolved mode came from.
     #[derive(ToSchema)]
     #[serde(rename_all = "snake_case")]
-    pub enum ModeSource {
+    pub(crate) enum ModeSource {
         /// The workspace's own `billing_mode`.
         Explicit,
         /// A workspace secret `LLM_PROVIDER`.
@@ -329,7 +329,7 @@ pub mod doc {
     /// Where the effective model came from.
     #[derive(ToSchema)]
     #[serde(rename_all = "snake_case")]
-    pub enum ModelSource {
+    pub(crate) enum ModelSource {
         /// The provision request.
         Request,
         /// The workspace's `model`.
@@ -341,7 +341,7 @@ pub mod doc {
     /// Where a credential came from.
     #[derive(ToSchema)]
     #[serde(rename_all = "snake_case")]
-    pub enum Origin {
+    pub(crate) enum Origin {
         /// An org secret.
         Org,
         /// A workspace secret.
@@ -353,7 +353,7 @@ pub mod doc {
     /// The codes of a failed resolution (answered 422 by provision and the pull).
     #[derive(ToSchema)]
     #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-    pub enum ResolutionCode {
+    pub(crate) enum ResolutionCode {
         /// `LLM_PROVIDER` names no provider of the registry.
         UnknownProvider,
         /// No provider serves the effective model for this runtime.
@@ -372,7 +372,7 @@ pub mod doc {
 
     /// A failed resolution's code and message.
     #[derive(ToSchema)]
-    pub struct ResolutionError {
+    pub(crate) struct ResolutionError {
         /// The stable code.
         pub code: ResolutionCode,
         /// What went wrong and how to fix it (never a value).
@@ -381,7 +381,7 @@ pub mod doc {
 
     /// A credential kept in (or injected into) the plan.
     #[derive(ToSchema)]
-    pub struct CredentialRef {
+    pub(crate) struct CredentialRef {
         /// The env name.
         pub name: String,
         /// Its origin.
@@ -390,7 +390,7 @@ pub mod doc {
 
     /// A name the plan dropped, and why.
     #[derive(ToSchema)]
-    pub struct Dropped {
+    pub(crate) struct Dropped {
         /// The env name.
         pub name: String,
         /// Its origin.
@@ -401,7 +401,7 @@ pub mod doc {
 
     /// The resolution object (DESIGN.md section 9). Holds names and origins, never values.
     #[derive(ToSchema)]
-    pub struct Resolution {
+    pub(crate) struct Resolution {
         /// The workspace resolved.
         pub workspace_id: String,
         /// The mode; `null` exactly when `error` is set.
@@ -432,7 +432,7 @@ pub mod doc {
 
     /// A successful provision. Goes only to the provisioner: it holds real values.
     #[derive(ToSchema)]
-    pub struct ProvisionResponse {
+    pub(crate) struct ProvisionResponse {
         /// The resolution.
         pub resolution: Resolution,
         /// The workspace's environment, values included, the new token filled in.
@@ -443,7 +443,7 @@ pub mod doc {
 
     /// A successful pull.
     #[derive(ToSchema)]
-    pub struct PullResponse {
+    pub(crate) struct PullResponse {
         /// The resolution.
         pub resolution: Resolution,
         /// The workspace's environment, values included.
@@ -452,7 +452,7 @@ pub mod doc {
 
     /// An error's code and message.
     #[derive(ToSchema)]
-    pub struct ErrorDetail {
+    pub(crate) struct ErrorDetail {
         /// The stable code, e.g. `NOT_FOUND` or, on a 422, the resolution's code.
         pub code: String,
         /// For people; never a secret value or a token.
@@ -462,7 +462,7 @@ pub mod doc {
     /// Every error: `{"error":{"code","message"}}`; a 422 from provision or the pull also
     /// carries the failed `resolution`.
     #[derive(ToSchema)]
-    pub struct ErrorResponse {
+    pub(crate) struct ErrorResponse {
         /// The error.
         pub error: ErrorDetail,
         /// The failed resolution (422 only).
@@ -470,13 +470,13 @@ pub mod doc {
     }
 }
 
-pub use doc::{BillingMode, WorkspaceKind};
+pub(crate) use doc::{BillingMode, WorkspaceKind};
 
 /// `GET /admin/usage` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct UsageParams {
+pub(crate) struct UsageParams {
     /// Only this org's requests.
     pub org_id: Option<String>,
     /// Only this workspace's requests.
@@ -491,7 +491,7 @@ pub struct UsageParams {
 
 /// One group of proxied requests, failed ones included.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct UsageRow {
+pub(crate) struct UsageRow {
     /// The UTC day (`YYYY-MM-DD`), model id or workspace id.
     pub key: String,
     /// Proxied requests.
@@ -512,7 +512,7 @@ pub struct UsageRow {
 
 /// `GET /admin/usage` answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// One row per group, ordered by key.
     pub rows: Vec<UsageRow>,
 }

@@ -16,11 +16,11 @@ use tollgate_store::{TokenHash, Workspace};
 use crate::AppState;
 use crate::error::{ApiError, ApiErrorCode};
 
-pub use tollgate_proxy::credentials::{X_API_KEY, bearer};
+pub(crate) use tollgate_proxy::credentials::{X_API_KEY, bearer};
 
 /// `prefix` + 43 base62 characters from the operating system's CSPRNG; `None` when the
 /// random source fails (never a token from a partly filled buffer).
-pub fn mint(prefix: &str) -> Option<SecretString> {
+pub(crate) fn mint(prefix: &str) -> Option<SecretString> {
     let mut failed = false;
     // Wrapped at once, so the text is zeroized on drop whatever happens.
     let token = SecretString::from(tollgate_policy::token::mint_body(prefix, |buf| {
@@ -32,17 +32,17 @@ pub fn mint(prefix: &str) -> Option<SecretString> {
 }
 
 /// A fresh workspace token; `None` when the random source fails.
-pub fn mint_workspace_token() -> Option<WorkspaceToken> {
+pub(crate) fn mint_workspace_token() -> Option<WorkspaceToken> {
     WorkspaceToken::parse(mint(tollgate_policy::token::WORKSPACE_TOKEN_PREFIX)?.expose_secret()).ok()
 }
 
 /// The workspace token a request presents: `Authorization: Bearer`, else `x-api-key`.
-pub fn presented_workspace_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented_workspace_token(headers: &HeaderMap) -> Option<&str> {
     bearer(headers).or_else(|| tollgate_proxy::credentials::api_key(headers))
 }
 
 /// Middleware on every `/admin` route: the admin token or 401.
-pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match check_admin(&state, request.headers()).await {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
@@ -61,7 +61,7 @@ async fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
 
 /// The workspace whose active token the request presents, and that token. Unknown, revoked
 /// or malformed tokens are 401; the caller checks the workspace (403 for another one).
-pub async fn workspace_from_token(
+pub(crate) async fn workspace_from_token(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(Workspace, WorkspaceToken), ApiError> {

@@ -16,11 +16,11 @@ use crate::error::{ApiError, ApiErrorCode};
 /// `INVALID_JSON`; a body over the limit is `PAYLOAD_TOO_LARGE`. The content type is not
 /// checked: the body must simply be JSON.
 #[derive(Debug)]
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 /// Like [`ApiJson`], but an empty body stands for `T::default()` (for `{model?}`).
 #[derive(Debug)]
-pub struct ApiJsonOrDefault<T>(pub T);
+pub(crate) struct ApiJsonOrDefault<T>(pub T);
 
 async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
@@ -37,7 +37,7 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
 
 /// Parses `bytes` as `T`, answering `INVALID_JSON` with a message that names the problem
 /// and its position but no quoted string from the body.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         let what = match e.classify() {
             serde_json::error::Category::Eof if bytes.iter().all(u8::is_ascii_whitespace) => {
@@ -54,7 +54,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Replaces every double-quoted string (honouring backslash escapes) with `"..."`.
-pub fn scrub_quoted(msg: &str) -> String {
+pub(crate) fn scrub_quoted(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut chars = msg.chars();
     while let Some(c) = chars.next() {
@@ -101,7 +101,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOr
 /// Path parameters. A path that does not decode (bad percent-encoding, not UTF-8) names
 /// nothing that exists: `NOT_FOUND`.
 #[derive(Debug)]
-pub struct ApiPath<T>(pub T);
+pub(crate) struct ApiPath<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
     type Rejection = ApiError;
@@ -119,7 +119,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 
 /// A query string. One that does not parse is `INVALID_QUERY`.
 #[derive(Debug)]
-pub struct ApiQuery<T>(pub T);
+pub(crate) struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;

@@ -58,7 +58,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The document as JSON, built once per process.
-pub fn json() -> &'static str {
+pub(crate) fn json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
         openapi().to_json().unwrap_or_else(|e| {

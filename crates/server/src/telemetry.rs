@@ -25,9 +25,9 @@ use tracing::{Level, Span};
 use crate::error::{ApiError, ApiErrorCode};
 
 /// Requests served, by method, route template and status.
-pub const REQUESTS: &str = "tollgate_http_requests_total";
+pub(crate) const REQUESTS: &str = "tollgate_http_requests_total";
 /// Request latency in seconds, by method and route template.
-pub const DURATION: &str = "tollgate_http_request_duration_seconds";
+pub(crate) const DURATION: &str = "tollgate_http_request_duration_seconds";
 
 /// Microseconds matter for the proxy's own share.
 const ADDED_BUCKETS: &[f64] = &[
@@ -40,7 +40,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Installs the process-wide Prometheus recorder once; later calls (another app in the same
 /// process) reuse it. If another recorder was installed first, metrics are still rendered
 /// from a private recorder, which then records nothing; that is logged.
-pub fn install_recorder() -> &'static PrometheusHandle {
+pub(crate) fn install_recorder() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = || {
             PrometheusBuilder::new()
@@ -72,7 +72,7 @@ pub fn install_recorder() -> &'static PrometheusHandle {
 }
 
 /// The metrics in Prometheus text format.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     let handle = install_recorder();
     handle.run_upkeep();
     handle.render()
@@ -96,7 +96,7 @@ fn route_label(req: &Request) -> String {
 }
 
 /// Middleware: counts the request and records its latency.
-pub async fn track(req: Request, next: Next) -> Response {
+pub(crate) async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(req.method());
     let route = route_label(&req);
@@ -113,7 +113,7 @@ fn make_span(req: &Request<Body>) -> Span {
 }
 
 /// The request tracing layer's type.
-pub type Trace = TraceLayer<
+pub(crate) type Trace = TraceLayer<
     SharedClassifier<ServerErrorsAsFailures>,
     fn(&Request<Body>) -> Span,
     DefaultOnRequest,
@@ -125,7 +125,7 @@ pub type Trace = TraceLayer<
 
 /// Request tracing: a span per request, "started" at DEBUG, "finished" with status and
 /// latency at INFO, server errors at ERROR. No headers, no bodies.
-pub fn trace_layer() -> Trace {
+pub(crate) fn trace_layer() -> Trace {
     TraceLayer::new_for_http()
         .make_span_with(make_span as fn(&Request<Body>) -> Span)
         .on_request(DefaultOnRequest::new().level(Level::DEBUG))
@@ -135,7 +135,7 @@ pub fn trace_layer() -> Trace {
 
 /// A handler panicked: 500 with the generic message. The panic itself was reported by the
 /// panic hook.
-pub fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     ApiError::new(ApiErrorCode::Internal, "internal error; the details are in the server log").into_response()
 }

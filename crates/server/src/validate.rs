@@ -7,16 +7,16 @@ use tollgate_policy::{BillingMode, Micros, OrgId, Registry, SecretName, SecretVa
 use crate::error::{ApiError, ApiErrorCode};
 
 /// The longest org or workspace name, in characters.
-pub const MAX_NAME_CHARS: usize = 200;
+pub(crate) const MAX_NAME_CHARS: usize = 200;
 /// The longest model id, in characters.
-pub const MAX_MODEL_CHARS: usize = 256;
+pub(crate) const MAX_MODEL_CHARS: usize = 256;
 /// The largest credit amount (initial or delta), in micro-USD: a billion dollars.
-pub const MAX_CREDIT_MICROS: i64 = 1_000_000_000_000_000;
+pub(crate) const MAX_CREDIT_MICROS: i64 = 1_000_000_000_000_000;
 /// The longest credit reason, in characters.
-pub const MAX_REASON_CHARS: usize = 1000;
+pub(crate) const MAX_REASON_CHARS: usize = 1000;
 
 /// `s` cut to 64 characters, for quoting in a message.
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     const LIMIT: usize = 64;
     match s.char_indices().nth(LIMIT) {
         None => s.to_owned(),
@@ -25,7 +25,7 @@ pub fn quote(s: &str) -> String {
 }
 
 /// An org or workspace name: non-blank, at most 200 characters, no control characters.
-pub fn name(what: &str, s: String) -> Result<String, ApiError> {
+pub(crate) fn name(what: &str, s: String) -> Result<String, ApiError> {
     let bad = |why: &str| Err(ApiError::new(ApiErrorCode::InvalidName, format!("{what} name {why}")));
     if s.trim().is_empty() {
         return bad("cannot be empty");
@@ -41,7 +41,7 @@ pub fn name(what: &str, s: String) -> Result<String, ApiError> {
 }
 
 /// A model id: at most 256 characters, no control characters (it ends up in an environment).
-pub fn model(s: String) -> Result<String, ApiError> {
+pub(crate) fn model(s: String) -> Result<String, ApiError> {
     let chars = s.chars().count();
     if chars > MAX_MODEL_CHARS {
         return Err(ApiError::new(
@@ -56,12 +56,12 @@ pub fn model(s: String) -> Result<String, ApiError> {
 }
 
 /// An optional model.
-pub fn opt_model(s: Option<String>) -> Result<Option<String>, ApiError> {
+pub(crate) fn opt_model(s: Option<String>) -> Result<Option<String>, ApiError> {
     s.map(model).transpose()
 }
 
 /// `platform_managed`, `byok` or `disabled`, exactly.
-pub fn billing_mode(s: &str) -> Result<BillingMode, ApiError> {
+pub(crate) fn billing_mode(s: &str) -> Result<BillingMode, ApiError> {
     BillingMode::parse(s).ok_or_else(|| {
         ApiError::new(
             ApiErrorCode::InvalidBillingMode,
@@ -71,12 +71,12 @@ pub fn billing_mode(s: &str) -> Result<BillingMode, ApiError> {
 }
 
 /// An optional billing mode.
-pub fn opt_billing_mode(s: Option<&str>) -> Result<Option<BillingMode>, ApiError> {
+pub(crate) fn opt_billing_mode(s: Option<&str>) -> Result<Option<BillingMode>, ApiError> {
     s.map(billing_mode).transpose()
 }
 
 /// `agent` or `concierge`, exactly.
-pub fn kind(s: &str) -> Result<WorkspaceKind, ApiError> {
+pub(crate) fn kind(s: &str) -> Result<WorkspaceKind, ApiError> {
     WorkspaceKind::parse(s).ok_or_else(|| {
         ApiError::new(
             ApiErrorCode::InvalidKind,
@@ -86,7 +86,7 @@ pub fn kind(s: &str) -> Result<WorkspaceKind, ApiError> {
 }
 
 /// A runtime the registry defines.
-pub fn runtime(registry: &Registry, s: String) -> Result<String, ApiError> {
+pub(crate) fn runtime(registry: &Registry, s: String) -> Result<String, ApiError> {
     if registry.runtime(&s).is_some() {
         return Ok(s);
     }
@@ -98,14 +98,14 @@ pub fn runtime(registry: &Registry, s: String) -> Result<String, ApiError> {
 }
 
 /// A secret name: upper case already (never upper-cased here), outside `TOLLGATE_`.
-pub fn secret_name(s: &str) -> Result<SecretName, ApiError> {
+pub(crate) fn secret_name(s: &str) -> Result<SecretName, ApiError> {
     // The policy's messages are bounded: names over 128 bytes are refused before they are
     // quoted, and invalid ones are truncated.
     SecretName::parse(s).map_err(|e| ApiError::new(ApiErrorCode::InvalidSecretName, e.to_string()))
 }
 
 /// A secret value: at most 64 KiB, no NUL. The message never contains the value.
-pub fn secret_value(s: String) -> Result<SecretValue, ApiError> {
+pub(crate) fn secret_value(s: String) -> Result<SecretValue, ApiError> {
     SecretValue::parse(s).map_err(|e| match e {
         ValueError::TooLong(_) => ApiError::new(ApiErrorCode::SecretValueTooLarge, e.to_string()),
         ValueError::Nul => ApiError::new(ApiErrorCode::InvalidSecretValue, e.to_string()),
@@ -113,7 +113,7 @@ pub fn secret_value(s: String) -> Result<SecretValue, ApiError> {
 }
 
 /// An initial credit: 0 to 10^15 micro-USD.
-pub fn initial_credit(micros: Option<i64>) -> Result<Micros, ApiError> {
+pub(crate) fn initial_credit(micros: Option<i64>) -> Result<Micros, ApiError> {
     let micros = micros.unwrap_or(0);
     if !(0..=MAX_CREDIT_MICROS).contains(&micros) {
         return Err(ApiError::new(
@@ -125,7 +125,7 @@ pub fn initial_credit(micros: Option<i64>) -> Result<Micros, ApiError> {
 }
 
 /// A credit adjustment: |delta| at most 10^15 micro-USD, with a reason.
-pub fn credit_delta(delta: i64, reason: &str) -> Result<Micros, ApiError> {
+pub(crate) fn credit_delta(delta: i64, reason: &str) -> Result<Micros, ApiError> {
     if delta.unsigned_abs() > MAX_CREDIT_MICROS.unsigned_abs() {
         return Err(ApiError::new(
             ApiErrorCode::InvalidCredit,
@@ -149,11 +149,11 @@ pub fn credit_delta(delta: i64, reason: &str) -> Result<Micros, ApiError> {
 
 /// An org id from a path, body or query. Ids are UUIDs the store minted; a string that is not
 /// an id is simply not found (404 `NOT_FOUND`), without asking the database.
-pub fn org_id(s: &str) -> Result<OrgId, ApiError> {
+pub(crate) fn org_id(s: &str) -> Result<OrgId, ApiError> {
     OrgId::parse(s).map_err(|_| ApiError::not_found("org"))
 }
 
 /// A workspace id from a path, body or query; not an id: 404 `NOT_FOUND`, as for [`org_id`].
-pub fn workspace_id(s: &str) -> Result<WorkspaceId, ApiError> {
+pub(crate) fn workspace_id(s: &str) -> Result<WorkspaceId, ApiError> {
     WorkspaceId::parse(s).map_err(|_| ApiError::not_found("workspace"))
 }

@@ -38,7 +38,7 @@ pub enum MasterKeyError {
 }
 
 /// The file name of the generated master key in the data dir.
-pub const MASTER_KEY_FILE: &str = "master.key";
+pub(crate) const MASTER_KEY_FILE: &str = "master.key";
 
 impl MasterKey {
     /// Parses the base64 encoding of 32 bytes.

@@ -19,11 +19,11 @@ use tollgate_policy::{Resolution, WorkspaceToken};
 use crate::exit::{self, CliError};
 
 /// The control plane's URL (the server's public URL).
-pub const URL_VAR: &str = "TOLLGATE_URL";
+pub(super) const URL_VAR: &str = "TOLLGATE_URL";
 /// The workspace whose plan is pulled.
-pub const WORKSPACE_VAR: &str = "TOLLGATE_WORKSPACE_ID";
+pub(super) const WORKSPACE_VAR: &str = "TOLLGATE_WORKSPACE_ID";
 /// The workspace token, sent as `Authorization: Bearer`.
-pub const TOKEN_VAR: &str = "TOLLGATE_WORKSPACE_TOKEN";
+pub(super) const TOKEN_VAR: &str = "TOLLGATE_WORKSPACE_TOKEN";
 
 /// The first wait between attempts; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -33,7 +33,7 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 
 /// A pulled plan.
 #[derive(Debug)]
-pub struct Plan {
+pub(super) struct Plan {
     /// The workspace's resolution: names, origins and reasons, never values.
     pub resolution: Resolution,
     /// The workspace's environment with real values, the token filled in.
@@ -42,7 +42,7 @@ pub struct Plan {
 
 /// Where to pull from: the three variables of the inherited environment, checked. No `Debug`:
 /// the URL may hold a password.
-pub struct Source {
+pub(super) struct Source {
     url: reqwest::Url,
     workspace: String,
     token: WorkspaceToken,
@@ -53,7 +53,7 @@ impl Source {
     /// A missing one, a URL that is not http(s), or a token that is not a workspace token (for
     /// example a Claude OAuth token, seed 004) is a configuration error (exit 78) naming the
     /// variable to fix; nothing is sent.
-    pub fn from_env(env: &Env) -> Result<Self, CliError> {
+    pub(super) fn from_env(env: &Env) -> Result<Self, CliError> {
         let get = |name: &str| env.get(name).map(ExposeSecret::expose_secret).filter(|v| !v.trim().is_empty());
         let missing: Vec<&str> = [URL_VAR, WORKSPACE_VAR, TOKEN_VAR].into_iter().filter(|n| get(n).is_none()).collect();
         let (Some(url), Some(workspace), Some(token)) = (get(URL_VAR), get(WORKSPACE_VAR), get(TOKEN_VAR)) else {
@@ -74,7 +74,7 @@ impl Source {
     }
 
     /// The server's URL for messages: without userinfo, which may hold a password.
-    pub fn display_url(&self) -> String {
+    pub(super) fn display_url(&self) -> String {
         let mut u = self.url.clone();
         let _ = u.set_password(None);
         let _ = u.set_username("");
@@ -98,7 +98,7 @@ impl Source {
 /// `bound`. Exit codes: 78 when the server refuses the token (401/403: the message names the
 /// variable to fix) or the workspace's resolution fails (422: retrying cannot help); 1 when the
 /// server stays unreachable for `bound` or answers anything else.
-pub fn fetch(source: &Source, bound: Duration) -> Result<Plan, CliError> {
+pub(super) fn fetch(source: &Source, bound: Duration) -> Result<Plan, CliError> {
     // Dropped on return, before `exec`: no runtime thread outlives the pull.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

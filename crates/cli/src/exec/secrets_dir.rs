@@ -20,7 +20,7 @@ use crate::exit::{self, CliError};
 /// outlive it. `dir` is created with mode 0700 if missing (an existing one is left as it is,
 /// with a warning when others may read it). Names must be valid env names, so none can escape
 /// `dir`. Errors name the file, never its value (exit 1).
-pub fn write<'a>(
+pub(super) fn write<'a>(
     dir: &Path,
     files: impl IntoIterator<Item = (&'a str, &'a SecretString)>,
     stale: impl IntoIterator<Item = &'a str>,

@@ -36,7 +36,7 @@ use tollgate_upstream::{REPLY, REPLY_WORDS, Recorded, Upstream};
 
 use crate::serve::{Server, data_dir, start};
 
-pub const ADMIN_TOKEN: &str = "tg_admin_clients-e2e";
+pub(crate) const ADMIN_TOKEN: &str = "tg_admin_clients-e2e";
 /// Distinctive fake platform keys: the upstream must see these and nothing else.
 const ANTHROPIC_KEY: &str = "sk-ant-api03-platform-key-of-the-clients-test";
 const OPENAI_KEY: &str = "sk-proj-platform-key-of-the-clients-test";
@@ -67,7 +67,7 @@ fn python() -> PathBuf {
     installed("venv/bin/python")
 }
 
-pub fn claude() -> PathBuf {
+pub(crate) fn claude() -> PathBuf {
     installed("node/node_modules/.bin/claude")
 }
 
@@ -76,7 +76,7 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// A fresh, empty directory for a client's `HOME`.
-pub fn temp_home(name: &str) -> PathBuf {
+pub(crate) fn temp_home(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tollgate-clients-home-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -84,7 +84,7 @@ pub fn temp_home(name: &str) -> PathBuf {
 }
 
 /// A clean environment: `PATH` and `HOME` only, then `vars`.
-pub fn clean_command(program: &Path, home: &Path, vars: &[(&str, &str)]) -> Command {
+pub(crate) fn clean_command(program: &Path, home: &Path, vars: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(program);
     cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("HOME", home);
     for (k, v) in vars {
@@ -96,7 +96,7 @@ pub fn clean_command(program: &Path, home: &Path, vars: &[(&str, &str)]) -> Comm
 }
 
 /// Runs `cmd` to completion, killing it after [`CLIENT_TIMEOUT`].
-pub fn run(mut cmd: Command, what: &str) -> Output {
+pub(crate) fn run(mut cmd: Command, what: &str) -> Output {
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what} could not start: {e}"));
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -142,7 +142,7 @@ fn run_python(name: &str, base_url: &str, token: &str, model: &str) -> Value {
 
 // ---- the stack: stand-in upstream, tollgate serve, an org ------------------------------------
 
-pub struct Stack {
+pub(crate) struct Stack {
     server: Option<Server>,
     pub upstream: Upstream,
     http: reqwest::Client,
@@ -160,7 +160,7 @@ impl Drop for Stack {
 }
 
 impl Stack {
-    pub fn start(name: &str) -> Stack {
+    pub(crate) fn start(name: &str) -> Stack {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let upstream = rt.block_on(Upstream::start()).unwrap();
         let dir = data_dir(&format!("clients-{name}"));
@@ -190,12 +190,12 @@ impl Stack {
         stack
     }
 
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.server.as_ref().unwrap().url
     }
 
     /// `tollgate admin ARGS --json` against this server.
-    pub fn admin(&self, args: &[&str]) -> Value {
+    pub(crate) fn admin(&self, args: &[&str]) -> Value {
         let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .arg("admin")
             .args(args)
@@ -211,7 +211,7 @@ impl Stack {
     }
 
     /// A workspace on `runtime` with `model`, provisioned: its token and env plan.
-    pub fn workspace(&self, name: &str, runtime: &str, model: &str) -> (String, BTreeMap<String, String>) {
+    pub(crate) fn workspace(&self, name: &str, runtime: &str, model: &str) -> (String, BTreeMap<String, String>) {
         let ws = self.admin(&[
             "workspace",
             "create",
@@ -296,7 +296,7 @@ impl Stack {
 
     /// Checks every request the upstream saw (credentials, model) and that the ledger and the
     /// credit moved by exactly the cost of the stand-in's usage. Returns the total cost.
-    pub fn check_upstream_and_ledger(&self, tokens: &[&str]) -> i64 {
+    pub(crate) fn check_upstream_and_ledger(&self, tokens: &[&str]) -> i64 {
         let seen = self.upstream.requests();
         assert!(!seen.is_empty(), "the upstream saw no request");
         let mut expected: BTreeMap<String, Row> = BTreeMap::new();
@@ -494,7 +494,7 @@ impl Row {
 }
 
 /// Path, query, model and stream flag of each request, for failure messages.
-pub fn summary(seen: &[Recorded]) -> Vec<String> {
+pub(crate) fn summary(seen: &[Recorded]) -> Vec<String> {
     seen.iter()
         .map(|r| {
             format!(

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `tollgate serve`, killed on drop.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub url: String,
     pub stdout: String,
@@ -14,7 +14,7 @@ pub struct Server {
 
 impl Server {
     /// Sends SIGTERM and waits (at most 20 s) for the exit code.
-    pub fn terminate(&mut self) -> Option<i32> {
+    pub(crate) fn terminate(&mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -35,19 +35,19 @@ impl Drop for Server {
     }
 }
 
-pub fn data_dir(name: &str) -> PathBuf {
+pub(crate) fn data_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tollgate-serve-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
 
 /// Starts `tollgate serve` with `args` on a free port and waits for "listening on".
-pub fn start(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+pub(crate) fn start(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     start_on(data, "127.0.0.1:0", args, env)
 }
 
 /// Starts `tollgate serve` listening on `listen` (e.g. to restart on a known port).
-pub fn start_on(data: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+pub(crate) fn start_on(data: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
     cmd.args(["serve", "--listen", listen, "--data-dir", data.to_str().unwrap()])
         .args(args)

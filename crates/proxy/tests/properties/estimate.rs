@@ -57,7 +57,7 @@ fn run_tokens(run: &[char], per: u64) -> u64 {
 }
 
 /// Model M's token count of `text` (see the module docs).
-pub fn model_m(text: &str) -> u64 {
+pub(crate) fn model_m(text: &str) -> u64 {
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = 0;
     let mut i = 0;

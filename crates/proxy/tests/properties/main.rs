@@ -20,6 +20,8 @@ use proptest::test_runner::{Config, FileFailurePersistence};
 /// Cases per property: a few seconds for the whole binary in a debug build.
 pub const CASES: u32 = 256;
 
+/// The proptest configuration of every property: [`CASES`] cases, failures kept next to
+/// the source in `regressions`.
 pub fn config() -> Config {
     Config {
         cases: CASES,

@@ -5,12 +5,12 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 /// Up to 24 cut points, anywhere (duplicates make empty chunks, which must be harmless).
-pub fn cuts() -> impl Strategy<Value = Vec<Index>> {
+pub(crate) fn cuts() -> impl Strategy<Value = Vec<Index>> {
     prop::collection::vec(any::<Index>(), 0..24)
 }
 
 /// `data` cut at `cuts` (indices into `0..=len`), in order; the pieces concatenate to `data`.
-pub fn split<'a>(data: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
+pub(crate) fn split<'a>(data: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
     let mut points: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
     points.sort_unstable();
     let mut pieces = Vec::with_capacity(points.len() + 1);
@@ -24,14 +24,14 @@ pub fn split<'a>(data: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub enum Ending {
+pub(crate) enum Ending {
     Lf,
     CrLf,
     Cr,
 }
 
 impl Ending {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Ending::Lf => "\n",
             Ending::CrLf => "\r\n",
@@ -40,13 +40,13 @@ impl Ending {
     }
 }
 
-pub fn ending() -> impl Strategy<Value = Ending> {
+pub(crate) fn ending() -> impl Strategy<Value = Ending> {
     prop_oneof![Just(Ending::Lf), Just(Ending::CrLf), Just(Ending::Cr)]
 }
 
 /// A stream built block by block, remembering each block's byte range.
 #[derive(Clone, Debug, Default)]
-pub struct Stream {
+pub(crate) struct Stream {
     pub bytes: Vec<u8>,
     /// Byte ranges of the blocks: (start, end), end just past the blank line.
     pub blocks: Vec<(usize, usize)>,
@@ -56,7 +56,7 @@ pub struct Stream {
 
 impl Stream {
     /// Appends one block: `lines` (each followed by `ending`) and a blank line.
-    pub fn block(&mut self, lines: &[String], ending: Ending) {
+    pub(crate) fn block(&mut self, lines: &[String], ending: Ending) {
         let start = self.bytes.len();
         for line in lines {
             self.bytes.extend_from_slice(line.as_bytes());
@@ -66,18 +66,18 @@ impl Stream {
         self.blocks.push((start, self.bytes.len()));
     }
 
-    pub fn mark_last(&mut self) {
+    pub(crate) fn mark_last(&mut self) {
         self.marked = Some(self.blocks.len() - 1);
     }
 
-    pub fn marked_range(&self) -> (usize, usize) {
+    pub(crate) fn marked_range(&self) -> (usize, usize) {
         self.blocks[self.marked.unwrap()]
     }
 }
 
 /// Text as a model writes it: words, punctuation, quotes, newlines, non-ASCII, and the
 /// strings a naive scanner would trip on.
-pub fn content_text() -> impl Strategy<Value = String> {
+pub(crate) fn content_text() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
         4 => "[a-zA-Z]{1,10} ",
         1 => "[ -~]{0,6}",
@@ -99,7 +99,7 @@ fn json_string(s: &str) -> String {
 /// An OpenAI stream with `include_usage`: content chunks, keep-alive comments, the usage chunk
 /// (marked) and `[DONE]`, with one line ending throughout.
 #[derive(Clone, Debug)]
-pub struct OpenAiStream {
+pub(crate) struct OpenAiStream {
     pub stream: Stream,
     pub prompt: u64,
     pub cached: u64,
@@ -108,7 +108,7 @@ pub struct OpenAiStream {
     pub usage_data: String,
 }
 
-pub fn openai_stream() -> impl Strategy<Value = OpenAiStream> {
+pub(crate) fn openai_stream() -> impl Strategy<Value = OpenAiStream> {
     let body = prop::collection::vec(prop_oneof![4 => content_text().prop_map(Some), 1 => Just(None)], 0..10);
     (body, 0u64..200_000, 0u64..200_000, 0u64..100_000, any::<Index>(), ending(), any::<bool>()).prop_map(
         |(body, a, b, completion, usage_at, ending, with_done)| {
@@ -151,7 +151,7 @@ pub fn openai_stream() -> impl Strategy<Value = OpenAiStream> {
 // ---- Anthropic ------------------------------------------------------------------------------
 
 #[derive(Clone, Debug)]
-pub struct AnthropicStream {
+pub(crate) struct AnthropicStream {
     pub stream: Stream,
     /// The usage the complete stream must report.
     pub input: u64,
@@ -174,7 +174,7 @@ enum Middle {
 /// An Anthropic stream: message_start, then content deltas, pings, comments and at least one
 /// cumulative message_delta (non-decreasing output counts, the last one after all content),
 /// then message_stop (marked). Some deltas repeat the input and cache fields, larger or null.
-pub fn anthropic_stream() -> impl Strategy<Value = AnthropicStream> {
+pub(crate) fn anthropic_stream() -> impl Strategy<Value = AnthropicStream> {
     let middle = prop_oneof![
         5 => content_text().prop_map(Middle::Text),
         1 => Just(Middle::Ping),

@@ -44,25 +44,35 @@ providers:
     model_prefixes: ["MiniMax-"]
 "#;
 
+/// The platform's Anthropic key the proxy is configured with (the stand-in checks it).
 pub const ANTHROPIC_KEY: &str = "sk-platform-anthropic-key-for-tests";
+/// The platform's OpenAI key the proxy is configured with.
 pub const OPENAI_KEY: &str = "sk-platform-openai-key-for-tests";
 
 /// One proxy in front of the stand-in upstream, with an org and its workspaces.
 #[expect(missing_debug_implementations, reason = "a test fixture")]
 pub struct App {
+    /// The stand-in upstream the proxy forwards to.
     pub upstream: Upstream,
+    /// The store the proxy authorises and charges against.
     pub store: Arc<dyn Store>,
+    /// The proxy under test.
     pub proxy: Proxy,
+    /// The proxy's base URL, `http://127.0.0.1:<port>`.
     pub base: String,
+    /// The client tests send requests with.
     pub http: reqwest::Client,
+    /// The org whose credit pays for the requests.
     pub org: OrgId,
     _dir: Option<std::path::PathBuf>,
 }
 
+/// A fixed master key (test data only).
 pub fn key() -> MasterKey {
     MasterKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap()
 }
 
+/// The test registry: platform models served over both protocols, and a BYOK provider.
 pub fn registry() -> Arc<Registry> {
     Arc::new(Registry::parse("test-providers.yaml", REGISTRY).unwrap())
 }
@@ -96,6 +106,8 @@ impl App {
         Self::on(store, credit, Some(dir)).await
     }
 
+    /// A proxy over `store` (already open), with a new org holding `credit` micro-USD;
+    /// `dir` is removed with the app.
     pub async fn on(store: Arc<dyn Store>, credit: i64, dir: Option<std::path::PathBuf>) -> App {
         let upstream = Upstream::start().await.unwrap();
         let (proxy, base) = start_proxy(store.clone(), &upstream.url()).await;
@@ -144,6 +156,7 @@ impl App {
         token.expose().to_owned()
     }
 
+    /// The org's balance now, micro-USD (leased credit included).
     pub async fn credit(&self) -> i64 {
         self.store.get_org(&self.org).await.unwrap().credit_micros.get()
     }
@@ -185,6 +198,7 @@ impl App {
         panic!("requests not settled: {:?}", self.usage().await);
     }
 
+    /// A POST of `body` to the proxy's `path`, with `token` in `x-api-key`.
     pub fn post(&self, path: &str, token: &str, body: serde_json::Value) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}{path}", self.base))
@@ -194,6 +208,7 @@ impl App {
     }
 }
 
+/// An Anthropic Messages request body.
 pub fn messages(model: &str, stream: bool, max_tokens: u64) -> serde_json::Value {
     serde_json::json!({
         "model": model,
@@ -203,6 +218,7 @@ pub fn messages(model: &str, stream: bool, max_tokens: u64) -> serde_json::Value
     })
 }
 
+/// An OpenAI Chat Completions request body; `include_usage` sets `stream_options` if given.
 pub fn chat(model: &str, stream: bool, include_usage: Option<bool>) -> serde_json::Value {
     let mut v = serde_json::json!({
         "model": model,

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ApiErrorCode};
 use crate::{AppState, auth, telemetry};
 
 /// Every `/admin` route; the admin-token check is layered on in [`build`].
-pub fn admin_routes() -> OpenApiRouter<AppState> {
+pub(crate) fn admin_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(orgs::create_org, orgs::list_orgs))
         .routes(routes!(orgs::get_org, orgs::patch_org))
@@ -38,7 +38,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
 }
 
 /// The routes without the admin token: the pull (workspace token) and operations.
-pub fn public_routes() -> OpenApiRouter<AppState> {
+pub(crate) fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(resolution::pull))
         .routes(routes!(ops::healthz))
@@ -57,7 +57,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// The router with its layers, outermost last: metrics, body limit, panic catcher, request
 /// tracing, and the sensitive-header marking that keeps tokens out of every log.
-pub fn build(state: AppState) -> Router {
+pub(crate) fn build(state: AppState) -> Router {
     telemetry::install_recorder();
     let (admin, _) = admin_routes().split_for_parts();
     let (public, _) = public_routes().split_for_parts();

@@ -12,7 +12,7 @@ use crate::error::{ApiError, ApiErrorCode};
 
 /// Liveness: 200 whenever the process serves HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Status)))]
-pub async fn healthz() -> Json<Status> {
+pub(super) async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
@@ -24,7 +24,7 @@ pub async fn healthz() -> Json<Status> {
         (status = 503, description = "UNAVAILABLE: the database does not answer", body = ErrorResponse),
     ),
 )]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     match state.store().ping().await {
         Ok(()) => Ok(Json(Status { status: "ready" })),
         Err(e) => {
@@ -39,7 +39,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
     get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")),
 )]
-pub async fn metrics() -> impl IntoResponse {
+pub(super) async fn metrics() -> impl IntoResponse {
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::telemetry::render())
 }
 
@@ -48,6 +48,6 @@ pub async fn metrics() -> impl IntoResponse {
     get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document of this API", content_type = "application/json")),
 )]
-pub async fn openapi() -> impl IntoResponse {
+pub(super) async fn openapi() -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json")], crate::openapi::json())
 }

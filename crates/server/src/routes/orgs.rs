@@ -25,7 +25,7 @@ use crate::validate;
     ),
     security(("admin_token" = [])),
 )]
-pub async fn create_org(
+pub(super) async fn create_org(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateOrg>,
 ) -> Result<(StatusCode, Json<Org>), ApiError> {
@@ -48,7 +48,7 @@ pub async fn create_org(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn list_orgs(State(state): State<AppState>) -> Result<Json<Vec<Org>>, ApiError> {
+pub(super) async fn list_orgs(State(state): State<AppState>) -> Result<Json<Vec<Org>>, ApiError> {
     let orgs = state.store().list_orgs().await?;
     Ok(Json(orgs.iter().map(Org::from).collect()))
 }
@@ -64,7 +64,10 @@ pub async fn list_orgs(State(state): State<AppState>) -> Result<Json<Vec<Org>>, 
     ),
     security(("admin_token" = [])),
 )]
-pub async fn get_org(State(state): State<AppState>, ApiPath(org): ApiPath<String>) -> Result<Json<Org>, ApiError> {
+pub(super) async fn get_org(
+    State(state): State<AppState>,
+    ApiPath(org): ApiPath<String>,
+) -> Result<Json<Org>, ApiError> {
     let org = state.store().get_org(&validate::org_id(&org)?).await?;
     Ok(Json(Org::from(&org)))
 }
@@ -83,7 +86,7 @@ pub async fn get_org(State(state): State<AppState>, ApiPath(org): ApiPath<String
     ),
     security(("admin_token" = [])),
 )]
-pub async fn patch_org(
+pub(super) async fn patch_org(
     State(state): State<AppState>,
     ApiPath(org): ApiPath<String>,
     ApiJson(body): ApiJson<PatchOrg>,
@@ -115,7 +118,7 @@ pub async fn patch_org(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn adjust_credit(
+pub(super) async fn adjust_credit(
     State(state): State<AppState>,
     ApiPath(org): ApiPath<String>,
     ApiJson(body): ApiJson<CreditAdjustment>,

@@ -50,7 +50,7 @@ fn record_resolution(route: &'static str, resolution: &Resolution) {
     ),
     security(("admin_token" = [])),
 )]
-pub async fn billing_mode(
+pub(super) async fn billing_mode(
     State(state): State<AppState>,
     ApiPath(ws): ApiPath<String>,
 ) -> Result<Json<Resolution>, ApiError> {
@@ -77,7 +77,7 @@ pub async fn billing_mode(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn provision(
+pub(super) async fn provision(
     State(state): State<AppState>,
     ApiPath(ws): ApiPath<String>,
     ApiJsonOrDefault(body): ApiJsonOrDefault<ProvisionRequest>,
@@ -125,7 +125,7 @@ pub async fn provision(
     ),
     security(("workspace_token" = []), ("workspace_api_key" = [])),
 )]
-pub async fn pull(
+pub(super) async fn pull(
     State(state): State<AppState>,
     ApiPath(ws): ApiPath<String>,
     headers: HeaderMap,

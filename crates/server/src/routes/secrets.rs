@@ -63,7 +63,7 @@ async fn list(state: &AppState, scope: Scope, owner: &str) -> Result<Json<Vec<Se
     ),
     security(("admin_token" = [])),
 )]
-pub async fn put_org_secret(
+pub(super) async fn put_org_secret(
     State(state): State<AppState>,
     ApiPath((org, name)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<PutSecret>,
@@ -83,7 +83,7 @@ pub async fn put_org_secret(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn delete_org_secret(
+pub(super) async fn delete_org_secret(
     State(state): State<AppState>,
     ApiPath((org, name)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
@@ -101,7 +101,7 @@ pub async fn delete_org_secret(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn list_org_secrets(
+pub(super) async fn list_org_secrets(
     State(state): State<AppState>,
     ApiPath(org): ApiPath<String>,
 ) -> Result<Json<Vec<SecretMeta>>, ApiError> {
@@ -122,7 +122,7 @@ pub async fn list_org_secrets(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn put_workspace_secret(
+pub(super) async fn put_workspace_secret(
     State(state): State<AppState>,
     ApiPath((ws, name)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<PutSecret>,
@@ -142,7 +142,7 @@ pub async fn put_workspace_secret(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn delete_workspace_secret(
+pub(super) async fn delete_workspace_secret(
     State(state): State<AppState>,
     ApiPath((ws, name)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
@@ -160,7 +160,7 @@ pub async fn delete_workspace_secret(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn list_workspace_secrets(
+pub(super) async fn list_workspace_secrets(
     State(state): State<AppState>,
     ApiPath(ws): ApiPath<String>,
 ) -> Result<Json<Vec<SecretMeta>>, ApiError> {

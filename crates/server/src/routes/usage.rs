@@ -32,7 +32,7 @@ fn time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
     ),
     security(("admin_token" = [])),
 )]
-pub async fn usage(
+pub(super) async fn usage(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<UsageParams>,
 ) -> Result<Json<Usage>, ApiError> {

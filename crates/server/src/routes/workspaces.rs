@@ -26,7 +26,7 @@ use crate::validate;
     ),
     security(("admin_token" = [])),
 )]
-pub async fn create_workspace(
+pub(super) async fn create_workspace(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateWorkspace>,
 ) -> Result<(StatusCode, Json<Workspace>), ApiError> {
@@ -55,7 +55,7 @@ pub async fn create_workspace(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn list_workspaces(
+pub(super) async fn list_workspaces(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListWorkspaces>,
 ) -> Result<Json<Vec<Workspace>>, ApiError> {
@@ -76,7 +76,7 @@ pub async fn list_workspaces(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn get_workspace(
+pub(super) async fn get_workspace(
     State(state): State<AppState>,
     ApiPath(ws): ApiPath<String>,
 ) -> Result<Json<Workspace>, ApiError> {
@@ -98,7 +98,7 @@ pub async fn get_workspace(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn patch_workspace(
+pub(super) async fn patch_workspace(
     State(state): State<AppState>,
     ApiPath(ws): ApiPath<String>,
     ApiJson(body): ApiJson<PatchWorkspace>,
@@ -128,7 +128,7 @@ pub async fn patch_workspace(
     ),
     security(("admin_token" = [])),
 )]
-pub async fn delete_workspace(
+pub(super) async fn delete_workspace(
     State(state): State<AppState>,
     ApiPath(ws): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {

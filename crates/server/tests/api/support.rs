@@ -15,7 +15,7 @@ use tollgate_store::{MasterKey, Store};
 
 /// The two store backends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -42,7 +42,7 @@ macro_rules! both_backends {
 
 /// Removes an SQLite database file (and its WAL files) when the last app using it is gone.
 #[derive(Debug)]
-pub struct SqliteFile(pub PathBuf);
+pub(crate) struct SqliteFile(pub PathBuf);
 
 impl Drop for SqliteFile {
     fn drop(&mut self) {
@@ -56,7 +56,7 @@ impl Drop for SqliteFile {
 
 /// A database some apps share.
 #[derive(Clone, Debug)]
-pub struct Db {
+pub(crate) struct Db {
     pub backend: Backend,
     pub url: String,
     pub sqlite_file: Option<Arc<SqliteFile>>,
@@ -66,7 +66,7 @@ pub struct Db {
 
 impl Db {
     /// A fresh, empty database and a fresh master key.
-    pub async fn fresh(backend: Backend) -> Db {
+    pub(crate) async fn fresh(backend: Backend) -> Db {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).expect("random key");
         let key_b64 = base64::engine::general_purpose::STANDARD.encode(key);
@@ -85,12 +85,12 @@ impl Db {
     }
 
     /// The SQLite file's path.
-    pub fn sqlite_path(&self) -> &std::path::Path {
+    pub(crate) fn sqlite_path(&self) -> &std::path::Path {
         &self.sqlite_file.as_ref().expect("an SQLite database").0
     }
 
     /// Runs one SQL statement with text parameters, directly on the database.
-    pub async fn execute(&self, sql: &str, params: &[&str]) -> u64 {
+    pub(crate) async fn execute(&self, sql: &str, params: &[&str]) -> u64 {
         match self.backend {
             Backend::Sqlite => {
                 let pool = sqlx::SqlitePool::connect(&self.url).await.expect("open the SQLite file");
@@ -117,7 +117,7 @@ impl Db {
 
     /// Overwrites the ciphertext (and nonce) of secret `(scope, owner, name)` with those of
     /// another row: the value must then be unreadable, never absent.
-    pub async fn copy_ciphertext(&self, from: (&str, &str, &str), to: (&str, &str, &str)) {
+    pub(crate) async fn copy_ciphertext(&self, from: (&str, &str, &str), to: (&str, &str, &str)) {
         let sql = "UPDATE secrets SET \
                    nonce = (SELECT nonce FROM secrets WHERE scope = $1 AND owner_id = $2 AND name = $3), \
                    ciphertext = (SELECT ciphertext FROM secrets WHERE scope = $1 AND owner_id = $2 AND name = $3) \
@@ -129,7 +129,7 @@ impl Db {
 
 /// How to start an app.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(crate) struct Options {
     pub registry: Arc<Registry>,
     pub public_url: String,
     /// How the admin token comes about.
@@ -138,7 +138,7 @@ pub struct Options {
 
 /// How a test app gets its admin token.
 #[derive(Clone, Debug, Default)]
-pub enum AdminToken {
+pub(crate) enum AdminToken {
     /// Bootstrap generates one (the database must have none yet).
     #[default]
     Generate,
@@ -160,7 +160,7 @@ impl Default for Options {
 
 /// A running server and a client for it.
 #[derive(Debug)]
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub base: String,
     pub admin_token: String,
     pub client: reqwest::Client,
@@ -172,7 +172,7 @@ pub struct TestApp {
 
 /// A response: status and JSON body (`Value::Null` when empty).
 #[derive(Debug, Clone)]
-pub struct Resp {
+pub(crate) struct Resp {
     pub status: u16,
     pub body: Value,
     pub text: String,
@@ -181,13 +181,13 @@ pub struct Resp {
 
 impl Resp {
     /// The error code of an error body.
-    pub fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {}: {}", self.status, self.text))
     }
 
     /// Asserts an error status and code, and the error shape.
     #[track_caller]
-    pub fn assert_error(&self, status: u16, code: &str) {
+    pub(crate) fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status, status, "status of {}", self.text);
         assert_eq!(self.code(), code, "code of {}", self.text);
         let message = self.body["error"]["message"].as_str().expect("error.message is a string");
@@ -197,25 +197,25 @@ impl Resp {
     }
 
     #[track_caller]
-    pub fn assert_status(&self, status: u16) -> &Value {
+    pub(crate) fn assert_status(&self, status: u16) -> &Value {
         assert_eq!(self.status, status, "status of {}", self.text);
         &self.body
     }
 }
 
 /// Starts an app on a fresh database of `backend`.
-pub async fn spawn_app(backend: Backend) -> TestApp {
+pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
     spawn_with(backend, Options::default()).await
 }
 
 /// Starts an app with `options` on a fresh database.
-pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
+pub(crate) async fn spawn_with(backend: Backend, options: Options) -> TestApp {
     let db = Db::fresh(backend).await;
     spawn_on(&db, options).await
 }
 
 /// Starts an app on `db` (which may already serve other apps).
-pub async fn spawn_on(db: &Db, options: Options) -> TestApp {
+pub(crate) async fn spawn_on(db: &Db, options: Options) -> TestApp {
     let key = MasterKey::from_base64(&db.key_b64).expect("master key");
     let store = tollgate_store::connect(&db.url, key).await.expect("connect the store");
     let admin_token = match &options.admin_token {
@@ -257,7 +257,7 @@ pub async fn spawn_on(db: &Db, options: Options) -> TestApp {
 
 /// What to authenticate with.
 #[derive(Clone, Copy, Debug)]
-pub enum Auth<'a> {
+pub(crate) enum Auth<'a> {
     None,
     Admin,
     Bearer(&'a str),
@@ -267,7 +267,7 @@ pub enum Auth<'a> {
 
 impl TestApp {
     /// Sends a request; `body` is sent as raw bytes when given.
-    pub async fn send_raw(&self, method: Method, path: &str, auth: Auth<'_>, body: Option<Vec<u8>>) -> Resp {
+    pub(crate) async fn send_raw(&self, method: Method, path: &str, auth: Auth<'_>, body: Option<Vec<u8>>) -> Resp {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         req = match auth {
             Auth::None => req,
@@ -288,42 +288,42 @@ impl TestApp {
     }
 
     /// Sends JSON (or nothing) with `auth`.
-    pub async fn send(&self, method: Method, path: &str, auth: Auth<'_>, body: Option<Value>) -> Resp {
+    pub(crate) async fn send(&self, method: Method, path: &str, auth: Auth<'_>, body: Option<Value>) -> Resp {
         self.send_raw(method, path, auth, body.map(|b| serde_json::to_vec(&b).expect("JSON"))).await
     }
 
-    pub async fn get(&self, path: &str) -> Resp {
+    pub(crate) async fn get(&self, path: &str) -> Resp {
         self.send(Method::GET, path, Auth::Admin, None).await
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> Resp {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Resp {
         self.send(Method::POST, path, Auth::Admin, Some(body)).await
     }
 
-    pub async fn put(&self, path: &str, body: Value) -> Resp {
+    pub(crate) async fn put(&self, path: &str, body: Value) -> Resp {
         self.send(Method::PUT, path, Auth::Admin, Some(body)).await
     }
 
-    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+    pub(crate) async fn patch(&self, path: &str, body: Value) -> Resp {
         self.send(Method::PATCH, path, Auth::Admin, Some(body)).await
     }
 
-    pub async fn delete(&self, path: &str) -> Resp {
+    pub(crate) async fn delete(&self, path: &str) -> Resp {
         self.send(Method::DELETE, path, Auth::Admin, None).await
     }
 
     /// Creates an org and returns its JSON.
-    pub async fn create_org(&self, body: Value) -> Value {
+    pub(crate) async fn create_org(&self, body: Value) -> Value {
         self.post("/admin/orgs", body).await.assert_status(201).clone()
     }
 
     /// Creates an org called `name` and returns its id.
-    pub async fn org(&self, name: &str) -> String {
+    pub(crate) async fn org(&self, name: &str) -> String {
         self.create_org(json!({"name": name})).await["id"].as_str().expect("org id").to_owned()
     }
 
     /// Creates a workspace; `extra` is merged into `{org_id, name, runtime}`.
-    pub async fn create_workspace(&self, org_id: &str, name: &str, runtime: &str, extra: Value) -> Value {
+    pub(crate) async fn create_workspace(&self, org_id: &str, name: &str, runtime: &str, extra: Value) -> Value {
         let mut body = json!({"org_id": org_id, "name": name, "runtime": runtime});
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
@@ -332,24 +332,24 @@ impl TestApp {
     }
 
     /// Creates a workspace and returns its id.
-    pub async fn workspace(&self, org_id: &str, name: &str, runtime: &str, extra: Value) -> String {
+    pub(crate) async fn workspace(&self, org_id: &str, name: &str, runtime: &str, extra: Value) -> String {
         self.create_workspace(org_id, name, runtime, extra).await["id"].as_str().expect("ws id").to_owned()
     }
 
     /// Sets a secret (`scope` is `orgs` or `workspaces`); asserts 204.
-    pub async fn secret(&self, scope: &str, owner: &str, name: &str, value: &str) {
+    pub(crate) async fn secret(&self, scope: &str, owner: &str, name: &str, value: &str) {
         let r = self.put(&format!("/admin/{scope}/{owner}/secrets/{name}"), json!({"value": value})).await;
         assert_eq!(r.status, 204, "PUT secret {name}: {}", r.text);
         assert!(r.text.is_empty(), "204 has no body");
     }
 
     /// `GET /admin/workspaces/{ws}/llm-billing-mode`, asserting 200.
-    pub async fn read_mode(&self, ws: &str) -> Value {
+    pub(crate) async fn read_mode(&self, ws: &str) -> Value {
         self.get(&format!("/admin/workspaces/{ws}/llm-billing-mode")).await.assert_status(200).clone()
     }
 
     /// `POST /admin/workspaces/{ws}/provision`.
-    pub async fn provision(&self, ws: &str, model: Option<&str>) -> Resp {
+    pub(crate) async fn provision(&self, ws: &str, model: Option<&str>) -> Resp {
         let body = match model {
             Some(m) => json!({"model": m}),
             None => json!({}),
@@ -358,19 +358,19 @@ impl TestApp {
     }
 
     /// `GET /workspaces/{ws}/secrets/values` with `token` as a bearer token.
-    pub async fn pull(&self, ws: &str, token: &str) -> Resp {
+    pub(crate) async fn pull(&self, ws: &str, token: &str) -> Resp {
         self.send(Method::GET, &format!("/workspaces/{ws}/secrets/values"), Auth::Bearer(token), None).await
     }
 
     /// Signals the server to shut down, without waiting.
-    pub fn begin_shutdown(&mut self) {
+    pub(crate) fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
     }
 
     /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -12,16 +12,22 @@ use tollgate_store::{MasterKey, Store};
 /// Which backend a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
+    /// A file in a fresh temporary directory.
     Sqlite,
+    /// A fresh database on the throwaway server of tollgate-testkit.
     Postgres,
 }
 
 /// A fresh, empty database of one backend, and how to reach it again.
 #[derive(Debug)]
 pub struct Harness {
+    /// The backend.
     pub backend: Backend,
+    /// The database URL, to open it again.
     pub url: String,
+    /// The master key the store was opened with, base64.
     pub key_b64: String,
+    /// The open store.
     pub store: Arc<dyn Store>,
     _dir: Option<PathBuf>,
 }
@@ -36,6 +42,7 @@ fn key_b64() -> String {
 }
 
 impl Harness {
+    /// A fresh, empty, migrated database of `backend`.
     pub async fn new(backend: Backend) -> Self {
         let key = key_b64();
         let (url, dir) = match backend {

@@ -45,7 +45,7 @@ fn new_ws(org: &OrgId, n: &str) -> NewWorkspace {
     }
 }
 
-pub async fn orgs_crud_and_unique_names(h: Harness) {
+pub(crate) async fn orgs_crud_and_unique_names(h: Harness) {
     let s = &h.store;
     s.ping().await.unwrap();
     let a = s.create_org(&NewOrg { default_billing_mode: Some(BillingMode::Byok), ..new_org("acme") }).await.unwrap();
@@ -72,7 +72,7 @@ pub async fn orgs_crud_and_unique_names(h: Harness) {
     assert!(matches!(s.update_org(&oid("nope"), &OrgPatch::default()).await, Err(StoreError::NotFound("org"))));
 }
 
-pub async fn credit_adjustments_are_atomic_and_recorded(h: Harness) {
+pub(crate) async fn credit_adjustments_are_atomic_and_recorded(h: Harness) {
     let s = h.store.clone();
     let org = s.create_org(&new_org("acme")).await.unwrap();
     assert_eq!(s.adjust_credit(&org.id, Micros::new(500), "top-up").await.unwrap(), Micros::new(1_500));
@@ -94,7 +94,7 @@ pub async fn credit_adjustments_are_atomic_and_recorded(h: Harness) {
     assert!(matches!(s.adjust_credit(&oid("nope"), Micros::new(1), "x").await, Err(StoreError::NotFound("org"))));
 }
 
-pub async fn workspaces_crud_and_unique_names_per_org(h: Harness) {
+pub(crate) async fn workspaces_crud_and_unique_names_per_org(h: Harness) {
     let s = &h.store;
     let a = s.create_org(&new_org("a")).await.unwrap();
     let b = s.create_org(&new_org("b")).await.unwrap();
@@ -142,7 +142,7 @@ pub async fn workspaces_crud_and_unique_names_per_org(h: Harness) {
     assert_eq!(w.spec().runtime, "claude-code");
 }
 
-pub async fn secrets_are_encrypted_listed_and_merged(h: Harness) {
+pub(crate) async fn secrets_are_encrypted_listed_and_merged(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
@@ -191,7 +191,7 @@ pub async fn secrets_are_encrypted_listed_and_merged(h: Harness) {
     assert!(matches!(s.list_secrets(Scope::Workspace, "nope").await, Err(StoreError::NotFound("workspace"))));
 }
 
-pub async fn ciphertext_moved_to_another_row_is_unreadable(h: Harness) {
+pub(crate) async fn ciphertext_moved_to_another_row_is_unreadable(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
@@ -210,7 +210,7 @@ pub async fn ciphertext_moved_to_another_row_is_unreadable(h: Harness) {
     assert!(merged.get("MINIMAX_API_KEY").is_some_and(|m| m.is_present()), "the original still decrypts");
 }
 
-pub async fn another_master_key_makes_every_secret_unreadable(h: Harness) {
+pub(crate) async fn another_master_key_makes_every_secret_unreadable(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
@@ -222,7 +222,7 @@ pub async fn another_master_key_makes_every_secret_unreadable(h: Harness) {
     assert!(same.merged_secrets(&ws).await.unwrap().get("A").is_some_and(|m| m.is_present()));
 }
 
-pub async fn provision_swaps_tokens_atomically(h: Harness) {
+pub(crate) async fn provision_swaps_tokens_atomically(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
@@ -256,7 +256,7 @@ pub async fn provision_swaps_tokens_atomically(h: Harness) {
     ));
 }
 
-pub async fn delete_workspace_removes_its_secrets_and_tokens(h: Harness) {
+pub(crate) async fn delete_workspace_removes_its_secrets_and_tokens(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
@@ -278,7 +278,7 @@ pub async fn delete_workspace_removes_its_secrets_and_tokens(h: Harness) {
     assert!(s.list_secrets(Scope::Workspace, again.id.as_str()).await.unwrap().is_empty());
 }
 
-pub async fn admin_token_hash_round_trip(h: Harness) {
+pub(crate) async fn admin_token_hash_round_trip(h: Harness) {
     let s = &h.store;
     assert_eq!(s.admin_token_hash().await.unwrap(), None);
     s.set_admin_token_hash(&TokenHash::of("tg_admin_a")).await.unwrap();
@@ -287,7 +287,7 @@ pub async fn admin_token_hash_round_trip(h: Harness) {
     assert_eq!(s.admin_token_hash().await.unwrap(), Some(TokenHash::of("tg_admin_b")));
 }
 
-pub async fn data_survives_a_reopen(h: Harness) {
+pub(crate) async fn data_survives_a_reopen(h: Harness) {
     let org = h.store.create_org(&new_org("acme")).await.unwrap();
     let ws = h.store.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
     h.store.put_secret(Scope::Workspace, ws.id.as_str(), &name("A"), &value("kept")).await.unwrap();
@@ -300,7 +300,7 @@ pub async fn data_survives_a_reopen(h: Harness) {
 
 /// Every read sees the latest committed write, whichever pooled connection serves it (a
 /// SQLite statement left un-reset would pin an old WAL snapshot on its connection).
-pub async fn reads_are_never_stale(h: Harness) {
+pub(crate) async fn reads_are_never_stale(h: Harness) {
     let s = h.store.clone();
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
@@ -329,7 +329,7 @@ pub async fn reads_are_never_stale(h: Harness) {
 
 /// Usage totals group ledger rows by day (UTC), model or workspace, count failed requests
 /// and filter by org, workspace and time. (The proxy writes the ledger; here rows are raw.)
-pub async fn usage_groups_the_ledger(h: Harness) {
+pub(crate) async fn usage_groups_the_ledger(h: Harness) {
     let day1 = 1_795_089_600_000_i64; // 2026-11-19T12:00:00Z
     let day2 = day1 + 86_400_000;
     let rows = [
@@ -439,7 +439,7 @@ fn entry(id: &str, cost: i64, status: Option<u16>) -> tollgate_store::LedgerEntr
 /// Lease, record, return: the org's balance counts leased credit until it is spent, a
 /// lease never takes more than the balance, rows are charged once, and a lease that expired
 /// (its instance died) goes back to the org.
-pub async fn credit_is_leased_recorded_and_returned(h: Harness) {
+pub(crate) async fn credit_is_leased_recorded_and_returned(h: Harness) {
     use std::time::Duration;
     use tollgate_store::Leased;
     let s = &h.store;
@@ -507,7 +507,7 @@ pub async fn credit_is_leased_recorded_and_returned(h: Harness) {
 /// Concurrent leases from two store instances (two connection pools, as two `serve`
 /// processes would have) never take more than the balance, and concurrent duplicate
 /// recordings charge each request once.
-pub async fn concurrent_leases_never_overspend(h: Harness) {
+pub(crate) async fn concurrent_leases_never_overspend(h: Harness) {
     use std::time::Duration;
     use tollgate_store::Leased;
     let org = h.store.create_org(&new_org("acme")).await.unwrap(); // 1_000 micro-USD
@@ -564,7 +564,7 @@ pub async fn concurrent_leases_never_overspend(h: Harness) {
 
 /// A cache invalidation published by one instance reaches every subscriber; on Postgres,
 /// across instances (LISTEN/NOTIFY).
-pub async fn invalidations_reach_every_instance(h: Harness) {
+pub(crate) async fn invalidations_reach_every_instance(h: Harness) {
     use std::time::Duration;
     let recv = |mut rx: tokio::sync::broadcast::Receiver<Invalidation>| async move {
         tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("an invalidation within 10 s").unwrap()
