@@ -1,9 +1,9 @@
 //! `tollgate serve --demo`: an example org with one workspace per interesting case.
 
 use tollgate_policy::resolve::{BillingMode, Context, PublicUrl, WorkspaceKind};
-use tollgate_policy::secret::{Scope, SecretValue};
+use tollgate_policy::secret::SecretValue;
 use tollgate_policy::{Micros, Registry, SecretName};
-use tollgate_store::{NewOrg, NewWorkspace, ResolutionInputs, Store, StoreError};
+use tollgate_store::{NewOrg, NewWorkspace, Owner, ResolutionInputs, Store, StoreError};
 
 use crate::exit::CliError;
 
@@ -83,9 +83,9 @@ pub(crate) async fn seed(store: &dyn Store, registry: &Registry, public_url: &Pu
                 .map_err(fail)?;
             // The tenant-wide OAuth token that caused the drain of seed 000.
             let (n, v) = secret("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-demo-tenant-wide")?;
-            store.put_secret(Scope::Org, org.id.as_str(), &n, &v).await.map_err(fail)?;
+            store.put_secret(&Owner::Org(org.id.clone()), &n, &v).await.map_err(fail)?;
             let (n, v) = secret("GITHUB_TOKEN", "ghp-demo-shared")?;
-            store.put_secret(Scope::Org, org.id.as_str(), &n, &v).await.map_err(fail)?;
+            store.put_secret(&Owner::Org(org.id.clone()), &n, &v).await.map_err(fail)?;
             org
         }
     };
@@ -110,7 +110,7 @@ pub(crate) async fn seed(store: &dyn Store, registry: &Registry, public_url: &Pu
                     .map_err(fail)?;
                 for (name, value) in demo.secrets {
                     let (n, v) = secret(name, value)?;
-                    store.put_secret(Scope::Workspace, ws.id.as_str(), &n, &v).await.map_err(fail)?;
+                    store.put_secret(&Owner::Workspace(ws.id.clone()), &n, &v).await.map_err(fail)?;
                 }
                 ws
             }

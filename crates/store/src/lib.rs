@@ -163,6 +163,33 @@ pub struct WorkspacePatch {
     pub kind: Option<WorkspaceKind>,
 }
 
+/// Who a secret belongs to: an org (inherited by its workspaces) or one workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// An org secret.
+    Org(OrgId),
+    /// A workspace secret.
+    Workspace(WorkspaceId),
+}
+
+impl Owner {
+    /// The secret scope this owner stands for.
+    pub fn scope(&self) -> Scope {
+        match self {
+            Self::Org(_) => Scope::Org,
+            Self::Workspace(_) => Scope::Workspace,
+        }
+    }
+
+    /// The owner's id as text (the stored `owner_id`, bound into each ciphertext).
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Org(id) => id.as_str(),
+            Self::Workspace(id) => id.as_str(),
+        }
+    }
+}
+
 /// A secret's name and when it was last set. Never its value.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct SecretMeta {
@@ -450,11 +477,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn delete_workspace(&self, id: &WorkspaceId) -> Result<()>;
 
     /// Sets a secret (encrypting it). The owner must exist.
-    async fn put_secret(&self, scope: Scope, owner_id: &str, name: &SecretName, value: &SecretValue) -> Result<()>;
+    async fn put_secret(&self, owner: &Owner, name: &SecretName, value: &SecretValue) -> Result<()>;
     /// Deletes a secret; an absent one is `NotFound`.
-    async fn delete_secret(&self, scope: Scope, owner_id: &str, name: &SecretName) -> Result<()>;
+    async fn delete_secret(&self, owner: &Owner, name: &SecretName) -> Result<()>;
     /// Names and times of one owner's secrets, by name. The owner must exist.
-    async fn list_secrets(&self, scope: Scope, owner_id: &str) -> Result<Vec<SecretMeta>>;
+    async fn list_secrets(&self, owner: &Owner) -> Result<Vec<SecretMeta>>;
     /// The workspace's org and workspace secrets, decrypted and merged. A ciphertext that
     /// does not decrypt is `SecretState::Unreadable`, never absent.
     async fn merged_secrets(&self, workspace: &Workspace) -> Result<MergedSecrets>;

@@ -17,7 +17,7 @@ use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
 
 use crate::crypto::{MasterKey, TokenHash};
 use crate::{
-    Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, NewOrg, NewWorkspace, Org, OrgPatch, Provision,
+    Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, NewOrg, NewWorkspace, Org, OrgPatch, Owner, Provision,
     ProvisionRecord, Result, SecretMeta, Store, StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace,
     WorkspacePatch,
 };
@@ -419,7 +419,8 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn put_secret(&self, scope: Scope, owner_id: &str, name: &SecretName, value: &SecretValue) -> Result<()> {
+            async fn put_secret(&self, owner: &Owner, name: &SecretName, value: &SecretValue) -> Result<()> {
+                let (scope, owner_id) = (owner.scope(), owner.id());
                 self.owner_exists(scope, owner_id).await?;
                 let (nonce, ct) = self.key.seal(scope, owner_id, name.as_str(), value).ok_or(StoreError::Crypto)?;
                 sqlx::query(
@@ -438,7 +439,8 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn delete_secret(&self, scope: Scope, owner_id: &str, name: &SecretName) -> Result<()> {
+            async fn delete_secret(&self, owner: &Owner, name: &SecretName) -> Result<()> {
+                let (scope, owner_id) = (owner.scope(), owner.id());
                 self.owner_exists(scope, owner_id).await?;
                 let done = sqlx::query("DELETE FROM secrets WHERE scope = $1 AND owner_id = $2 AND name = $3")
                     .bind(scope.as_str())
@@ -452,7 +454,8 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn list_secrets(&self, scope: Scope, owner_id: &str) -> Result<Vec<SecretMeta>> {
+            async fn list_secrets(&self, owner: &Owner) -> Result<Vec<SecretMeta>> {
+                let (scope, owner_id) = (owner.scope(), owner.id());
                 self.owner_exists(scope, owner_id).await?;
                 let sql = "SELECT name, updated_at FROM secrets WHERE scope = $1 AND owner_id = $2 ORDER BY name";
                 Ok(sqlx::query_as::<_, SecretMeta>(sql)

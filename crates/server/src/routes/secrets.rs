@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use tollgate_policy::Scope;
-use tollgate_store::Invalidation;
+use tollgate_store::{Invalidation, Owner};
 
 use crate::AppState;
 use crate::api::doc::ErrorResponse;
@@ -14,38 +14,46 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::validate;
 
-/// Parses the owner id for its scope (not an id: 404), and returns the invalidation a change
-/// to its secrets needs: an org secret affects all its workspaces.
-fn owner_notice(scope: Scope, owner: &str) -> Result<Invalidation, ApiError> {
+/// Parses the owner id for its scope (not an id: 404).
+fn parse_owner(scope: Scope, owner: &str) -> Result<Owner, ApiError> {
     Ok(match scope {
-        Scope::Org => Invalidation::Org(validate::org_id(owner)?),
-        Scope::Workspace => Invalidation::Workspace(validate::workspace_id(owner)?),
+        Scope::Org => Owner::Org(validate::org_id(owner)?),
+        Scope::Workspace => Owner::Workspace(validate::workspace_id(owner)?),
     })
+}
+
+/// The invalidation a change to `owner`'s secrets needs: an org secret affects all its
+/// workspaces.
+fn notice(owner: Owner) -> Invalidation {
+    match owner {
+        Owner::Org(id) => Invalidation::Org(id),
+        Owner::Workspace(id) => Invalidation::Workspace(id),
+    }
 }
 
 async fn put(state: &AppState, scope: Scope, owner: &str, name: &str, body: PutSecret) -> Result<StatusCode, ApiError> {
     // The value first: from here on it lives in a container that zeroizes it.
     let value = validate::secret_value(body.value)?;
     let name = validate::secret_name(name)?;
-    let notice = owner_notice(scope, owner)?;
-    state.store().put_secret(scope, owner, &name, &value).await?;
-    state.invalidate(notice).await;
-    tracing::info!(scope = scope.as_str(), owner = %owner, name = %name, "secret set");
+    let owner = parse_owner(scope, owner)?;
+    state.store().put_secret(&owner, &name, &value).await?;
+    state.invalidate(notice(owner.clone())).await;
+    tracing::info!(scope = scope.as_str(), owner = %owner.id(), name = %name, "secret set");
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete(state: &AppState, scope: Scope, owner: &str, name: &str) -> Result<StatusCode, ApiError> {
     let name = validate::secret_name(name)?;
-    let notice = owner_notice(scope, owner)?;
-    state.store().delete_secret(scope, owner, &name).await?;
-    state.invalidate(notice).await;
-    tracing::info!(scope = scope.as_str(), owner = %owner, name = %name, "secret deleted");
+    let owner = parse_owner(scope, owner)?;
+    state.store().delete_secret(&owner, &name).await?;
+    state.invalidate(notice(owner.clone())).await;
+    tracing::info!(scope = scope.as_str(), owner = %owner.id(), name = %name, "secret deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list(state: &AppState, scope: Scope, owner: &str) -> Result<Json<Vec<SecretMeta>>, ApiError> {
-    owner_notice(scope, owner)?;
-    let metas = state.store().list_secrets(scope, owner).await?;
+    let owner = parse_owner(scope, owner)?;
+    let metas = state.store().list_secrets(&owner).await?;
     Ok(Json(metas.iter().map(SecretMeta::from).collect()))
 }
 

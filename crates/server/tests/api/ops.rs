@@ -171,7 +171,7 @@ async fn drain_scenario(wait_ms: u64) -> bool {
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 204"), "the in-flight request was answered: {response}");
     // Checked before `stop`, which drops the app and with it the database's directory.
-    let names = app.store.list_secrets(tollgate_policy::Scope::Org, &org).await.unwrap();
+    let names = app.store.list_secrets(&tollgate_store::Owner::Org(org.parse().unwrap())).await.unwrap();
     assert_eq!(names.len(), 1, "the drained request was carried out");
     let base = app.base.clone();
     app.stop().await;

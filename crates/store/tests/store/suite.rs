@@ -1,10 +1,10 @@
 //! The suite's test bodies, backend-agnostic: each takes a fresh [`Harness`].
 
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
-use tollgate_policy::secret::{Origin, Scope, SecretState, SecretValue};
+use tollgate_policy::secret::{Origin, SecretState, SecretValue};
 use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
 use tollgate_store::{
-    Invalidation, LeaseId, MasterKey, NewOrg, NewWorkspace, OrgPatch, ProvisionRecord, StoreError, Timestamp,
+    Invalidation, LeaseId, MasterKey, NewOrg, NewWorkspace, OrgPatch, Owner, ProvisionRecord, StoreError, Timestamp,
     TokenHash, UsageGroup, UsageQuery, UsageRow, WorkspacePatch,
 };
 
@@ -146,15 +146,15 @@ pub(crate) async fn secrets_are_encrypted_listed_and_merged(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    s.put_secret(Scope::Org, org.id.as_str(), &name("CLAUDE_CODE_OAUTH_TOKEN"), &value("sk-ant-oat01-org-secret"))
+    s.put_secret(&Owner::Org(org.id.clone()), &name("CLAUDE_CODE_OAUTH_TOKEN"), &value("sk-ant-oat01-org-secret"))
         .await
         .unwrap();
-    s.put_secret(Scope::Org, org.id.as_str(), &name("SHARED"), &value("org-shared")).await.unwrap();
-    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("SHARED"), &value("ws-shared")).await.unwrap();
-    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("MINIMAX_API_KEY"), &value("mm-1")).await.unwrap();
-    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("MINIMAX_API_KEY"), &value("mm-2")).await.unwrap();
+    s.put_secret(&Owner::Org(org.id.clone()), &name("SHARED"), &value("org-shared")).await.unwrap();
+    s.put_secret(&Owner::Workspace(ws.id.clone()), &name("SHARED"), &value("ws-shared")).await.unwrap();
+    s.put_secret(&Owner::Workspace(ws.id.clone()), &name("MINIMAX_API_KEY"), &value("mm-1")).await.unwrap();
+    s.put_secret(&Owner::Workspace(ws.id.clone()), &name("MINIMAX_API_KEY"), &value("mm-2")).await.unwrap();
     let listed: Vec<String> =
-        s.list_secrets(Scope::Workspace, ws.id.as_str()).await.unwrap().into_iter().map(|m| m.name).collect();
+        s.list_secrets(&Owner::Workspace(ws.id.clone())).await.unwrap().into_iter().map(|m| m.name).collect();
     assert_eq!(listed, ["MINIMAX_API_KEY", "SHARED"]);
     let merged = s.merged_secrets(&ws).await.unwrap();
     assert_eq!(merged.len(), 3);
@@ -173,30 +173,30 @@ pub(crate) async fn secrets_are_encrypted_listed_and_merged(h: Harness) {
         crate::Backend::Postgres => false,
     };
     assert!(!raw_contains, "a secret value is stored in clear");
-    s.delete_secret(Scope::Workspace, ws.id.as_str(), &name("SHARED")).await.unwrap();
+    s.delete_secret(&Owner::Workspace(ws.id.clone()), &name("SHARED")).await.unwrap();
     assert!(matches!(
-        s.delete_secret(Scope::Workspace, ws.id.as_str(), &name("SHARED")).await,
+        s.delete_secret(&Owner::Workspace(ws.id.clone()), &name("SHARED")).await,
         Err(StoreError::NotFound("secret"))
     ));
     let merged = s.merged_secrets(&ws).await.unwrap();
     assert_eq!(merged.get("SHARED").map(|m| m.origin), Some(Origin::Org), "the org value shows through again");
     assert!(matches!(
-        s.put_secret(Scope::Org, "nope", &name("A"), &value("x")).await,
+        s.put_secret(&Owner::Org(oid("nope")), &name("A"), &value("x")).await,
         Err(StoreError::NotFound("org"))
     ));
     assert!(matches!(
-        s.put_secret(Scope::Workspace, "nope", &name("A"), &value("x")).await,
+        s.put_secret(&Owner::Workspace(wid("nope")), &name("A"), &value("x")).await,
         Err(StoreError::NotFound("workspace"))
     ));
-    assert!(matches!(s.list_secrets(Scope::Workspace, "nope").await, Err(StoreError::NotFound("workspace"))));
+    assert!(matches!(s.list_secrets(&Owner::Workspace(wid("nope"))).await, Err(StoreError::NotFound("workspace"))));
 }
 
 pub(crate) async fn ciphertext_moved_to_another_row_is_unreadable(h: Harness) {
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("MINIMAX_API_KEY"), &value("mm-key")).await.unwrap();
-    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("OTHER"), &value("other")).await.unwrap();
+    s.put_secret(&Owner::Workspace(ws.id.clone()), &name("MINIMAX_API_KEY"), &value("mm-key")).await.unwrap();
+    s.put_secret(&Owner::Workspace(ws.id.clone()), &name("OTHER"), &value("other")).await.unwrap();
     // Copy MINIMAX_API_KEY's nonce and ciphertext onto OTHER's row.
     h.raw(&format!(
         "UPDATE secrets SET nonce = (SELECT nonce FROM secrets WHERE owner_id = '{id}' AND name = 'MINIMAX_API_KEY'), \
@@ -214,7 +214,7 @@ pub(crate) async fn another_master_key_makes_every_secret_unreadable(h: Harness)
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    s.put_secret(Scope::Org, org.id.as_str(), &name("A"), &value("a")).await.unwrap();
+    s.put_secret(&Owner::Org(org.id.clone()), &name("A"), &value("a")).await.unwrap();
     let other = h.reopen(MasterKey::generate().unwrap()).await;
     let merged = other.merged_secrets(&ws).await.unwrap();
     assert!(matches!(merged.get("A").map(|m| &m.state), Some(SecretState::Unreadable)));
@@ -260,7 +260,7 @@ pub(crate) async fn delete_workspace_removes_its_secrets_and_tokens(h: Harness) 
     let s = &h.store;
     let org = s.create_org(&new_org("acme")).await.unwrap();
     let ws = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    s.put_secret(Scope::Workspace, ws.id.as_str(), &name("A"), &value("a")).await.unwrap();
+    s.put_secret(&Owner::Workspace(ws.id.clone()), &name("A"), &value("a")).await.unwrap();
     let t = TokenHash::of("tg_ws_x");
     s.record_provision(
         &ws.id,
@@ -275,7 +275,7 @@ pub(crate) async fn delete_workspace_removes_its_secrets_and_tokens(h: Harness) 
     assert!(matches!(s.delete_workspace(&ws.id).await, Err(StoreError::NotFound("workspace"))));
     // The name is free again.
     let again = s.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    assert!(s.list_secrets(Scope::Workspace, again.id.as_str()).await.unwrap().is_empty());
+    assert!(s.list_secrets(&Owner::Workspace(again.id.clone())).await.unwrap().is_empty());
 }
 
 pub(crate) async fn admin_token_hash_round_trip(h: Harness) {
@@ -290,7 +290,7 @@ pub(crate) async fn admin_token_hash_round_trip(h: Harness) {
 pub(crate) async fn data_survives_a_reopen(h: Harness) {
     let org = h.store.create_org(&new_org("acme")).await.unwrap();
     let ws = h.store.create_workspace(&new_ws(&org.id, "dev")).await.unwrap();
-    h.store.put_secret(Scope::Workspace, ws.id.as_str(), &name("A"), &value("kept")).await.unwrap();
+    h.store.put_secret(&Owner::Workspace(ws.id.clone()), &name("A"), &value("kept")).await.unwrap();
     let again = h.reopen(MasterKey::from_base64(&h.key_b64).unwrap()).await;
     assert_eq!(again.get_org(&org.id).await.unwrap(), org, "migrations re-run cleanly and the data is there");
     assert_eq!(again.get_workspace(&ws.id).await.unwrap(), ws);
