@@ -293,7 +293,15 @@ impl Credit {
 
     /// Writes every queued row and returns every lease to its org (graceful shutdown, after
     /// the in-flight requests have ended).
+    ///
+    /// Requests whose responses have ended may still be settling (a body's guard drops after
+    /// its last byte is sent): it first waits, up to [`SETTLE_WAIT`], until no request holds
+    /// a reservation, so that their rows are written here rather than lost.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let deadline = Instant::now() + SETTLE_WAIT;
+        while self.holds_in_flight() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         flush(&self.inner).await?;
         let orgs: Vec<Arc<OrgCredit>> = lock(&self.inner.orgs).drain().map(|(_, o)| o).collect();
         for org in orgs {
@@ -301,6 +309,17 @@ impl Credit {
             self.inner.store.release_lease(&lease_id, None, Duration::ZERO).await?;
         }
         Ok(())
+    }
+}
+
+/// How long [`Credit::shutdown`] waits for reservations still held to be settled.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
+impl Credit {
+    /// Whether any request still holds a reservation: every [`Hold`] keeps its org's entry
+    /// alive, so an entry shared beyond the map is one in use.
+    fn holds_in_flight(&self) -> bool {
+        lock(&self.inner.orgs).values().any(|org| Arc::strong_count(org) > 1)
     }
 }
 
