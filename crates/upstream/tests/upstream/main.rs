@@ -5,6 +5,8 @@
 mod chat;
 mod faults;
 mod messages;
+mod models;
+mod responses;
 mod server;
 
 use axum::body::{Body, Bytes};

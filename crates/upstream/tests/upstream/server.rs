@@ -63,14 +63,14 @@ async fn the_recorder_keeps_every_request_in_order() {
     assert_eq!(not_json.status(), 400);
     let empty = client().post(format!("{}/v1/messages", upstream.url())).header("x-api-key", KEY).send().await.unwrap();
     assert_eq!(empty.status(), 400);
-    let missing = client().get(format!("{}/v1/models?limit=5", upstream.url())).send().await.unwrap();
+    let missing = client().get(format!("{}/v1/files?limit=5", upstream.url())).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     let requests = upstream.requests();
     assert_eq!(requests.len(), 3);
     assert_eq!(requests[0].body, json!("not json"));
     assert_eq!(requests[1].body, Value::Null);
     assert_eq!(requests[2].method, "GET");
-    assert_eq!(requests[2].path, "/v1/models");
+    assert_eq!(requests[2].path, "/v1/files");
     assert_eq!(requests[2].query.as_deref(), Some("limit=5"));
 }
 
@@ -149,7 +149,7 @@ async fn invalid_requests_get_the_providers_400_404_and_405() {
     let missing = client().post(format!("{}/v1/complete", upstream.url())).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.json::<Value>().await.unwrap()["error"]["type"], "not_found_error");
-    let missing = client().post(format!("{}/v1/responses", upstream.url())).send().await.unwrap();
+    let missing = client().post(format!("{}/v1/responses/resp_1/cancel", upstream.url())).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.json::<Value>().await.unwrap()["error"]["type"], "invalid_request_error");
 }
