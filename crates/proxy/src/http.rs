@@ -351,7 +351,9 @@ impl Proxy {
         }
     }
 
-    #[expect(clippy::too_many_lines, reason = "the request's life in order: auth, model, credit, forward, meter")]
+    /// One request's life in order: authenticate, admit the model, reserve credit, send it
+    /// upstream, relay the answer. Every step that fails answers in the provider's shape; once
+    /// credit is reserved it is settled exactly once (see [`SettleGuard`]).
     async fn forward(
         &self,
         protocol: Protocol,
@@ -361,29 +363,24 @@ impl Proxy {
         body: Bytes,
         started: Instant,
     ) -> Result<Response, ProxyError> {
-        let inner = &self.inner;
-        // Authentication.
-        let Some(token) = presented_token(headers) else {
-            return Err(ProxyError::new(
-                StatusCode::UNAUTHORIZED,
-                Kind::Authentication,
-                "no workspace token: send it in x-api-key or Authorization: Bearer",
-            ));
+        let who = self.authenticate(headers).await?;
+        let mut admitted = self.admit(protocol, path, &body)?;
+        let amount = if admitted.count_only {
+            Micros::ZERO
+        } else {
+            worst_case(&admitted.price, &admitted.json, body.len(), protocol)
         };
-        if tollgate_policy::token::is_oauth_shaped(token) {
-            return Err(ProxyError::new(
-                StatusCode::UNAUTHORIZED,
-                Kind::Authentication,
-                "an OAuth token was sent to the Tollgate proxy: platform-managed workspaces must send their workspace token (tg_ws_...), not CLAUDE_CODE_OAUTH_TOKEN",
-            ));
-        }
-        if !has_token_shape(token, WORKSPACE_TOKEN_PREFIX) {
-            return Err(ProxyError::new(
-                StatusCode::UNAUTHORIZED,
-                Kind::Authentication,
-                "not a workspace token: platform-managed workspaces send their workspace token (tg_ws_...)",
-            ));
-        }
+        let model = std::mem::take(&mut admitted.model);
+        let mut guard = self.reserve(&who, protocol, model, admitted.price, amount).await?;
+        let (upstream_response, upstream_latency) =
+            self.send(protocol, path, uri, headers, &admitted, &mut guard).await?;
+        relay(upstream_response, guard, admitted.strip_usage, started, upstream_latency)
+    }
+
+    /// Authentication: a workspace token is presented, is known, and its workspace resolves
+    /// to platform-managed billing (the only mode the proxy serves).
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Authorized>, ProxyError> {
+        let token = workspace_token(headers)?;
         let who = self.authorize(token).await?;
         if who.mode != Some(BillingMode::PlatformManaged) {
             let now = who.mode.map_or("not resolvable", BillingMode::as_str);
@@ -395,7 +392,13 @@ impl Proxy {
                 ),
             ));
         }
-        // The request and the model.
+        Ok(who)
+    }
+
+    /// Admits the request: a bounded JSON body naming a model the platform serves on this
+    /// route, an upstream configured with its key; the body rewritten for that upstream.
+    fn admit(&self, protocol: Protocol, path: &'static str, body: &Bytes) -> Result<Admitted<'_>, ProxyError> {
+        let inner = &self.inner;
         if body.len() > MAX_REQUEST_BYTES {
             return Err(ProxyError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -403,34 +406,13 @@ impl Proxy {
                 "the request body is too large",
             ));
         }
-        let mut json: Value = rewrite::parse_request(&body).map_err(|_| {
-            ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, "the request body is not a JSON object")
-        })?;
+        let not_object =
+            |_| ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, "the request body is not a JSON object");
+        let mut json: Value = rewrite::parse_request(body).map_err(not_object)?;
         let model = rewrite::requested_model(&json).unwrap_or_default().to_owned();
         let served = inner.registry.platform_model(&model).filter(|(_, u)| u.protocol() == protocol);
         let Some((platform_model, upstream)) = served else {
-            let names: Vec<&str> = inner
-                .registry
-                .platform()
-                .map(|p| {
-                    p.models()
-                        .iter()
-                        .filter(|m| {
-                            inner.registry.platform_model(m.id()).is_some_and(|(_, u)| u.protocol() == protocol)
-                        })
-                        .map(|m| m.id())
-                        .collect()
-                })
-                .unwrap_or_default();
-            return Err(ProxyError::new(
-                StatusCode::NOT_FOUND,
-                Kind::NotFound,
-                format!(
-                    "model `{}` is not served by the platform on this route; served: {}",
-                    model.chars().take(80).collect::<String>(),
-                    names.join(", ")
-                ),
-            ));
+            return Err(self.not_served(&model, protocol));
         };
         let Some(target) = inner.config.upstream(upstream.name()) else {
             return Err(ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the platform upstream is not configured"));
@@ -443,26 +425,78 @@ impl Proxy {
                 format!("the server has no platform key for this upstream (set {})", target.key_env),
             ));
         };
-        let price = *platform_model.price();
-        let count_only = path.ends_with("count_tokens");
         let streaming = rewrite::wants_stream(&json);
-        rewrite::set_model(&mut json, platform_model.upstream_model()).map_err(|_| {
-            ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, "the request body is not a JSON object")
-        })?;
+        rewrite::set_model(&mut json, platform_model.upstream_model()).map_err(not_object)?;
         let strip_usage = protocol == Protocol::Openai && streaming && rewrite::ensure_include_usage(&mut json);
-        // Credit: the worst case, before anything is forwarded.
-        let reserve = if count_only { Micros::ZERO } else { worst_case(&price, &json, body.len(), protocol) };
+        Ok(Admitted {
+            json,
+            model,
+            price: *platform_model.price(),
+            target,
+            key,
+            count_only: path.ends_with("count_tokens"),
+            strip_usage,
+        })
+    }
+
+    /// The 404 for a model the platform does not serve on `protocol`'s route, listing those
+    /// it does.
+    fn not_served(&self, model: &str, protocol: Protocol) -> ProxyError {
+        let registry = &self.inner.registry;
+        let names: Vec<&str> = registry
+            .platform()
+            .map(|p| {
+                p.models()
+                    .iter()
+                    .filter(|m| registry.platform_model(m.id()).is_some_and(|(_, u)| u.protocol() == protocol))
+                    .map(|m| m.id())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ProxyError::new(
+            StatusCode::NOT_FOUND,
+            Kind::NotFound,
+            format!(
+                "model `{}` is not served by the platform on this route; served: {}",
+                model.chars().take(80).collect::<String>(),
+                names.join(", ")
+            ),
+        )
+    }
+
+    /// Reserves `amount` (the worst case) from the org's credit before anything is forwarded.
+    /// A refusal is recorded in the ledger and answered 402; on success the returned guard
+    /// settles the reservation exactly once, whatever happens next.
+    async fn reserve(
+        &self,
+        who: &Authorized,
+        protocol: Protocol,
+        model: String,
+        price: Price,
+        amount: Micros,
+    ) -> Result<SettleGuard, ProxyError> {
+        let credit = &self.inner.credit;
         let request_id = uuid::Uuid::new_v4().to_string();
         let created_at = Timestamp::now();
-        let hold = match inner.credit.reserve(&who.org_id, reserve).await {
-            Ok(hold) => hold,
+        match credit.reserve(&who.org_id, amount).await {
+            Ok(hold) => Ok(SettleGuard {
+                credit: credit.clone(),
+                hold: Some(hold),
+                request_id,
+                workspace_id: who.workspace_id.clone(),
+                model,
+                created_at,
+                price,
+                meter: Meter::new(protocol),
+                status: None,
+            }),
             Err(Refusal::Insufficient { available }) => {
                 let refused = Settlement {
                     usage: Usage::default(),
                     cost: Micros::ZERO,
                     http_status: Some(StatusCode::PAYMENT_REQUIRED.as_u16()),
                 };
-                inner.credit.record_refusal(
+                credit.record_refusal(
                     &who.org_id,
                     LedgerEntry {
                         request_id,
@@ -474,101 +508,149 @@ impl Proxy {
                         created_at,
                     },
                 );
-                return Err(ProxyError::new(
+                Err(ProxyError::new(
                     StatusCode::PAYMENT_REQUIRED,
                     Kind::Billing,
                     format!(
-                        "the org's credit ({available}) does not cover this request's worst case ({reserve}); add credit or lower max_tokens"
+                        "the org's credit ({available}) does not cover this request's worst case ({amount}); add credit or lower max_tokens"
                     ),
-                ));
+                ))
             }
             Err(Refusal::Store(e)) => {
                 tracing::error!(error = %e, "credit reservation failed");
-                return Err(ProxyError::new(
+                Err(ProxyError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     Kind::Api,
                     "the proxy cannot reach its database; try again",
-                ));
+                ))
             }
-        };
-        // From here on the reservation is settled exactly once, whatever happens: the guard
-        // settles on drop if nothing else did.
-        let mut guard = SettleGuard {
-            credit: inner.credit.clone(),
-            hold: Some(hold),
-            request_id,
-            workspace_id: who.workspace_id.clone(),
-            model,
-            created_at,
-            price,
-            meter: Meter::new(protocol),
-            status: None,
-        };
-        // Forward exactly what was priced: the re-serialised body, not the client's bytes.
-        let upstream_body = rewrite::to_body(&json);
-        let mut url = format!("{}{path}", target.url);
+        }
+    }
+
+    /// Sends exactly what was priced (the re-serialised body, not the client's bytes) to the
+    /// upstream with the platform key, and returns its response head and how long it took.
+    /// An unreachable upstream settles `guard` as 502.
+    async fn send(
+        &self,
+        protocol: Protocol,
+        path: &'static str,
+        uri: &Uri,
+        headers: &HeaderMap,
+        admitted: &Admitted<'_>,
+        guard: &mut SettleGuard,
+    ) -> Result<(reqwest::Response, Duration), ProxyError> {
+        let mut url = format!("{}{path}", admitted.target.url);
         if let Some(q) = uri.query() {
             url.push('?');
             url.push_str(q);
         }
-        let mut req = inner.client.post(url).body(upstream_body);
+        let mut req = self.inner.client.post(url).body(rewrite::to_body(&admitted.json));
         for name in PASS_HEADERS {
             if let Some(v) = headers.get(name) {
                 req = req.header(name, v);
             }
         }
         req = match protocol {
-            Protocol::Anthropic => req.header("x-api-key", key.expose_secret()),
-            Protocol::Openai => req.bearer_auth(key.expose_secret()),
+            Protocol::Anthropic => req.header("x-api-key", admitted.key.expose_secret()),
+            Protocol::Openai => req.bearer_auth(admitted.key.expose_secret()),
         };
         if !headers.contains_key("content-type") {
             req = req.header("content-type", "application/json");
         }
         let sent = Instant::now();
-        let upstream_response = match req.send().await {
-            Ok(r) => r,
+        match req.send().await {
+            Ok(r) => Ok((r, sent.elapsed())),
             Err(e) => {
                 tracing::warn!(error = %e, "upstream unreachable");
                 guard.finish(Some(StatusCode::BAD_GATEWAY.as_u16()));
-                return Err(ProxyError::new(
-                    StatusCode::BAD_GATEWAY,
-                    Kind::Api,
-                    "the upstream provider could not be reached",
-                ));
-            }
-        };
-        let upstream_latency = sent.elapsed();
-        metrics::histogram!(metric_names::UPSTREAM_LATENCY).record(upstream_latency.as_secs_f64());
-        let status = upstream_response.status();
-        guard.status = Some(status.as_u16());
-        let mut response = Response::builder().status(status.as_u16());
-        for name in RETURN_HEADERS {
-            if let Some(v) = upstream_response.headers().get(name)
-                && let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_bytes(v.as_bytes()))
-            {
-                response = response.header(n, v);
+                Err(ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the upstream provider could not be reached"))
             }
         }
-        let sse = upstream_response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        metrics::counter!(metric_names::REQUESTS, "status" => status.as_u16().to_string()).increment(1);
-        // What the proxy added: everything but the wait for the upstream's headers.
-        metrics::histogram!(metric_names::ADDED_LATENCY)
-            .record(started.elapsed().saturating_sub(upstream_latency).as_secs_f64());
-        let stream = Metered {
-            inner: Box::pin(upstream_response.bytes_stream()),
-            sse,
-            body: Vec::new(),
-            stripper: (strip_usage && sse).then(UsageChunkStripper::new),
-            guard: Some(guard),
-        };
-        response.body(Body::from_stream(stream)).map_err(|_| {
-            ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the upstream's answer could not be relayed")
-        })
     }
+}
+
+/// The workspace token a request presents, refused (401) when absent, OAuth-shaped (a client
+/// configured for subscription login) or not shaped like a workspace token.
+fn workspace_token(headers: &HeaderMap) -> Result<&str, ProxyError> {
+    let Some(token) = presented_token(headers) else {
+        return Err(ProxyError::new(
+            StatusCode::UNAUTHORIZED,
+            Kind::Authentication,
+            "no workspace token: send it in x-api-key or Authorization: Bearer",
+        ));
+    };
+    if tollgate_policy::token::is_oauth_shaped(token) {
+        return Err(ProxyError::new(
+            StatusCode::UNAUTHORIZED,
+            Kind::Authentication,
+            "an OAuth token was sent to the Tollgate proxy: platform-managed workspaces must send their workspace token (tg_ws_...), not CLAUDE_CODE_OAUTH_TOKEN",
+        ));
+    }
+    if !has_token_shape(token, WORKSPACE_TOKEN_PREFIX) {
+        return Err(ProxyError::new(
+            StatusCode::UNAUTHORIZED,
+            Kind::Authentication,
+            "not a workspace token: platform-managed workspaces send their workspace token (tg_ws_...)",
+        ));
+    }
+    Ok(token)
+}
+
+/// An admitted request: the body rewritten for the upstream, and what pricing and sending
+/// it need.
+struct Admitted<'a> {
+    /// The body as it will be forwarded (model replaced, usage requested).
+    json: Value,
+    /// The model the client asked for, as the ledger records it.
+    model: String,
+    price: Price,
+    target: &'a UpstreamTarget,
+    key: SecretString,
+    /// A token count: priced at zero.
+    count_only: bool,
+    /// The proxy asked for OpenAI's usage chunk on the client's behalf and removes it.
+    strip_usage: bool,
+}
+
+/// Relays the upstream's answer: its status and allowed headers now, its body as a metered
+/// stream that settles `guard` when it ends or breaks.
+fn relay(
+    upstream_response: reqwest::Response,
+    mut guard: SettleGuard,
+    strip_usage: bool,
+    started: Instant,
+    upstream_latency: Duration,
+) -> Result<Response, ProxyError> {
+    metrics::histogram!(metric_names::UPSTREAM_LATENCY).record(upstream_latency.as_secs_f64());
+    let status = upstream_response.status();
+    guard.status = Some(status.as_u16());
+    let mut response = Response::builder().status(status.as_u16());
+    for name in RETURN_HEADERS {
+        if let Some(v) = upstream_response.headers().get(name)
+            && let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_bytes(v.as_bytes()))
+        {
+            response = response.header(n, v);
+        }
+    }
+    let sse = upstream_response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    metrics::counter!(metric_names::REQUESTS, "status" => status.as_u16().to_string()).increment(1);
+    // What the proxy added: everything but the wait for the upstream's headers.
+    metrics::histogram!(metric_names::ADDED_LATENCY)
+        .record(started.elapsed().saturating_sub(upstream_latency).as_secs_f64());
+    let stream = Metered {
+        inner: Box::pin(upstream_response.bytes_stream()),
+        sse,
+        body: Vec::new(),
+        stripper: (strip_usage && sse).then(UsageChunkStripper::new),
+        guard: Some(guard),
+    };
+    response
+        .body(Body::from_stream(stream))
+        .map_err(|_| ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the upstream's answer could not be relayed"))
 }
 
 /// The worst-case cost of a request: its input (estimated from the body, priced at the
