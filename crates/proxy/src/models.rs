@@ -68,7 +68,10 @@ mod tests {
         let anthropic = list_body(Protocol::Anthropic, &["a", "b"]);
         assert_eq!(anthropic["data"][0]["type"], "model");
         assert_eq!(anthropic["data"][0]["display_name"], "a");
-        assert_eq!((&anthropic["first_id"], &anthropic["last_id"], &anthropic["has_more"]), (&json!("a"), &json!("b"), &json!(false)));
+        assert_eq!(
+            (&anthropic["first_id"], &anthropic["last_id"], &anthropic["has_more"]),
+            (&json!("a"), &json!("b"), &json!(false))
+        );
         let empty = list_body(Protocol::Anthropic, &[]);
         assert_eq!((&empty["first_id"], &empty["data"]), (&Value::Null, &json!([])));
     }

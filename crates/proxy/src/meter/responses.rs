@@ -122,8 +122,8 @@ impl ResponsesState {
     fn on_event(&mut self, event: EventRef<'_>) {
         // The `event:` field names the payload's type: skip the bulk unparsed. Without the
         // field, only a payload that may carry a usage is parsed.
-        let named_terminal = TERMINAL.contains(&event.event);
-        if !named_terminal && !(event.event.is_empty() && may_carry_usage(event.data)) {
+        let worth_parsing = TERMINAL.contains(&event.event) || (event.event.is_empty() && may_carry_usage(event.data));
+        if !worth_parsing {
             return;
         }
         match serde_json::from_slice::<EventPayload>(event.data) {
@@ -196,7 +196,9 @@ mod tests {
     #[test]
     fn a_stream_cut_before_its_terminal_event_has_no_usage() {
         let mut meter = ResponsesMeter::new();
-        meter.observe_chunk(b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\n");
+        meter.observe_chunk(
+            b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\n",
+        );
         meter.observe_chunk(&COMPLETED.as_bytes()[..COMPLETED.len() - 3]);
         assert!(!meter.completed());
         assert_eq!(meter.usage(), Usage::default());
@@ -217,7 +219,9 @@ mod tests {
     #[test]
     fn a_terminal_event_without_usage_is_malformed() {
         let mut meter = ResponsesMeter::new();
-        meter.observe_chunk(b"event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\"}}\n\n");
+        meter.observe_chunk(
+            b"event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\"}}\n\n",
+        );
         assert!(meter.completed());
         assert_eq!(meter.malformed_events(), 1);
         assert_eq!(meter.usage(), Usage::default());
