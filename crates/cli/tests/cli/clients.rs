@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tollgate_policy::Registry;
-use tollgate_upstream::{REPLY, REPLY_WORDS, Recorded, Upstream};
+use tollgate_upstream::{REASONING_TOKENS, REPLY, REPLY_WORDS, Recorded, Upstream};
 
 use crate::serve::{Server, data_dir, start};
 
@@ -380,7 +380,7 @@ fn check_credentials(r: &Recorded, tokens: &[&str]) {
         assert_eq!(r.header("authorization"), None, "{}", r.path);
         assert!(r.header("anthropic-version").is_some(), "anthropic-version is passed through");
     } else {
-        assert_eq!(r.path, "/v1/chat/completions");
+        assert!(["/v1/chat/completions", "/v1/responses"].contains(&r.path.as_str()), "{}", r.path);
         assert_eq!(r.header("authorization"), Some(format!("Bearer {OPENAI_KEY}").as_str()));
         assert_eq!(r.header("x-api-key"), None);
     }
@@ -456,6 +456,17 @@ fn stand_in_usage(r: &Recorded) -> Tokens {
         "/v1/chat/completions" => {
             let limit = b["max_completion_tokens"].as_i64().or_else(|| b["max_tokens"].as_i64()).unwrap_or(words);
             Tokens { input: (text(&b["messages"]).0 / 4).max(1), output: limit.min(words), ..Tokens::default() }
+        }
+        "/v1/responses" => {
+            let (instructions, input) = (text(&b["instructions"]).0, text(&b["input"]).0);
+            let limit = b["max_output_tokens"].as_i64().unwrap_or(i64::MAX);
+            let effort = b["reasoning"]["effort"].as_str();
+            let reasons = effort.is_some_and(|e| e != "none" && e != "minimal");
+            let reasoning = if reasons { i64::try_from(REASONING_TOKENS).unwrap().min(limit) } else { 0 };
+            let total = ((instructions + input) / 4).max(1);
+            let cached = instructions / 4;
+            let output = reasoning + words.min(limit - reasoning);
+            Tokens { input: total - cached, output, cache_write: 0, cache_read: cached }
         }
         other => panic!("the upstream saw an unexpected path {other}"),
     }
@@ -612,6 +623,39 @@ fn openai_python_sdk_create_and_streams_with_and_without_usage() {
     assert_eq!(with_usage["text"], REPLY);
     assert_eq!(with_usage["usage_chunks"], json!([openai_usage(stand_in_usage(&seen[2]))]), "{with_usage}");
     assert_eq!(with_usage["empty_choice_chunks"], 1);
+
+    let total = stack.check_upstream_and_ledger(&[&token]);
+    assert!(total > 0);
+}
+
+#[test]
+fn openai_python_sdk_responses_create_and_stream() {
+    python();
+    let stack = Stack::start("openai-responses");
+    let (token, _) = stack.workspace("codex", "codex", "platform/gpt");
+    let out = run_python("openai_responses.py", &format!("{}/openai/v1", stack.url()), &token, "platform/gpt");
+
+    let seen = stack.upstream.requests();
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/v1/responses", "/v1/responses"], "{:#?}", summary(&seen));
+    assert_eq!(seen[1].body["stream"], true);
+    assert_eq!(seen[1].body.get("stream_options"), None, "nothing added to a Responses request");
+    // The SDK's view: Responses usage counts cached tokens inside the input and reasoning
+    // tokens inside the output; the ledger splits the cached tokens off.
+    let seen_usage = |t: Tokens, reasoning: i64| json!({"input_tokens": t.input + t.cache_read, "cached_tokens": t.cache_read, "output_tokens": t.output, "reasoning_tokens": reasoning});
+    let create = &out["create"];
+    let reasoning = i64::try_from(REASONING_TOKENS).unwrap();
+    assert_eq!((&create["status"], &create["incomplete_reason"]), (&json!("incomplete"), &json!("max_output_tokens")));
+    assert_eq!(create["text"], reply_words(9 - 5), "max_output_tokens 9: 5 reasoning tokens, then 4 words");
+    let created = stand_in_usage(&seen[0]);
+    assert!(created.cache_read > 0 && created.input > 0, "{created:?}");
+    assert_eq!(create["usage"], seen_usage(created, reasoning));
+    let stream = &out["stream"];
+    assert_eq!(stream["text"], REPLY);
+    assert_eq!(stream["status"], "completed");
+    let types = stream["types"].as_array().unwrap();
+    assert_eq!((types.first(), types.last()), (Some(&json!("response.created")), Some(&json!("response.completed"))));
+    assert_eq!(stream["usage"], seen_usage(stand_in_usage(&seen[1]), 0));
 
     let total = stack.check_upstream_and_ledger(&[&token]);
     assert!(total > 0);
