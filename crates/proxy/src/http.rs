@@ -161,7 +161,8 @@ impl Proxy {
     /// The proxy's routes: `POST /anthropic/v1/messages` (any query string),
     /// `POST /anthropic/v1/messages/count_tokens`, `POST /openai/v1/chat/completions`,
     /// `POST /openai/v1/responses`, and the model lists `GET /anthropic/v1/models` and
-    /// `GET /openai/v1/models` (and one model, `GET .../models/{id}`).
+    /// `GET /openai/v1/models` (and one model, `GET .../models/{id}`), and Claude Code's
+    /// connectivity probe `GET`/`HEAD /anthropic/api/hello`.
     pub fn routes(&self) -> Router {
         Router::new()
             .route("/anthropic/v1/messages", post(anthropic_messages))
@@ -172,6 +173,7 @@ impl Proxy {
             .route("/anthropic/v1/models/{*id}", get(anthropic_model))
             .route("/openai/v1/models", get(openai_models))
             .route("/openai/v1/models/{*id}", get(openai_model))
+            .route("/anthropic/api/hello", get(hello))
             .with_state(self.clone())
     }
 
@@ -324,6 +326,12 @@ const RESPONSES_PATH: &str = "/v1/responses";
 
 async fn openai_responses(State(p): State<Proxy>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     p.handle(Protocol::Openai, RESPONSES_PATH, &uri, &headers, body).await
+}
+
+/// Claude Code's connectivity probe (`HEAD {base}/api/hello` at start, before any request):
+/// 200 without credentials, as it reveals nothing and a 404 reads as an unreachable API.
+async fn hello() -> Response {
+    axum::Json(json!({"message": "hello"})).into_response()
 }
 
 async fn anthropic_models(State(p): State<Proxy>, headers: HeaderMap) -> Response {

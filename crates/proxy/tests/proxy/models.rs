@@ -1,5 +1,6 @@
 //! The model lists: `GET /openai/v1/models` and `GET /anthropic/v1/models`, the platform
-//! models of each protocol in its provider's shape, for a platform-managed workspace's token.
+//! models of each protocol in its provider's shape, for a platform-managed workspace's token;
+//! and Claude Code's other call to its base URL, the connectivity probe.
 
 use serde_json::{Value, json};
 
@@ -68,4 +69,16 @@ async fn lists_need_a_workspace_token_and_answer_in_the_providers_shape() {
     assert_eq!(v["error"]["code"], "invalid_api_key", "OpenAI's shape: {v}");
     let r = app.get("/openai/v1/models", Some(&byok)).await;
     assert_eq!(r.status(), 403, "a BYOK workspace does not use the platform's models");
+}
+
+#[tokio::test]
+async fn claude_codes_connectivity_probe_is_answered() {
+    let app = App::new(1_000_000).await;
+    let url = format!("{}/anthropic/api/hello", app.base);
+    let head = app.http.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200, "Claude Code sends HEAD {{base}}/api/hello at start");
+    let get = app.get("/anthropic/api/hello", None).await;
+    assert_eq!(get.status(), 200);
+    assert!(app.upstream.requests().is_empty());
+    assert_eq!(app.usage().await.requests, 0);
 }
