@@ -358,10 +358,11 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 
 /// Request headers passed upstream as they came; everything else (credentials, hop-by-hop
 /// headers, the client's host, the customer's `openai-organization` and `openai-project`, to
-/// which the platform key does not belong) is dropped. `openai-beta` opts in to API features;
-/// Codex's `session_id` keeps a conversation on one prompt cache.
-const PASS_HEADERS: [&str; 6] =
-    ["anthropic-version", "anthropic-beta", "openai-beta", "session_id", "content-type", "accept"];
+/// which the platform key does not belong, and Codex's `x-codex-*` telemetry about the
+/// customer's machine) is dropped. `openai-beta` opts in to API features; Codex's session id
+/// (`session-id` since 0.169, `session_id` before) keeps a conversation on one prompt cache.
+const PASS_HEADERS: [&str; 7] =
+    ["anthropic-version", "anthropic-beta", "openai-beta", "session-id", "session_id", "content-type", "accept"];
 /// Response headers passed back to the client.
 const RETURN_HEADERS: [&str; 8] = [
     "content-type",

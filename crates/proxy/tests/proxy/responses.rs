@@ -34,14 +34,15 @@ fn cost(output: i64) -> i64 {
 
 impl App {
     /// A Responses request as the OpenAI SDK and Codex send it: the token as a bearer, with
-    /// Codex's own headers.
+    /// headers Codex 0.169.0 sends (seen by pointing it at a capturing server).
     fn responses(&self, token: &str, body: &Value) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}{ROUTE}", self.base))
             .bearer_auth(token)
             .header("openai-beta", "responses=experimental")
-            .header("session_id", "conversation-1")
-            .header("originator", "codex_cli_rs")
+            .header("session-id", "conversation-1")
+            .header("originator", "codex_exec")
+            .header("x-codex-turn-metadata", r#"{"installation_id":"i-1","sandbox":"seccomp"}"#)
             .header("openai-organization", "org-customer")
             .json(body)
     }
@@ -72,7 +73,8 @@ async fn a_response_is_forwarded_with_the_platform_key_and_charged_exactly() {
     assert_eq!(sent.body["instructions"], request("platform/gpt", false)["instructions"]);
     assert_eq!(sent.header("authorization"), Some(format!("Bearer {OPENAI_KEY}").as_str()));
     assert_eq!(sent.header("openai-beta"), Some("responses=experimental"));
-    assert_eq!(sent.header("session_id"), Some("conversation-1"));
+    assert_eq!(sent.header("session-id"), Some("conversation-1"));
+    assert_eq!(sent.header("x-codex-turn-metadata"), None, "the customer's machine is nobody else's business");
     assert_eq!(sent.header("openai-organization"), None, "the customer's org is not the platform key's");
     assert!(
         sent.headers.iter().all(|(_, v)| !v.contains(&token)) && !sent.body.to_string().contains(&token),
