@@ -69,9 +69,11 @@
 //! else max_tokens or else REPLY_WORDS, REPLY_WORDS)` and `total_tokens` their sum.
 //!
 //! OpenAI Responses (`/v1/responses`), with `I` the text of `instructions` and `N` the text of
-//! `input`: `input_tokens = max(1, tokens(bytes of I + bytes of N))`, of which
-//! `input_tokens_details.cached_tokens = tokens(bytes of I)` (Codex resends the same
-//! instructions every turn: a stateless stand-in for a prompt-cache hit). A request whose
+//! `input` (a string, or the text of each item as above): `input_tokens = max(1, tokens(bytes
+//! of I + bytes of N))`, of which `input_tokens_details.cached_tokens = tokens(bytes of I +
+//! bytes of the items of N whose role is developer or system)` (a system prompt, resent every
+//! turn, in `instructions` or, as Codex sends it, as developer messages: a stateless stand-in
+//! for a prompt-cache hit). A request whose
 //! `reasoning.effort` is set and is neither `none` nor `minimal` first spends
 //! `output_tokens_details.reasoning_tokens = min(REASONING_TOKENS, max_output_tokens)`
 //! ([`REASONING_TOKENS`] is 5), else 0; the reply then has `min(REPLY_WORDS, max_output_tokens -

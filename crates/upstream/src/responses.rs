@@ -10,7 +10,7 @@ use crate::UpstreamState;
 use crate::common::{
     Fault, Provider, REPLY_WORDS, frames_body, new_id, reply_pieces, reply_text, sse, to_json, unix_now,
 };
-use crate::usage::{Text, tokens};
+use crate::usage::{ResponsesInput, Text, tokens};
 
 const PROVIDER: Provider = Provider::OpenAi;
 
@@ -23,7 +23,7 @@ pub const REASONING_TOKENS: u64 = 5;
 struct ResponsesRequest<'a> {
     #[serde(borrow)]
     model: Cow<'a, str>,
-    input: Text,
+    input: ResponsesInput,
     #[serde(default)]
     instructions: Text,
     stream: Option<bool>,
@@ -196,11 +196,12 @@ impl Plan {
             words = words.min(WORDS_BEFORE_FAULT);
             outcome = Outcome::Failed;
         }
-        let input_tokens = tokens(request.instructions.bytes + request.input.bytes).max(1);
+        let (instructions, input) = (request.instructions, request.input.0);
+        let input_tokens = tokens(instructions.bytes + input.bytes).max(1);
         let output_tokens = reasoning_tokens + words;
         let usage = ResponseUsage {
             input_tokens,
-            input_tokens_details: InputTokensDetails { cached_tokens: tokens(request.instructions.bytes) },
+            input_tokens_details: InputTokensDetails { cached_tokens: tokens(instructions.bytes + input.cached) },
             output_tokens,
             output_tokens_details: OutputTokensDetails { reasoning_tokens },
             total_tokens: input_tokens + output_tokens,

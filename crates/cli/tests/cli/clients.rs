@@ -464,7 +464,11 @@ fn stand_in_usage(r: &Recorded) -> Tokens {
             let reasons = effort.is_some_and(|e| e != "none" && e != "minimal");
             let reasoning = if reasons { i64::try_from(REASONING_TOKENS).unwrap().min(limit) } else { 0 };
             let total = ((instructions + input) / 4).max(1);
-            let cached = instructions / 4;
+            let system_items = b["input"].as_array().map_or(0, |items| {
+                let system = |i: &&Value| ["developer", "system"].contains(&i["role"].as_str().unwrap_or_default());
+                items.iter().filter(system).map(|i| text(i).0).sum()
+            });
+            let cached = (instructions + system_items) / 4;
             let output = reasoning + words.min(limit - reasoning);
             Tokens { input: total - cached, output, cache_write: 0, cache_read: cached }
         }

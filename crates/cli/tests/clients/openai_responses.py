@@ -37,7 +37,10 @@ out = {"sdk": openai.__version__}
 created = client.responses.create(
     model=model,
     instructions=instructions,
-    input=[{"role": "user", "content": [{"type": "input_text", "text": "Say hello, please."}]}],
+    input=[
+        {"role": "developer", "content": "Greet the user. Keep it short, and never explain yourself."},
+        {"role": "user", "content": [{"type": "input_text", "text": "Say hello, please."}]},
+    ],
     reasoning={"effort": "medium"},
     max_output_tokens=9,
     store=False,

@@ -127,6 +127,14 @@ async fn a_response_has_the_documented_shape_and_usage() {
         (&body["usage"]["input_tokens"], &body["usage"]["input_tokens_details"]["cached_tokens"]),
         (&json!(2), &json!(0))
     );
+    // Codex sends its system prompt as developer messages in `input`: cached too.
+    let codex = json!({"model": "gpt-stub", "input": [
+        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "d".repeat(80)}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "u".repeat(20)}]}
+    ]});
+    let body: Value = responses(&upstream, &codex).await.json().await.unwrap();
+    let usage = &body["usage"];
+    assert_eq!((&usage["input_tokens"], &usage["input_tokens_details"]["cached_tokens"]), (&json!(25), &json!(20)));
 }
 
 #[tokio::test]
