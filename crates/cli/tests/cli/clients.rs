@@ -1,5 +1,6 @@
 //! Real clients through a real `tollgate serve` to the stand-in upstream: the Anthropic and
-//! OpenAI Python SDKs and the Claude Code CLI, installed under `target/test-clients` by
+//! OpenAI Python SDKs (Chat Completions and Responses), the Claude Code CLI and the Codex CLI,
+//! installed under `target/test-clients` by
 //! `scripts/install-test-clients` (pinned versions; `.ci/run` runs it). Missing clients fail
 //! the tests, never skip them.
 //!
@@ -23,6 +24,16 @@
 //! window (`CLAUDE_CODE_MAX_CONTEXT_TOKENS` silences that). The Anthropic Python SDK 2.12 sends
 //! its `api_key` as `Authorization: Bearer`, not `x-api-key`: the proxy's `x-api-key` path is
 //! exercised by the second Claude Code run.
+//!
+//! Claude Code's other call to its base URL, seen in the server's request log when nonessential
+//! traffic is not disabled: `HEAD /anthropic/api/hello` at start, a connectivity probe the
+//! proxy answers 200. No `GET /v1/models`, not even for `/model` in an interactive session.
+//!
+//! What Codex 0.169.0 sends for `codex exec` (see docs/codex.md): one streaming
+//! `POST {base_url}/responses` per turn, its system prompt as `developer` messages in `input`,
+//! `store: false`, `reasoning: {"summary": "auto"}`, no `max_output_tokens`, the token of its
+//! provider's `env_key` as `Authorization: Bearer`; it ignores `OPENAI_BASE_URL` and
+//! `OPENAI_API_KEY` when its configuration names a provider.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -57,7 +68,7 @@ fn installed(relative: &str) -> PathBuf {
         path.exists(),
         "{} is missing: the real-client tests need the clients installed; run scripts/install-test-clients \
          (it creates target/test-clients/venv with the anthropic and openai SDKs and installs Claude Code \
-         under target/test-clients/node)",
+         and Codex under target/test-clients/node)",
         path.display()
     );
     path
@@ -69,6 +80,10 @@ fn python() -> PathBuf {
 
 pub fn claude() -> PathBuf {
     installed("node/node_modules/.bin/claude")
+}
+
+pub fn codex() -> PathBuf {
+    installed("node/node_modules/.bin/codex")
 }
 
 fn script(name: &str) -> PathBuf {
@@ -661,6 +676,58 @@ fn openai_python_sdk_responses_create_and_stream() {
     assert_eq!((types.first(), types.last()), (Some(&json!("response.created")), Some(&json!("response.completed"))));
     assert_eq!(stream["usage"], seen_usage(stand_in_usage(&seen[1]), 0));
 
+    let total = stack.check_upstream_and_ledger(&[&token]);
+    assert!(total > 0);
+}
+
+/// The real Codex CLI with a platform-managed Codex configuration written by hand, as `tollgate
+/// exec` is to write it (issue 10): the proxy's `/openai/v1`, the workspace token's variable,
+/// the Responses wire API. A stray `OPENAI_API_KEY` and `OPENAI_BASE_URL` must not matter.
+#[test]
+fn codex_cli_through_the_proxy_is_billed_exactly() {
+    let codex = codex();
+    let stack = Stack::start("codex");
+    let (token, _) = stack.workspace("codex", "codex", "platform/gpt");
+    let home = temp_home("codex");
+    let codex_home = home.join(".codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let config = format!(
+        "model_provider = \"tollgate\"\nmodel = \"platform/gpt\"\n\n[model_providers.tollgate]\nname = \"Tollgate\"\n\
+         base_url = \"{}/openai/v1\"\nenv_key = \"TOLLGATE_WORKSPACE_TOKEN\"\nwire_api = \"responses\"\n",
+        stack.url()
+    );
+    std::fs::write(codex_home.join("config.toml"), config).unwrap();
+    let mut cmd = clean_command(
+        &codex,
+        &home,
+        &[
+            ("CODEX_HOME", codex_home.to_str().unwrap()),
+            ("TOLLGATE_WORKSPACE_TOKEN", &token),
+            ("OPENAI_API_KEY", "sk-stray-inherited-key"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ],
+    );
+    cmd.args(["exec", "--skip-git-repo-check", "say hi"]);
+    let out = run(cmd, "codex exec");
+    let _ = std::fs::remove_dir_all(&home);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let seen = stack.upstream.requests();
+    assert!(
+        out.status.success(),
+        "codex exec failed ({}):\n{stdout}\n{stderr}\nupstream saw {:#?}",
+        out.status,
+        summary(&seen)
+    );
+    assert_eq!(stdout.trim(), REPLY, "stderr:\n{stderr}");
+    assert!(!seen.is_empty());
+    for r in &seen {
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/v1/responses"), "{:#?}", summary(&seen));
+        assert_eq!(r.body["stream"], true, "Codex streams");
+        assert!(r.headers.iter().all(|(_, v)| !v.contains("sk-stray")), "the stray key never reaches the upstream");
+    }
+    let usage = stand_in_usage(&seen[0]);
+    assert!(usage.cache_read > 0, "Codex's developer messages are cache reads at the stand-in: {usage:?}");
     let total = stack.check_upstream_and_ledger(&[&token]);
     assert!(total > 0);
 }
