@@ -604,6 +604,10 @@ fn anthropic_python_sdk_create_stream_and_count_tokens() {
     assert_eq!(stream["usage"], anthropic_usage(stand_in_usage(&seen[1])));
     // count_tokens answers and is free.
     assert_eq!(out["count_tokens"]["input_tokens"], stand_in_count(&seen[2]));
+    // The model list: the platform's Anthropic models, answered by the proxy itself.
+    let listed: Vec<&str> = out["models"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(listed.contains(&"platform/sonnet") && !listed.contains(&"platform/gpt"), "{listed:?}");
+    assert!(out["models"].as_array().unwrap().iter().all(|m| m["type"] == "model"));
 
     let total = stack.check_upstream_and_ledger(&[&token]);
     assert!(total > 0);
@@ -675,6 +679,8 @@ fn openai_python_sdk_responses_create_and_stream() {
     let types = stream["types"].as_array().unwrap();
     assert_eq!((types.first(), types.last()), (Some(&json!("response.created")), Some(&json!("response.completed"))));
     assert_eq!(stream["usage"], seen_usage(stand_in_usage(&seen[1]), 0));
+    let listed: Vec<&str> = out["models"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(listed.contains(&"platform/gpt") && !listed.contains(&"platform/sonnet"), "{listed:?}");
 
     let total = stack.check_upstream_and_ledger(&[&token]);
     assert!(total > 0);

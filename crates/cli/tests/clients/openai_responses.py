@@ -69,4 +69,7 @@ out["stream"] = {
     "usage": usage(final.usage),
 }
 
+# The model list (GET /models), parsed by the SDK's own types.
+out["models"] = [{"id": m.id, "object": m.object} for m in client.models.list()]
+
 print(json.dumps(out))
