@@ -241,7 +241,7 @@ impl Credit {
 
     /// Ends `hold`'s request: charges `entry`'s cost, returns the rest of the reservation to
     /// the lease, and queues the request's ledger row. No IO: the row is written by the
-    /// background task (or [`Credit::flush`]).
+    /// background task (or [`Credit::shutdown`]).
     pub fn settle(&self, hold: Hold, entry: LedgerEntry) {
         {
             let mut s = lock(&hold.org.state);

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use futures_util::Stream;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -28,6 +28,7 @@ use crate::credit::{Credit, CreditConfig, Hold, Refusal};
 
 use crate::meter::Meter;
 use crate::metric_names;
+use crate::models;
 use crate::rewrite;
 use crate::strip::UsageChunkStripper;
 
@@ -173,12 +174,21 @@ impl Proxy {
     }
 
     /// The proxy's routes: `POST /anthropic/v1/messages` (any query string),
-    /// `POST /anthropic/v1/messages/count_tokens`, `POST /openai/v1/chat/completions`.
+    /// `POST /anthropic/v1/messages/count_tokens`, `POST /openai/v1/chat/completions`,
+    /// `POST /openai/v1/responses`, and the model lists `GET /anthropic/v1/models` and
+    /// `GET /openai/v1/models` (and one model, `GET .../models/{id}`), and Claude Code's
+    /// connectivity probe `GET`/`HEAD /anthropic/api/hello`.
     pub fn routes(&self) -> Router {
         Router::new()
             .route("/anthropic/v1/messages", post(anthropic_messages))
             .route("/anthropic/v1/messages/count_tokens", post(anthropic_count_tokens))
             .route("/openai/v1/chat/completions", post(openai_chat))
+            .route("/openai/v1/responses", post(openai_responses))
+            .route("/anthropic/v1/models", get(anthropic_models))
+            .route("/anthropic/v1/models/{*id}", get(anthropic_model))
+            .route("/openai/v1/models", get(openai_models))
+            .route("/openai/v1/models/{*id}", get(openai_model))
+            .route("/anthropic/api/hello", get(hello))
             .with_state(self.clone())
     }
 
@@ -326,6 +336,35 @@ async fn openai_chat(State(p): State<Proxy>, uri: Uri, headers: HeaderMap, body:
     p.handle(Protocol::Openai, "/v1/chat/completions", &uri, &headers, body).await
 }
 
+/// The Responses API's upstream path: it meters differently, and always streams its usage.
+const RESPONSES_PATH: &str = "/v1/responses";
+
+async fn openai_responses(State(p): State<Proxy>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    p.handle(Protocol::Openai, RESPONSES_PATH, &uri, &headers, body).await
+}
+
+/// Claude Code's connectivity probe (`HEAD {base}/api/hello` at start, before any request):
+/// 200 without credentials, as it reveals nothing and a 404 reads as an unreachable API.
+async fn hello() -> Response {
+    axum::Json(json!({"message": "hello"})).into_response()
+}
+
+async fn anthropic_models(State(p): State<Proxy>, headers: HeaderMap) -> Response {
+    p.models(Protocol::Anthropic, &headers, None).await
+}
+
+async fn anthropic_model(State(p): State<Proxy>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    p.models(Protocol::Anthropic, &headers, Some(&id)).await
+}
+
+async fn openai_models(State(p): State<Proxy>, headers: HeaderMap) -> Response {
+    p.models(Protocol::Openai, &headers, None).await
+}
+
+async fn openai_model(State(p): State<Proxy>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    p.models(Protocol::Openai, &headers, Some(&id)).await
+}
+
 /// The token a request presents to the proxy: `x-api-key` (Anthropic's convention), else
 /// `Authorization: Bearer`.
 fn presented_token(headers: &HeaderMap) -> Option<&str> {
@@ -333,8 +372,12 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Request headers passed upstream as they came; everything else (credentials, hop-by-hop
-/// headers, the client's host) is dropped.
-const PASS_HEADERS: [&str; 4] = ["anthropic-version", "anthropic-beta", "content-type", "accept"];
+/// headers, the client's host, the customer's `openai-organization` and `openai-project`, to
+/// which the platform key does not belong, and Codex's `x-codex-*` telemetry about the
+/// customer's machine) is dropped. `openai-beta` opts in to API features; Codex's session id
+/// (`session-id` since 0.169, `session_id` before) keeps a conversation on one prompt cache.
+const PASS_HEADERS: [&str; 7] =
+    ["anthropic-version", "anthropic-beta", "openai-beta", "session-id", "session_id", "content-type", "accept"];
 /// Response headers passed back to the client.
 const RETURN_HEADERS: [&str; 8] = [
     "content-type",
@@ -348,6 +391,22 @@ const RETURN_HEADERS: [&str; 8] = [
 ];
 
 impl Proxy {
+    /// Answers a model list (with `id`, one model) for a platform-managed workspace's token:
+    /// the platform models served on `protocol`'s route, in its provider's shape; an `id` not
+    /// among them is 404.
+    async fn models(&self, protocol: Protocol, headers: &HeaderMap, id: Option<&str>) -> Response {
+        if let Err(e) = self.authenticate(headers).await {
+            return e.into_response(protocol);
+        }
+        let served = models::served_models(&self.inner.registry, protocol);
+        let body = match id {
+            None => models::list_body(protocol, &served),
+            Some(id) if served.contains(&id) => models::model_body(protocol, id),
+            Some(id) => return self.not_served(id, protocol).into_response(protocol),
+        };
+        axum::Json(body).into_response()
+    }
+
     async fn handle(
         &self,
         protocol: Protocol,
@@ -386,7 +445,8 @@ impl Proxy {
             worst_case(&admitted.price, &admitted.json, body.len(), protocol)
         };
         let model = std::mem::take(&mut admitted.model);
-        let mut guard = self.reserve(&who, protocol, model, admitted.price, amount).await?;
+        let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
+        let mut guard = self.reserve(&who, meter, model, admitted.price, amount).await?;
         let (upstream_response, upstream_latency) =
             self.send(protocol, path, uri, headers, &admitted, &mut guard).await?;
         relay(upstream_response, guard, admitted.strip_usage, started, upstream_latency)
@@ -442,7 +502,11 @@ impl Proxy {
         };
         let streaming = rewrite::wants_stream(&json);
         rewrite::set_model(&mut json, platform_model.upstream_model()).map_err(not_object)?;
-        let strip_usage = protocol == Protocol::Openai && streaming && rewrite::ensure_include_usage(&mut json);
+        // A Responses stream always carries its usage (in the terminal event).
+        let strip_usage = protocol == Protocol::Openai
+            && path != RESPONSES_PATH
+            && streaming
+            && rewrite::ensure_include_usage(&mut json);
         Ok(Admitted {
             json,
             model,
@@ -457,17 +521,7 @@ impl Proxy {
     /// The 404 for a model the platform does not serve on `protocol`'s route, listing those
     /// it does.
     fn not_served(&self, model: &str, protocol: Protocol) -> ProxyError {
-        let registry = &self.inner.registry;
-        let names: Vec<&str> = registry
-            .platform()
-            .map(|p| {
-                p.models()
-                    .iter()
-                    .filter(|m| registry.platform_model(m.id()).is_some_and(|(_, u)| u.protocol() == protocol))
-                    .map(|m| m.id())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let names = models::served_models(&self.inner.registry, protocol);
         ProxyError::new(
             StatusCode::NOT_FOUND,
             Kind::NotFound,
@@ -485,7 +539,7 @@ impl Proxy {
     async fn reserve(
         &self,
         who: &Authorized,
-        protocol: Protocol,
+        meter: Meter,
         model: String,
         price: Price,
         amount: Micros,
@@ -499,7 +553,7 @@ impl Proxy {
                 pending: Some(Pending { hold, request_id, workspace_id: who.workspace_id.clone(), model }),
                 created_at,
                 price,
-                meter: Meter::new(protocol),
+                meter,
                 status: None,
             }),
             Err(Refusal::Insufficient { available }) => {

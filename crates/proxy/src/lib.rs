@@ -6,7 +6,7 @@
 //!
 //! - [`sse`]: an incremental Server-Sent Events parser, [`SseParser`], which observes the
 //!   bytes and reassembles events across any chunk boundaries, with a bounded buffer;
-//! - [`meter`]: [`AnthropicMeter`] and [`OpenAiMeter`], which read token [`Usage`] from the
+//! - [`meter`]: [`AnthropicMeter`], [`OpenAiMeter`] and [`ResponsesMeter`], which read token [`Usage`] from the
 //!   response as it streams (or from a whole JSON body) and report what they saw at any
 //!   moment, so that a broken stream is settled with the usage seen so far;
 //! - [`rewrite`]: the request body: the model alias replaced by the upstream model,
@@ -54,13 +54,14 @@ pub mod credit;
 mod http;
 pub mod meter;
 pub mod metric_names;
+pub mod models;
 pub mod rewrite;
 pub mod sse;
 pub mod strip;
 
 pub use credit::{Credit, CreditConfig};
 pub use http::{ClientBuildError, DEFAULT_MAX_OUTPUT_TOKENS, MAX_REQUEST_BYTES, Proxy, ProxyConfig, UpstreamTarget};
-pub use meter::{AnthropicMeter, Meter, OpenAiMeter};
+pub use meter::{AnthropicMeter, Meter, OpenAiMeter, ResponsesMeter};
 pub use rewrite::{
     RewriteError, ensure_include_usage, estimate_input_tokens, max_output_tokens, parse_request, requested_model,
     set_model, to_body, wants_stream,

@@ -26,6 +26,11 @@
 //! (see [`crate::rewrite::ensure_include_usage`]), in a final chunk whose `choices` is empty; the
 //! stream then ends with `data: [DONE]`. If several chunks carry usage (some compatible servers
 //! report it cumulatively on every chunk), the latest wins.
+//!
+//! # OpenAI (Responses)
+//!
+//! See [`ResponsesMeter`]: the usage is in the terminal event, with the same split of cached
+//! tokens.
 
 use memchr::memmem;
 use serde::Deserialize;
@@ -33,6 +38,10 @@ use serde::de::IgnoredAny;
 use tollgate_policy::{Protocol, Usage};
 
 use crate::sse::{EventRef, SseParser};
+
+mod responses;
+
+pub use responses::ResponsesMeter;
 
 /// Meters an Anthropic Messages API response; see the module docs.
 #[derive(Debug, Default)]
@@ -330,10 +339,12 @@ pub enum Meter {
     Anthropic(AnthropicMeter),
     /// OpenAI Chat Completions API.
     OpenAi(OpenAiMeter),
+    /// OpenAI Responses API.
+    Responses(ResponsesMeter),
 }
 
 impl Meter {
-    /// A fresh meter for `protocol`.
+    /// A fresh meter for `protocol`'s main API: Anthropic Messages or OpenAI Chat Completions.
     pub fn new(protocol: Protocol) -> Self {
         match protocol {
             Protocol::Anthropic => Self::Anthropic(AnthropicMeter::new()),
@@ -341,11 +352,17 @@ impl Meter {
         }
     }
 
+    /// A fresh meter for the OpenAI Responses API.
+    pub fn responses() -> Self {
+        Self::Responses(ResponsesMeter::new())
+    }
+
     /// Observes the next chunk of an event stream.
     pub fn observe_chunk(&mut self, chunk: &[u8]) {
         match self {
             Self::Anthropic(m) => m.observe_chunk(chunk),
             Self::OpenAi(m) => m.observe_chunk(chunk),
+            Self::Responses(m) => m.observe_chunk(chunk),
         }
     }
 
@@ -354,6 +371,7 @@ impl Meter {
         match self {
             Self::Anthropic(m) => m.observe_body(body),
             Self::OpenAi(m) => m.observe_body(body),
+            Self::Responses(m) => m.observe_body(body),
         }
     }
 
@@ -362,6 +380,7 @@ impl Meter {
         match self {
             Self::Anthropic(m) => m.usage(),
             Self::OpenAi(m) => m.usage(),
+            Self::Responses(m) => m.usage(),
         }
     }
 
@@ -370,6 +389,7 @@ impl Meter {
         match self {
             Self::Anthropic(m) => m.completed(),
             Self::OpenAi(m) => m.completed(),
+            Self::Responses(m) => m.completed(),
         }
     }
 
@@ -378,6 +398,7 @@ impl Meter {
         match self {
             Self::Anthropic(m) => m.malformed_events() + m.oversized_events(),
             Self::OpenAi(m) => m.malformed_events() + m.oversized_events(),
+            Self::Responses(m) => m.malformed_events() + m.oversized_events(),
         }
     }
 }

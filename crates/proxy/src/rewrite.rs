@@ -84,18 +84,17 @@ pub fn ensure_include_usage(body: &mut Value) -> bool {
 /// the model's own maximum output.
 ///
 /// Anthropic: `max_tokens` (required by the API; it includes any thinking budget). OpenAI:
-/// `max_completion_tokens` (which includes reasoning tokens) or the legacy `max_tokens`, the
-/// larger if both are set, times `n` when more than one choice is requested, since the usage
-/// then counts the tokens of every choice.
+/// `max_completion_tokens` (which includes reasoning tokens), the legacy `max_tokens`, or the
+/// Responses API's `max_output_tokens` (which includes reasoning tokens), the largest if several
+/// are set, times `n` when more than one choice is requested, since the usage then counts the
+/// tokens of every choice.
 pub fn max_output_tokens(body: &Value, protocol: Protocol) -> Option<u64> {
     let field = |name: &str| body.get(name).and_then(Value::as_u64);
     match protocol {
         Protocol::Anthropic => field("max_tokens"),
         Protocol::Openai => {
-            let per_choice = match (field("max_completion_tokens"), field("max_tokens")) {
-                (Some(a), Some(b)) => a.max(b),
-                (a, b) => a.or(b)?,
-            };
+            let limits = [field("max_completion_tokens"), field("max_tokens"), field("max_output_tokens")];
+            let per_choice = limits.into_iter().flatten().max()?;
             let choices = field("n").unwrap_or(1).max(1);
             Some(per_choice.saturating_mul(choices))
         }

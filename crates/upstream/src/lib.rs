@@ -16,13 +16,20 @@
 //! | `POST /v1/messages` (any query string, e.g. `?beta=true`) | Anthropic Messages, streaming or not |
 //! | `POST /v1/messages/count_tokens` | Anthropic token counting: `{"input_tokens": N}` |
 //! | `POST /v1/chat/completions` | OpenAI Chat Completions, streaming or not |
+//! | `POST /v1/responses` | OpenAI Responses, streaming or not |
+//! | `GET /v1/models`, `GET /v1/models/{id}` | the model list, or one model, in Anthropic's shape when the request carries `anthropic-version` or `x-api-key`, else OpenAI's |
 //!
-//! Every other path answers 404 (in OpenAI's error shape under `/v1/chat/`, `/v1/responses`,
+//! Every other path answers 404 (in OpenAI's error shape under `/v1/chat/`, `/v1/responses/`,
 //! `/v1/completions` and `/v1/embeddings`, in Anthropic's elsewhere), and every other method on
 //! these routes 405, in the route's provider's shape.
+//!
+//! The model lists are fixed: [`ANTHROPIC_MODELS`] as `{"data": [{"type": "model", "id",
+//! "display_name", "created_at"}], "has_more": false, "first_id", "last_id"}`, [`OPENAI_MODELS`]
+//! as `{"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}]}`. Any
+//! `{id}` is a model (every model is served).
 //! Requests may carry any extra field (tools, metadata, thinking, temperature, ...): they are
-//! ignored. Missing required fields (`model` and `messages`; also `max_tokens` on
-//! `/v1/messages`), a `max_tokens` of 0 and bodies that are not JSON answer 400
+//! ignored. Missing required fields (`model` and `messages`, or `input` on `/v1/responses`; also
+//! `max_tokens` on `/v1/messages`), a `max_tokens` (or `max_output_tokens`) of 0 and bodies that are not JSON answer 400
 //! `invalid_request_error`. Bodies up to 32 MiB are accepted.
 //!
 //! Responses carry `content-type: application/json` or `text/event-stream; charset=utf-8`, and a
@@ -61,6 +68,19 @@
 //! `prompt_tokens_details.cached_tokens = 0`, `completion_tokens = min(max_completion_tokens or
 //! else max_tokens or else REPLY_WORDS, REPLY_WORDS)` and `total_tokens` their sum.
 //!
+//! OpenAI Responses (`/v1/responses`), with `I` the text of `instructions` and `N` the text of
+//! `input` (a string, or the text of each item as above): `input_tokens = max(1, tokens(bytes
+//! of I + bytes of N))`, of which `input_tokens_details.cached_tokens = tokens(bytes of I +
+//! bytes of the items of N whose role is developer or system)` (a system prompt, resent every
+//! turn, in `instructions` or, as Codex sends it, as developer messages: a stateless stand-in
+//! for a prompt-cache hit). A request whose
+//! `reasoning.effort` is set and is neither `none` nor `minimal` first spends
+//! `output_tokens_details.reasoning_tokens = min(REASONING_TOKENS, max_output_tokens)`
+//! ([`REASONING_TOKENS`] is 5), else 0; the reply then has `min(REPLY_WORDS, max_output_tokens -
+//! reasoning_tokens)` words, and `output_tokens` is the reasoning tokens plus the words. A reply
+//! cut short by `max_output_tokens` has status `incomplete` with `incomplete_details.reason
+//! "max_output_tokens"`, otherwise `completed`. `total_tokens` is input plus output.
+//!
 //! The reply text is the first `output_tokens` words of [`REPLY`] ("Hello from the stand-in
 //! upstream." twice), one word per token. When the reply is cut short by the token limit the
 //! stop reason is `max_tokens` (OpenAI: finish reason `length`), otherwise `end_turn` (`stop`).
@@ -77,6 +97,15 @@
 //! has `"stream_options": {"include_usage": true}`, a chunk with `"choices": []` and the usage
 //! (and every earlier chunk carries `"usage": null`, as the real API does); then `data: [DONE]`.
 //!
+//! OpenAI Responses (`"stream": true`): events named as their `type`, each with its
+//! `sequence_number` from 0: `response.created` and `response.in_progress` (the response,
+//! `in_progress`, `usage: null`); for reasoning, `response.output_item.added` and
+//! `response.output_item.done` of a `reasoning` item; `response.output_item.added` (a
+//! `message`), `response.content_part.added`, one `response.output_text.delta` per word,
+//! `response.output_text.done`, `response.content_part.done`, `response.output_item.done`; then
+//! the terminal event, `response.completed` or `response.incomplete`, whose `response` is the
+//! non-streaming body (with `usage`). There is no `[DONE]`.
+//!
 //! Each event or chunk is its own body frame, and the server yields between frames so that each
 //! is flushed by itself. There is no sleep on the normal path.
 //!
@@ -89,11 +118,15 @@
 //! | --- | --- | --- |
 //! | `-overloaded` | 529 `overloaded_error` "Overloaded" | 503 `server_error` |
 //! | `-unauthorized` | 401 `authentication_error` | 401 `invalid_request_error`, code `invalid_api_key` |
-//! | `-cut` | streaming: `message_start`, `content_block_start`, `ping` and two deltas, then the connection is closed without the terminating chunk; not streaming: status 200 and half of the JSON body, then the same | streaming: the role chunk and two content chunks, then closed; not streaming: as Anthropic |
+//! | `-cut` | streaming: `message_start`, `content_block_start`, `ping` and two deltas, then the connection is closed without the terminating chunk; not streaming: status 200 and half of the JSON body, then the same | streaming: the role chunk and two content chunks (Responses: every event through the second `response.output_text.delta`), then closed; not streaming: as Anthropic |
 //! | `-slow` | streams normally but with [`SLOW_CHUNK_DELAY`] (200 ms) between frames; not streaming: answers after 200 ms | the same |
 //! | `-hang` | reads the request and never answers, until the server shuts down (then 529) | the same (then 503) |
 //!
-//! The faults apply to `/v1/messages/count_tokens` too (`-cut` as not streaming).
+//! The faults apply to `/v1/messages/count_tokens` too (`-cut` as not streaming). The model
+//! lists have no faults. `/v1/responses` has one more, [`FAILED_SUFFIX`] (`-failed`): the
+//! response fails after two words with status `failed`, an `error` `{"code": "server_error",
+//! "message"}` and the usage so far; streaming, the text events stop after the second delta and
+//! the terminal event is `response.failed`.
 //!
 //! # Recording
 //!
@@ -106,7 +139,9 @@
 
 mod anthropic;
 mod common;
+mod models;
 mod openai;
+mod responses;
 mod usage;
 
 use std::future::Future;
@@ -116,7 +151,7 @@ use std::{fmt, io};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::Response;
 use axum::routing::any;
@@ -126,6 +161,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 pub use common::{REPLY, REPLY_WORDS, SLOW_CHUNK_DELAY};
+pub use models::{ANTHROPIC_MODELS, OPENAI_MODELS};
+pub use responses::{FAILED_SUFFIX, REASONING_TOKENS};
 
 use common::Provider;
 
@@ -275,17 +312,18 @@ impl UpstreamState {
     }
 
     /// Records the request and answers what every route answers alike: 405 for a method other
-    /// than POST, 401 without credentials. `None`: the route handles it.
+    /// than `expected`, 401 without credentials. `None`: the route handles it.
     fn admit(
         &self,
         provider: Provider,
+        expected: &Method,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         body: &[u8],
     ) -> Option<Response> {
         self.record(method, uri, headers, body);
-        if method != Method::POST {
+        if method != expected {
             return Some(provider.method_not_allowed());
         }
         let present = |name: &str| headers.get(name).is_some_and(|value| !value.as_bytes().trim_ascii().is_empty());
@@ -302,6 +340,9 @@ pub fn router(state: UpstreamState) -> Router {
         .route("/v1/messages", any(messages))
         .route("/v1/messages/count_tokens", any(count_tokens))
         .route("/v1/chat/completions", any(chat_completions))
+        .route("/v1/responses", any(responses))
+        .route("/v1/models", any(models))
+        .route("/v1/models/{id}", any(model))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -333,7 +374,7 @@ async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match state.admit(Provider::Anthropic, &method, &uri, &headers, &body) {
+    match state.admit(Provider::Anthropic, &Method::POST, &method, &uri, &headers, &body) {
         Some(response) => response,
         None => anthropic::messages(&state, &body).await,
     }
@@ -346,7 +387,7 @@ async fn count_tokens(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match state.admit(Provider::Anthropic, &method, &uri, &headers, &body) {
+    match state.admit(Provider::Anthropic, &Method::POST, &method, &uri, &headers, &body) {
         Some(response) => response,
         None => anthropic::count_tokens(&state, &body).await,
     }
@@ -359,9 +400,51 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match state.admit(Provider::OpenAi, &method, &uri, &headers, &body) {
+    match state.admit(Provider::OpenAi, &Method::POST, &method, &uri, &headers, &body) {
         Some(response) => response,
         None => openai::chat_completions(&state, &body).await,
+    }
+}
+
+async fn responses(
+    State(state): State<UpstreamState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match state.admit(Provider::OpenAi, &Method::POST, &method, &uri, &headers, &body) {
+        Some(response) => response,
+        None => responses::responses(&state, &body).await,
+    }
+}
+
+async fn models(
+    State(state): State<UpstreamState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let provider = models::provider_of(&headers);
+    match state.admit(provider, &Method::GET, &method, &uri, &headers, &body) {
+        Some(response) => response,
+        None => models::list(provider),
+    }
+}
+
+async fn model(
+    State(state): State<UpstreamState>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let provider = models::provider_of(&headers);
+    match state.admit(provider, &Method::GET, &method, &uri, &headers, &body) {
+        Some(response) => response,
+        None => models::retrieve(provider, &id),
     }
 }
 
@@ -374,7 +457,7 @@ async fn not_found(
 ) -> Response {
     state.record(&method, &uri, &headers, &body);
     let path = uri.path();
-    let openai = ["/v1/chat/", "/v1/responses", "/v1/completions", "/v1/embeddings"];
+    let openai = ["/v1/chat/", "/v1/responses/", "/v1/completions", "/v1/embeddings"];
     let provider =
         if openai.iter().any(|prefix| path.starts_with(prefix)) { Provider::OpenAi } else { Provider::Anthropic };
     provider.not_found(uri.path())

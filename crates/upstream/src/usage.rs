@@ -97,6 +97,79 @@ impl<'de> Visitor<'de> for TextVisitor {
     }
 }
 
+/// The `input` of a Responses request: a string, or items whose text counts as for [`Text`];
+/// the text of `developer` and `system` messages (where Codex puts its system prompt) is
+/// `cached`, a stateless stand-in for a prompt-cache hit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ResponsesInput(pub(crate) Text);
+
+impl<'de> Deserialize<'de> for ResponsesInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ResponsesInput, D::Error> {
+        struct InputVisitor;
+        impl<'de> Visitor<'de> for InputVisitor {
+            type Value = ResponsesInput;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of input items")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ResponsesInput, E> {
+                Ok(ResponsesInput(Text { bytes: text.len() as u64, cached: 0 }))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ResponsesInput, A::Error> {
+                let mut text = Text::default();
+                while let Some(InputItem { text: item, system }) = seq.next_element::<InputItem>()? {
+                    text.add(Text { bytes: item.bytes, cached: if system { item.bytes } else { 0 } });
+                }
+                Ok(ResponsesInput(text))
+            }
+        }
+        deserializer.deserialize_any(InputVisitor)
+    }
+}
+
+/// One input item: its text, and whether it is a `developer` or `system` message.
+struct InputItem {
+    text: Text,
+    system: bool,
+}
+
+impl<'de> Deserialize<'de> for InputItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<InputItem, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = InputItem;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an input item")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<InputItem, A::Error> {
+                let mut item = InputItem { text: Text::default(), system: false };
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "text" | "content" => item.text.add(map.next_value::<Text>()?),
+                        "role" => {
+                            let role = map.next_value::<Option<std::borrow::Cow<'de, str>>>()?;
+                            item.system = matches!(role.as_deref(), Some("developer" | "system"));
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(item)
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<InputItem, E> {
+                Ok(InputItem { text: Text { bytes: text.len() as u64, cached: 0 }, system: false })
+            }
+        }
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
 /// An object key, recognised without allocating.
 enum Key {
     /// `text` or `content`.
@@ -162,6 +235,20 @@ mod tests {
             {"cache_control": {"type": "ephemeral"}, "type": "text", "text": "ab"}
         ]"#;
         assert_eq!(text(system), Text { bytes: 14, cached: 10 });
+    }
+
+    #[test]
+    fn developer_and_system_messages_of_responses_input_are_cached() {
+        let input = |json: &str| serde_json::from_str::<ResponsesInput>(json).unwrap().0;
+        assert_eq!(input(r#""abcd""#), Text { bytes: 4, cached: 0 });
+        let items = r#"[
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "12345678"}]},
+            {"role": "system", "content": "ab"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "xyz"}]},
+            {"type": "function_call_output", "call_id": "c", "output": "ignored"},
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "not counted"}]}
+        ]"#;
+        assert_eq!(input(items), Text { bytes: 13, cached: 10 });
     }
 
     #[test]

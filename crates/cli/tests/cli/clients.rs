@@ -1,5 +1,6 @@
 //! Real clients through a real `tollgate serve` to the stand-in upstream: the Anthropic and
-//! OpenAI Python SDKs and the Claude Code CLI, installed under `target/test-clients` by
+//! OpenAI Python SDKs (Chat Completions and Responses), the Claude Code CLI and the Codex CLI,
+//! installed under `target/test-clients` by
 //! `scripts/install-test-clients` (pinned versions; `.ci/run` runs it). Missing clients fail
 //! the tests, never skip them.
 //!
@@ -23,6 +24,16 @@
 //! window (`CLAUDE_CODE_MAX_CONTEXT_TOKENS` silences that). The Anthropic Python SDK 2.12 sends
 //! its `api_key` as `Authorization: Bearer`, not `x-api-key`: the proxy's `x-api-key` path is
 //! exercised by the second Claude Code run.
+//!
+//! Claude Code's other call to its base URL, seen in the server's request log when nonessential
+//! traffic is not disabled: `HEAD /anthropic/api/hello` at start, a connectivity probe the
+//! proxy answers 200. No `GET /v1/models`, not even for `/model` in an interactive session.
+//!
+//! What Codex 0.169.0 sends for `codex exec` (see docs/codex.md): one streaming
+//! `POST {base_url}/responses` per turn, its system prompt as `developer` messages in `input`,
+//! `store: false`, `reasoning: {"summary": "auto"}`, no `max_output_tokens`, the token of its
+//! provider's `env_key` as `Authorization: Bearer`; it ignores `OPENAI_BASE_URL` and
+//! `OPENAI_API_KEY` when its configuration names a provider.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -32,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tollgate_policy::Registry;
-use tollgate_upstream::{REPLY, REPLY_WORDS, Recorded, Upstream};
+use tollgate_upstream::{REASONING_TOKENS, REPLY, REPLY_WORDS, Recorded, Upstream};
 
 use crate::serve::{Server, data_dir, start};
 
@@ -57,7 +68,7 @@ fn installed(relative: &str) -> PathBuf {
         path.exists(),
         "{} is missing: the real-client tests need the clients installed; run scripts/install-test-clients \
          (it creates target/test-clients/venv with the anthropic and openai SDKs and installs Claude Code \
-         under target/test-clients/node)",
+         and Codex under target/test-clients/node)",
         path.display()
     );
     path
@@ -69,6 +80,10 @@ fn python() -> PathBuf {
 
 pub(crate) fn claude() -> PathBuf {
     installed("node/node_modules/.bin/claude")
+}
+
+pub(crate) fn codex() -> PathBuf {
+    installed("node/node_modules/.bin/codex")
 }
 
 fn script(name: &str) -> PathBuf {
@@ -380,7 +395,7 @@ fn check_credentials(r: &Recorded, tokens: &[&str]) {
         assert_eq!(r.header("authorization"), None, "{}", r.path);
         assert!(r.header("anthropic-version").is_some(), "anthropic-version is passed through");
     } else {
-        assert_eq!(r.path, "/v1/chat/completions");
+        assert!(["/v1/chat/completions", "/v1/responses"].contains(&r.path.as_str()), "{}", r.path);
         assert_eq!(r.header("authorization"), Some(format!("Bearer {OPENAI_KEY}").as_str()));
         assert_eq!(r.header("x-api-key"), None);
     }
@@ -456,6 +471,21 @@ fn stand_in_usage(r: &Recorded) -> Tokens {
         "/v1/chat/completions" => {
             let limit = b["max_completion_tokens"].as_i64().or_else(|| b["max_tokens"].as_i64()).unwrap_or(words);
             Tokens { input: (text(&b["messages"]).0 / 4).max(1), output: limit.min(words), ..Tokens::default() }
+        }
+        "/v1/responses" => {
+            let (instructions, input) = (text(&b["instructions"]).0, text(&b["input"]).0);
+            let limit = b["max_output_tokens"].as_i64().unwrap_or(i64::MAX);
+            let effort = b["reasoning"]["effort"].as_str();
+            let reasons = effort.is_some_and(|e| e != "none" && e != "minimal");
+            let reasoning = if reasons { i64::try_from(REASONING_TOKENS).unwrap().min(limit) } else { 0 };
+            let total = ((instructions + input) / 4).max(1);
+            let system_items = b["input"].as_array().map_or(0, |items| {
+                let system = |i: &&Value| ["developer", "system"].contains(&i["role"].as_str().unwrap_or_default());
+                items.iter().filter(system).map(|i| text(i).0).sum()
+            });
+            let cached = (instructions + system_items) / 4;
+            let output = reasoning + words.min(limit - reasoning);
+            Tokens { input: total - cached, output, cache_write: 0, cache_read: cached }
         }
         other => panic!("the upstream saw an unexpected path {other}"),
     }
@@ -574,6 +604,10 @@ fn anthropic_python_sdk_create_stream_and_count_tokens() {
     assert_eq!(stream["usage"], anthropic_usage(stand_in_usage(&seen[1])));
     // count_tokens answers and is free.
     assert_eq!(out["count_tokens"]["input_tokens"], stand_in_count(&seen[2]));
+    // The model list: the platform's Anthropic models, answered by the proxy itself.
+    let listed: Vec<&str> = out["models"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(listed.contains(&"platform/sonnet") && !listed.contains(&"platform/gpt"), "{listed:?}");
+    assert!(out["models"].as_array().unwrap().iter().all(|m| m["type"] == "model"));
 
     let total = stack.check_upstream_and_ledger(&[&token]);
     assert!(total > 0);
@@ -613,6 +647,93 @@ fn openai_python_sdk_create_and_streams_with_and_without_usage() {
     assert_eq!(with_usage["usage_chunks"], json!([openai_usage(stand_in_usage(&seen[2]))]), "{with_usage}");
     assert_eq!(with_usage["empty_choice_chunks"], 1);
 
+    let total = stack.check_upstream_and_ledger(&[&token]);
+    assert!(total > 0);
+}
+
+#[test]
+fn openai_python_sdk_responses_create_and_stream() {
+    python();
+    let stack = Stack::start("openai-responses");
+    let (token, _) = stack.workspace("codex", "codex", "platform/gpt");
+    let out = run_python("openai_responses.py", &format!("{}/openai/v1", stack.url()), &token, "platform/gpt");
+
+    let seen = stack.upstream.requests();
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/v1/responses", "/v1/responses"], "{:#?}", summary(&seen));
+    assert_eq!(seen[1].body["stream"], true);
+    assert_eq!(seen[1].body.get("stream_options"), None, "nothing added to a Responses request");
+    // The SDK's view: Responses usage counts cached tokens inside the input and reasoning
+    // tokens inside the output; the ledger splits the cached tokens off.
+    let seen_usage = |t: Tokens, reasoning: i64| json!({"input_tokens": t.input + t.cache_read, "cached_tokens": t.cache_read, "output_tokens": t.output, "reasoning_tokens": reasoning});
+    let create = &out["create"];
+    let reasoning = i64::try_from(REASONING_TOKENS).unwrap();
+    assert_eq!((&create["status"], &create["incomplete_reason"]), (&json!("incomplete"), &json!("max_output_tokens")));
+    assert_eq!(create["text"], reply_words(9 - 5), "max_output_tokens 9: 5 reasoning tokens, then 4 words");
+    let created = stand_in_usage(&seen[0]);
+    assert!(created.cache_read > 0 && created.input > 0, "{created:?}");
+    assert_eq!(create["usage"], seen_usage(created, reasoning));
+    let stream = &out["stream"];
+    assert_eq!(stream["text"], REPLY);
+    assert_eq!(stream["status"], "completed");
+    let types = stream["types"].as_array().unwrap();
+    assert_eq!((types.first(), types.last()), (Some(&json!("response.created")), Some(&json!("response.completed"))));
+    assert_eq!(stream["usage"], seen_usage(stand_in_usage(&seen[1]), 0));
+    let listed: Vec<&str> = out["models"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(listed.contains(&"platform/gpt") && !listed.contains(&"platform/sonnet"), "{listed:?}");
+
+    let total = stack.check_upstream_and_ledger(&[&token]);
+    assert!(total > 0);
+}
+
+/// The real Codex CLI with a platform-managed Codex configuration written by hand, as `tollgate
+/// exec` is to write it (issue 10): the proxy's `/openai/v1`, the workspace token's variable,
+/// the Responses wire API. A stray `OPENAI_API_KEY` and `OPENAI_BASE_URL` must not matter.
+#[test]
+fn codex_cli_through_the_proxy_is_billed_exactly() {
+    let codex = codex();
+    let stack = Stack::start("codex");
+    let (token, _) = stack.workspace("codex", "codex", "platform/gpt");
+    let home = temp_home("codex");
+    let codex_home = home.join(".codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let config = format!(
+        "model_provider = \"tollgate\"\nmodel = \"platform/gpt\"\n\n[model_providers.tollgate]\nname = \"Tollgate\"\n\
+         base_url = \"{}/openai/v1\"\nenv_key = \"TOLLGATE_WORKSPACE_TOKEN\"\nwire_api = \"responses\"\n",
+        stack.url()
+    );
+    std::fs::write(codex_home.join("config.toml"), config).unwrap();
+    let mut cmd = clean_command(
+        &codex,
+        &home,
+        &[
+            ("CODEX_HOME", codex_home.to_str().unwrap()),
+            ("TOLLGATE_WORKSPACE_TOKEN", &token),
+            ("OPENAI_API_KEY", "sk-stray-inherited-key"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ],
+    );
+    cmd.args(["exec", "--skip-git-repo-check", "say hi"]);
+    let out = run(cmd, "codex exec");
+    let _ = std::fs::remove_dir_all(&home);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let seen = stack.upstream.requests();
+    assert!(
+        out.status.success(),
+        "codex exec failed ({}):\n{stdout}\n{stderr}\nupstream saw {:#?}",
+        out.status,
+        summary(&seen)
+    );
+    assert_eq!(stdout.trim(), REPLY, "stderr:\n{stderr}");
+    assert!(!seen.is_empty());
+    for r in &seen {
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/v1/responses"), "{:#?}", summary(&seen));
+        assert_eq!(r.body["stream"], true, "Codex streams");
+        assert!(r.headers.iter().all(|(_, v)| !v.contains("sk-stray")), "the stray key never reaches the upstream");
+    }
+    let usage = stand_in_usage(&seen[0]);
+    assert!(usage.cache_read > 0, "Codex's developer messages are cache reads at the stand-in: {usage:?}");
     let total = stack.check_upstream_and_ledger(&[&token]);
     assert!(total > 0);
 }

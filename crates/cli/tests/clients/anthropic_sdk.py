@@ -80,4 +80,7 @@ out["stream"] = {
 counted = client.messages.count_tokens(model=model, system=SYSTEM, messages=MESSAGES)
 out["count_tokens"] = {"input_tokens": counted.input_tokens}
 
+# The model list (GET /v1/models), parsed by the SDK's own types, paginated as it pages.
+out["models"] = [{"id": m.id, "type": m.type, "display_name": m.display_name} for m in client.models.list()]
+
 print(json.dumps(out))

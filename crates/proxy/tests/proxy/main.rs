@@ -5,5 +5,7 @@
 mod credit;
 mod faults;
 mod flows;
+mod models;
+mod responses;
 
 pub(crate) use tollgate_testkit::proxy_app::*;
