@@ -81,9 +81,11 @@ fn main() -> ExitCode {
     };
     // Dropping `run` on an interrupt drops its guards: servers stopped, temp dir removed.
     let outcome = runtime.block_on(async {
+        // Biased: the signal handlers are in place before the run starts anything.
         tokio::select! {
-            outcome = run(&args) => outcome,
+            biased;
             signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
+            outcome = run(&args) => outcome,
         }
     });
     match outcome {
