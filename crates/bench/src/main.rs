@@ -330,7 +330,16 @@ fn workspace_root() -> PathBuf {
 /// Builds the release binaries the run starts.
 fn build(root: &FsPath) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // `cargo run` describes this package in the environment; build scripts that read those
+    // variables (ring's reads CARGO_MANIFEST_DIR) would then rebuild at every switch between
+    // `cargo run` and a plain `cargo build`.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_cargo_run_variable) {
+            command.env_remove(name);
+        }
+    }
+    let status = command
         .current_dir(root)
         .args(["build", "--release", "-q", "-p", "tollgate-cli", "-p", "tollgate-upstream", "--bins"])
         .status()
@@ -339,6 +348,21 @@ fn build(root: &FsPath) -> anyhow::Result<()> {
         bail!("cargo build failed ({status})");
     }
     Ok(())
+}
+
+/// Whether cargo sets `name` for the package it runs (so it describes this program, not the
+/// build that it starts).
+fn is_cargo_run_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+        )
 }
 
 /// The release directory the binaries were built into: the cargo target directory, found from
@@ -499,6 +523,16 @@ mod tests {
             request_body(false, "m"),
             r#"{"model":"m","max_tokens":10,"stream":false,"messages":[{"role":"user","content":"Say hello to the benchmark in a few short words, please."}]}"#
         );
+    }
+
+    #[test]
+    fn the_inner_build_drops_only_what_cargo_run_says_about_this_package() {
+        for name in ["CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "CARGO_PKG_VERSION_MAJOR", "CARGO_PRIMARY_PACKAGE"] {
+            assert!(is_cargo_run_variable(name), "{name}");
+        }
+        for name in ["CARGO", "CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_JOBS", "RUSTFLAGS", "PATH"] {
+            assert!(!is_cargo_run_variable(name), "{name}");
+        }
     }
 
     #[test]
