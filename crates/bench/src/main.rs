@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use clap::builder::FalseyValueParser;
 
 use crate::children::{Child, group_rss_kib};
 use crate::litellm::{Litellm, PeerDir};
@@ -57,11 +58,12 @@ struct Args {
     /// Seconds of measured load per path and case (each after a warm-up of 20 requests).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
-    /// Leave nginx out.
-    #[arg(long, env = "BENCH_NO_NGINX")]
+    /// Leave nginx out (also when BENCH_NO_NGINX is set to anything but 0, false, no, off or empty).
+    #[arg(long, env = "BENCH_NO_NGINX", value_parser = FalseyValueParser::new())]
     no_nginx: bool,
-    /// Leave LiteLLM out.
-    #[arg(long, env = "BENCH_NO_LITELLM")]
+    /// Leave LiteLLM out (also when BENCH_NO_LITELLM is set to anything but 0, false, no, off or
+    /// empty).
+    #[arg(long, env = "BENCH_NO_LITELLM", value_parser = FalseyValueParser::new())]
     no_litellm: bool,
 }
 
