@@ -137,8 +137,11 @@ async fn run(args: &Args) -> anyhow::Result<String> {
     let bin = release_dir()?;
     let mut results = Results::default();
     let peers = PeerDir(root.join("target/bench-peers"));
-    let litellm_installed =
-        if args.no_litellm { Err("BENCH_NO_LITELLM is set".to_owned()) } else { litellm::install(&peers).await };
+    let litellm_installed = if args.no_litellm {
+        Err("left out (--no-litellm or BENCH_NO_LITELLM)".to_owned())
+    } else {
+        litellm::install(&peers).await
+    };
     if let Err(reason) = &litellm_installed {
         progress(&format!("LiteLLM: skipped ({reason})"));
     }
@@ -148,7 +151,7 @@ async fn run(args: &Args) -> anyhow::Result<String> {
     let tollgate = Tollgate::start(&bin, work.path(), upstream.addr).await?;
     let token = tollgate.provision().await.context("cannot provision the benchmark's workspace")?;
     let nginx = if args.no_nginx {
-        Err("BENCH_NO_NGINX is set".to_owned())
+        Err("left out (--no-nginx or BENCH_NO_NGINX)".to_owned())
     } else {
         progress("starting nginx");
         nginx::start(work.path(), upstream.addr).await
