@@ -821,13 +821,14 @@ fn check_i1(case: &Case, reserved_suffix: &str) -> Result<(), TestCaseError> {
     let forbidden = |name: &str| key_envs.contains(name) || name.starts_with("TOLLGATE_UPSTREAM_");
     let ws_after = case.ws.after_provision(case.request.as_deref());
     for r in [case.provision(), case.resolve(&case.ws, None), case.resolve(&ws_after, None)] {
-        let json = serde_json::to_string(&r.resolution).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let json = serde_json::to_string(r.resolution()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         ensure(!json.contains(PLATFORM_KEY_VALUE), case, || format!("the resolution leaks the platform key: {json}"))?;
-        for name in r.resolution.credentials.iter().map(|c| &c.name).chain(r.resolution.dropped.iter().map(|d| &d.name))
+        for name in
+            r.resolution().credentials.iter().map(|c| &c.name).chain(r.resolution().dropped.iter().map(|d| &d.name))
         {
             ensure(!forbidden(name), case, || format!("the resolution names the platform key {name}"))?;
         }
-        let Some(plan) = &r.plan else { continue };
+        let Some(plan) = r.plan() else { continue };
         for (name, entry) in plan.iter() {
             ensure(!forbidden(name.as_str()), case, || format!("the plan holds the platform key name {name}"))?;
             ensure(value_text(&entry.value).is_none_or(|v| !v.contains(PLATFORM_KEY_VALUE)), case, || {
@@ -855,26 +856,26 @@ fn same_outcome(a: &Resolution, b: &Resolution) -> bool {
 
 fn check_i2(case: &Case) -> Result<(), TestCaseError> {
     let prov = case.provision();
-    if let Some(error) = &prov.resolution.error {
+    if let Some(error) = &prov.resolution().error {
         ensure(ErrorCode::parse(error.code.as_str()) == Some(error.code), case, || {
             format!("error code {:?} is not a named code", error.code)
         })?;
         // Nothing is stored after a failed provision: the read sees the state as it was.
         let read = case.resolve(&case.ws, None);
         let again = case.resolve(&case.ws, None);
-        ensure(read.resolution == again.resolution, case, || {
+        ensure(read.resolution() == again.resolution(), case, || {
             format!(
                 "the read is not deterministic:\n{}\n---\n{}",
-                summary(&read.resolution),
-                summary(&again.resolution)
+                summary(read.resolution()),
+                summary(again.resolution())
             )
         })?;
         if case.request.as_deref().is_none_or(str::is_empty) {
-            ensure(read.resolution == prov.resolution, case, || {
+            ensure(read.resolution() == prov.resolution(), case, || {
                 format!(
                     "with no request model, provision and read differ:\nprovision {}\nread {}",
-                    summary(&prov.resolution),
-                    summary(&read.resolution)
+                    summary(prov.resolution()),
+                    summary(read.resolution())
                 )
             })?;
         }
@@ -884,15 +885,15 @@ fn check_i2(case: &Case) -> Result<(), TestCaseError> {
     let read = case.resolve(&stored, None);
     let pull = case.resolve(&stored, None);
     for (what, other) in [("read", &read), ("pull", &pull)] {
-        ensure(same_outcome(&prov.resolution, &other.resolution), case, || {
+        ensure(same_outcome(prov.resolution(), other.resolution()), case, || {
             format!(
                 "provision and {what} disagree:\nprovision {}\n{what} {}",
-                summary(&prov.resolution),
-                summary(&other.resolution)
+                summary(prov.resolution()),
+                summary(other.resolution())
             )
         })?;
     }
-    let (Some(prov_plan), Some(pull_plan)) = (&prov.plan, &pull.plan) else {
+    let (Some(prov_plan), Some(pull_plan)) = (prov.plan(), pull.plan()) else {
         return Err(TestCaseError::fail(format!("a successful resolution has no plan\n{}", case.describe())));
     };
     let prov_env = rendered(prov_plan);
@@ -906,8 +907,8 @@ fn check_i2(case: &Case) -> Result<(), TestCaseError> {
 
 fn check_i3(case: &Case) -> Result<(), TestCaseError> {
     for r in [case.provision(), case.resolve(&case.ws, None)] {
-        let res = &r.resolution;
-        let (Some(BillingMode::PlatformManaged), Some(plan)) = (res.resolved_mode, &r.plan) else { continue };
+        let res = r.resolution();
+        let (Some(BillingMode::PlatformManaged), Some(plan)) = (res.resolved_mode, r.plan()) else { continue };
         let runtime = case
             .registry
             .runtime(&case.ws.runtime)
@@ -963,8 +964,8 @@ fn check_i3(case: &Case) -> Result<(), TestCaseError> {
 
 fn check_i4(case: &Case) -> Result<(), TestCaseError> {
     for r in [case.provision(), case.resolve(&case.ws, None)] {
-        let res = &r.resolution;
-        let (Some(BillingMode::Byok), Some(plan)) = (res.resolved_mode, &r.plan) else { continue };
+        let res = r.resolution();
+        let (Some(BillingMode::Byok), Some(plan)) = (res.resolved_mode, r.plan()) else { continue };
         let ctx = || format!("{}\nplan {:?}", summary(res), plan.redacted());
         let provider =
             res.provider.as_deref().and_then(|id| case.registry.provider(id)).filter(|p| !p.is_platform()).ok_or_else(
@@ -1013,7 +1014,7 @@ fn check_i5(case: &Case) -> Result<(), TestCaseError> {
         return Ok(());
     }
     for r in [case.provision(), case.resolve(&case.ws, None)] {
-        let res = &r.resolution;
+        let res = r.resolution();
         let keeping = matches!(res.resolved_mode, Some(BillingMode::Byok | BillingMode::Disabled))
             || res.error.as_ref().is_some_and(|e| e.code == ErrorCode::MissingByokCredential);
         if !keeping {
@@ -1024,7 +1025,7 @@ fn check_i5(case: &Case) -> Result<(), TestCaseError> {
             ensure(!res.dropped.iter().any(|d| d.name == *name), case, || {
                 format!("the workspace credential {name} was dropped\n{}", ctx())
             })?;
-            if let Some(plan) = &r.plan {
+            if let Some(plan) = r.plan() {
                 ensure(
                     plan.get(name).is_some_and(|e| {
                         e.origin == Origin::Workspace
@@ -1049,9 +1050,9 @@ fn check_i6(case: &Case) -> Result<(), TestCaseError> {
         let (Ok(a), Ok(b)) = (first, second) else {
             return Err(TestCaseError::fail(format!("resolve panicked ({what})\n{}", case.describe())));
         };
-        let res = &a.resolution;
-        ensure(a.resolution == b.resolution, case, || {
-            format!("{what}: two resolutions differ:\n{}\n---\n{}", summary(&a.resolution), summary(&b.resolution))
+        let res = a.resolution();
+        ensure(a.resolution() == b.resolution(), case, || {
+            format!("{what}: two resolutions differ:\n{}\n---\n{}", summary(a.resolution()), summary(b.resolution()))
         })?;
         ensure(res.resolved_mode.is_some() != res.error.is_some(), case, || {
             format!("{what}: not exactly one of mode and error\n{}", summary(res))
@@ -1059,8 +1060,8 @@ fn check_i6(case: &Case) -> Result<(), TestCaseError> {
         ensure(res.source.is_some() == res.resolved_mode.is_some(), case, || {
             format!("{what}: source and mode disagree\n{}", summary(res))
         })?;
-        ensure(a.plan.is_some() == res.error.is_none(), case, || {
-            format!("{what}: plan present {} with error {:?}", a.plan.is_some(), res.error)
+        ensure(a.plan().is_some() == res.error.is_none(), case, || {
+            format!("{what}: plan present {} with error {:?}", a.plan().is_some(), res.error)
         })?;
         if let Some(e) = &res.error {
             ensure(ErrorCode::parse(e.code.as_str()) == Some(e.code) && !e.message.is_empty(), case, || {
@@ -1084,7 +1085,7 @@ fn check_i6(case: &Case) -> Result<(), TestCaseError> {
             case,
             || format!("{what}: UNKNOWN_RUNTIME does not match the registry\n{}", summary(res)),
         )?;
-        match (&a.plan, &b.plan) {
+        match (a.plan(), b.plan()) {
             (Some(pa), Some(pb)) => {
                 ensure(pa.redacted() == pb.redacted(), case, || format!("{what}: redacted plans differ"))?;
                 ensure(rendered(pa) == rendered(pb), case, || format!("{what}: rendered plans differ"))?;
@@ -1200,7 +1201,7 @@ fn count_outcomes(n: usize) -> Result<Counts, TestCaseError> {
         c.embedded += usize::from(case.yaml.is_none());
         c.odd_registries += usize::from(input.registry.as_ref().is_some_and(RegistryDesc::is_odd));
         let r = case.provision();
-        let res = &r.resolution;
+        let res = r.resolution();
         if let Some(m) = res.resolved_mode {
             *c.modes.entry(m.as_str()).or_default() += 1;
         }
@@ -1218,7 +1219,7 @@ fn count_outcomes(n: usize) -> Result<Counts, TestCaseError> {
                 c.byok_with_dropped_org_credential += usize::from(
                     res.dropped.iter().any(|d| d.origin == Origin::Org && case.registry.is_llm_credential(&d.name)),
                 );
-                c.byok_base_url_injected += usize::from(r.plan.as_ref().is_some_and(|p| {
+                c.byok_base_url_injected += usize::from(r.plan().is_some_and(|p| {
                     p.iter().any(|(n, e)| e.origin == Origin::Tollgate && case.registry.is_routing(n.as_str()))
                 }));
                 c.byok_proxy_routing_dropped +=

@@ -215,7 +215,7 @@ impl Proxy {
                 let ws = inner.store.workspace_for_token(&hash).await.map_err(Lookup::Store)?.ok_or(Lookup::Unknown)?;
                 let inputs = ResolutionInputs::for_workspace(inner.store.as_ref(), ws).await.map_err(Lookup::Store)?;
                 let ctx = Context { registry: &inner.registry, public_url: &inner.public_url };
-                let r = inputs.resolve(&ctx, None).resolution;
+                let r = inputs.resolve(&ctx, None).into_resolution();
                 Ok::<_, Lookup>(Arc::new(Authorized {
                     workspace_id: inputs.workspace.id,
                     org_id: inputs.org.id,
@@ -409,25 +409,13 @@ impl Proxy {
         let model = rewrite::requested_model(&json).unwrap_or_default().to_owned();
         let served = inner.registry.platform_model(&model).filter(|(_, u)| u.protocol() == protocol);
         let Some((platform_model, upstream)) = served else {
-            let names: Vec<&str> = inner
-                .registry
-                .platform()
-                .map(|p| {
-                    p.models()
-                        .iter()
-                        .filter(|m| {
-                            inner.registry.platform_model(m.id()).is_some_and(|(_, u)| u.protocol() == protocol)
-                        })
-                        .map(|m| m.id())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let names: Vec<&str> = inner.registry.platform_models_for(protocol).map(|m| m.id()).collect();
             return Err(ProxyError::new(
                 StatusCode::NOT_FOUND,
                 Kind::NotFound,
                 format!(
                     "model `{}` is not served by the platform on this route; served: {}",
-                    model.chars().take(80).collect::<String>(),
+                    tollgate_policy::text::truncate(&model, 80),
                     names.join(", ")
                 ),
             ));
