@@ -13,6 +13,7 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
 /// Where a credential in a resolution came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// An org-scope secret, inherited by every workspace of the org.

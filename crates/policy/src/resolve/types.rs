@@ -13,6 +13,7 @@ use crate::secret::Origin;
 
 /// Who pays for a workspace's LLM calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BillingMode {
     /// Through the Tollgate proxy on the platform's key, charged to the org's credit.
@@ -52,6 +53,7 @@ impl fmt::Display for BillingMode {
 
 /// What kind of workspace this is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WorkspaceKind {
     /// An ordinary agent workspace.
@@ -82,6 +84,7 @@ impl WorkspaceKind {
 
 /// Where the resolved mode came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ModeSource {
     /// The workspace's own `billing_mode`.
@@ -114,6 +117,7 @@ impl ModeSource {
 
 /// Where the effective model came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ModelSource {
     /// The provision request's `model`.
@@ -135,8 +139,10 @@ impl ModelSource {
     }
 }
 
-/// The stable error codes of a failed resolution.
+/// The stable error codes of a failed resolution (answered 422 by provision and the pull).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = ResolutionCode))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// `LLM_PROVIDER` names no provider of the registry for this runtime.
@@ -193,15 +199,17 @@ impl fmt::Display for ErrorCode {
 
 /// A failed resolution: a stable code and a message a person can act on (never a value).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct ResolutionError {
     /// The stable code.
     pub code: ErrorCode,
-    /// What went wrong and how to fix it.
+    /// What went wrong and how to fix it (never a value).
     pub message: String,
 }
 
 /// A credential kept in (or injected into) the plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct CredentialRef {
     /// The env name.
     pub name: String,
@@ -214,6 +222,7 @@ pub struct CredentialRef {
 
 /// A credential or routing name the plan dropped, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Dropped {
     /// The env name.
     pub name: String,
@@ -225,20 +234,27 @@ pub struct Dropped {
 
 /// The resolution object of DESIGN.md section 9, field for field. Holds no secret value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Resolution {
     /// The workspace resolved.
     pub workspace_id: String,
-    /// The billing mode; `None` exactly when `error` is set.
+    /// The billing mode; `null` (`None`) exactly when `error` is set.
+    #[cfg_attr(feature = "utoipa", schema(required = true))]
     pub resolved_mode: Option<BillingMode>,
-    /// Where the mode came from; `None` when `error` is set.
+    /// Where the mode came from; `null` (`None`) when `error` is set.
+    #[cfg_attr(feature = "utoipa", schema(required = true))]
     pub source: Option<ModeSource>,
     /// The provider id, where one was determined (also on some errors, to explain them).
+    #[cfg_attr(feature = "utoipa", schema(required = true))]
     pub provider: Option<String>,
     /// The effective model.
+    #[cfg_attr(feature = "utoipa", schema(required = true))]
     pub effective_model: Option<String>,
     /// Where the effective model came from.
+    #[cfg_attr(feature = "utoipa", schema(required = true))]
     pub model_source: Option<ModelSource>,
     /// The error, when resolution failed.
+    #[cfg_attr(feature = "utoipa", schema(required = true))]
     pub error: Option<ResolutionError>,
     /// LLM credentials in the plan, with their origin.
     pub credentials: Vec<CredentialRef>,
