@@ -34,7 +34,20 @@ pub const LLM_BILLING_MODE: &str = "LLM_BILLING_MODE";
 pub const MODEL: &str = "MODEL";
 
 /// The wire protocol a runtime speaks and an upstream serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// Anthropic Messages API.
@@ -45,19 +58,12 @@ pub enum Protocol {
 
 impl Protocol {
     fn parse(s: &str) -> Option<Self> {
-        match s {
-            "anthropic" => Some(Self::Anthropic),
-            "openai" => Some(Self::Openai),
-            _ => None,
-        }
+        s.parse().ok()
     }
 
     /// The protocol's lower-case name, which is also its proxy path segment.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Anthropic => "anthropic",
-            Protocol::Openai => "openai",
-        }
+        self.into()
     }
 
     /// The path under the public URL where the proxy serves this protocol.

@@ -896,3 +896,36 @@ fn messages_bound_user_text() {
     assert_eq!(r.code(), Some(ErrorCode::UnknownModel));
     assert!(r.resolution().error.as_ref().unwrap().message.len() < 1_000);
 }
+
+/// Each enum's string table (strum) and its serde names are derived separately from the same
+/// rule: they agree for every variant, and parsing a name gives the variant back.
+#[test]
+fn every_wire_name_is_the_serde_name_and_parses_back() {
+    use strum::VariantArray;
+    fn check<T: serde::Serialize + Copy + Into<&'static str> + std::fmt::Debug>(variants: &[T]) {
+        for &v in variants {
+            let name: &'static str = v.into();
+            assert_eq!(serde_json::to_value(v).unwrap(), name, "{v:?}");
+        }
+    }
+    check(BillingMode::VARIANTS);
+    check(WorkspaceKind::VARIANTS);
+    check(ModeSource::VARIANTS);
+    check(ModelSource::VARIANTS);
+    check(ErrorCode::VARIANTS);
+    check(Origin::VARIANTS);
+    check(crate::secret::Scope::VARIANTS);
+    check(crate::registry::Protocol::VARIANTS);
+    for &m in BillingMode::VARIANTS {
+        assert_eq!(BillingMode::parse(m.as_str()), Some(m));
+        assert_eq!(m.to_string(), m.as_str());
+    }
+    for &k in WorkspaceKind::VARIANTS {
+        assert_eq!(WorkspaceKind::parse(k.as_str()), Some(k));
+    }
+    for &c in ErrorCode::VARIANTS {
+        assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+    }
+    assert_eq!(BillingMode::parse("BYOK"), None, "no case folding");
+    assert_eq!(WorkspaceKind::parse(""), None);
+}

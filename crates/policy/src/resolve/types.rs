@@ -1,8 +1,6 @@
 //! The inputs and outputs of resolution: the billing vocabulary, the resolution object of
 //! DESIGN.md section 9 and the workspace, org and deployment inputs.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use super::non_empty;
@@ -12,7 +10,21 @@ use crate::registry::Registry;
 use crate::secret::Origin;
 
 /// Who pays for a workspace's LLM calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BillingMode {
@@ -25,34 +37,34 @@ pub enum BillingMode {
 }
 
 impl BillingMode {
-    /// Parses `platform_managed`, `byok` or `disabled` (exactly; no case folding).
+    /// Parses a wire name exactly (no case folding).
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "platform_managed" => Some(Self::PlatformManaged),
-            "byok" => Some(Self::Byok),
-            "disabled" => Some(Self::Disabled),
-            _ => None,
-        }
+        s.parse().ok()
     }
 
-    /// The mode's wire name.
+    /// The wire name (the serde name), from the one table the derive keeps.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PlatformManaged => "platform_managed",
-            Self::Byok => "byok",
-            Self::Disabled => "disabled",
-        }
-    }
-}
-
-impl fmt::Display for BillingMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
 /// What kind of workspace this is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WorkspaceKind {
@@ -64,26 +76,33 @@ pub enum WorkspaceKind {
 }
 
 impl WorkspaceKind {
-    /// Parses `agent` or `concierge`.
+    /// Parses a wire name exactly (no case folding).
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "agent" => Some(Self::Agent),
-            "concierge" => Some(Self::Concierge),
-            _ => None,
-        }
+        s.parse().ok()
     }
 
-    /// The kind's wire name.
+    /// The wire name (the serde name), from the one table the derive keeps.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Agent => "agent",
-            Self::Concierge => "concierge",
-        }
+        self.into()
     }
 }
 
 /// Where the resolved mode came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ModeSource {
@@ -102,21 +121,28 @@ pub enum ModeSource {
 }
 
 impl ModeSource {
-    /// The source's wire name.
+    /// The wire name (the serde name), from the one table the derive keeps.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Explicit => "explicit",
-            Self::StoredProvider => "stored_provider",
-            Self::ConciergePin => "concierge_pin",
-            Self::DerivedProvider => "derived_provider",
-            Self::OrgDefault => "org_default",
-            Self::Fallback => "fallback",
-        }
+        self.into()
     }
 }
 
 /// Where the effective model came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ModelSource {
@@ -129,18 +155,28 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
-    /// The source's wire name.
+    /// The wire name (the serde name), from the one table the derive keeps.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Request => "request",
-            Self::Workspace => "workspace",
-            Self::Secret => "secret",
-        }
+        self.into()
     }
 }
 
 /// The stable error codes of a failed resolution (answered 422 by provision and the pull).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "utoipa", schema(as = ResolutionCode))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -162,38 +198,14 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The code as it appears on the wire, e.g. `MISSING_BYOK_CREDENTIAL`.
+    /// The wire name (the serde name), from the one table the derive keeps.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::UnknownProvider => "UNKNOWN_PROVIDER",
-            Self::UnknownModel => "UNKNOWN_MODEL",
-            Self::ModeProviderConflict => "MODE_PROVIDER_CONFLICT",
-            Self::NoProvider => "NO_PROVIDER",
-            Self::MissingByokCredential => "MISSING_BYOK_CREDENTIAL",
-            Self::SecretUnreadable => "SECRET_UNREADABLE",
-            Self::UnknownRuntime => "UNKNOWN_RUNTIME",
-        }
+        self.into()
     }
 
-    /// Parses a wire code.
+    /// Parses a wire name exactly (no case folding).
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::UnknownProvider,
-            Self::UnknownModel,
-            Self::ModeProviderConflict,
-            Self::NoProvider,
-            Self::MissingByokCredential,
-            Self::SecretUnreadable,
-            Self::UnknownRuntime,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        s.parse().ok()
     }
 }
 
