@@ -1,5 +1,6 @@
-//! The JSON shapes of the API: request bodies (unknown fields rejected), response bodies, and
-//! schema-only types that document shapes serialised by the policy crate.
+//! The JSON shapes of the API: request bodies (unknown fields rejected), response bodies and
+//! the error body. Shared with `tollgate admin`, which sends and reads the same types, so the
+//! client cannot drift from the server.
 //!
 //! Modes and kinds arrive as strings so that a bad one is answered with its own code
 //! (`INVALID_BILLING_MODE`, `INVALID_KIND`) rather than `INVALID_JSON`.
@@ -17,15 +18,15 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
 }
 
 /// A tenant.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Org {
     /// UUID.
     pub id: String,
     /// Unique name.
     pub name: String,
     /// The mode of workspaces with no provider; `null` when unset.
-    #[schema(value_type = Option<BillingMode>, required = true)]
-    pub default_billing_mode: Option<&'static str>,
+    #[schema(required = true)]
+    pub default_billing_mode: Option<BillingMode>,
     /// Balance in micro-USD.
     pub credit_micros: i64,
     /// RFC 3339.
@@ -39,7 +40,7 @@ impl From<&tollgate_store::Org> for Org {
         Self {
             id: o.id.clone(),
             name: o.name.clone(),
-            default_billing_mode: o.default_billing_mode.map(tollgate_policy::BillingMode::as_str),
+            default_billing_mode: o.default_billing_mode,
             credit_micros: o.credit_micros.get(),
             created_at: o.created_at.rfc3339(),
             updated_at: o.updated_at.rfc3339(),
@@ -48,7 +49,7 @@ impl From<&tollgate_store::Org> for Org {
 }
 
 /// An agent workspace.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Workspace {
     /// UUID.
     pub id: String,
@@ -62,11 +63,10 @@ pub struct Workspace {
     #[schema(required = true)]
     pub model: Option<String>,
     /// The explicit billing mode.
-    #[schema(value_type = Option<BillingMode>, required = true)]
-    pub billing_mode: Option<&'static str>,
+    #[schema(required = true)]
+    pub billing_mode: Option<BillingMode>,
     /// `agent` or `concierge`.
-    #[schema(value_type = WorkspaceKind)]
-    pub kind: &'static str,
+    pub kind: WorkspaceKind,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -81,8 +81,8 @@ impl From<&tollgate_store::Workspace> for Workspace {
             name: w.name.clone(),
             runtime: w.runtime.clone(),
             model: w.model.clone(),
-            billing_mode: w.billing_mode.map(tollgate_policy::BillingMode::as_str),
-            kind: w.kind.as_str(),
+            billing_mode: w.billing_mode,
+            kind: w.kind,
             created_at: w.created_at.rfc3339(),
             updated_at: w.updated_at.rfc3339(),
         }
@@ -90,7 +90,7 @@ impl From<&tollgate_store::Workspace> for Workspace {
 }
 
 /// A secret's name and last write; never its value.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SecretMeta {
     /// The name.
     pub name: String,
@@ -105,42 +105,42 @@ impl From<&tollgate_store::SecretMeta> for SecretMeta {
 }
 
 /// An org's balance.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Credit {
     /// Balance in micro-USD after the adjustment.
     pub credit_micros: i64,
 }
 
 /// `POST /admin/orgs`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
     /// Unique name: 1 to 200 characters, no control characters.
     pub name: String,
     /// The mode for workspaces with no provider.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BillingMode>)]
     pub default_billing_mode: Option<String>,
     /// Initial balance in micro-USD, 0 to 10^15 (default 0).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credit_micros: Option<i64>,
 }
 
 /// `PATCH /admin/orgs/{org}`: absent fields are left as they are.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchOrg {
     /// New name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// New default mode; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BillingMode>)]
     pub default_billing_mode: Option<Option<String>>,
 }
 
 /// `POST /admin/orgs/{org}/credit`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreditAdjustment {
     /// Micro-USD to add (negative to remove); |delta| at most 10^15.
@@ -150,7 +150,7 @@ pub struct CreditAdjustment {
 }
 
 /// `PUT .../secrets/{name}`.
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSecret {
     /// The value: at most 64 KiB, no NUL. Stored encrypted; never returned by a read.
@@ -164,7 +164,7 @@ impl std::fmt::Debug for PutSecret {
 }
 
 /// `POST /admin/workspaces`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
     /// Owning org.
@@ -174,38 +174,38 @@ pub struct CreateWorkspace {
     /// A runtime of the registry (`claude-code`, `codex`, `openai-compatible`, ...).
     pub runtime: String,
     /// The configured model.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// The explicit billing mode.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BillingMode>)]
     pub billing_mode: Option<String>,
     /// `agent` (default) or `concierge`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<WorkspaceKind>)]
     pub kind: Option<String>,
 }
 
 /// `PATCH /admin/workspaces/{ws}`: absent fields are left as they are.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchWorkspace {
     /// New name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// New runtime.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
     /// New model; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub model: Option<Option<String>>,
     /// New explicit billing mode; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BillingMode>)]
     pub billing_mode: Option<Option<String>>,
     /// New kind.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<WorkspaceKind>)]
     pub kind: Option<String>,
 }
@@ -219,12 +219,12 @@ pub struct ListWorkspaces {
 }
 
 /// `POST /admin/workspaces/{ws}/provision`; the body may be empty.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisionRequest {
     /// The model to provision with; it becomes the workspace's model when provisioning
     /// succeeds. Empty or absent: the workspace's own.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
 }
 
@@ -238,6 +238,13 @@ impl Serialize for Env {
     }
 }
 
+impl<'de> Deserialize<'de> for Env {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let plain = BTreeMap::<String, String>::deserialize(d)?;
+        Ok(Self(plain.into_iter().map(|(k, v)| (k, SecretString::from(v))).collect()))
+    }
+}
+
 impl std::fmt::Debug for Env {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.0.keys()).finish()
@@ -245,7 +252,7 @@ impl std::fmt::Debug for Env {
 }
 
 /// A successful provision. Goes only to the provisioner: it holds real values.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(as = ProvisionResponse)]
 pub struct Provisioned {
     /// The resolution.
@@ -254,7 +261,7 @@ pub struct Provisioned {
     #[schema(value_type = BTreeMap<String, String>)]
     pub env: Env,
     /// The new workspace token (`tg_ws_...`); the previous one is revoked.
-    #[serde(serialize_with = "expose_token")]
+    #[serde(serialize_with = "expose_token", deserialize_with = "parse_token")]
     #[schema(value_type = String)]
     pub token: WorkspaceToken,
 }
@@ -263,8 +270,13 @@ fn expose_token<S: Serializer>(t: &WorkspaceToken, s: S) -> Result<S::Ok, S::Err
     s.serialize_str(t.expose())
 }
 
+fn parse_token<'de, D: Deserializer<'de>>(d: D) -> Result<WorkspaceToken, D::Error> {
+    let text = String::deserialize(d)?;
+    WorkspaceToken::parse(&text).map_err(serde::de::Error::custom)
+}
+
 /// A successful pull.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(as = PullResponse)]
 pub struct Pulled {
     /// The resolution.
@@ -281,18 +293,17 @@ pub struct Status {
     pub status: &'static str,
 }
 
-/// Schema-only types: the error body `crate::error` serialises, and the names the route
-/// annotations use for the policy crate's and this module's response types.
+/// The error body `crate::error` serialises (for the OpenAPI document and for clients), and
+/// the names the route annotations use for the response types.
 pub mod doc {
-    #![expect(dead_code, reason = "these types exist only to describe JSON in the OpenAPI document")]
-
+    use serde::{Deserialize, Serialize};
     pub use tollgate_policy::Resolution;
     use utoipa::ToSchema;
 
     pub use super::{Provisioned as ProvisionResponse, Pulled as PullResponse};
 
     /// An error's code and message.
-    #[derive(ToSchema)]
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
     pub struct ErrorDetail {
         /// The stable code, e.g. `NOT_FOUND` or, on a 422, the resolution's code.
         pub code: String,
@@ -302,7 +313,7 @@ pub mod doc {
 
     /// Every error: `{"error":{"code","message"}}`; a 422 from provision or the pull also
     /// carries the failed `resolution`.
-    #[derive(ToSchema)]
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
     pub struct ErrorResponse {
         /// The error.
         pub error: ErrorDetail,
@@ -329,7 +340,7 @@ pub struct UsageParams {
 }
 
 /// One group of proxied requests, failed ones included.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsageRow {
     /// The UTC day (`YYYY-MM-DD`), model id or workspace id.
     pub key: String,
@@ -350,7 +361,7 @@ pub struct UsageRow {
 }
 
 /// `GET /admin/usage` answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
     /// One row per group, ordered by key.
     pub rows: Vec<UsageRow>,
