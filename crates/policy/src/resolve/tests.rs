@@ -346,6 +346,11 @@ fn byok_with_only_global_oauth_fails_closed() {
     assert_eq!(r.resolution().resolved_mode, None);
     assert_eq!(r.resolution().source, None);
     assert!(r.plan().is_none(), "nothing half-done: no plan");
+    assert_eq!(r.error().map(|e| e.code), Some(ErrorCode::MissingByokCredential));
+    assert!(matches!(&r, Resolved::Failed { .. }));
+    let failed = r.clone().into_result().err().map(|b| *b);
+    assert_eq!(failed.as_ref(), Some(r.resolution()), "Err carries the resolution with its error");
+    assert_eq!(r.into_resolution().error.map(|e| e.code), Some(ErrorCode::MissingByokCredential));
 }
 
 /// Seed 002 `SecretsValues_ByokStripsGlobalLLMCred`: the pull path is the same resolver, so
@@ -895,6 +900,17 @@ fn messages_bound_user_text() {
     let r = c.resolve();
     assert_eq!(r.code(), Some(ErrorCode::UnknownModel));
     assert!(r.resolution().error.as_ref().unwrap().message.len() < 1_000);
+}
+
+#[test]
+fn a_successful_resolution_has_a_plan_and_no_error() {
+    let r = case("claude-code").model("platform/sonnet").resolve();
+    assert_eq!(r.error(), None);
+    assert!(r.plan().is_some_and(|p| p.contains("ANTHROPIC_BASE_URL")));
+    let Ok((resolution, plan)) = r.clone().into_result() else { panic!("resolves") };
+    assert_eq!(&resolution, r.resolution());
+    assert!(plan.contains("TOLLGATE_WORKSPACE_TOKEN"));
+    assert_eq!(r.into_resolution().resolved_mode, Some(BillingMode::PlatformManaged));
 }
 
 /// Each enum's string table (strum) and its serde names are derived separately from the same
