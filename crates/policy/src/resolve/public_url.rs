@@ -5,7 +5,12 @@ use std::net::IpAddr;
 /// The URL workspaces use to reach this Tollgate: `http(s)://host[:port][/path]`, no
 /// trailing slash, no query.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PublicUrl(String);
+pub struct PublicUrl {
+    /// As configured, without a trailing slash: what plans and the proxy URL are built from.
+    text: String,
+    /// Parsed once, for [`PublicUrl::is_ours`].
+    origin: Origin,
+}
 
 /// Why a string is not a usable public URL.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -21,20 +26,18 @@ impl PublicUrl {
         if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#', ' ', '\t', '\n']) {
             return Err(PublicUrlError);
         }
-        if Origin::of(trimmed).is_none() {
-            return Err(PublicUrlError);
-        }
-        Ok(Self(trimmed.to_owned()))
+        let origin = Origin::of(trimmed).ok_or(PublicUrlError)?;
+        Ok(Self { text: trimmed.to_owned(), origin })
     }
 
     /// The URL as a string, without a trailing slash.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// The proxy's base URL for a runtime speaking `protocol`.
     pub fn proxy_url(&self, protocol: crate::registry::Protocol) -> String {
-        format!("{}{}", self.0, protocol.proxy_path())
+        format!("{}{}", self.text, protocol.proxy_path())
     }
 
     /// Whether `url` points at this Tollgate: the same origin and a path at or under the
@@ -45,7 +48,8 @@ impl PublicUrl {
     /// are one host: a near-miss is treated as ours, which fails closed (the BYOK routing
     /// value is dropped). A string that is not an http(s) URL is not ours.
     pub fn is_ours(&self, url: &str) -> bool {
-        let (Some(ours), Some(theirs)) = (Origin::of(&self.0), Origin::of(url.trim())) else {
+        let ours = &self.origin;
+        let Some(theirs) = Origin::of(url.trim()) else {
             return false;
         };
         if ours.scheme != theirs.scheme || ours.port != theirs.port || !ours.host.same_as(&theirs.host) {
@@ -59,6 +63,7 @@ impl PublicUrl {
 }
 
 /// The parts of an absolute http(s) URL that decide where it points, normalised.
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Origin {
     scheme: String,
     host: Host,
@@ -68,7 +73,7 @@ struct Origin {
 }
 
 /// A host, with a trailing dot of a domain removed.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Host {
     Domain(String),
     Ip(IpAddr),
