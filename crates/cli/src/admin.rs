@@ -8,7 +8,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use serde_json::{Value, json};
+use reqwest::{Method, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tollgate_policy::Resolution;
+use tollgate_server::api::doc::ErrorResponse;
+use tollgate_server::api::{
+    CreateOrg, CreateWorkspace, Credit, CreditAdjustment, Org, PatchOrg, PatchWorkspace, ProvisionRequest, Provisioned,
+    PutSecret, SecretMeta, Workspace,
+};
 
 use crate::exit::{self, CliError};
 
@@ -196,11 +204,14 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
     let token = args.token.clone().filter(|t| !t.is_empty()).ok_or_else(|| {
         CliError::config("no admin token: set TOLLGATE_ADMIN_TOKEN or pass --token (serve prints one at first start)")
     })?;
+    let base = Url::parse(&args.url).ok().filter(|u| !u.cannot_be_a_base()).ok_or_else(|| {
+        CliError::config(format!("--url `{}` is not an http(s) URL: fix TOLLGATE_ADMIN_URL or --url", args.url))
+    })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
-    let client = Client { http: reqwest::Client::new(), base: args.url.trim_end_matches('/').to_owned(), token };
+    let client = Client { http: reqwest::Client::new(), base, token };
     let out = runtime.block_on(dispatch(&client, &args.command, args.json))?;
     crate::print(&out);
     Ok(ExitCode::from(exit::OK))
@@ -208,37 +219,67 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
 
 struct Client {
     http: reqwest::Client,
-    base: String,
+    base: Url,
     token: String,
 }
 
+/// No request body.
+const NO_BODY: Option<&()> = None;
+
 impl Client {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, CliError> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
+    /// The base URL with `segments` appended, each escaped as one path segment (an id or a
+    /// name can never add a segment, a query or a fragment).
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut u = self.base.clone();
+        u.set_query(None);
+        u.set_fragment(None);
+        if let Ok(mut path) = u.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
         }
-        let resp = req.send().await.map_err(|e| CliError::failure(format!("cannot reach {}: {e}", self.base)))?;
+        u
+    }
+
+    /// Sends the request; the response body's text on success, the API's error otherwise.
+    async fn send(&self, method: Method, url: Url, body: Option<&impl Serialize>) -> Result<String, CliError> {
+        let path = url.path().to_owned();
+        let mut req = self.http.request(method, url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let base = &self.base;
+        let resp = req.send().await.map_err(|e| CliError::failure(format!("cannot reach {base}: {e}")))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| CliError::failure(format!("reading the response: {e}")))?;
-        let value: Value =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         if status.is_success() {
-            return Ok(value);
+            return Ok(text);
         }
-        let code = value["error"]["code"].as_str().unwrap_or("HTTP_ERROR");
-        let message = value["error"]["message"].as_str().unwrap_or("");
-        let msg = format!("{} {status}: {code}: {message}", path);
+        let (code, message) = match serde_json::from_str::<ErrorResponse>(&text) {
+            Ok(e) => (e.error.code, e.error.message),
+            Err(_) => ("HTTP_ERROR".to_owned(), String::new()),
+        };
+        let msg = format!("{path} {status}: {code}: {message}");
         if status == reqwest::StatusCode::UNAUTHORIZED {
             Err(CliError::config(msg))
         } else {
             Err(CliError::failure(msg))
         }
     }
+
+    /// Sends the request and reads the response as `R`.
+    async fn call<R: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&impl Serialize>,
+    ) -> Result<R, CliError> {
+        let text = self.send(method, url, body).await?;
+        serde_json::from_str(&text).map_err(|e| CliError::failure(format!("unexpected response from the server: {e}")))
+    }
 }
 
-fn opt_clearable(v: &Option<String>) -> Option<Value> {
-    v.as_ref().map(|s| if s == "none" { Value::Null } else { Value::String(s.clone()) })
+/// `none` clears a field (`Some(None)`, sent as `null`); absent leaves it as it is.
+fn opt_clearable(v: Option<&String>) -> Option<Option<String>> {
+    v.map(|s| if s == "none" { None } else { Some(s.clone()) })
 }
 
 fn read_value(from_file: Option<&PathBuf>) -> Result<String, CliError> {
@@ -267,153 +308,209 @@ fn read_value(from_file: Option<&PathBuf>) -> Result<String, CliError> {
 }
 
 async fn secret_cmd(c: &Client, scope: &str, cmd: &SecretCommand, json_out: bool) -> Result<String, CliError> {
-    use reqwest::Method;
     match cmd {
         SecretCommand::Set { owner, name, from_file } => {
             let value = read_value(from_file.as_ref())?;
-            c.call(Method::PUT, &format!("/admin/{scope}/{owner}/secrets/{name}"), Some(json!({ "value": value })))
-                .await?;
+            let url = c.url(&["admin", scope, owner, "secrets", name]);
+            c.send(Method::PUT, url, Some(&PutSecret { value })).await?;
             Ok(format!("set {name}\n"))
         }
         SecretCommand::Delete { owner, name } => {
-            c.call(Method::DELETE, &format!("/admin/{scope}/{owner}/secrets/{name}"), None).await?;
+            c.send(Method::DELETE, c.url(&["admin", scope, owner, "secrets", name]), NO_BODY).await?;
             Ok(format!("deleted {name}\n"))
         }
         SecretCommand::List { owner } => {
-            let v = c.call(Method::GET, &format!("/admin/{scope}/{owner}/secrets"), None).await?;
-            Ok(render(&v, json_out, &["name", "updated_at"]))
+            let list: Vec<SecretMeta> =
+                c.call(Method::GET, c.url(&["admin", scope, owner, "secrets"]), NO_BODY).await?;
+            let rows = list.iter().map(|m| vec![m.name.clone(), m.updated_at.clone()]);
+            render(&list, json_out, &["name", "updated_at"], rows)
         }
     }
 }
 
-async fn dispatch(c: &Client, cmd: &Command, json_out: bool) -> Result<String, CliError> {
-    use reqwest::Method;
-    const ORG: &[&str] = &["id", "name", "default_billing_mode", "credit_micros", "updated_at"];
-    const WS: &[&str] = &["id", "name", "org_id", "runtime", "model", "billing_mode", "kind"];
-    match cmd {
-        Command::Org(OrgCommand::Create { name, default_billing_mode, credit_micros }) => {
-            let mut body = json!({ "name": name });
-            if let Some(m) = default_billing_mode {
-                body["default_billing_mode"] = json!(m);
-            }
-            if let Some(c) = credit_micros {
-                body["credit_micros"] = json!(c);
-            }
-            Ok(render(&c.call(Method::POST, "/admin/orgs", Some(body)).await?, json_out, ORG))
-        }
-        Command::Org(OrgCommand::List) => Ok(render(&c.call(Method::GET, "/admin/orgs", None).await?, json_out, ORG)),
-        Command::Org(OrgCommand::Get { org }) => {
-            Ok(render(&c.call(Method::GET, &format!("/admin/orgs/{org}"), None).await?, json_out, ORG))
-        }
-        Command::Org(OrgCommand::Update { org, name, default_billing_mode }) => {
-            let mut body = json!({});
-            if let Some(n) = name {
-                body["name"] = json!(n);
-            }
-            if let Some(m) = opt_clearable(default_billing_mode) {
-                body["default_billing_mode"] = m;
-            }
-            Ok(render(&c.call(Method::PATCH, &format!("/admin/orgs/{org}"), Some(body)).await?, json_out, ORG))
-        }
-        Command::Org(OrgCommand::Credit { org, delta_micros, reason }) => {
-            let v = c
-                .call(
-                    Method::POST,
-                    &format!("/admin/orgs/{org}/credit"),
-                    Some(json!({ "delta_micros": delta_micros, "reason": reason })),
-                )
-                .await?;
-            Ok(render(&v, json_out, &["credit_micros"]))
-        }
-        Command::Org(OrgCommand::Secret(s)) => secret_cmd(c, "orgs", s, json_out).await,
-        Command::Workspace(WorkspaceCommand::Create { org, name, runtime, model, billing_mode, kind }) => {
-            let mut body = json!({ "org_id": org, "name": name, "runtime": runtime });
-            for (k, v) in [("model", model), ("billing_mode", billing_mode), ("kind", kind)] {
-                if let Some(v) = v {
-                    body[k] = json!(v);
-                }
-            }
-            Ok(render(&c.call(Method::POST, "/admin/workspaces", Some(body)).await?, json_out, WS))
-        }
-        Command::Workspace(WorkspaceCommand::List { org }) => {
-            let path = org
-                .as_ref()
-                .map_or_else(|| "/admin/workspaces".to_owned(), |o| format!("/admin/workspaces?org_id={o}"));
-            Ok(render(&c.call(Method::GET, &path, None).await?, json_out, WS))
-        }
-        Command::Workspace(WorkspaceCommand::Get { workspace }) => {
-            Ok(render(&c.call(Method::GET, &format!("/admin/workspaces/{workspace}"), None).await?, json_out, WS))
-        }
-        Command::Workspace(WorkspaceCommand::Update { workspace, name, runtime, model, billing_mode, kind }) => {
-            let mut body = json!({});
-            for (k, v) in [("name", name), ("runtime", runtime), ("kind", kind)] {
-                if let Some(v) = v {
-                    body[k] = json!(v);
-                }
-            }
-            for (k, v) in [("model", model), ("billing_mode", billing_mode)] {
-                if let Some(v) = opt_clearable(v) {
-                    body[k] = v;
-                }
-            }
-            Ok(render(
-                &c.call(Method::PATCH, &format!("/admin/workspaces/{workspace}"), Some(body)).await?,
-                json_out,
-                WS,
-            ))
-        }
-        Command::Workspace(WorkspaceCommand::Delete { workspace }) => {
-            c.call(Method::DELETE, &format!("/admin/workspaces/{workspace}"), None).await?;
-            Ok(format!("deleted {workspace}\n"))
-        }
-        Command::Workspace(WorkspaceCommand::Secret(s)) => secret_cmd(c, "workspaces", s, json_out).await,
-        Command::Provision { workspace, model, show_secrets } => {
-            let body = model.as_ref().map_or_else(|| json!({}), |m| json!({ "model": m }));
-            let v = c.call(Method::POST, &format!("/admin/workspaces/{workspace}/provision"), Some(body)).await?;
-            if json_out {
-                return Ok(format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
-            }
-            let mut out = crate::render::resolution_json(&v["resolution"]);
-            out.push_str("\nenv plan\n");
-            if let Some(env) = v["env"].as_object() {
-                for (k, val) in env {
-                    let shown = if *show_secrets { val.as_str().unwrap_or_default() } else { "<redacted>" };
-                    out.push_str(&format!("  {k}={shown}\n"));
-                }
-            }
-            let token = if *show_secrets {
-                v["token"].as_str().unwrap_or_default()
-            } else {
-                "<redacted> (--show-secrets or --json to see it)"
+const ORG: &[&str] = &["id", "name", "default_billing_mode", "credit_micros", "updated_at"];
+const WS: &[&str] = &["id", "name", "org_id", "runtime", "model", "billing_mode", "kind"];
+
+fn org_row(o: &Org) -> Vec<String> {
+    let mode = o.default_billing_mode.map_or("-", |m| m.as_str());
+    vec![o.id.clone(), o.name.clone(), mode.to_owned(), o.credit_micros.to_string(), o.updated_at.clone()]
+}
+
+fn ws_row(w: &Workspace) -> Vec<String> {
+    vec![
+        w.id.clone(),
+        w.name.clone(),
+        w.org_id.clone(),
+        w.runtime.clone(),
+        w.model.clone().unwrap_or_else(|| "-".to_owned()),
+        w.billing_mode.map_or("-", |m| m.as_str()).to_owned(),
+        w.kind.as_str().to_owned(),
+    ]
+}
+
+async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String, CliError> {
+    let org = match cmd {
+        OrgCommand::Create { name, default_billing_mode, credit_micros } => {
+            let body = CreateOrg {
+                name: name.clone(),
+                default_billing_mode: default_billing_mode.clone(),
+                credit_micros: *credit_micros,
             };
+            c.call::<Org>(Method::POST, c.url(&["admin", "orgs"]), Some(&body)).await?
+        }
+        OrgCommand::List => {
+            let list: Vec<Org> = c.call(Method::GET, c.url(&["admin", "orgs"]), NO_BODY).await?;
+            let rows = list.iter().map(org_row);
+            return render(&list, json_out, ORG, rows);
+        }
+        OrgCommand::Get { org } => c.call(Method::GET, c.url(&["admin", "orgs", org]), NO_BODY).await?,
+        OrgCommand::Update { org, name, default_billing_mode } => {
+            let body =
+                PatchOrg { name: name.clone(), default_billing_mode: opt_clearable(default_billing_mode.as_ref()) };
+            c.call(Method::PATCH, c.url(&["admin", "orgs", org]), Some(&body)).await?
+        }
+        OrgCommand::Credit { org, delta_micros, reason } => {
+            let body = CreditAdjustment { delta_micros: *delta_micros, reason: reason.clone() };
+            let credit: Credit = c.call(Method::POST, c.url(&["admin", "orgs", org, "credit"]), Some(&body)).await?;
+            let row = vec![credit.credit_micros.to_string()];
+            return render(&credit, json_out, &["credit_micros"], [row].into_iter());
+        }
+        OrgCommand::Secret(s) => return secret_cmd(c, "orgs", s, json_out).await,
+    };
+    let row = org_row(&org);
+    render(&org, json_out, ORG, [row].into_iter())
+}
+
+async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Result<String, CliError> {
+    let ws = match cmd {
+        WorkspaceCommand::Create { org, name, runtime, model, billing_mode, kind } => {
+            let body = CreateWorkspace {
+                org_id: org.clone(),
+                name: name.clone(),
+                runtime: runtime.clone(),
+                model: model.clone(),
+                billing_mode: billing_mode.clone(),
+                kind: kind.clone(),
+            };
+            c.call::<Workspace>(Method::POST, c.url(&["admin", "workspaces"]), Some(&body)).await?
+        }
+        WorkspaceCommand::List { org } => {
+            let mut url = c.url(&["admin", "workspaces"]);
+            if let Some(o) = org {
+                url.query_pairs_mut().append_pair("org_id", o);
+            }
+            let list: Vec<Workspace> = c.call(Method::GET, url, NO_BODY).await?;
+            let rows = list.iter().map(ws_row);
+            return render(&list, json_out, WS, rows);
+        }
+        WorkspaceCommand::Get { workspace } => {
+            c.call(Method::GET, c.url(&["admin", "workspaces", workspace]), NO_BODY).await?
+        }
+        WorkspaceCommand::Update { workspace, name, runtime, model, billing_mode, kind } => {
+            let body = PatchWorkspace {
+                name: name.clone(),
+                runtime: runtime.clone(),
+                model: opt_clearable(model.as_ref()),
+                billing_mode: opt_clearable(billing_mode.as_ref()),
+                kind: kind.clone(),
+            };
+            c.call(Method::PATCH, c.url(&["admin", "workspaces", workspace]), Some(&body)).await?
+        }
+        WorkspaceCommand::Delete { workspace } => {
+            c.send(Method::DELETE, c.url(&["admin", "workspaces", workspace]), NO_BODY).await?;
+            return Ok(format!("deleted {workspace}\n"));
+        }
+        WorkspaceCommand::Secret(s) => return secret_cmd(c, "workspaces", s, json_out).await,
+    };
+    let row = ws_row(&ws);
+    render(&ws, json_out, WS, [row].into_iter())
+}
+
+async fn dispatch(c: &Client, cmd: &Command, json_out: bool) -> Result<String, CliError> {
+    match cmd {
+        Command::Org(o) => org_cmd(c, o, json_out).await,
+        Command::Workspace(w) => workspace_cmd(c, w, json_out).await,
+        Command::Provision { workspace, model, show_secrets } => {
+            let url = c.url(&["admin", "workspaces", workspace, "provision"]);
+            let body = ProvisionRequest { model: model.clone() };
+            let p: Provisioned = c.call(Method::POST, url, Some(&body)).await?;
+            if json_out {
+                return pretty(&p);
+            }
+            let mut out = crate::render::resolution(&p.resolution, None);
+            out.push_str("\nenv plan\n");
+            for (k, val) in &p.env.0 {
+                let shown = if *show_secrets { secrecy::ExposeSecret::expose_secret(val) } else { "<redacted>" };
+                out.push_str(&format!("  {k}={shown}\n"));
+            }
+            let token =
+                if *show_secrets { p.token.expose() } else { "<redacted> (--show-secrets or --json to see it)" };
             out.push_str(&format!("\nworkspace token: {token}\n"));
             Ok(out)
         }
         Command::BillingMode { workspace } => {
-            let v = c.call(Method::GET, &format!("/admin/workspaces/{workspace}/llm-billing-mode"), None).await?;
+            let url = c.url(&["admin", "workspaces", workspace, "llm-billing-mode"]);
+            let r: Resolution = c.call(Method::GET, url, NO_BODY).await?;
             if json_out {
-                return Ok(format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
+                return pretty(&r);
             }
-            Ok(crate::render::resolution_json(&v))
+            Ok(crate::render::resolution(&r, None))
         }
     }
 }
 
-/// A JSON object or array of objects as a table of `columns`, or pretty JSON.
-fn render(v: &Value, json_out: bool, columns: &[&str]) -> String {
+/// The API's JSON, pretty-printed.
+fn pretty(v: &impl Serialize) -> Result<String, CliError> {
+    serde_json::to_string_pretty(v)
+        .map(|s| format!("{s}\n"))
+        .map_err(|e| CliError::failure(format!("cannot print the response: {e}")))
+}
+
+/// `v` as pretty JSON, or its `rows` as a table under `columns` (`-` for an absent value).
+fn render(
+    v: &impl Serialize,
+    json_out: bool,
+    columns: &[&str],
+    rows: impl Iterator<Item = Vec<String>>,
+) -> Result<String, CliError> {
     if json_out {
-        return format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default());
+        return pretty(v);
     }
-    let items: Vec<&Value> = match v {
-        Value::Array(a) => a.iter().collect(),
-        other => vec![other],
-    };
-    let cell = |item: &Value, col: &str| match &item[col] {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let mut rows = vec![columns.iter().map(|c| c.to_ascii_uppercase()).collect::<Vec<_>>()];
-    rows.extend(items.iter().map(|item| columns.iter().map(|c| cell(item, c)).collect()));
-    crate::render::table(&rows)
+    let mut table = vec![columns.iter().map(|c| c.to_ascii_uppercase()).collect::<Vec<_>>()];
+    table.extend(rows);
+    Ok(crate::render::table(&table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> Result<Client, String> {
+        let base = Url::parse(base).map_err(|e| e.to_string())?;
+        Ok(Client { http: reqwest::Client::new(), base, token: String::new() })
+    }
+
+    #[test]
+    fn ids_and_names_are_one_path_segment_each() -> Result<(), String> {
+        let c = client("http://tg.example:8080/base/?q=1#f")?;
+        let u = c.url(&["admin", "workspaces", "../orgs/x?y=1#z", "secrets", "A B"]);
+        assert_eq!(u.as_str(), "http://tg.example:8080/base/admin/workspaces/..%2Forgs%2Fx%3Fy=1%23z/secrets/A%20B");
+        let c = client("http://127.0.0.1:8080")?;
+        assert_eq!(c.url(&["admin", "orgs"]).as_str(), "http://127.0.0.1:8080/admin/orgs");
+        Ok(())
+    }
+
+    #[test]
+    fn none_clears_and_absent_leaves_a_field() -> Result<(), String> {
+        let patch = PatchWorkspace {
+            name: None,
+            runtime: None,
+            model: opt_clearable(Some(&"none".to_owned())),
+            billing_mode: opt_clearable(Some(&"byok".to_owned())),
+            kind: None,
+        };
+        let json = serde_json::to_string(&patch).map_err(|e| e.to_string())?;
+        assert_eq!(json, r#"{"model":null,"billing_mode":"byok"}"#);
+        Ok(())
+    }
 }

@@ -54,14 +54,6 @@ pub(crate) fn resolution(r: &Resolution, env: Option<BTreeMap<String, String>>) 
     out
 }
 
-/// A resolution given as API JSON, as text (unparseable input is shown as JSON).
-pub(crate) fn resolution_json(v: &serde_json::Value) -> String {
-    match serde_json::from_value::<Resolution>(v.clone()) {
-        Ok(r) => resolution(&r, None),
-        Err(_) => format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default()),
-    }
-}
-
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub(crate) fn table<S: AsRef<str>>(rows: &[Vec<S>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);

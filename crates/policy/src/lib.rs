@@ -13,6 +13,7 @@ pub mod registry;
 pub mod resolve;
 pub mod scenario;
 pub mod secret;
+pub mod text;
 pub mod token;
 
 pub use ids::{IdError, OrgId, WorkspaceId};

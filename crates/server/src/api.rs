@@ -1,5 +1,6 @@
-//! The JSON shapes of the API: request bodies (unknown fields rejected), response bodies, and
-//! schema-only types that document shapes serialised by the policy crate.
+//! The JSON shapes of the API: request bodies (unknown fields rejected), response bodies and
+//! the error body. Shared with `tollgate admin`, which sends and reads the same types, so the
+//! client cannot drift from the server.
 //!
 //! Modes and kinds arrive as strings so that a bad one is answered with its own code
 //! (`INVALID_BILLING_MODE`, `INVALID_KIND`) rather than `INVALID_JSON`.
@@ -8,7 +9,7 @@ use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tollgate_policy::{Resolution, WorkspaceToken};
+use tollgate_policy::{BillingMode, Resolution, WorkspaceKind, WorkspaceToken};
 use utoipa::{IntoParams, ToSchema};
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field (with `#[serde(default)]`).
@@ -17,15 +18,15 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
 }
 
 /// A tenant.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Org {
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Org {
     /// UUID.
     pub id: String,
     /// Unique name.
     pub name: String,
     /// The mode of workspaces with no provider; `null` when unset.
-    #[schema(value_type = Option<BillingMode>, required = true)]
-    pub default_billing_mode: Option<&'static str>,
+    #[schema(required = true)]
+    pub default_billing_mode: Option<BillingMode>,
     /// Balance in micro-USD.
     pub credit_micros: i64,
     /// RFC 3339.
@@ -39,7 +40,7 @@ impl From<&tollgate_store::Org> for Org {
         Self {
             id: o.id.to_string(),
             name: o.name.clone(),
-            default_billing_mode: o.default_billing_mode.map(tollgate_policy::BillingMode::as_str),
+            default_billing_mode: o.default_billing_mode,
             credit_micros: o.credit_micros.get(),
             created_at: o.created_at.rfc3339(),
             updated_at: o.updated_at.rfc3339(),
@@ -48,8 +49,8 @@ impl From<&tollgate_store::Org> for Org {
 }
 
 /// An agent workspace.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Workspace {
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Workspace {
     /// UUID.
     pub id: String,
     /// Owning org.
@@ -62,11 +63,10 @@ pub(crate) struct Workspace {
     #[schema(required = true)]
     pub model: Option<String>,
     /// The explicit billing mode.
-    #[schema(value_type = Option<BillingMode>, required = true)]
-    pub billing_mode: Option<&'static str>,
+    #[schema(required = true)]
+    pub billing_mode: Option<BillingMode>,
     /// `agent` or `concierge`.
-    #[schema(value_type = WorkspaceKind)]
-    pub kind: &'static str,
+    pub kind: WorkspaceKind,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -81,8 +81,8 @@ impl From<&tollgate_store::Workspace> for Workspace {
             name: w.name.clone(),
             runtime: w.runtime.clone(),
             model: w.model.clone(),
-            billing_mode: w.billing_mode.map(tollgate_policy::BillingMode::as_str),
-            kind: w.kind.as_str(),
+            billing_mode: w.billing_mode,
+            kind: w.kind,
             created_at: w.created_at.rfc3339(),
             updated_at: w.updated_at.rfc3339(),
         }
@@ -90,8 +90,8 @@ impl From<&tollgate_store::Workspace> for Workspace {
 }
 
 /// A secret's name and last write; never its value.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct SecretMeta {
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SecretMeta {
     /// The name.
     pub name: String,
     /// RFC 3339.
@@ -105,44 +105,44 @@ impl From<&tollgate_store::SecretMeta> for SecretMeta {
 }
 
 /// An org's balance.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Credit {
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Credit {
     /// Balance in micro-USD after the adjustment.
     pub credit_micros: i64,
 }
 
 /// `POST /admin/orgs`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CreateOrg {
+pub struct CreateOrg {
     /// Unique name: 1 to 200 characters, no control characters.
     pub name: String,
     /// The mode for workspaces with no provider.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BillingMode>)]
     pub default_billing_mode: Option<String>,
     /// Initial balance in micro-USD, 0 to 10^15 (default 0).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credit_micros: Option<i64>,
 }
 
 /// `PATCH /admin/orgs/{org}`: absent fields are left as they are.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PatchOrg {
+pub struct PatchOrg {
     /// New name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// New default mode; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BillingMode>)]
     pub default_billing_mode: Option<Option<String>>,
 }
 
 /// `POST /admin/orgs/{org}/credit`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CreditAdjustment {
+pub struct CreditAdjustment {
     /// Micro-USD to add (negative to remove); |delta| at most 10^15.
     pub delta_micros: i64,
     /// Why, for the record; not empty.
@@ -150,9 +150,9 @@ pub(crate) struct CreditAdjustment {
 }
 
 /// `PUT .../secrets/{name}`.
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PutSecret {
+pub struct PutSecret {
     /// The value: at most 64 KiB, no NUL. Stored encrypted; never returned by a read.
     pub value: String,
 }
@@ -164,9 +164,9 @@ impl std::fmt::Debug for PutSecret {
 }
 
 /// `POST /admin/workspaces`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CreateWorkspace {
+pub struct CreateWorkspace {
     /// Owning org.
     pub org_id: String,
     /// Unique within the org: 1 to 200 characters, no control characters.
@@ -174,38 +174,38 @@ pub(crate) struct CreateWorkspace {
     /// A runtime of the registry (`claude-code`, `codex`, `openai-compatible`, ...).
     pub runtime: String,
     /// The configured model.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// The explicit billing mode.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BillingMode>)]
     pub billing_mode: Option<String>,
     /// `agent` (default) or `concierge`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<WorkspaceKind>)]
     pub kind: Option<String>,
 }
 
 /// `PATCH /admin/workspaces/{ws}`: absent fields are left as they are.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PatchWorkspace {
+pub struct PatchWorkspace {
     /// New name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// New runtime.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
     /// New model; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub model: Option<Option<String>>,
     /// New explicit billing mode; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BillingMode>)]
     pub billing_mode: Option<Option<String>>,
     /// New kind.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<WorkspaceKind>)]
     pub kind: Option<String>,
 }
@@ -213,28 +213,35 @@ pub(crate) struct PatchWorkspace {
 /// `GET /admin/workspaces` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(crate) struct ListWorkspaces {
+pub struct ListWorkspaces {
     /// Only the workspaces of this org (empty or absent: all).
     pub org_id: Option<String>,
 }
 
 /// `POST /admin/workspaces/{ws}/provision`; the body may be empty.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProvisionRequest {
+pub struct ProvisionRequest {
     /// The model to provision with; it becomes the workspace's model when provisioning
     /// succeeds. Empty or absent: the workspace's own.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
 }
 
 /// A rendered environment: real values, serialised only into the provision and pull
 /// responses. Held as `SecretString`s, zeroized on drop.
-pub(crate) struct Env(pub BTreeMap<String, SecretString>);
+pub struct Env(pub BTreeMap<String, SecretString>);
 
 impl Serialize for Env {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.0.iter().map(|(k, v)| (k, v.expose_secret())))
+    }
+}
+
+impl<'de> Deserialize<'de> for Env {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let plain = BTreeMap::<String, String>::deserialize(d)?;
+        Ok(Self(plain.into_iter().map(|(k, v)| (k, SecretString::from(v))).collect()))
     }
 }
 
@@ -244,15 +251,18 @@ impl std::fmt::Debug for Env {
     }
 }
 
-/// The body of a successful provision.
-#[derive(Debug, Serialize)]
-pub(crate) struct Provisioned {
+/// A successful provision. Goes only to the provisioner: it holds real values.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = ProvisionResponse)]
+pub struct Provisioned {
     /// The resolution.
     pub resolution: Resolution,
-    /// The environment, with the new token filled in.
+    /// The workspace's environment, values included, the new token filled in.
+    #[schema(value_type = BTreeMap<String, String>)]
     pub env: Env,
-    /// The new workspace token.
-    #[serde(serialize_with = "expose_token")]
+    /// The new workspace token (`tg_ws_...`); the previous one is revoked.
+    #[serde(serialize_with = "expose_token", deserialize_with = "parse_token")]
+    #[schema(value_type = String)]
     pub token: WorkspaceToken,
 }
 
@@ -260,199 +270,41 @@ fn expose_token<S: Serializer>(t: &WorkspaceToken, s: S) -> Result<S::Ok, S::Err
     s.serialize_str(t.expose())
 }
 
-/// The body of a successful pull.
-#[derive(Debug, Serialize)]
-pub(crate) struct Pulled {
+fn parse_token<'de, D: Deserializer<'de>>(d: D) -> Result<WorkspaceToken, D::Error> {
+    let text = String::deserialize(d)?;
+    WorkspaceToken::parse(&text).map_err(serde::de::Error::custom)
+}
+
+/// A successful pull.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = PullResponse)]
+pub struct Pulled {
     /// The resolution.
     pub resolution: Resolution,
-    /// The environment, with the presented token filled in.
+    /// The workspace's environment, values included.
+    #[schema(value_type = BTreeMap<String, String>)]
     pub env: Env,
 }
 
 /// `GET /healthz`, `GET /readyz`.
 #[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Status {
+pub struct Status {
     /// `ok` or `ready`.
     pub status: &'static str,
 }
 
-/// Schema-only types: shapes serialised by other crates, documented here.
-pub(crate) mod doc {
-    #![expect(dead_code, reason = "these types exist only to describe JSON in the OpenAPI document")]
-
-    use std::collections::BTreeMap;
-
+/// The error body `crate::error` serialises (for the OpenAPI document and for clients), and
+/// the names the route annotations use for the response types.
+pub mod doc {
+    use serde::{Deserialize, Serialize};
+    pub use tollgate_policy::Resolution;
     use utoipa::ToSchema;
 
-    /// Who pays for a workspace's LLM calls.
-    #[derive(ToSchema)]
-    #[schema(as = BillingMode)]
-    #[serde(rename_all = "snake_case")]
-    pub(crate) enum BillingMode {
-        /// Through the Tollgate proxy, charged to the org's credit.
-        PlatformManaged,
-        /// Directly to the provider with the customer's own key.
-        Byok,
-        /// No LLM calls.
-        Disabled,
-    }
-
-    /// What kind of workspace.
-    #[derive(ToSchema)]
-    #[schema(as = WorkspaceKind)]
-    #[serde(rename_all = "snake_case")]
-    pub(crate) enum WorkspaceKind {
-        /// An ordinary agent.
-        Agent,
-        /// The platform's concierge, pinned to the platform unless told otherwise.
-        Concierge,
-    }
-
-    /// Where the resolved mode came from.
-    #[derive(ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub(crate) enum ModeSource {
-        /// The workspace's own `billing_mode`.
-        Explicit,
-        /// A workspace secret `LLM_PROVIDER`.
-        StoredProvider,
-        /// A concierge pinned to the platform.
-        ConciergePin,
-        /// The provider derived from the effective model.
-        DerivedProvider,
-        /// The org's `default_billing_mode`.
-        OrgDefault,
-        /// Nothing decided: `platform_managed`.
-        Fallback,
-    }
-
-    /// Where the effective model came from.
-    #[derive(ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub(crate) enum ModelSource {
-        /// The provision request.
-        Request,
-        /// The workspace's `model`.
-        Workspace,
-        /// A `MODEL` secret.
-        Secret,
-    }
-
-    /// Where a credential came from.
-    #[derive(ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub(crate) enum Origin {
-        /// An org secret.
-        Org,
-        /// A workspace secret.
-        Workspace,
-        /// Injected by Tollgate.
-        Tollgate,
-    }
-
-    /// The codes of a failed resolution (answered 422 by provision and the pull).
-    #[derive(ToSchema)]
-    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-    pub(crate) enum ResolutionCode {
-        /// `LLM_PROVIDER` names no provider of the registry.
-        UnknownProvider,
-        /// No provider serves the effective model for this runtime.
-        UnknownModel,
-        /// The explicit billing mode contradicts the provider.
-        ModeProviderConflict,
-        /// BYOK with no provider to honour.
-        NoProvider,
-        /// BYOK with no credential of the provider's `auth_env`.
-        MissingByokCredential,
-        /// A stored secret could not be decrypted.
-        SecretUnreadable,
-        /// The workspace's runtime is not in the registry.
-        UnknownRuntime,
-    }
-
-    /// A failed resolution's code and message.
-    #[derive(ToSchema)]
-    pub(crate) struct ResolutionError {
-        /// The stable code.
-        pub code: ResolutionCode,
-        /// What went wrong and how to fix it (never a value).
-        pub message: String,
-    }
-
-    /// A credential kept in (or injected into) the plan.
-    #[derive(ToSchema)]
-    pub(crate) struct CredentialRef {
-        /// The env name.
-        pub name: String,
-        /// Its origin.
-        pub origin: Origin,
-    }
-
-    /// A name the plan dropped, and why.
-    #[derive(ToSchema)]
-    pub(crate) struct Dropped {
-        /// The env name.
-        pub name: String,
-        /// Its origin.
-        pub origin: Origin,
-        /// Why it was dropped.
-        pub reason: String,
-    }
-
-    /// The resolution object (DESIGN.md section 9). Holds names and origins, never values.
-    #[derive(ToSchema)]
-    pub(crate) struct Resolution {
-        /// The workspace resolved.
-        pub workspace_id: String,
-        /// The mode; `null` exactly when `error` is set.
-        #[schema(required = true)]
-        pub resolved_mode: Option<BillingMode>,
-        /// Where the mode came from.
-        #[schema(required = true)]
-        pub source: Option<ModeSource>,
-        /// The provider id.
-        #[schema(required = true)]
-        pub provider: Option<String>,
-        /// The effective model.
-        #[schema(required = true)]
-        pub effective_model: Option<String>,
-        /// Where it came from.
-        #[schema(required = true)]
-        pub model_source: Option<ModelSource>,
-        /// Set when resolution failed.
-        #[schema(required = true)]
-        pub error: Option<ResolutionError>,
-        /// LLM credentials in the plan.
-        pub credentials: Vec<CredentialRef>,
-        /// Names left out, with the reason.
-        pub dropped: Vec<Dropped>,
-        /// One line per decision.
-        pub trace: Vec<String>,
-    }
-
-    /// A successful provision. Goes only to the provisioner: it holds real values.
-    #[derive(ToSchema)]
-    pub(crate) struct ProvisionResponse {
-        /// The resolution.
-        pub resolution: Resolution,
-        /// The workspace's environment, values included, the new token filled in.
-        pub env: BTreeMap<String, String>,
-        /// The new workspace token (`tg_ws_...`); the previous one is revoked.
-        pub token: String,
-    }
-
-    /// A successful pull.
-    #[derive(ToSchema)]
-    pub(crate) struct PullResponse {
-        /// The resolution.
-        pub resolution: Resolution,
-        /// The workspace's environment, values included.
-        pub env: BTreeMap<String, String>,
-    }
+    pub use super::{Provisioned as ProvisionResponse, Pulled as PullResponse};
 
     /// An error's code and message.
-    #[derive(ToSchema)]
-    pub(crate) struct ErrorDetail {
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub struct ErrorDetail {
         /// The stable code, e.g. `NOT_FOUND` or, on a 422, the resolution's code.
         pub code: String,
         /// For people; never a secret value or a token.
@@ -461,8 +313,8 @@ pub(crate) mod doc {
 
     /// Every error: `{"error":{"code","message"}}`; a 422 from provision or the pull also
     /// carries the failed `resolution`.
-    #[derive(ToSchema)]
-    pub(crate) struct ErrorResponse {
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub struct ErrorResponse {
         /// The error.
         pub error: ErrorDetail,
         /// The failed resolution (422 only).
@@ -470,13 +322,11 @@ pub(crate) mod doc {
     }
 }
 
-pub(crate) use doc::{BillingMode, WorkspaceKind};
-
 /// `GET /admin/usage` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct UsageParams {
+pub struct UsageParams {
     /// Only this org's requests.
     pub org_id: Option<String>,
     /// Only this workspace's requests.
@@ -490,8 +340,8 @@ pub(crate) struct UsageParams {
 }
 
 /// One group of proxied requests, failed ones included.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct UsageRow {
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsageRow {
     /// The UTC day (`YYYY-MM-DD`), model id or workspace id.
     pub key: String,
     /// Proxied requests.
@@ -511,8 +361,8 @@ pub(crate) struct UsageRow {
 }
 
 /// `GET /admin/usage` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Usage {
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
     /// One row per group, ordered by key.
     pub rows: Vec<UsageRow>,
 }

@@ -9,7 +9,7 @@
 //! Secret values and tokens appear in exactly two response bodies (the provision response
 //! and the pull) and nowhere else: not in errors, not in logs, not in metrics.
 
-mod api;
+pub mod api;
 mod auth;
 mod error;
 mod extract;
@@ -27,7 +27,7 @@ use tollgate_policy::{PublicUrl, Registry};
 use tollgate_store::{Invalidation, Store, StoreError, TokenHash};
 
 pub use error::{ApiError, ApiErrorCode};
-pub use openapi::openapi;
+pub use routes::openapi;
 
 /// The largest request body the API reads, in bytes (512 KiB). Larger bodies are answered
 /// 413 `PAYLOAD_TOO_LARGE`.

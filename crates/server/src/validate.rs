@@ -15,13 +15,9 @@ pub(crate) const MAX_CREDIT_MICROS: i64 = 1_000_000_000_000_000;
 /// The longest credit reason, in characters.
 pub(crate) const MAX_REASON_CHARS: usize = 1000;
 
-/// `s` cut to 64 characters, for quoting in a message.
+/// `s` cut to 64 bytes, for quoting in a message.
 pub(crate) fn quote(s: &str) -> String {
-    const LIMIT: usize = 64;
-    match s.char_indices().nth(LIMIT) {
-        None => s.to_owned(),
-        Some((end, _)) => format!("{}...", &s[..end]),
-    }
+    tollgate_policy::text::truncate(s, 64)
 }
 
 /// An org or workspace name: non-blank, at most 200 characters, no control characters.
