@@ -12,6 +12,11 @@
 //! it is forwarded as it comes (and could not be stripped; a usage chunk is a few hundred bytes).
 //! At the end of the stream, [`UsageChunkStripper::finish`] returns the held bytes of an
 //! unterminated last block, which no SSE client dispatches.
+//!
+//! When a usage event is dropped before any byte was forwarded, the next block starts the
+//! stream the client sees; if that block starts with a UTF-8 byte order mark (part of a field
+//! name upstream, so the line was ignored), a client would drop the mark as the stream's and
+//! read the line as a field. A second byte order mark is forwarded before it in that case.
 
 use bytes::{Bytes, BytesMut};
 
@@ -20,6 +25,8 @@ use crate::sse::{EventRef, SseParser};
 
 /// Held-back buffers that grew beyond this for one block are released afterwards.
 const KEEP_CAPACITY: usize = 64 * 1024;
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Strips OpenAI's final usage chunk from a stream; see the module docs.
 #[derive(Debug, Default)]
@@ -35,6 +42,11 @@ pub struct UsageChunkStripper {
     /// Blank lines of the chunk being processed: (offset past it, whether to drop its block).
     blocks: Vec<(usize, bool)>,
     stripped: u64,
+    /// Some byte has been forwarded: the stream has started for the client.
+    forwarded: bool,
+    /// A block was dropped before any byte was forwarded: the next block forwarded starts the
+    /// client's stream, and needs a byte order mark before its own, if it has one.
+    guard_bom: bool,
 }
 
 /// Whether an event is the usage chunk: `"choices": []` and a `usage` object.
@@ -80,7 +92,9 @@ impl UsageChunkStripper {
             let drop = usage && !self.passthrough;
             if drop {
                 self.stripped += 1;
+                self.guard_bom |= !self.forwarded && out.is_empty();
             } else {
+                guard_start(&mut self.guard_bom, &self.held, &mut out, &chunk, &chunk[pos..end]);
                 out.push_bytes(&chunk, &self.held);
                 out.push_range(&chunk, pos, end);
             }
@@ -95,6 +109,7 @@ impl UsageChunkStripper {
         if self.passthrough {
             out.push_range(&chunk, pos, chunk.len());
         } else if self.held.len() + tail > self.parser.max_event_bytes() {
+            guard_start(&mut self.guard_bom, &self.held, &mut out, &chunk, &chunk[pos..]);
             out.push_bytes(&chunk, &self.held);
             clear(&mut self.held);
             out.push_range(&chunk, pos, chunk.len());
@@ -102,6 +117,7 @@ impl UsageChunkStripper {
         } else {
             self.held.extend_from_slice(&chunk[pos..]);
         }
+        self.forwarded |= !out.is_empty();
         out.into_bytes(&chunk)
     }
 
@@ -110,6 +126,14 @@ impl UsageChunkStripper {
         self.passthrough = false;
         self.cr_pending = None;
         Bytes::from(std::mem::take(&mut self.held))
+    }
+}
+
+/// Called before forwarding a block whose bytes are `held` then `rest`: when `guard` is set,
+/// clears it and adds a byte order mark first if the block starts with one (module docs).
+fn guard_start(guard: &mut bool, held: &[u8], out: &mut Out, chunk: &Bytes, rest: &[u8]) {
+    if std::mem::take(guard) && held.iter().chain(rest).take(3).eq(UTF8_BOM) {
+        out.push_bytes(chunk, UTF8_BOM);
     }
 }
 
@@ -128,6 +152,10 @@ enum Out {
 }
 
 impl Out {
+    fn is_empty(&self) -> bool {
+        matches!(self, Out::Empty)
+    }
+
     fn push_range(&mut self, chunk: &Bytes, start: usize, end: usize) {
         if start == end {
             return;

@@ -41,8 +41,13 @@ pub struct PgStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `url` (`sqlite://PATH`) and migrates it.
+    ///
+    /// The database file and its `-wal` and `-shm` companions are readable by the owner only
+    /// (0600), whatever the umask; see [`restrict_database_files`].
     pub async fn connect(url: &str, key: MasterKey) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        restrict_database_files(options.get_filename()).map_err(sqlx::Error::Io)?;
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -52,6 +57,48 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self { pool, key, invalidations: broadcast::channel(1024).0 })
     }
+}
+
+/// Makes the SQLite database at `path` owner-only before SQLite opens it: creates the file
+/// with mode 0600 when it does not exist, and takes group and other permissions away from it
+/// and from existing `-wal` and `-shm` files. SQLite creates `-wal` and `-shm` with the
+/// database file's permissions (umask-independent: it `fchmod`s them), so they follow.
+/// In-memory databases (no file) are left alone.
+#[cfg(unix)]
+fn restrict_database_files(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+    let name = path.as_os_str().to_string_lossy();
+    if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = std::path::PathBuf::from(file);
+        match std::fs::metadata(&file) {
+            // Files made by an older version (0644 under the usual umask): owner bits kept.
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                let owner_only = meta.permissions().mode() & 0o700;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(owner_only))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Elsewhere file permissions are the platform's business.
+#[cfg(not(unix))]
+fn restrict_database_files(_path: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 impl PgStore {

@@ -143,3 +143,30 @@ fn empty_chunks_change_nothing() {
     assert!(stripper.push(Bytes::new()).is_empty());
     assert_eq!(stripper.push(Bytes::from_static(b"\ndata: [DONE]\r\n\r\n")), "data: [DONE]\r\n\r\n");
 }
+
+/// Found while writing the `usage_stripper` fuzz target (whose property check fails on this
+/// input without the fix): dropping the stream's first block made the next
+/// one start the stream, so a client dropped its leading byte order mark and saw `y` as an
+/// event, where upstream that line was a field named `\u{feff}data` and ignored.
+#[test]
+fn a_byte_order_mark_exposed_by_a_dropped_first_block_is_guarded() {
+    let usage = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n";
+    let rest = b"\xEF\xBB\xBFdata: y\n\ndata: z\n\n";
+    let stream = [&usage[..], rest].concat();
+    let events = |bytes: &[u8]| crate::SseParser::new().feed(bytes);
+    let kept = events(&stream).split_off(1);
+    assert_eq!(kept.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["z"]);
+    for size in [1, 2, 7, stream.len()] {
+        let chunks: Vec<&[u8]> = stream.chunks(size).collect();
+        let mut stripper = UsageChunkStripper::new();
+        let out = run(&mut stripper, &chunks);
+        assert_eq!(stripper.stripped_events(), 1);
+        assert_eq!(out, [b"\xEF\xBB\xBF", &rest[..]].concat(), "chunks of {size}");
+        assert_eq!(events(&out), kept, "chunks of {size}");
+    }
+    // Without a byte order mark after it, or after a forwarded byte, nothing is added.
+    let plain = [&usage[..], b"data: z\n\n"].concat();
+    assert_eq!(run(&mut UsageChunkStripper::new(), &[&plain]), b"data: z\n\n");
+    let later = [&b"data: a\n\n"[..], usage, rest].concat();
+    assert_eq!(run(&mut UsageChunkStripper::new(), &[&later]), [&b"data: a\n\n"[..], rest].concat());
+}

@@ -2,6 +2,8 @@
 //! Postgres server (started by tollgate-testkit; it fails, never skips, without Postgres).
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
 
+#[cfg(unix)]
+mod files;
 mod suite;
 
 use std::path::PathBuf;
