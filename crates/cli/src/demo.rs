@@ -116,7 +116,7 @@ pub async fn seed(store: &dyn Store, registry: &Registry, public_url: &PublicUrl
             }
         };
         let inputs = ResolutionInputs::load(store, &ws.id).await.map_err(fail)?;
-        let r = inputs.resolve(&ctx, None).resolution;
+        let r = inputs.resolve(&ctx, None).into_resolution();
         let names = |v: Vec<String>| if v.is_empty() { "-".to_owned() } else { v.join(",") };
         rows.push([
             ws.name.clone(),

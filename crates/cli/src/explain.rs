@@ -55,8 +55,8 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
     let mut out = String::new();
     match args.format {
         Format::Json => {
-            let env = resolved.plan.as_ref().map(tollgate_policy::EnvPlan::redacted).unwrap_or_default();
-            let doc = serde_json::json!({ "resolution": resolved.resolution, "env": env });
+            let env = resolved.plan().map(tollgate_policy::EnvPlan::redacted).unwrap_or_default();
+            let doc = serde_json::json!({ "resolution": resolved.resolution(), "env": env });
             out.push_str(&serde_json::to_string_pretty(&doc).map_err(|e| CliError::config(e.to_string()))?);
             out.push('\n');
         }
@@ -64,8 +64,8 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
             let ws = &scenario.workspace;
             out.push_str(&format!("workspace  {} ({}, {})\n", ws.id, ws.runtime, ws.kind.as_str()));
             out.push_str(&crate::render::resolution(
-                &resolved.resolution,
-                resolved.plan.as_ref().map(tollgate_policy::EnvPlan::redacted),
+                resolved.resolution(),
+                resolved.plan().map(tollgate_policy::EnvPlan::redacted),
             ));
         }
     }

@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("{name}/resolve+plan+render"), |b| {
             b.iter(|| {
                 let r = resolve(&ctx, black_box(workspace), &org, black_box(merged), None);
-                black_box(r.plan.map(|p| p.render(&token)))
+                black_box(r.plan().map(|p| p.render(&token)))
             });
         });
     }

@@ -12,6 +12,7 @@ pub mod registry;
 pub mod resolve;
 pub mod scenario;
 pub mod secret;
+pub mod text;
 pub mod token;
 
 pub use money::{Micros, PicoPerToken, Price, Usage};

@@ -56,15 +56,7 @@ fn check_env_name(s: &str) -> Result<(), NameError> {
 
 /// Keeps error messages bounded when someone sends a megabyte of garbage as a name.
 fn truncate_for_message(s: &str) -> String {
-    const LIMIT: usize = 64;
-    if s.len() <= LIMIT {
-        return s.to_owned();
-    }
-    let mut end = LIMIT;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
+    crate::text::truncate(s, 64)
 }
 
 /// An environment-variable name: `[A-Z_][A-Z0-9_]*`, 1 to 128 bytes.

@@ -284,7 +284,7 @@ fn field<T: PartialEq + serde::Serialize>(
 impl Expect {
     /// Compares `resolved` with the expectations; returns one line per difference.
     pub fn check(&self, resolved: &Resolved) -> Vec<String> {
-        let r = &resolved.resolution;
+        let r = resolved.resolution();
         let mut out = Vec::new();
         field(&mut out, "resolved_mode", &self.resolved_mode, &r.resolved_mode);
         field(&mut out, "source", &self.source, &r.source);
@@ -292,7 +292,7 @@ impl Expect {
         field(&mut out, "error", &self.error, &r.error.as_ref().map(|e| e.code));
         field(&mut out, "effective_model", &self.effective_model, &r.effective_model);
         field(&mut out, "model_source", &self.model_source, &r.model_source);
-        let has = |name: &str| resolved.plan.as_ref().is_some_and(|p| p.contains(name));
+        let has = |name: &str| resolved.plan().is_some_and(|p| p.contains(name));
         for name in &self.env_has {
             if !has(name) {
                 out.push(format!("env_has: {name} is not in the env plan"));

@@ -12,7 +12,23 @@ use crate::names::SecretName;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
 /// Where a credential in a resolution came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// An org-scope secret, inherited by every workspace of the org.
@@ -26,22 +42,27 @@ pub enum Origin {
 impl Origin {
     /// The lower-case word used in JSON and messages.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Origin::Org => "org",
-            Origin::Workspace => "workspace",
-            Origin::Tollgate => "tollgate",
-        }
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
 /// The scope a secret is stored under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Inherited by every workspace of the org.
@@ -53,10 +74,7 @@ pub enum Scope {
 impl Scope {
     /// The lower-case word used in storage and messages.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Org => "org",
-            Scope::Workspace => "workspace",
-        }
+        self.into()
     }
 
     fn origin(self) -> Origin {

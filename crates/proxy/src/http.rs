@@ -225,7 +225,7 @@ impl Proxy {
                 let ws = inner.store.workspace_for_token(&hash).await.map_err(Lookup::Store)?.ok_or(Lookup::Unknown)?;
                 let inputs = ResolutionInputs::for_workspace(inner.store.as_ref(), ws).await.map_err(Lookup::Store)?;
                 let ctx = Context { registry: &inner.registry, public_url: &inner.public_url };
-                let r = inputs.resolve(&ctx, None).resolution;
+                let r = inputs.resolve(&ctx, None).into_resolution();
                 Ok::<_, Lookup>(Arc::new(Authorized {
                     workspace_id: inputs.workspace.id,
                     org_id: inputs.org.id,
@@ -512,7 +512,7 @@ impl Proxy {
             Kind::NotFound,
             format!(
                 "model `{}` is not served by the platform on this route; served: {}",
-                model.chars().take(80).collect::<String>(),
+                tollgate_policy::text::truncate(model, 80),
                 names.join(", ")
             ),
         )

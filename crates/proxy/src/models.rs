@@ -12,17 +12,7 @@ const CREATED_AT: &str = "1970-01-01T00:00:00Z";
 /// The ids of the platform models served on `protocol`'s route, in registry order: the models
 /// of the platform provider whose upstream speaks `protocol`.
 pub fn served_models(registry: &Registry, protocol: Protocol) -> Vec<&str> {
-    registry
-        .platform()
-        .map(|platform| {
-            platform
-                .models()
-                .iter()
-                .filter(|m| registry.platform_model(m.id()).is_some_and(|(_, u)| u.protocol() == protocol))
-                .map(|m| m.id())
-                .collect()
-        })
-        .unwrap_or_default()
+    registry.platform_models_for(protocol).map(|m| m.id()).collect()
 }
 
 /// `models` as `protocol`'s list: OpenAI `{"object": "list", "data": [{"id", "object":

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tollgate_policy::{Resolution, WorkspaceToken};
+use tollgate_policy::{BillingMode, Resolution, WorkspaceKind, WorkspaceToken};
 use utoipa::{IntoParams, ToSchema};
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field (with `#[serde(default)]`).
@@ -244,15 +244,18 @@ impl std::fmt::Debug for Env {
     }
 }
 
-/// The body of a successful provision.
-#[derive(Debug, Serialize)]
+/// A successful provision. Goes only to the provisioner: it holds real values.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ProvisionResponse)]
 pub struct Provisioned {
     /// The resolution.
     pub resolution: Resolution,
-    /// The environment, with the new token filled in.
+    /// The workspace's environment, values included, the new token filled in.
+    #[schema(value_type = BTreeMap<String, String>)]
     pub env: Env,
-    /// The new workspace token.
+    /// The new workspace token (`tg_ws_...`); the previous one is revoked.
     #[serde(serialize_with = "expose_token")]
+    #[schema(value_type = String)]
     pub token: WorkspaceToken,
 }
 
@@ -260,12 +263,14 @@ fn expose_token<S: Serializer>(t: &WorkspaceToken, s: S) -> Result<S::Ok, S::Err
     s.serialize_str(t.expose())
 }
 
-/// The body of a successful pull.
-#[derive(Debug, Serialize)]
+/// A successful pull.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PullResponse)]
 pub struct Pulled {
     /// The resolution.
     pub resolution: Resolution,
-    /// The environment, with the presented token filled in.
+    /// The workspace's environment, values included.
+    #[schema(value_type = BTreeMap<String, String>)]
     pub env: Env,
 }
 
@@ -276,179 +281,15 @@ pub struct Status {
     pub status: &'static str,
 }
 
-/// Schema-only types: shapes serialised by other crates, documented here.
+/// Schema-only types: the error body `crate::error` serialises, and the names the route
+/// annotations use for the policy crate's and this module's response types.
 pub mod doc {
     #![expect(dead_code, reason = "these types exist only to describe JSON in the OpenAPI document")]
 
-    use std::collections::BTreeMap;
-
+    pub use tollgate_policy::Resolution;
     use utoipa::ToSchema;
 
-    /// Who pays for a workspace's LLM calls.
-    #[derive(ToSchema)]
-    #[schema(as = BillingMode)]
-    #[serde(rename_all = "snake_case")]
-    pub enum BillingMode {
-        /// Through the Tollgate proxy, charged to the org's credit.
-        PlatformManaged,
-        /// Directly to the provider with the customer's own key.
-        Byok,
-        /// No LLM calls.
-        Disabled,
-    }
-
-    /// What kind of workspace.
-    #[derive(ToSchema)]
-    #[schema(as = WorkspaceKind)]
-    #[serde(rename_all = "snake_case")]
-    pub enum WorkspaceKind {
-        /// An ordinary agent.
-        Agent,
-        /// The platform's concierge, pinned to the platform unless told otherwise.
-        Concierge,
-    }
-
-    /// Where the resolved mode came from.
-    #[derive(ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum ModeSource {
-        /// The workspace's own `billing_mode`.
-        Explicit,
-        /// A workspace secret `LLM_PROVIDER`.
-        StoredProvider,
-        /// A concierge pinned to the platform.
-        ConciergePin,
-        /// The provider derived from the effective model.
-        DerivedProvider,
-        /// The org's `default_billing_mode`.
-        OrgDefault,
-        /// Nothing decided: `platform_managed`.
-        Fallback,
-    }
-
-    /// Where the effective model came from.
-    #[derive(ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum ModelSource {
-        /// The provision request.
-        Request,
-        /// The workspace's `model`.
-        Workspace,
-        /// A `MODEL` secret.
-        Secret,
-    }
-
-    /// Where a credential came from.
-    #[derive(ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum Origin {
-        /// An org secret.
-        Org,
-        /// A workspace secret.
-        Workspace,
-        /// Injected by Tollgate.
-        Tollgate,
-    }
-
-    /// The codes of a failed resolution (answered 422 by provision and the pull).
-    #[derive(ToSchema)]
-    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-    pub enum ResolutionCode {
-        /// `LLM_PROVIDER` names no provider of the registry.
-        UnknownProvider,
-        /// No provider serves the effective model for this runtime.
-        UnknownModel,
-        /// The explicit billing mode contradicts the provider.
-        ModeProviderConflict,
-        /// BYOK with no provider to honour.
-        NoProvider,
-        /// BYOK with no credential of the provider's `auth_env`.
-        MissingByokCredential,
-        /// A stored secret could not be decrypted.
-        SecretUnreadable,
-        /// The workspace's runtime is not in the registry.
-        UnknownRuntime,
-    }
-
-    /// A failed resolution's code and message.
-    #[derive(ToSchema)]
-    pub struct ResolutionError {
-        /// The stable code.
-        pub code: ResolutionCode,
-        /// What went wrong and how to fix it (never a value).
-        pub message: String,
-    }
-
-    /// A credential kept in (or injected into) the plan.
-    #[derive(ToSchema)]
-    pub struct CredentialRef {
-        /// The env name.
-        pub name: String,
-        /// Its origin.
-        pub origin: Origin,
-    }
-
-    /// A name the plan dropped, and why.
-    #[derive(ToSchema)]
-    pub struct Dropped {
-        /// The env name.
-        pub name: String,
-        /// Its origin.
-        pub origin: Origin,
-        /// Why it was dropped.
-        pub reason: String,
-    }
-
-    /// The resolution object (DESIGN.md section 9). Holds names and origins, never values.
-    #[derive(ToSchema)]
-    pub struct Resolution {
-        /// The workspace resolved.
-        pub workspace_id: String,
-        /// The mode; `null` exactly when `error` is set.
-        #[schema(required = true)]
-        pub resolved_mode: Option<BillingMode>,
-        /// Where the mode came from.
-        #[schema(required = true)]
-        pub source: Option<ModeSource>,
-        /// The provider id.
-        #[schema(required = true)]
-        pub provider: Option<String>,
-        /// The effective model.
-        #[schema(required = true)]
-        pub effective_model: Option<String>,
-        /// Where it came from.
-        #[schema(required = true)]
-        pub model_source: Option<ModelSource>,
-        /// Set when resolution failed.
-        #[schema(required = true)]
-        pub error: Option<ResolutionError>,
-        /// LLM credentials in the plan.
-        pub credentials: Vec<CredentialRef>,
-        /// Names left out, with the reason.
-        pub dropped: Vec<Dropped>,
-        /// One line per decision.
-        pub trace: Vec<String>,
-    }
-
-    /// A successful provision. Goes only to the provisioner: it holds real values.
-    #[derive(ToSchema)]
-    pub struct ProvisionResponse {
-        /// The resolution.
-        pub resolution: Resolution,
-        /// The workspace's environment, values included, the new token filled in.
-        pub env: BTreeMap<String, String>,
-        /// The new workspace token (`tg_ws_...`); the previous one is revoked.
-        pub token: String,
-    }
-
-    /// A successful pull.
-    #[derive(ToSchema)]
-    pub struct PullResponse {
-        /// The resolution.
-        pub resolution: Resolution,
-        /// The workspace's environment, values included.
-        pub env: BTreeMap<String, String>,
-    }
+    pub use super::{Provisioned as ProvisionResponse, Pulled as PullResponse};
 
     /// An error's code and message.
     #[derive(ToSchema)]
@@ -469,8 +310,6 @@ pub mod doc {
         pub resolution: Option<Resolution>,
     }
 }
-
-pub use doc::{BillingMode, WorkspaceKind};
 
 /// `GET /admin/usage` query.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -27,7 +27,7 @@ use tollgate_policy::{PublicUrl, Registry};
 use tollgate_store::{Store, StoreError, TokenHash};
 
 pub use error::{ApiError, ApiErrorCode};
-pub use openapi::openapi;
+pub use routes::openapi;
 
 /// The largest request body the API reads, in bytes (512 KiB). Larger bodies are answered
 /// 413 `PAYLOAD_TOO_LARGE`.

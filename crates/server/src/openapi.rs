@@ -1,12 +1,11 @@
-//! The OpenAPI document, generated from the route table and the handlers' annotations.
+//! The OpenAPI document's frame: title, tags and security schemes. The route table fills in
+//! the paths and schemas from the handlers' annotations when the router is built
+//! (`routes::build`), so the document is built once, with the router it describes.
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_axum::router::OpenApiRouter;
-
-use crate::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -48,22 +47,23 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The OpenAPI document of the API: every route, its parameters, bodies, responses and
-/// security.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
-        .merge(crate::routes::admin_routes())
-        .merge(crate::routes::public_routes())
-        .into_openapi()
+/// The document's frame, without paths: the routes merge theirs into it.
+pub(crate) fn frame() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
 }
 
-/// The document as JSON, built once per process.
-pub fn json() -> &'static str {
-    static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| {
-        openapi().to_json().unwrap_or_else(|e| {
+/// The document as JSON, serialised once when the router is built and served by
+/// `GET /openapi.json`.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenApiJson(pub(crate) Arc<str>);
+
+impl OpenApiJson {
+    /// Serialises `doc`; a document that cannot be serialised is served as `{}` (and logged).
+    pub(crate) fn of(doc: &utoipa::openapi::OpenApi) -> Self {
+        let json = doc.to_json().unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot serialise the OpenAPI document");
             "{}".to_owned()
-        })
-    })
+        });
+        Self(Arc::from(json))
+    }
 }

@@ -17,13 +17,9 @@ pub const MAX_REASON_CHARS: usize = 1000;
 /// The longest id the store could have minted (ids are UUIDs); anything longer is not found.
 const MAX_ID_BYTES: usize = 128;
 
-/// `s` cut to 64 characters, for quoting in a message.
+/// `s` cut to 64 bytes, for quoting in a message.
 pub fn quote(s: &str) -> String {
-    const LIMIT: usize = 64;
-    match s.char_indices().nth(LIMIT) {
-        None => s.to_owned(),
-        Some((end, _)) => format!("{}...", &s[..end]),
-    }
+    tollgate_policy::text::truncate(s, 64)
 }
 
 /// An org or workspace name: non-blank, at most 200 characters, no control characters.

@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::names::SecretName;
+use crate::registry::Registry;
 use crate::secret::{Scope, SecretState, SecretValue};
+use crate::token::WorkspaceToken;
 
 fn registry() -> Registry {
     Registry::embedded().expect("embedded registry is valid")
@@ -114,29 +116,29 @@ trait ResolvedExt {
 
 impl ResolvedExt for Resolved {
     fn mode(&self) -> Option<BillingMode> {
-        self.resolution.resolved_mode
+        self.resolution().resolved_mode
     }
     fn source(&self) -> Option<ModeSource> {
-        self.resolution.source
+        self.resolution().source
     }
     fn provider(&self) -> Option<&str> {
-        self.resolution.provider.as_deref()
+        self.resolution().provider.as_deref()
     }
     fn code(&self) -> Option<ErrorCode> {
-        self.resolution.error.as_ref().map(|e| e.code)
+        self.resolution().error.as_ref().map(|e| e.code)
     }
     fn has(&self, name: &str) -> bool {
-        self.plan.as_ref().is_some_and(|p| p.contains(name))
+        self.plan().is_some_and(|p| p.contains(name))
     }
     fn value(&self, name: &str) -> Option<String> {
         let token = WorkspaceToken::mint(|b| b.fill(7));
-        self.plan.as_ref()?.render(&token).get(name).map(|v| secrecy::ExposeSecret::expose_secret(v).to_owned())
+        self.plan()?.render(&token).get(name).map(|v| secrecy::ExposeSecret::expose_secret(v).to_owned())
     }
     fn dropped(&self, name: &str) -> Option<&Dropped> {
-        self.resolution.dropped.iter().find(|d| d.name == name)
+        self.resolution().dropped.iter().find(|d| d.name == name)
     }
     fn credential_names(&self) -> Vec<&str> {
-        self.resolution.credentials.iter().map(|c| c.name.as_str()).collect()
+        self.resolution().credentials.iter().map(|c| c.name.as_str()).collect()
     }
 }
 
@@ -178,7 +180,7 @@ fn workspace_origin_cred_exempt_from_strip() {
     assert_eq!(r.mode(), Some(BillingMode::Byok));
     assert_eq!(r.value("CLAUDE_CODE_OAUTH_TOKEN").as_deref(), Some("sk-ant-oat01-own"));
     assert_eq!(r.value("OPENAI_API_KEY").as_deref(), Some("sk-own"));
-    assert!(r.resolution.dropped.is_empty(), "{:?}", r.resolution.dropped);
+    assert!(r.resolution().dropped.is_empty(), "{:?}", r.resolution().dropped);
     assert_eq!(r.credential_names(), ["CLAUDE_CODE_OAUTH_TOKEN", "MINIMAX_API_KEY", "OPENAI_API_KEY"]);
 }
 
@@ -191,7 +193,7 @@ fn byok_global_scope_oauth_survives() {
     assert_eq!(r.provider(), Some("anthropic-oauth"));
     assert_eq!(r.value("CLAUDE_CODE_OAUTH_TOKEN").as_deref(), Some("sk-ant-oat01-org"));
     assert!(!r.has("ANTHROPIC_BASE_URL"), "anthropic-oauth has no base_url: the runtime talks to Anthropic directly");
-    assert_eq!(r.resolution.credentials[0].origin, Origin::Org);
+    assert_eq!(r.resolution().credentials[0].origin, Origin::Org);
 }
 
 /// Seed 001, the kimi regression confirmation: KIMI_API_KEY is in kimi-coding's auth_env.
@@ -214,7 +216,7 @@ fn kimi_org_key_is_kept() {
 fn kept_credentials_say_why() {
     let r = case("claude-code").model("kimi-k2").org("KIMI_API_KEY", "k").ws("ANTHROPIC_API_KEY", "a").resolve();
     let reason = |name: &str| {
-        r.resolution.credentials.iter().find(|c| c.name == name).map(|c| c.reason.clone()).unwrap_or_default()
+        r.resolution().credentials.iter().find(|c| c.name == name).map(|c| c.reason.clone()).unwrap_or_default()
     };
     assert_eq!(reason("KIMI_API_KEY"), "in auth_env of provider kimi-coding");
     assert_eq!(reason("ANTHROPIC_API_KEY"), "the workspace's own credential");
@@ -247,7 +249,7 @@ fn byok_strips_global_origin_oauth_token() {
     let r = case("claude-code").model("MiniMax-M2.7").org("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-platform").resolve();
     assert_eq!(r.code(), Some(ErrorCode::MissingByokCredential));
     assert!(r.dropped("CLAUDE_CODE_OAUTH_TOKEN").is_some());
-    assert!(r.plan.is_none());
+    assert!(r.plan().is_none());
 }
 
 /// Seed 002 `ByokKeepsWorkspaceOwnOAuthEvenWithGlobal`: the workspace's own token survives.
@@ -260,7 +262,7 @@ fn byok_keeps_workspace_own_oauth_even_with_global() {
         .resolve();
     assert_eq!(r.mode(), Some(BillingMode::Byok));
     assert_eq!(r.value("CLAUDE_CODE_OAUTH_TOKEN").as_deref(), Some("sk-ant-oat01-own"));
-    assert_eq!(r.resolution.credentials[0].origin, Origin::Workspace);
+    assert_eq!(r.resolution().credentials[0].origin, Origin::Workspace);
 }
 
 /// Seed 002 `DisabledStripsGlobalButReportsNoCred`: disabled strips org credentials and
@@ -304,7 +306,7 @@ fn platform_managed_routes_through_proxy_with_workspace_token() {
     assert_eq!(r.value("ANTHROPIC_MODEL").as_deref(), Some("platform/sonnet"));
     assert!(!r.has("CLAUDE_CODE_OAUTH_TOKEN") && !r.has("ANTHROPIC_API_KEY"));
     assert_eq!(r.credential_names(), ["ANTHROPIC_AUTH_TOKEN"]);
-    assert_eq!(r.resolution.credentials[0].origin, Origin::Tollgate);
+    assert_eq!(r.resolution().credentials[0].origin, Origin::Tollgate);
     assert_eq!(r.dropped("ANTHROPIC_BASE_URL").map(|d| d.origin), Some(Origin::Workspace));
 }
 
@@ -315,7 +317,7 @@ fn platform_managed_routes_through_proxy_with_workspace_token() {
 fn platform_plan_tells_the_runtime_its_context_window() {
     let r = case("claude-code").model("platform/sonnet").resolve();
     assert_eq!(r.value("CLAUDE_CODE_MAX_CONTEXT_TOKENS").as_deref(), Some("200000"));
-    assert!(r.resolution.trace.iter().any(|t| t.contains("CLAUDE_CODE_MAX_CONTEXT_TOKENS=200000")));
+    assert!(r.resolution().trace.iter().any(|t| t.contains("CLAUDE_CODE_MAX_CONTEXT_TOKENS=200000")));
     let codex = case("codex").model("platform/gpt").resolve();
     assert_eq!(codex.mode(), Some(BillingMode::PlatformManaged));
     assert!(!codex.has("CLAUDE_CODE_MAX_CONTEXT_TOKENS"), "codex has no such variable");
@@ -336,14 +338,14 @@ fn byok_with_only_global_oauth_fails_closed() {
         .mode(BillingMode::Byok)
         .org("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-platform")
         .resolve();
-    let e = r.resolution.error.as_ref().expect("fails");
+    let e = r.resolution().error.as_ref().expect("fails");
     assert_eq!(e.code, ErrorCode::MissingByokCredential);
     assert!(e.message.contains("minimax"), "{}", e.message);
     assert!(e.message.contains("MINIMAX_API_KEY, ANTHROPIC_AUTH_TOKEN, ANTHROPIC_API_KEY"), "{}", e.message);
     assert!(!e.message.contains("sk-ant"), "no value in messages");
-    assert_eq!(r.resolution.resolved_mode, None);
-    assert_eq!(r.resolution.source, None);
-    assert!(r.plan.is_none(), "nothing half-done: no plan");
+    assert_eq!(r.resolution().resolved_mode, None);
+    assert_eq!(r.resolution().source, None);
+    assert!(r.plan().is_none(), "nothing half-done: no plan");
 }
 
 /// Seed 002 `SecretsValues_ByokStripsGlobalLLMCred`: the pull path is the same resolver, so
@@ -363,7 +365,7 @@ fn secrets_values_byok_strips_global_llm_cred() {
         assert_eq!(r.value("MINIMAX_API_KEY").as_deref(), Some("mm-own"));
         assert_eq!(r.value("GITHUB_TOKEN").as_deref(), Some("ghp-org"));
     }
-    assert_eq!(provisioned.resolution, pulled.resolution);
+    assert_eq!(provisioned.resolution(), pulled.resolution());
 }
 
 // ---- seed 003 (read endpoint and provisioning disagree) -------------------------------------
@@ -393,8 +395,8 @@ fn read_provision_and_pull_agree() {
 #[test]
 fn reprovision_without_model_uses_model_secret() {
     let r = case("claude-code").ws("MODEL", "opus").ws("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-own").resolve();
-    assert_eq!(r.resolution.effective_model.as_deref(), Some("opus"));
-    assert_eq!(r.resolution.model_source, Some(ModelSource::Secret));
+    assert_eq!(r.resolution().effective_model.as_deref(), Some("opus"));
+    assert_eq!(r.resolution().model_source, Some(ModelSource::Secret));
     assert_eq!(r.mode(), Some(BillingMode::Byok));
     assert!(!r.has("ANTHROPIC_BASE_URL"));
     assert!(!r.has("ANTHROPIC_AUTH_TOKEN"));
@@ -408,29 +410,29 @@ fn effective_model_chain() {
     let base = || case("claude-code").org("MODEL", "haiku").ws("CLAUDE_CODE_OAUTH_TOKEN", "t");
     let r = base().resolve();
     assert_eq!(
-        (r.resolution.effective_model.as_deref(), r.resolution.model_source),
+        (r.resolution().effective_model.as_deref(), r.resolution().model_source),
         (Some("haiku"), Some(ModelSource::Secret))
     );
     let r = base().ws("MODEL", "sonnet").resolve();
-    assert_eq!(r.resolution.effective_model.as_deref(), Some("sonnet"), "workspace MODEL beats org MODEL");
+    assert_eq!(r.resolution().effective_model.as_deref(), Some("sonnet"), "workspace MODEL beats org MODEL");
     let r = base().ws("MODEL", "sonnet").model("opus").resolve();
-    assert_eq!(r.resolution.trace[0], "effective model opus from workspace", "the trace says why");
+    assert_eq!(r.resolution().trace[0], "effective model opus from workspace", "the trace says why");
     assert_eq!(
-        (r.resolution.effective_model.as_deref(), r.resolution.model_source),
+        (r.resolution().effective_model.as_deref(), r.resolution().model_source),
         (Some("opus"), Some(ModelSource::Workspace))
     );
     let r = base().ws("MODEL", "sonnet").model("opus").request("platform/opus").resolve();
     assert_eq!(
-        (r.resolution.effective_model.as_deref(), r.resolution.model_source),
+        (r.resolution().effective_model.as_deref(), r.resolution().model_source),
         (Some("platform/opus"), Some(ModelSource::Request))
     );
     assert_eq!(r.mode(), Some(BillingMode::PlatformManaged));
     // Empty strings are absent at every step.
     let r = base().model("").request("").resolve();
-    assert_eq!(r.resolution.effective_model.as_deref(), Some("haiku"));
+    assert_eq!(r.resolution().effective_model.as_deref(), Some("haiku"));
     // A workspace MODEL="" overrides the org's MODEL (workspace wins the merge) and is absent.
     let r = base().ws("MODEL", "").resolve();
-    assert_eq!(r.resolution.effective_model, None);
+    assert_eq!(r.resolution().effective_model, None);
 }
 
 /// Seed 003: the tie-break is auth-env-insensitive for an exact model match (opus is listed
@@ -449,7 +451,7 @@ fn exact_match_beats_prefix_and_auth_env_breaks_ties() {
     assert_eq!(r.provider(), Some("anthropic-oauth"), "an empty value is not present");
     let r = case("claude-code").model("claude-sonnet-4-5").mode(BillingMode::Disabled).resolve();
     assert_eq!(r.provider(), Some("anthropic-oauth"), "no auth env: the first in registry order");
-    assert!(r.resolution.trace.iter().any(|t| t.contains("first in registry order")));
+    assert!(r.resolution().trace.iter().any(|t| t.contains("first in registry order")));
 }
 
 /// Longest prefix wins across providers.
@@ -520,7 +522,7 @@ fn stored_provider_is_case_insensitive_and_workspace_only() {
     let r =
         case("claude-code").org("LLM_PROVIDER", "minimax").model("opus").org("CLAUDE_CODE_OAUTH_TOKEN", "t").resolve();
     assert_eq!(r.provider(), Some("anthropic-oauth"), "an org-scope LLM_PROVIDER does not decide");
-    assert!(r.resolution.trace.iter().any(|t| t.contains("org-scope LLM_PROVIDER ignored")));
+    assert!(r.resolution().trace.iter().any(|t| t.contains("org-scope LLM_PROVIDER ignored")));
     assert_eq!(
         r.value("LLM_PROVIDER").as_deref(),
         Some("anthropic-oauth"),
@@ -532,11 +534,11 @@ fn stored_provider_is_case_insensitive_and_workspace_only() {
 fn unknown_provider() {
     let r = case("claude-code").ws("LLM_PROVIDER", "nope").resolve();
     assert_eq!(r.code(), Some(ErrorCode::UnknownProvider));
-    let msg = &r.resolution.error.as_ref().unwrap().message;
+    let msg = &r.resolution().error.as_ref().unwrap().message;
     assert!(msg.contains("nope") && msg.contains("minimax"), "{msg}");
     let r = case("claude-code").ws("LLM_PROVIDER", "openai").resolve();
     assert_eq!(r.code(), Some(ErrorCode::UnknownProvider), "openai does not serve claude-code");
-    assert!(r.resolution.error.as_ref().unwrap().message.contains("does not serve"));
+    assert!(r.resolution().error.as_ref().unwrap().message.contains("does not serve"));
 }
 
 /// A plan knows whether it sets anything.
@@ -544,7 +546,7 @@ fn unknown_provider() {
 fn plan_emptiness() {
     assert!(EnvPlan::default().is_empty());
     let r = case("claude-code").model("platform/sonnet").resolve();
-    let plan = r.plan.as_ref().unwrap();
+    let plan = r.plan().unwrap();
     assert!(!plan.is_empty());
     assert_eq!(plan.len(), plan.iter().count());
 }
@@ -556,10 +558,10 @@ fn unknown_model() {
     // A long model name is cut at 80 bytes, on a character boundary: here 79.
     let long = format!("a{}", "é".repeat(60));
     let r2 = case("claude-code").model(&long).resolve();
-    let message = &r2.resolution.error.as_ref().unwrap().message;
+    let message = &r2.resolution().error.as_ref().unwrap().message;
     assert!(message.contains(&format!("`{}...`", &long[..79])), "{message}");
     // The message lists what each provider of the runtime serves: names and prefixes.
-    let message = &r.resolution.error.as_ref().unwrap().message;
+    let message = &r.resolution().error.as_ref().unwrap().message;
     assert!(message.contains("minimax (MiniMax-*)"), "{message}");
     assert!(message.contains("anthropic-oauth (opus, sonnet, haiku, opusplan, claude-*)"), "{message}");
     let r = case("codex").model("gpt-5").ws("OPENAI_API_KEY", "k").resolve();
@@ -584,10 +586,10 @@ fn unknown_model() {
 fn mode_provider_conflict() {
     let r = case("claude-code").model("opus").mode(BillingMode::PlatformManaged).resolve();
     assert_eq!(r.code(), Some(ErrorCode::ModeProviderConflict));
-    assert!(r.resolution.error.as_ref().unwrap().message.contains("set billing_mode to byok"));
+    assert!(r.resolution().error.as_ref().unwrap().message.contains("set billing_mode to byok"));
     let r = case("claude-code").model("platform/opus").mode(BillingMode::Byok).resolve();
     assert_eq!(r.code(), Some(ErrorCode::ModeProviderConflict));
-    assert!(r.resolution.error.as_ref().unwrap().message.contains("set billing_mode to platform_managed"));
+    assert!(r.resolution().error.as_ref().unwrap().message.contains("set billing_mode to platform_managed"));
     let r = case("claude-code").model("platform/opus").mode(BillingMode::Disabled).resolve();
     assert_eq!(r.mode(), Some(BillingMode::Disabled), "disabled never conflicts");
     let r = case("claude-code").model("platform/opus").mode(BillingMode::PlatformManaged).resolve();
@@ -639,7 +641,7 @@ fn org_default_and_fallback() {
 #[test]
 fn secret_unreadable_is_never_absent() {
     let r = case("claude-code").model("MiniMax-M2.7").ws_unreadable("MINIMAX_API_KEY").resolve();
-    let e = r.resolution.error.as_ref().unwrap();
+    let e = r.resolution().error.as_ref().unwrap();
     assert_eq!(e.code, ErrorCode::SecretUnreadable);
     assert!(e.message.contains("MINIMAX_API_KEY (workspace)"), "{}", e.message);
     let r = case("claude-code").org_unreadable("GITHUB_TOKEN").resolve();
@@ -652,7 +654,7 @@ fn secret_unreadable_is_never_absent() {
 fn unknown_runtime() {
     let r = case("cursor").resolve();
     assert_eq!(r.code(), Some(ErrorCode::UnknownRuntime));
-    assert!(r.resolution.error.as_ref().unwrap().message.contains("claude-code"));
+    assert!(r.resolution().error.as_ref().unwrap().message.contains("claude-code"));
 }
 
 #[test]
@@ -713,7 +715,7 @@ fn byok_needs_a_non_empty_credential_of_the_provider() {
         Some(ErrorCode::MissingByokCredential),
         "a workspace credential of another provider is kept but does not satisfy"
     );
-    assert_eq!(r.resolution.provider.as_deref(), Some("minimax"));
+    assert_eq!(r.resolution().provider.as_deref(), Some("minimax"));
     let r = case("claude-code").model("MiniMax-M2.7").org("ANTHROPIC_AUTH_TOKEN", "mm").resolve();
     assert_eq!(r.mode(), Some(BillingMode::Byok), "ANTHROPIC_AUTH_TOKEN is in minimax's auth_env");
 }
@@ -741,7 +743,7 @@ fn always_injected_names() {
         for name in
             ["LLM_PROVIDER", "LLM_BILLING_MODE", "TOLLGATE_URL", "TOLLGATE_WORKSPACE_ID", "TOLLGATE_WORKSPACE_TOKEN"]
         {
-            assert!(r.has(name), "{name} missing in {:?}", r.resolution.resolved_mode);
+            assert!(r.has(name), "{name} missing in {:?}", r.resolution().resolved_mode);
         }
         assert_eq!(r.value("TOLLGATE_URL").as_deref(), Some("https://tollgate.example.com"));
         assert_eq!(r.value("TOLLGATE_WORKSPACE_ID").as_deref(), Some("ws-1"));
@@ -752,7 +754,7 @@ fn always_injected_names() {
 #[test]
 fn plan_render_and_redaction() {
     let r = case("claude-code").model("platform/opus").org("GITHUB_TOKEN", "ghp-secret").resolve();
-    let plan = r.plan.as_ref().unwrap();
+    let plan = r.plan().unwrap();
     let redacted = plan.redacted();
     assert_eq!(redacted.get("GITHUB_TOKEN").map(String::as_str), Some(REDACTED));
     assert_eq!(redacted.get("ANTHROPIC_AUTH_TOKEN").map(String::as_str), Some(REDACTED));
@@ -771,7 +773,7 @@ fn resolution_json_shape_is_exact() {
         .org("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-org")
         .ws("MINIMAX_API_KEY", "mm")
         .resolve();
-    let v = serde_json::to_value(&r.resolution).unwrap();
+    let v = serde_json::to_value(r.resolution()).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
@@ -801,10 +803,10 @@ fn resolution_json_shape_is_exact() {
     );
     assert!(!v.to_string().contains("sk-ant-oat01-org") && !v.to_string().contains("\"mm\""));
     let back: Resolution = serde_json::from_value(v).unwrap();
-    assert_eq!(back.provider, r.resolution.provider);
+    assert_eq!(back.provider, r.resolution().provider);
 
     let failed = case("claude-code").model("MiniMax-M2.7").resolve();
-    let v = serde_json::to_value(&failed.resolution).unwrap();
+    let v = serde_json::to_value(failed.resolution()).unwrap();
     assert!(v["resolved_mode"].is_null());
     assert_eq!(v["error"]["code"], "MISSING_BYOK_CREDENTIAL");
     assert!(v["error"]["message"].as_str().unwrap().contains("minimax"));
@@ -892,5 +894,38 @@ fn messages_bound_user_text() {
     let c = Case { ws: WorkspaceSpec { model: Some(long), ..case("claude-code").ws }, ..case("claude-code") };
     let r = c.resolve();
     assert_eq!(r.code(), Some(ErrorCode::UnknownModel));
-    assert!(r.resolution.error.as_ref().unwrap().message.len() < 1_000);
+    assert!(r.resolution().error.as_ref().unwrap().message.len() < 1_000);
+}
+
+/// Each enum's string table (strum) and its serde names are derived separately from the same
+/// rule: they agree for every variant, and parsing a name gives the variant back.
+#[test]
+fn every_wire_name_is_the_serde_name_and_parses_back() {
+    use strum::VariantArray;
+    fn check<T: serde::Serialize + Copy + Into<&'static str> + std::fmt::Debug>(variants: &[T]) {
+        for &v in variants {
+            let name: &'static str = v.into();
+            assert_eq!(serde_json::to_value(v).unwrap(), name, "{v:?}");
+        }
+    }
+    check(BillingMode::VARIANTS);
+    check(WorkspaceKind::VARIANTS);
+    check(ModeSource::VARIANTS);
+    check(ModelSource::VARIANTS);
+    check(ErrorCode::VARIANTS);
+    check(Origin::VARIANTS);
+    check(crate::secret::Scope::VARIANTS);
+    check(crate::registry::Protocol::VARIANTS);
+    for &m in BillingMode::VARIANTS {
+        assert_eq!(BillingMode::parse(m.as_str()), Some(m));
+        assert_eq!(m.to_string(), m.as_str());
+    }
+    for &k in WorkspaceKind::VARIANTS {
+        assert_eq!(WorkspaceKind::parse(k.as_str()), Some(k));
+    }
+    for &c in ErrorCode::VARIANTS {
+        assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+    }
+    assert_eq!(BillingMode::parse("BYOK"), None, "no case folding");
+    assert_eq!(WorkspaceKind::parse(""), None);
 }

@@ -7,17 +7,18 @@ mod secrets;
 mod usage;
 mod workspaces;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware;
+use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiErrorCode};
+use crate::openapi::{self, OpenApiJson};
 use crate::{AppState, auth, telemetry};
 
 /// Every `/admin` route; the admin-token check is layered on in [`build`].
@@ -55,12 +56,29 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(ApiErrorCode::MethodNotAllowed, "this route does not accept that method")
 }
 
+/// The admin and public routers, and the OpenAPI document that describes them both.
+fn assemble() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (admin, admin_doc) = admin_routes().split_for_parts();
+    let (public, public_doc) = public_routes().split_for_parts();
+    let mut doc = openapi::frame();
+    doc.merge(admin_doc);
+    doc.merge(public_doc);
+    (admin, public, doc)
+}
+
+/// The OpenAPI document of the API: every route, its parameters, bodies, responses and
+/// security.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    assemble().2
+}
+
 /// The router with its layers, outermost last: metrics, body limit, panic catcher, request
-/// tracing, and the sensitive-header marking that keeps tokens out of every log.
+/// tracing, and the sensitive-header marking that keeps tokens out of every log. The OpenAPI
+/// document is built here, once, from the same route table.
 pub fn build(state: AppState) -> Router {
     telemetry::install_recorder();
-    let (admin, _) = admin_routes().split_for_parts();
-    let (public, _) = public_routes().split_for_parts();
+    let (admin, public, doc) = assemble();
+    let public = public.layer(Extension(OpenApiJson::of(&doc)));
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
     // The proxy's routes carry agents' requests, which are far larger than admin bodies.
     let proxy = state.proxy().map_or_else(Router::new, |p| {

@@ -1,14 +1,15 @@
 //! Operations: liveness, readiness, Prometheus metrics and the OpenAPI document.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 
 use crate::AppState;
 use crate::api::Status;
 use crate::api::doc::ErrorResponse;
 use crate::error::{ApiError, ApiErrorCode};
+use crate::openapi::OpenApiJson;
 
 /// Liveness: 200 whenever the process serves HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Status)))]
@@ -48,6 +49,6 @@ pub async fn metrics() -> impl IntoResponse {
     get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document of this API", content_type = "application/json")),
 )]
-pub async fn openapi() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "application/json")], crate::openapi::json())
+pub async fn openapi(Extension(OpenApiJson(json)): Extension<OpenApiJson>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json")], json.to_string())
 }

@@ -21,7 +21,7 @@ async fn resolve_stored(state: &AppState, ws: &Workspace, request_model: Option<
     let inputs = ResolutionInputs::for_workspace(state.store(), ws.clone()).await?;
     let ctx = Context { registry: state.registry(), public_url: state.public_url() };
     let resolved = inputs.resolve(&ctx, request_model);
-    let r = &resolved.resolution;
+    let r = resolved.resolution();
     tracing::debug!(
         workspace_id = %ws.id,
         mode = r.resolved_mode.map_or("-", |m| m.as_str()),
@@ -56,8 +56,8 @@ pub async fn billing_mode(
 ) -> Result<Json<Resolution>, ApiError> {
     let ws = state.store().get_workspace(validate::id("workspace", &ws)?).await?;
     let resolved = resolve_stored(&state, &ws, None).await?;
-    record_resolution("read", &resolved.resolution);
-    Ok(Json(resolved.resolution))
+    record_resolution("read", resolved.resolution());
+    Ok(Json(resolved.into_resolution()))
 }
 
 /// Provisions a workspace: resolves it (with the request's model), mints a new workspace
@@ -86,12 +86,14 @@ pub async fn provision(
     let request_model = validate::opt_model(body.model)?;
     let ws = state.store().get_workspace(id).await?;
     let resolved = resolve_stored(&state, &ws, request_model.as_deref()).await?;
-    record_resolution("provision", &resolved.resolution);
-    let Resolved { resolution, plan } = resolved;
-    let Some(plan) = plan.filter(|_| resolution.error.is_none()) else {
-        let code = resolution.error.as_ref().map_or("-", |e| e.code.as_str());
-        tracing::info!(workspace_id = %ws.id, code, "provision refused; nothing stored");
-        return Err(ApiError::Resolution(Box::new(resolution)));
+    record_resolution("provision", resolved.resolution());
+    let (resolution, plan) = match resolved.into_result() {
+        Ok(planned) => planned,
+        Err(resolution) => {
+            let code = resolution.error.as_ref().map_or("-", |e| e.code.as_str());
+            tracing::info!(workspace_id = %ws.id, code, "provision refused; nothing stored");
+            return Err(ApiError::Resolution(resolution));
+        }
     };
     let token = auth::mint_workspace_token().ok_or_else(|| {
         ApiError::internal("cannot mint a workspace token", &"the operating system's random source failed")
@@ -135,10 +137,10 @@ pub async fn pull(
         return Err(ApiError::new(ApiErrorCode::Forbidden, "this workspace token belongs to another workspace"));
     }
     let resolved = resolve_stored(&state, &workspace, None).await?;
-    record_resolution("pull", &resolved.resolution);
-    let Resolved { resolution, plan } = resolved;
-    let Some(plan) = plan.filter(|_| resolution.error.is_none()) else {
-        return Err(ApiError::Resolution(Box::new(resolution)));
+    record_resolution("pull", resolved.resolution());
+    let (resolution, plan) = match resolved.into_result() {
+        Ok(planned) => planned,
+        Err(resolution) => return Err(ApiError::Resolution(resolution)),
     };
     let env = Env(plan.render(&token));
     Ok(Json(Pulled { resolution, env }))

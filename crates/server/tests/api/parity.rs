@@ -178,7 +178,7 @@ fn decision(r: &Value) -> (Value, Value, Value, Value) {
 
 fn rendered(resolved: &Resolved, token: &str) -> Value {
     let token = WorkspaceToken::parse(token).expect("a workspace token");
-    let env = resolved.plan.as_ref().expect("a plan").render(&token);
+    let env = resolved.plan().expect("a plan").render(&token);
     Value::Object(env.iter().map(|(k, v)| (k.clone(), json!(secrecy::ExposeSecret::expose_secret(v)))).collect())
 }
 
@@ -255,7 +255,7 @@ async fn run_case(apps: &mut Apps, case: &Case) -> Vec<String> {
             check(false, format!("policy vs expect: {d}"));
         }
     }
-    let json_of = |r: &Resolved| serde_json::to_value(&r.resolution).unwrap();
+    let json_of = |r: &Resolved| serde_json::to_value(r.resolution()).unwrap();
 
     // 1. The read endpoint.
     let read1 = app.read_mode(&ws_id).await;
@@ -264,7 +264,7 @@ async fn run_case(apps: &mut Apps, case: &Case) -> Vec<String> {
     // 2. Provisioning with the request model.
     let prov = app.provision(&ws_id, sc.request_model.as_deref()).await;
     let expected_prov = json_of(&local_prov);
-    let ok = local_prov.resolution.error.is_none();
+    let ok = local_prov.resolution().error.is_none();
     if ok {
         check(prov.status == 200, format!("provision: expected 200, got {} {}", prov.status, prov.text));
         check(
@@ -297,7 +297,7 @@ async fn run_case(apps: &mut Apps, case: &Case) -> Vec<String> {
         check(decision(&read2) == d, format!("read {:?} != provision {d:?}", decision(&read2)));
         check(decision(&pull.body["resolution"]) == d, "pull decision != provision decision".to_owned());
     } else {
-        let code = local_prov.resolution.error.as_ref().map(|e| e.code.as_str()).unwrap_or_default();
+        let code = local_prov.resolution().error.as_ref().map(|e| e.code.as_str()).unwrap_or_default();
         check(prov.status == 422, format!("provision: expected 422, got {} {}", prov.status, prov.text));
         check(prov.body["error"]["code"] == code, format!("provision code {} != {code}", prov.body["error"]["code"]));
         check(
@@ -358,7 +358,7 @@ fn resolve_ok(case: &Case) -> bool {
     let public_url = PublicUrl::parse(&case.public_url).unwrap();
     let ctx = Context { registry: &case.registry, public_url: &public_url };
     let sc = &case.scenario;
-    resolve(&ctx, &sc.workspace, &sc.org, &sc.secrets, sc.request_model.as_deref()).resolution.error.is_none()
+    resolve(&ctx, &sc.workspace, &sc.org, &sc.secrets, sc.request_model.as_deref()).error().is_none()
 }
 
 #[tokio::test]
