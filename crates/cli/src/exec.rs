@@ -24,6 +24,7 @@ use tollgate_policy::{BillingMode, Registry};
 
 use crate::exit::{self, CliError};
 
+mod codex;
 mod pull;
 mod secrets_dir;
 
@@ -85,12 +86,13 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         let dropped: Vec<String> = plan.resolution.dropped.iter().map(|d| d.name.clone()).collect();
         let names = plan.env.keys().cloned().collect();
         let (env, removed) = overlay(inherited_env, plan.env, &dropped, &registry);
-        let pulled = Pulled { url: source.display_url(), resolution: plan.resolution, names, removed };
+        let pulled =
+            Pulled { url: source.display_url(), resolution: plan.resolution, names, removed, codex: plan.codex };
         (env, Some(pulled))
     } else {
         (inherited_env, None)
     };
-    let normalised = normalise(env, &registry);
+    let mut normalised = normalise(env, &registry);
 
     if args.check {
         let report =
@@ -107,6 +109,9 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
     if let Err(e) = &normalised.preflight {
         return Err(CliError::config(format!("preflight failed: {}; the command was not started", e.message)));
     }
+    if let Some(config) = pulled.as_ref().and_then(|p| p.codex.as_ref()) {
+        write_codex(config, &mut normalised.env)?;
+    }
     if let (Some(dir), Some(p)) = (&args.secrets_dir, &pulled) {
         // The plan's names that survived normalisation, with their final values; files of
         // names that are gone are removed.
@@ -120,6 +125,23 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
     Err(exec(&args.command, inherited.final_env(normalised.env, &names)))
 }
 
+/// Writes the plan's Codex configuration under Codex's home (`CODEX_HOME`, else `~/.codex`),
+/// and sets `CODEX_HOME` for the command, so that every Codex it starts reads those files.
+fn write_codex(config: &tollgate_policy::codex::CodexConfig, env: &mut Env) -> Result<(), CliError> {
+    let home = codex::home(env).ok_or_else(|| {
+        CliError::config(format!(
+            "a Codex workspace, but neither {} nor HOME is set: set {} to where Codex keeps its configuration",
+            codex::CODEX_HOME,
+            codex::CODEX_HOME
+        ))
+    })?;
+    let written = codex::write(&home, config, env)?;
+    let files: Vec<String> = written.files.iter().map(|f| f.display().to_string()).collect();
+    tracing::info!(files = %files.join(", "), codex = %config.describe(), "wrote Codex's configuration");
+    env.insert(codex::CODEX_HOME.to_owned(), SecretString::from(home.display().to_string()));
+    Ok(())
+}
+
 /// What the pull brought: where from, the resolution, and the names of the plan.
 #[derive(Debug)]
 struct Pulled {
@@ -128,6 +150,8 @@ struct Pulled {
     names: BTreeSet<String>,
     /// What the overlay removed from the inherited environment.
     removed: Vec<tollgate_policy::normalise::Removal>,
+    /// Codex's configuration, for a Codex workspace.
+    codex: Option<tollgate_policy::codex::CodexConfig>,
 }
 
 /// Replaces this process with `command` (found through the final environment's `PATH`).
@@ -299,7 +323,11 @@ impl Report<'_> {
         let mode = n.env.get(LLM_BILLING_MODE).and_then(|v| BillingMode::parse(v.expose_secret()));
         let _ = writeln!(out, "mode       {}", mode.map_or("-", BillingMode::as_str));
         let routing = if n.routed_to_proxy { "through the Tollgate proxy" } else { "not through the Tollgate proxy" };
-        let _ = writeln!(out, "routing    {routing}\n");
+        let _ = writeln!(out, "routing    {routing}");
+        if let Some(config) = self.pulled.and_then(|p| p.codex.as_ref()) {
+            let _ = writeln!(out, "codex      {}", codex::describe(config, codex::home(&n.env).as_deref()));
+        }
+        out.push('\n');
         let (rows, others) = self.rows();
         let mut table = vec![["NAME", "DECISION", "ORIGIN", "REASON"].map(str::to_owned).to_vec()];
         table.extend(rows.into_iter().map(|r| vec![r.name, r.decision.to_owned(), r.origin, r.reason]));

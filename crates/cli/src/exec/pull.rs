@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use secrecy::zeroize::Zeroize;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
+use tollgate_policy::codex::CodexConfig;
 use tollgate_policy::normalise::Env;
 use tollgate_policy::token::is_oauth_shaped;
 use tollgate_policy::{Resolution, WorkspaceToken};
@@ -38,6 +39,8 @@ pub struct Plan {
     pub resolution: Resolution,
     /// The workspace's environment with real values, the token filled in.
     pub env: Env,
+    /// Codex's configuration, for a Codex workspace (names and URLs).
+    pub codex: Option<CodexConfig>,
 }
 
 /// Where to pull from: the three variables of the inherited environment, checked. No `Debug`:
@@ -202,6 +205,9 @@ struct PullResponse {
     resolution: Resolution,
     #[serde(deserialize_with = "secret_env")]
     env: Env,
+    /// Absent for runtimes that are not configured the Codex way (and from older servers).
+    #[serde(default)]
+    codex: Option<CodexConfig>,
 }
 
 fn secret_env<'de, D: Deserializer<'de>>(d: D) -> Result<Env, D::Error> {
@@ -212,7 +218,7 @@ fn secret_env<'de, D: Deserializer<'de>>(d: D) -> Result<Env, D::Error> {
 fn parse_plan(body: &str) -> Result<Plan, String> {
     // serde_json's messages quote no input, only positions and expected types.
     let pulled: PullResponse = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    Ok(Plan { resolution: pulled.resolution, env: pulled.env })
+    Ok(Plan { resolution: pulled.resolution, env: pulled.env, codex: pulled.codex })
 }
 
 /// A final, non-2xx answer as an error with the right exit code and the variable to fix.
