@@ -52,7 +52,7 @@ pub const ADMIN_TOKEN: &str = "tg_admin_clients-e2e";
 const ANTHROPIC_KEY: &str = "sk-ant-api03-platform-key-of-the-clients-test";
 const OPENAI_KEY: &str = "sk-proj-platform-key-of-the-clients-test";
 /// The org's credit: enough for the worst-case reservation of Claude Code's 32000 max_tokens.
-pub const CREDIT: i64 = 20_000_000;
+pub(crate) const CREDIT: i64 = 20_000_000;
 /// The longest one client run may take.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -181,7 +181,7 @@ impl Stack {
 
     /// [`Stack::start`] with `tollgate serve --providers FILE` when `registry` returns a registry
     /// (given the stack's runtime, to start more stand-ins on).
-    pub fn start_with(name: &str, registry: impl FnOnce(&tokio::runtime::Runtime) -> Option<String>) -> Stack {
+    pub(crate) fn start_with(name: &str, registry: impl FnOnce(&tokio::runtime::Runtime) -> Option<String>) -> Stack {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let upstream = rt.block_on(Upstream::start()).unwrap();
         let dir = data_dir(&format!("clients-{name}"));
@@ -240,7 +240,7 @@ impl Stack {
 
     /// A workspace on `runtime` with `model` and workspace `secrets`, provisioned: the
     /// provision response (`resolution`, `env`, `token`).
-    pub fn provisioned(&self, name: &str, runtime: &str, model: &str, secrets: &[(&str, &str)]) -> Value {
+    pub(crate) fn provisioned(&self, name: &str, runtime: &str, model: &str, secrets: &[(&str, &str)]) -> Value {
         let ws = self.admin(&[
             "workspace",
             "create",
@@ -280,7 +280,7 @@ impl Stack {
         (token, env)
     }
 
-    pub fn get(&self, path: &str) -> Value {
+    pub(crate) fn get(&self, path: &str) -> Value {
         self.rt.block_on(async {
             let r = self.http.get(format!("{}{path}", self.url())).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
             assert!(r.status().is_success(), "GET {path}: {}", r.status());
@@ -288,7 +288,7 @@ impl Stack {
         })
     }
 
-    pub fn credit(&self) -> i64 {
+    pub(crate) fn credit(&self) -> i64 {
         self.get(&format!("/admin/orgs/{}", self.org))["credit_micros"].as_i64().unwrap()
     }
 
@@ -446,11 +446,11 @@ fn check_credentials(r: &Recorded, tokens: &[&str]) {
 
 /// Token counts in the ledger's terms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tokens {
-    pub input: i64,
-    pub output: i64,
-    pub cache_write: i64,
-    pub cache_read: i64,
+pub(crate) struct Tokens {
+    pub(crate) input: i64,
+    pub(crate) output: i64,
+    pub(crate) cache_write: i64,
+    pub(crate) cache_read: i64,
 }
 
 impl Tokens {
@@ -486,7 +486,7 @@ fn text(v: &Value) -> (i64, i64) {
 
 /// The usage the stand-in reports for the request `r` (its crate docs' "Token counts"); a
 /// `count_tokens` call is free and meters nothing.
-pub fn stand_in_usage(r: &Recorded) -> Tokens {
+pub(crate) fn stand_in_usage(r: &Recorded) -> Tokens {
     let b = &r.body;
     let words = i64::try_from(REPLY_WORDS).unwrap();
     match r.path.as_str() {

@@ -101,11 +101,11 @@ fn check_user_settings_intact(home: &Path) -> toml_value::Doc {
 
 /// Just enough TOML reading for the assertions: `key = "value"` lines of one table.
 mod toml_value {
-    pub struct Doc(pub String);
+    pub(super) struct Doc(pub(super) String);
 
     impl Doc {
         /// The string value of `key` in `[table]` (`""` for the top level).
-        pub fn get(&self, table: &str, key: &str) -> Option<String> {
+        pub(super) fn get(&self, table: &str, key: &str) -> Option<String> {
             let mut current = String::new();
             for line in self.0.lines().map(str::trim) {
                 if let Some(t) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
