@@ -57,6 +57,20 @@ fn user_home(name: &str) -> std::path::PathBuf {
 
 /// `tollgate exec --pull -- codex ARGS` for the provisioned workspace, with the strays.
 fn exec_codex(provisioned: &Value, home: &Path, codex_args: &[&str]) -> Output {
+    let mut cmd = exec_command(provisioned, home);
+    cmd.args(["exec", "--pull", "--"]).arg(codex()).args(codex_args);
+    run(cmd, "tollgate exec --pull -- codex")
+}
+
+/// `tollgate exec --pull --check` for the provisioned workspace, with the strays.
+fn exec_codex_check(provisioned: &Value, home: &Path) -> Output {
+    let mut cmd = exec_command(provisioned, home);
+    cmd.args(["exec", "--pull", "--check"]);
+    run(cmd, "tollgate exec --pull --check")
+}
+
+/// `tollgate` with the three pull variables of `provisioned` and the strays.
+fn exec_command(provisioned: &Value, home: &Path) -> std::process::Command {
     let env = &provisioned["env"];
     let var = |n: &str| env[n].as_str().unwrap_or_else(|| panic!("{n} not in the plan: {env}")).to_owned();
     let (url, ws, token) = (var("TOLLGATE_URL"), var("TOLLGATE_WORKSPACE_ID"), var("TOLLGATE_WORKSPACE_TOKEN"));
@@ -74,8 +88,7 @@ fn exec_codex(provisioned: &Value, home: &Path, codex_args: &[&str]) -> Output {
             ("MY_RELAY_KEY", "sk-my-relay"),
         ],
     );
-    cmd.args(["exec", "--pull", "--"]).arg(codex()).args(codex_args);
-    run(cmd, "tollgate exec --pull -- codex")
+    cmd
 }
 
 fn texts(out: &Output) -> (String, String) {
@@ -135,6 +148,22 @@ fn codex_cli_platform_managed_through_exec_pull_is_billed_exactly() {
     assert_eq!(provisioned["resolution"]["resolved_mode"], "platform_managed", "{provisioned}");
     let token = provisioned["token"].as_str().unwrap().to_owned();
     let home = user_home("codex-platform");
+
+    // `--check` says what Codex will be told (names and URLs), and writes nothing.
+    let out = exec_codex_check(&provisioned, &home);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let line = stdout.lines().find(|l| l.starts_with("codex ")).unwrap_or_else(|| panic!("no codex line:\n{stdout}"));
+    let config = home.join(".codex/config.toml");
+    let want = format!(
+        "writes {}: model_provider tollgate (base_url {}/openai/v1, env_key OPENAI_API_KEY, wire_api responses), model platform/gpt",
+        config.display(),
+        stack.url()
+    );
+    assert!(line.ends_with(&want), "{line}\nwant …{want}");
+    assert!(!stdout.contains(&token) && !stdout.contains("tg_ws_"), "no token in --check:\n{stdout}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), USER_CONFIG, "--check writes nothing");
+
     let out = exec_codex(&provisioned, &home, &["exec", "--skip-git-repo-check", "say hi"]);
     let (stdout, stderr) = texts(&out);
     let seen = stack.upstream.requests();
