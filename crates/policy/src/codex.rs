@@ -127,7 +127,7 @@ pub struct Decision<'a> {
     pub provider: Option<&'a Provider>,
     /// The effective model.
     pub model: Option<&'a str>,
-    /// The names of the credentials the plan kept (or injected).
+    /// The names of the credentials the plan kept (or injected) that hold a value.
     pub credentials: &'a [&'a str],
     /// Whether the workspace set the runtime's `base_url_env` itself (kept in the plan).
     pub workspace_routing: bool,
@@ -142,7 +142,7 @@ pub struct Decision<'a> {
 /// sets to the workspace token). BYOK with a provider accepting [`CODEX_AUTH_JSON`]: the
 /// built-in provider with that ChatGPT login. Other BYOK: the provider's `base_url` (else
 /// [`OPENAI_PUBLIC_BASE_URL`], or the workspace's own routing name when it set one) with the
-/// first of the provider's `auth_env` the plan kept.
+/// first of the provider's `auth_env` the plan kept with a value.
 pub fn decide(d: &Decision<'_>) -> Option<CodexConfig> {
     if d.runtime.config() != Some(crate::registry::RuntimeConfig::Codex) {
         return None;

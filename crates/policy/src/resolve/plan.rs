@@ -129,7 +129,14 @@ impl Resolver<'_> {
         }
         self.inject_common(&mut plan, runtime, mode, provider);
         self.out.credentials.sort_by(|a, b| a.name.cmp(&b.name));
-        let credentials: Vec<&str> = self.out.credentials.iter().map(|c| c.name.as_str()).collect();
+        // Only credentials with a value: Codex must not be pointed at a variable that is empty.
+        let credentials: Vec<&str> = self
+            .out
+            .credentials
+            .iter()
+            .filter(|c| c.origin == Origin::Tollgate || self.secrets.get(&c.name).is_some_and(MergedSecret::is_present))
+            .map(|c| c.name.as_str())
+            .collect();
         plan.codex = codex::decide(&codex::Decision {
             runtime,
             mode,
