@@ -74,7 +74,7 @@ fn exec_command(provisioned: &Value, home: &Path) -> std::process::Command {
     let env = &provisioned["env"];
     let var = |n: &str| env[n].as_str().unwrap_or_else(|| panic!("{n} not in the plan: {env}")).to_owned();
     let (url, ws, token) = (var("TOLLGATE_URL"), var("TOLLGATE_WORKSPACE_ID"), var("TOLLGATE_WORKSPACE_TOKEN"));
-    let mut cmd = clean_command(
+    clean_command(
         Path::new(env!("CARGO_BIN_EXE_tollgate")),
         home,
         &[
@@ -87,8 +87,7 @@ fn exec_command(provisioned: &Value, home: &Path) -> std::process::Command {
             ("CLAUDE_CODE_OAUTH_TOKEN", STRAY_OAUTH),
             ("MY_RELAY_KEY", "sk-my-relay"),
         ],
-    );
-    cmd
+    )
 }
 
 fn texts(out: &Output) -> (String, String) {
