@@ -98,10 +98,15 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         let report =
             Report { inherited: &inherited, pulled: pulled.as_ref(), normalised: &normalised, registry: &registry };
         crate::print(&report.render(args.registry.as_deref()));
-        return match &normalised.preflight {
-            Ok(()) => Ok(ExitCode::from(exit::OK)),
-            Err(e) => Err(CliError::config(format!("preflight failed: {}", e.message))),
-        };
+        if let Err(e) = &normalised.preflight {
+            return Err(CliError::config(format!("preflight failed: {}", e.message)));
+        }
+        // The Codex files exec would write, merged in memory only: a config.toml it could not
+        // merge fails here as it would in the real run.
+        if let Some(config) = pulled.as_ref().and_then(|p| p.codex.as_ref()) {
+            codex::dry_run(codex::home(&normalised.env).as_deref(), config, &normalised.env)?;
+        }
+        return Ok(ExitCode::from(exit::OK));
     }
     for w in &normalised.warnings {
         exit::warn(w);

@@ -60,6 +60,27 @@ pub(super) fn write(home: &Path, config: &CodexConfig, env: &Env) -> Result<Writ
             .map_err(|e| CliError::failure(format!("cannot write {} (from {auth_json_env}): {e}", path.display())))?;
         files.push(path);
     }
+    let (path, merged) = read_and_merge(home, config, env)?;
+    atomic_write(&path, merged.as_bytes())
+        .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+        .map_err(|e| CliError::failure(format!("cannot set the mode of {}: {e}", path.display())))?;
+    files.push(path);
+    Ok(Written { files })
+}
+
+/// What [`write`] would do, without writing: the home is known and its `config.toml` (if any)
+/// can be read and merged. Same errors as [`write`].
+pub(super) fn dry_run(home: Option<&Path>, config: &CodexConfig, env: &Env) -> Result<(), CliError> {
+    let home = home.ok_or_else(|| {
+        CliError::config(format!("a Codex workspace, but neither {CODEX_HOME} nor HOME is set: set {CODEX_HOME}"))
+    })?;
+    read_and_merge(home, config, env).map(drop)
+}
+
+/// `home/config.toml` and its contents with Tollgate's settings merged in (a missing file is
+/// an empty one).
+fn read_and_merge(home: &Path, config: &CodexConfig, env: &Env) -> Result<(PathBuf, String), CliError> {
     let path = home.join("config.toml");
     let existing = match fs::read_to_string(&path) {
         Ok(text) => text,
@@ -72,12 +93,7 @@ pub(super) fn write(home: &Path, config: &CodexConfig, env: &Env) -> Result<Writ
             path.display()
         ))
     })?;
-    atomic_write(&path, merged.as_bytes())
-        .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
-        .map_err(|e| CliError::failure(format!("cannot set the mode of {}: {e}", path.display())))?;
-    files.push(path);
-    Ok(Written { files })
+    Ok((path, merged))
 }
 
 /// `existing` (a `config.toml`, possibly empty) with Tollgate's settings merged in. Errors say

@@ -162,6 +162,14 @@ fn codex_cli_platform_managed_through_exec_pull_is_billed_exactly() {
     assert!(line.ends_with(&want), "{line}\nwant …{want}");
     assert!(!stdout.contains(&token) && !stdout.contains("tg_ws_"), "no token in --check:\n{stdout}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), USER_CONFIG, "--check writes nothing");
+    // A config.toml exec could not merge fails --check as it would fail the run: 78, untouched.
+    std::fs::write(&config, "model = \n").unwrap();
+    let out = exec_codex_check(&provisioned, &home);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(78), "{stdout}\n{stderr}");
+    assert!(stderr.contains("not valid TOML (line 1)") && stderr.contains("config.toml"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "model = \n");
+    std::fs::write(&config, USER_CONFIG).unwrap();
 
     let out = exec_codex(&provisioned, &home, &["exec", "--skip-git-repo-check", "say hi"]);
     let (stdout, stderr) = texts(&out);
