@@ -21,6 +21,12 @@ pub const MODEL_PROVIDER_ID: &str = "tollgate";
 /// Codex's built-in provider, which authenticates with the ChatGPT login of `auth.json`.
 pub const BUILTIN_OPENAI_PROVIDER: &str = "openai";
 
+/// The variable a platform-managed Codex authenticates with: the workspace token, under a
+/// name only Tollgate sets. Not the runtime's `token_env` (`OPENAI_API_KEY`): the config file
+/// outlives the run, and a later `codex` started outside `tollgate exec` must not send a
+/// personal `OPENAI_API_KEY` to the proxy; without this variable it sends nothing.
+pub const WORKSPACE_TOKEN_ENV: &str = "TOLLGATE_WORKSPACE_TOKEN";
+
 /// Where a BYOK Codex provider without a `base_url` in the registry is reached: OpenAI's
 /// public endpoint, which is what Codex itself would call.
 pub const OPENAI_PUBLIC_BASE_URL: &str = "https://api.openai.com/v1";
@@ -138,7 +144,7 @@ pub struct Decision<'a> {
 /// Codex's configuration for a resolved workspace, or `None` when its runtime is not
 /// configured the Codex way or the mode routes nothing (`disabled`).
 ///
-/// Platform-managed: the proxy's `/openai/v1`, with the runtime's `token_env` (which the plan
+/// Platform-managed: the proxy's `/openai/v1`, with [`WORKSPACE_TOKEN_ENV`] (which every plan
 /// sets to the workspace token). BYOK with a provider accepting [`CODEX_AUTH_JSON`]: the
 /// built-in provider with that ChatGPT login. Other BYOK: the provider's `base_url` (else
 /// [`OPENAI_PUBLIC_BASE_URL`], or the workspace's own routing name when it set one) with the
@@ -151,7 +157,7 @@ pub fn decide(d: &Decision<'_>) -> Option<CodexConfig> {
     let provider = match (d.mode, d.provider) {
         (BillingMode::PlatformManaged, _) => CodexProvider::Endpoint {
             base_url: BaseUrl::Url(d.public_url.proxy_url(Protocol::Openai)),
-            env_key: d.runtime.token_env().clone(),
+            env_key: EnvName::from_static(WORKSPACE_TOKEN_ENV),
             wire_api: WireApi::Responses,
         },
         (BillingMode::Byok, Some(p))

@@ -155,7 +155,7 @@ fn codex_cli_platform_managed_through_exec_pull_is_billed_exactly() {
     let line = stdout.lines().find(|l| l.starts_with("codex ")).unwrap_or_else(|| panic!("no codex line:\n{stdout}"));
     let config = home.join(".codex/config.toml");
     let want = format!(
-        "writes {}: model_provider tollgate (base_url {}/openai/v1, env_key OPENAI_API_KEY, wire_api responses), model platform/gpt",
+        "writes {}: model_provider tollgate (base_url {}/openai/v1, env_key TOLLGATE_WORKSPACE_TOKEN, wire_api responses), model platform/gpt",
         config.display(),
         stack.url()
     );
@@ -182,7 +182,7 @@ fn codex_cli_platform_managed_through_exec_pull_is_billed_exactly() {
     assert_eq!(doc.get("", "model").as_deref(), Some("platform/gpt"));
     let proxy = format!("{}/openai/v1", stack.url());
     assert_eq!(doc.get("model_providers.tollgate", "base_url"), Some(proxy));
-    assert_eq!(doc.get("model_providers.tollgate", "env_key").as_deref(), Some("OPENAI_API_KEY"));
+    assert_eq!(doc.get("model_providers.tollgate", "env_key").as_deref(), Some("TOLLGATE_WORKSPACE_TOKEN"));
     assert_eq!(doc.get("model_providers.tollgate", "wire_api").as_deref(), Some("responses"));
     assert!(!doc.0.contains(&token), "config.toml names the token's variable, never holds it");
 
@@ -200,6 +200,16 @@ fn codex_cli_platform_managed_through_exec_pull_is_billed_exactly() {
     // the credit moved by exactly the stand-in's usage at the registry's price.
     let total = stack.check_upstream_and_ledger(&[&token]);
     assert!(total > 0);
+
+    // The file outlives the run: a `codex` started later without exec, with a personal key in
+    // OPENAI_API_KEY, finds no TOLLGATE_WORKSPACE_TOKEN and sends nothing anywhere.
+    let mut cmd = clean_command(&codex(), &home, &[("OPENAI_API_KEY", STRAY_KEY)]);
+    cmd.args(["exec", "--skip-git-repo-check", "say hi"]);
+    let out = run(cmd, "codex exec without tollgate");
+    let (stdout, stderr) = texts(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("TOLLGATE_WORKSPACE_TOKEN"), "{stderr}");
+    assert_eq!(stack.upstream.requests().len(), seen.len(), "nothing more reached the upstream");
     let _ = std::fs::remove_dir_all(&home);
 }
 

@@ -59,9 +59,9 @@ fn login() -> String {
 }
 
 #[test]
-fn platform_managed_codex_talks_to_the_proxy_with_the_runtime_token_variable() {
+fn platform_managed_codex_talks_to_the_proxy_with_the_workspace_token_variable() {
     let r = resolved(&registry(), "codex", Some("platform/gpt"), &[]);
-    let want = endpoint(BaseUrl::Url(format!("{URL}/openai/v1")), "OPENAI_API_KEY", "platform/gpt");
+    let want = endpoint(BaseUrl::Url(format!("{URL}/openai/v1")), WORKSPACE_TOKEN_ENV, "platform/gpt");
     assert_eq!(codex(&r), Some(want));
     assert!(r.resolution().trace.iter().any(|l| l.starts_with("codex config: model_provider tollgate")));
 }

@@ -206,11 +206,15 @@ pub(crate) fn check_i3(case: &Case) -> Result<(), TestCaseError> {
         // Codex ignores the routing name: its own configuration must say the same.
         let want_codex = (runtime.config() == Some(RuntimeConfig::Codex)).then(|| CodexProvider::Endpoint {
             base_url: BaseUrl::Url(proxy.clone()),
-            env_key: runtime.token_env().clone(),
+            env_key: EnvName::parse(WORKSPACE_TOKEN_ENV).unwrap_or_else(|e| panic!("{e}")),
             wire_api: WireApi::Responses,
         });
         ensure(plan.codex().map(|c| &c.provider) == want_codex.as_ref(), case, || {
-            format!("platform_managed Codex config {:?} is not the proxy with {token_env}\n{}", plan.codex(), ctx())
+            format!(
+                "platform_managed Codex config {:?} is not the proxy with {WORKSPACE_TOKEN_ENV}\n{}",
+                plan.codex(),
+                ctx()
+            )
         })?;
     }
     Ok(())

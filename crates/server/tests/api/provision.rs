@@ -234,7 +234,7 @@ async fn the_pull_carries_codex_settings_for_codex_only(backend: Backend) {
             "provider": {
                 "kind": "endpoint",
                 "base_url": {"url": "http://tollgate.test:8080/openai/v1"},
-                "env_key": "OPENAI_API_KEY",
+                "env_key": "TOLLGATE_WORKSPACE_TOKEN",
                 "wire_api": "responses"
             },
             "model": "platform/gpt"
