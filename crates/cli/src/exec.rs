@@ -104,7 +104,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         // The Codex files exec would write, merged in memory only: a config.toml it could not
         // merge fails here as it would in the real run.
         if let Some(config) = pulled.as_ref().and_then(|p| p.codex.as_ref()) {
-            codex::dry_run(codex::home(&normalised.env).as_deref(), config, &normalised.env)?;
+            codex::dry_run(config, &normalised.env)?;
         }
         return Ok(ExitCode::from(exit::OK));
     }
@@ -133,13 +133,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
 /// Writes the plan's Codex configuration under Codex's home (`CODEX_HOME`, else `~/.codex`),
 /// and sets `CODEX_HOME` for the command, so that every Codex it starts reads those files.
 fn write_codex(config: &tollgate_policy::codex::CodexConfig, env: &mut Env) -> Result<(), CliError> {
-    let home = codex::home(env).ok_or_else(|| {
-        CliError::config(format!(
-            "a Codex workspace, but neither {} nor HOME is set: set {} to where Codex keeps its configuration",
-            codex::CODEX_HOME,
-            codex::CODEX_HOME
-        ))
-    })?;
+    let home = codex::require_home(env)?;
     let written = codex::write(&home, config, env)?;
     let files: Vec<String> = written.files.iter().map(|f| f.display().to_string()).collect();
     tracing::info!(files = %files.join(", "), codex = %config.describe(), "wrote Codex's configuration");

@@ -69,13 +69,19 @@ pub(super) fn write(home: &Path, config: &CodexConfig, env: &Env) -> Result<Writ
     Ok(Written { files })
 }
 
-/// What [`write`] would do, without writing: the home is known and its `config.toml` (if any)
-/// can be read and merged. Same errors as [`write`].
-pub(super) fn dry_run(home: Option<&Path>, config: &CodexConfig, env: &Env) -> Result<(), CliError> {
-    let home = home.ok_or_else(|| {
-        CliError::config(format!("a Codex workspace, but neither {CODEX_HOME} nor HOME is set: set {CODEX_HOME}"))
-    })?;
-    read_and_merge(home, config, env).map(drop)
+/// [`home`], or a configuration error (exit 78) naming the variable to set.
+pub(super) fn require_home(env: &Env) -> Result<PathBuf, CliError> {
+    home(env).ok_or_else(|| {
+        CliError::config(format!(
+            "a Codex workspace, but neither {CODEX_HOME} nor HOME is set: set {CODEX_HOME} to where Codex keeps its configuration"
+        ))
+    })
+}
+
+/// What [`write`] would do, without writing: Codex's home is known and its `config.toml` (if
+/// any) can be read and merged. Same errors as [`write`].
+pub(super) fn dry_run(config: &CodexConfig, env: &Env) -> Result<(), CliError> {
+    read_and_merge(&require_home(env)?, config, env).map(drop)
 }
 
 /// `home/config.toml` and its contents with Tollgate's settings merged in (a missing file is
