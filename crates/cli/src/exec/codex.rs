@@ -33,7 +33,7 @@ pub(super) fn home(env: &Env) -> Option<PathBuf> {
     get(CODEX_HOME).map(PathBuf::from).or_else(|| get("HOME").map(|h| Path::new(&h).join(".codex")))
 }
 
-/// What [`write`] wrote, for people: paths and names, never values.
+/// What [`write()`] wrote, for people: paths and names, never values.
 #[derive(Debug)]
 pub(super) struct Written {
     /// The files written.
@@ -78,8 +78,8 @@ pub(super) fn require_home(env: &Env) -> Result<PathBuf, CliError> {
     })
 }
 
-/// What [`write`] would do, without writing: Codex's home is known and its `config.toml` (if
-/// any) can be read and merged. Same errors as [`write`].
+/// What [`write()`] would do, without writing: Codex's home is known and its `config.toml` (if
+/// any) can be read and merged. Same errors as [`write()`].
 pub(super) fn dry_run(config: &CodexConfig, env: &Env) -> Result<(), CliError> {
     read_and_merge(&require_home(env)?, config, env).map(drop)
 }
