@@ -12,6 +12,7 @@ pub(crate) const DEMO_ORG: &str = "demo";
 
 struct DemoWorkspace {
     name: &'static str,
+    runtime: &'static str,
     kind: WorkspaceKind,
     model: Option<&'static str>,
     billing_mode: Option<BillingMode>,
@@ -21,6 +22,7 @@ struct DemoWorkspace {
 const WORKSPACES: &[DemoWorkspace] = &[
     DemoWorkspace {
         name: "platform-managed",
+        runtime: "claude-code",
         kind: WorkspaceKind::Agent,
         model: Some("platform/sonnet"),
         billing_mode: None,
@@ -28,6 +30,7 @@ const WORKSPACES: &[DemoWorkspace] = &[
     },
     DemoWorkspace {
         name: "byok-anthropic-oauth",
+        runtime: "claude-code",
         kind: WorkspaceKind::Agent,
         model: Some("opus"),
         billing_mode: None,
@@ -35,14 +38,23 @@ const WORKSPACES: &[DemoWorkspace] = &[
     },
     DemoWorkspace {
         name: "byok-minimax-stray-oauth",
+        runtime: "claude-code",
         kind: WorkspaceKind::Agent,
         model: Some("MiniMax-M2.7"),
         billing_mode: None,
         secrets: &[("MINIMAX_API_KEY", "demo-minimax-key")],
     },
-    DemoWorkspace { name: "concierge", kind: WorkspaceKind::Concierge, model: None, billing_mode: None, secrets: &[] },
+    DemoWorkspace {
+        name: "concierge",
+        runtime: "claude-code",
+        kind: WorkspaceKind::Concierge,
+        model: None,
+        billing_mode: None,
+        secrets: &[],
+    },
     DemoWorkspace {
         name: "disabled",
+        runtime: "claude-code",
         kind: WorkspaceKind::Agent,
         model: None,
         billing_mode: Some(BillingMode::Disabled),
@@ -50,10 +62,28 @@ const WORKSPACES: &[DemoWorkspace] = &[
     },
     DemoWorkspace {
         name: "byok-missing-credential",
+        runtime: "claude-code",
         kind: WorkspaceKind::Agent,
         model: Some("MiniMax-M2.7"),
         billing_mode: Some(BillingMode::Byok),
         secrets: &[],
+    },
+    // Codex: the plan carries its config.toml settings (`tollgate exec --pull` writes them).
+    DemoWorkspace {
+        name: "codex-platform-managed",
+        runtime: "codex",
+        kind: WorkspaceKind::Agent,
+        model: Some("platform/gpt"),
+        billing_mode: None,
+        secrets: &[],
+    },
+    DemoWorkspace {
+        name: "codex-byok-openai",
+        runtime: "codex",
+        kind: WorkspaceKind::Agent,
+        model: Some("gpt-5"),
+        billing_mode: None,
+        secrets: &[("OPENAI_API_KEY", "sk-demo-customer-own-openai")],
     },
 ];
 
@@ -101,7 +131,7 @@ pub(crate) async fn seed(store: &dyn Store, registry: &Registry, public_url: &Pu
                     .create_workspace(&NewWorkspace {
                         org_id: org.id.clone(),
                         name: demo.name.to_owned(),
-                        runtime: "claude-code".to_owned(),
+                        runtime: demo.runtime.to_owned(),
                         model: demo.model.map(str::to_owned),
                         billing_mode: demo.billing_mode,
                         kind: demo.kind,

@@ -24,6 +24,7 @@ use tollgate_policy::{BillingMode, Registry};
 
 use crate::exit::{self, CliError};
 
+mod codex;
 mod pull;
 mod secrets_dir;
 
@@ -85,27 +86,36 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
         let dropped: Vec<String> = plan.resolution.dropped.iter().map(|d| d.name.clone()).collect();
         let names = plan.env.keys().cloned().collect();
         let (env, removed) = overlay(inherited_env, plan.env, &dropped, &registry);
-        let pulled = Pulled { url: source.display_url(), resolution: plan.resolution, names, removed };
+        let pulled =
+            Pulled { url: source.display_url(), resolution: plan.resolution, names, removed, codex: plan.codex };
         (env, Some(pulled))
     } else {
         (inherited_env, None)
     };
-    let normalised = normalise(env, &registry);
+    let mut normalised = normalise(env, &registry);
 
     if args.check {
         let report =
             Report { inherited: &inherited, pulled: pulled.as_ref(), normalised: &normalised, registry: &registry };
         crate::print(&report.render(args.registry.as_deref()));
-        return match &normalised.preflight {
-            Ok(()) => Ok(ExitCode::from(exit::OK)),
-            Err(e) => Err(CliError::config(format!("preflight failed: {}", e.message))),
-        };
+        if let Err(e) = &normalised.preflight {
+            return Err(CliError::config(format!("preflight failed: {}", e.message)));
+        }
+        // The Codex files exec would write, merged in memory only: a config.toml it could not
+        // merge fails here as it would in the real run.
+        if let Some(config) = pulled.as_ref().and_then(|p| p.codex.as_ref()) {
+            codex::dry_run(config, &normalised.env)?;
+        }
+        return Ok(ExitCode::from(exit::OK));
     }
     for w in &normalised.warnings {
         exit::warn(w);
     }
     if let Err(e) = &normalised.preflight {
         return Err(CliError::config(format!("preflight failed: {}; the command was not started", e.message)));
+    }
+    if let Some(config) = pulled.as_ref().and_then(|p| p.codex.as_ref()) {
+        write_codex(config, &mut normalised.env)?;
     }
     if let (Some(dir), Some(p)) = (&args.secrets_dir, &pulled) {
         // The plan's names that survived normalisation, with their final values; files of
@@ -120,6 +130,17 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
     Err(exec(&args.command, inherited.final_env(normalised.env, &names)))
 }
 
+/// Writes the plan's Codex configuration under Codex's home (`CODEX_HOME`, else `~/.codex`),
+/// and sets `CODEX_HOME` for the command, so that every Codex it starts reads those files.
+fn write_codex(config: &tollgate_policy::codex::CodexConfig, env: &mut Env) -> Result<(), CliError> {
+    let home = codex::require_home(env)?;
+    let written = codex::write(&home, config, env)?;
+    let files: Vec<String> = written.files.iter().map(|f| f.display().to_string()).collect();
+    tracing::info!(files = %files.join(", "), codex = %config.describe(), "wrote Codex's configuration");
+    env.insert(codex::CODEX_HOME.to_owned(), SecretString::from(home.display().to_string()));
+    Ok(())
+}
+
 /// What the pull brought: where from, the resolution, and the names of the plan.
 #[derive(Debug)]
 struct Pulled {
@@ -128,6 +149,8 @@ struct Pulled {
     names: BTreeSet<String>,
     /// What the overlay removed from the inherited environment.
     removed: Vec<tollgate_policy::normalise::Removal>,
+    /// Codex's configuration, for a Codex workspace.
+    codex: Option<tollgate_policy::codex::CodexConfig>,
 }
 
 /// Replaces this process with `command` (found through the final environment's `PATH`).
@@ -299,7 +322,11 @@ impl Report<'_> {
         let mode = n.env.get(LLM_BILLING_MODE).and_then(|v| BillingMode::parse(v.expose_secret()));
         let _ = writeln!(out, "mode       {}", mode.map_or("-", BillingMode::as_str));
         let routing = if n.routed_to_proxy { "through the Tollgate proxy" } else { "not through the Tollgate proxy" };
-        let _ = writeln!(out, "routing    {routing}\n");
+        let _ = writeln!(out, "routing    {routing}");
+        if let Some(config) = self.pulled.and_then(|p| p.codex.as_ref()) {
+            let _ = writeln!(out, "codex      {}", codex::describe(config, codex::home(&n.env).as_deref()));
+        }
+        out.push('\n');
         let (rows, others) = self.rows();
         let mut table = vec![["NAME", "DECISION", "ORIGIN", "REASON"].map(str::to_owned).to_vec()];
         table.extend(rows.into_iter().map(|r| vec![r.name, r.decision.to_owned(), r.origin, r.reason]));

@@ -56,7 +56,11 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
     match args.format {
         Format::Json => {
             let env = resolved.plan().map(tollgate_policy::EnvPlan::redacted).unwrap_or_default();
-            let doc = serde_json::json!({ "resolution": resolved.resolution(), "env": env });
+            let mut doc = serde_json::json!({ "resolution": resolved.resolution(), "env": env });
+            // Codex's configuration, for a runtime configured the Codex way: names and URLs.
+            if let Some(codex) = resolved.plan().and_then(tollgate_policy::EnvPlan::codex) {
+                doc["codex"] = serde_json::to_value(codex).map_err(|e| CliError::config(e.to_string()))?;
+            }
             out.push_str(&serde_json::to_string_pretty(&doc).map_err(|e| CliError::config(e.to_string()))?);
             out.push('\n');
         }
@@ -67,6 +71,9 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
                 resolved.resolution(),
                 resolved.plan().map(tollgate_policy::EnvPlan::redacted),
             ));
+            if let Some(codex) = resolved.plan().and_then(tollgate_policy::EnvPlan::codex) {
+                out.push_str(&format!("codex      {}\n", codex.describe()));
+            }
         }
     }
     crate::print(&out);

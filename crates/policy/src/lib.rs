@@ -5,6 +5,7 @@
 //! and the runtime normalisation `tollgate exec` applies. This crate does no IO, spawns no
 //! task, reads no clock and draws no random number; callers pass everything in.
 
+pub mod codex;
 pub mod ids;
 pub mod money;
 pub mod names;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::codex::CODEX_AUTH_JSON;
 use crate::registry::{LLM_BILLING_MODE, LLM_PROVIDER, Registry};
 use crate::resolve::{ANTHROPIC_OAUTH_FAMILY, BillingMode, PublicUrl};
 use crate::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
@@ -221,6 +222,17 @@ fn byok_preflight(env: &Env, registry: &Registry, provider: &str) -> Result<(), 
             message: format!("LLM_PROVIDER names `{provider}`, which is not a provider of the registry"),
         });
     };
+    // A ChatGPT login that Codex would read and then answer 401 with forever (seed 000) is
+    // found here, before the agent starts.
+    if p.accepts_credential(CODEX_AUTH_JSON)
+        && let Some(v) = value(env, CODEX_AUTH_JSON)
+        && let Err(why) = crate::codex::check_auth_json(v)
+    {
+        return Err(PreflightError {
+            missing: vec![CODEX_AUTH_JSON.to_owned()],
+            message: format!("{CODEX_AUTH_JSON} {why}: provider {} cannot log Codex in with it", p.id()),
+        });
+    }
     if p.auth_env().iter().any(|n| value(env, n.as_str()).is_some()) {
         return Ok(());
     }

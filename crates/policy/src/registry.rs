@@ -75,6 +75,22 @@ impl Protocol {
     }
 }
 
+/// How a runtime is configured beyond its environment (a runtime's `config` in the registry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum RuntimeConfig {
+    /// The Codex CLI: it ignores `base_url_env`; its provider, model and ChatGPT login are set
+    /// in `$CODEX_HOME/config.toml` and `auth.json` (see [`crate::codex`]).
+    Codex,
+}
+
+impl RuntimeConfig {
+    /// The registry's name for it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// An agent runtime (`claude-code`, `codex`, ...) and the env names it reads.
 #[derive(Clone, Debug)]
 pub struct Runtime {
@@ -84,6 +100,7 @@ pub struct Runtime {
     token_env: EnvName,
     model_env: Option<EnvName>,
     context_window_env: Option<EnvName>,
+    config: Option<RuntimeConfig>,
 }
 
 impl Runtime {
@@ -111,6 +128,10 @@ impl Runtime {
     /// (Claude Code cannot know a `platform/...` alias's window and would assume the wrong one).
     pub fn context_window_env(&self) -> Option<&EnvName> {
         self.context_window_env.as_ref()
+    }
+    /// How the runtime is configured beyond its environment, where it is (`codex`).
+    pub fn config(&self) -> Option<RuntimeConfig> {
+        self.config
     }
 }
 

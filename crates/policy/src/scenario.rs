@@ -94,6 +94,9 @@ pub struct Expect {
     /// Substrings that some trace line must contain.
     #[serde(default)]
     pub trace_has: Vec<String>,
+    /// Substrings no trace line may contain.
+    #[serde(default)]
+    pub trace_lacks: Vec<String>,
     /// Substrings the error message must contain.
     #[serde(default)]
     pub message_has: Vec<String>,
@@ -318,6 +321,11 @@ impl Expect {
                 out.push(format!("trace_has: no trace line contains `{needle}`"));
             }
         }
+        for needle in &self.trace_lacks {
+            if let Some(line) = r.trace.iter().find(|t| t.contains(needle.as_str())) {
+                out.push(format!("trace_lacks: a trace line contains `{needle}`: {line}"));
+            }
+        }
         for needle in &self.message_has {
             if !r.error.as_ref().is_some_and(|e| e.message.contains(needle.as_str())) {
                 out.push(format!("message_has: the error message does not contain `{needle}`"));
@@ -360,10 +368,14 @@ mod tests {
     #[test]
     fn every_expect_field_reports_when_it_does_not_hold() {
         let yaml = format!(
-            "{WS}expect:\n  resolved_mode: disabled\n  source: explicit\n  provider: null\n  error: NO_PROVIDER\n  effective_model: opus\n  model_source: request\n  env_has: [CLAUDE_CODE_OAUTH_TOKEN]\n  env_lacks: [MINIMAX_API_KEY]\n  credentials_has: [CLAUDE_CODE_OAUTH_TOKEN]\n  dropped_has: [MINIMAX_API_KEY]\n  trace_has: [nowhere]\n  message_has: [anything]\n"
+            "{WS}expect:\n  resolved_mode: disabled\n  source: explicit\n  provider: null\n  error: NO_PROVIDER\n  effective_model: opus\n  model_source: request\n  env_has: [CLAUDE_CODE_OAUTH_TOKEN]\n  env_lacks: [MINIMAX_API_KEY]\n  credentials_has: [CLAUDE_CODE_OAUTH_TOKEN]\n  dropped_has: [MINIMAX_API_KEY]\n  trace_has: [nowhere]\n  trace_lacks: [derived provider]\n  message_has: [anything]\n"
         );
         let diffs = run(&yaml);
-        assert_eq!(diffs.len(), 12, "{diffs:#?}");
+        assert_eq!(diffs.len(), 13, "{diffs:#?}");
+        assert!(
+            diffs.iter().any(|d| d.starts_with("trace_lacks: a trace line contains `derived provider`")),
+            "{diffs:#?}"
+        );
         assert!(diffs.contains(&"resolved_mode: expected disabled, got byok".to_owned()), "{diffs:#?}");
         assert!(diffs.contains(&"provider: expected null, got minimax".to_owned()), "{diffs:#?}");
         assert!(diffs.contains(&"error: expected NO_PROVIDER, got null".to_owned()), "{diffs:#?}");

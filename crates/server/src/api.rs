@@ -284,6 +284,13 @@ pub struct Pulled {
     /// The workspace's environment, values included.
     #[schema(value_type = BTreeMap<String, String>)]
     pub env: Env,
+    /// Codex's configuration (provider endpoint, token variable, wire API, model, or the
+    /// ChatGPT login's variable), for a runtime configured the Codex way (DESIGN.md section
+    /// 12); absent otherwise. Names and URLs, no value: `tollgate exec` writes it to
+    /// `$CODEX_HOME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub codex: Option<tollgate_policy::codex::CodexConfig>,
 }
 
 /// `GET /healthz`, `GET /readyz`.

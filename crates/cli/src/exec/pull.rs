@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use secrecy::zeroize::Zeroize;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
+use tollgate_policy::codex::CodexConfig;
 use tollgate_policy::normalise::Env;
 use tollgate_policy::token::is_oauth_shaped;
 use tollgate_policy::{Resolution, WorkspaceToken};
@@ -38,6 +39,8 @@ pub(super) struct Plan {
     pub resolution: Resolution,
     /// The workspace's environment with real values, the token filled in.
     pub env: Env,
+    /// Codex's configuration, for a Codex workspace (names and URLs).
+    pub codex: Option<CodexConfig>,
 }
 
 /// Where to pull from: the three variables of the inherited environment, checked. No `Debug`:
@@ -109,7 +112,7 @@ pub(super) fn fetch(source: &Source, bound: Duration) -> Result<Plan, CliError> 
 
 /// The outcome of one attempt.
 enum Attempt {
-    Done(Result<Plan, CliError>),
+    Done(Box<Result<Plan, CliError>>),
     Retry(String),
 }
 
@@ -127,7 +130,7 @@ async fn fetch_with_retries(source: &Source, bound: Duration) -> Result<Plan, Cl
         attempts += 1;
         let timeout = deadline.saturating_duration_since(Instant::now()).max(MIN_ATTEMPT);
         let why = match attempt(&client, &endpoint, source, timeout).await {
-            Attempt::Done(result) => return result,
+            Attempt::Done(result) => return *result,
             Attempt::Retry(why) => why,
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -175,7 +178,7 @@ async fn attempt(client: &reqwest::Client, endpoint: &reqwest::Url, source: &Sou
     };
     // The body of a plan holds every secret of the workspace: do not leave it in freed memory.
     body.zeroize();
-    Attempt::Done(outcome)
+    Attempt::Done(Box::new(outcome))
 }
 
 fn transport_error(e: &reqwest::Error) -> String {
@@ -202,6 +205,9 @@ struct PullResponse {
     resolution: Resolution,
     #[serde(deserialize_with = "secret_env")]
     env: Env,
+    /// Absent for runtimes that are not configured the Codex way (and from older servers).
+    #[serde(default)]
+    codex: Option<CodexConfig>,
 }
 
 fn secret_env<'de, D: Deserializer<'de>>(d: D) -> Result<Env, D::Error> {
@@ -212,7 +218,7 @@ fn secret_env<'de, D: Deserializer<'de>>(d: D) -> Result<Env, D::Error> {
 fn parse_plan(body: &str) -> Result<Plan, String> {
     // serde_json's messages quote no input, only positions and expected types.
     let pulled: PullResponse = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    Ok(Plan { resolution: pulled.resolution, env: pulled.env })
+    Ok(Plan { resolution: pulled.resolution, env: pulled.env, codex: pulled.codex })
 }
 
 /// A final, non-2xx answer as an error with the right exit code and the variable to fix.

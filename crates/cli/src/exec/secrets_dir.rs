@@ -75,7 +75,14 @@ fn create_private_dir(dir: &Path) -> Result<(), CliError> {
 }
 
 fn write_atomically(dir: &Path, name: &str, value: &SecretString) -> io::Result<()> {
-    let target = dir.join(name);
+    atomic_write(&dir.join(name), value.expose_secret().as_bytes())
+}
+
+/// Writes `bytes` to `target` atomically: a temporary file next to it, created with mode 0600
+/// (never readable by others, not even for a moment), written, synced, renamed over `target`.
+pub(super) fn atomic_write(target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = target.parent().unwrap_or_else(|| Path::new("."));
+    let name = target.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy());
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let open = || OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp);
     let mut file = match open() {
@@ -88,9 +95,9 @@ fn write_atomically(dir: &Path, name: &str, value: &SecretString) -> io::Result<
     };
     let written = file
         .set_permissions(fs::Permissions::from_mode(0o600))
-        .and_then(|()| file.write_all(value.expose_secret().as_bytes()))
+        .and_then(|()| file.write_all(bytes))
         .and_then(|()| file.sync_all())
-        .and_then(|()| fs::rename(&temp, &target));
+        .and_then(|()| fs::rename(&temp, target));
     if written.is_err() {
         let _ = fs::remove_file(&temp);
     }

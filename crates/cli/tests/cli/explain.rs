@@ -102,6 +102,39 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
+/// A codex workspace's explanation carries Codex's settings (names and URLs; the customer's
+/// key nowhere), in JSON under `codex` and in text as a `codex` line; other runtimes' none.
+#[test]
+fn codex_settings_are_explained_without_values() {
+    let dir = tmpdir("codex");
+    let f = write(
+        &dir,
+        "ws.yaml",
+        "workspace: {runtime: codex, model: gpt-5, secrets: {OPENAI_API_KEY: sk-very-secret}}\n",
+    );
+    let out = tollgate(&["explain", "--scenario", f.to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains("very-secret"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let want = serde_json::json!({
+        "provider": {"kind": "endpoint", "base_url": {"url": "https://api.openai.com/v1"}, "env_key": "OPENAI_API_KEY", "wire_api": "responses"},
+        "model": "gpt-5"
+    });
+    assert_eq!(v["codex"], want);
+    let out = tollgate(&["explain", "--scenario", f.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines().any(|l| l == "codex      model_provider tollgate (base_url https://api.openai.com/v1, env_key OPENAI_API_KEY, wire_api responses), model gpt-5"),
+        "{text}"
+    );
+    let f = write(&dir, "cc.yaml", "workspace: {runtime: openai-compatible, model: platform/gpt}\n");
+    let out = tollgate(&["explain", "--scenario", f.to_str().unwrap(), "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("codex").is_none(), "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn json_output_has_the_resolution_and_a_redacted_env() {
     let dir = tmpdir("json");

@@ -2,6 +2,7 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
 
 mod clients;
+mod codex;
 mod exec;
 mod explain;
 mod serve;

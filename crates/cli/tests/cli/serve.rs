@@ -126,13 +126,17 @@ fn demo_seeds_every_case_and_prints_the_admin_token_once() {
     assert!(row("concierge").contains("concierge_pin"));
     assert!(row("disabled").contains("disabled"));
     assert!(row("byok-missing-credential").contains("MISSING_BYOK_CREDENTIAL"));
+    assert!(row("codex-platform-managed").contains("platform_managed"), "{}", s.stdout);
+    assert!(row("codex-byok-openai").contains("OPENAI_API_KEY(workspace)"), "{}", s.stdout);
     assert!(
         s.stdout.contains(&format!("public URL {}", s.url)),
         "the default public URL is the bound address, not port 0: {}",
         s.stdout
     );
     assert!(
-        !s.stdout.contains("demo-minimax-key") && !s.stdout.contains("sk-ant-oat01-demo"),
+        !s.stdout.contains("demo-minimax-key")
+            && !s.stdout.contains("sk-ant-oat01-demo")
+            && !s.stdout.contains("sk-demo-customer"),
         "no secret value printed"
     );
     let (code, out, _) = admin(&s, &token, &["org", "list"], None);
@@ -145,7 +149,7 @@ fn demo_seeds_every_case_and_prints_the_admin_token_once() {
     assert_eq!(s.stdout.matches("byok-anthropic-oauth").count(), 1);
     let (code, out, _) = admin(&s, &token, &["workspace", "list", "--json"], None);
     assert_eq!(code, 0);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().len(), 6);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().len(), 8);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

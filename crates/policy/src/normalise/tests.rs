@@ -275,3 +275,22 @@ fn server_secrets_are_always_removed() {
         assert!(has(&n, "TOLLGATE_URL"), "not a secret");
     }
 }
+
+/// Seed 000's permanently-401 `CODEX_AUTH_JSON`: a ChatGPT login Codex would read and then
+/// fail with forever is a preflight failure naming the variable, never the value; a login of
+/// the shape Codex reads passes.
+#[test]
+fn a_chatgpt_login_of_the_wrong_shape_fails_the_preflight() {
+    let good = r#"{"tokens":{"id_token":"e30.e30.sig","access_token":"a","refresh_token":"r"}}"#;
+    let n = run(&[("LLM_PROVIDER", "openai-chatgpt"), ("CODEX_AUTH_JSON", good)]);
+    assert!(n.preflight.is_ok(), "{:?}", n.preflight);
+    for bad in ["{}", "sk-not-json-secret", r#"{"tokens":{"id_token":"x","access_token":"a","refresh_token":"r"}}"#] {
+        let n = run(&[("LLM_PROVIDER", "openai-chatgpt"), ("CODEX_AUTH_JSON", bad)]);
+        let e = n.preflight.unwrap_err();
+        assert_eq!(e.missing, [CODEX_AUTH_JSON], "{bad}");
+        assert!(e.message.starts_with("CODEX_AUTH_JSON ") && e.message.contains("openai-chatgpt"), "{}", e.message);
+        assert!(!e.message.contains("sk-not-json-secret"), "{}", e.message);
+    }
+    let e = run(&[("LLM_PROVIDER", "openai-chatgpt")]).preflight.unwrap_err();
+    assert_eq!(e.missing, [CODEX_AUTH_JSON]);
+}

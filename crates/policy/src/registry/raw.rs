@@ -25,6 +25,7 @@ pub(super) struct RawRuntime {
     pub(super) token_env: Spanned<String>,
     pub(super) model_env: Option<Spanned<String>>,
     pub(super) context_window_env: Option<Spanned<String>>,
+    pub(super) config: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

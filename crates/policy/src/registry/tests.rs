@@ -28,7 +28,11 @@ fn assert_error(providers: &str, line: u32, field: &str, needle: &str) {
 fn embedded_registry_is_valid_and_complete() {
     let r = Registry::embedded().unwrap();
     let ids: Vec<&str> = r.providers().iter().map(Provider::id).collect();
-    assert_eq!(ids, ["platform", "anthropic-oauth", "anthropic-api", "minimax", "kimi-coding", "openai"]);
+    assert_eq!(
+        ids,
+        ["platform", "anthropic-oauth", "anthropic-api", "minimax", "kimi-coding", "openai", "openai-chatgpt"]
+    );
+    assert!(r.is_llm_credential("CODEX_AUTH_JSON"));
     assert_eq!(r.platform().map(Provider::id), Some("platform"));
     assert!(r.is_llm_credential("CLAUDE_CODE_OAUTH_TOKEN"));
     assert!(r.is_llm_credential("GEMINI_API_KEY"));

@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_saphyr::Spanned;
+use strum::VariantArray as _;
 
 use super::raw::{RawModel, RawPlatformModel, RawPrice, RawProvider, RawRegistry, RawRuntime, RawUpstream};
 use super::{
     LLM_BILLING_MODE, LLM_PROVIDER, MODEL, Model, PlatformModel, Protocol, Provider, Registry, RegistryError, Runtime,
-    UPSTREAM_KEY_PREFIX, Upstream,
+    RuntimeConfig, UPSTREAM_KEY_PREFIX, Upstream,
 };
 use crate::money::{PicoPerToken, Price};
 use crate::names::EnvName;
@@ -202,8 +203,45 @@ fn runtime(
     {
         errors.at(&r.token_env, format!("{field}.token_env"), "token_env and base_url_env must differ");
     }
+    let config = runtime_config(r, &field, protocol, errors);
     let (protocol, base_url_env, token_env) = (protocol?, base?, token?);
-    Some(Runtime { id: id.to_owned(), protocol, base_url_env, token_env, model_env: model, context_window_env: window })
+    Some(Runtime {
+        id: id.to_owned(),
+        protocol,
+        base_url_env,
+        token_env,
+        model_env: model,
+        context_window_env: window,
+        config,
+    })
+}
+
+/// A runtime's `config`: a known kind, and `codex` only for the `openai` protocol (Codex
+/// speaks the Responses API).
+fn runtime_config(
+    r: &RawRuntime,
+    field: &str,
+    protocol: Option<Protocol>,
+    errors: &mut Errors<'_>,
+) -> Option<RuntimeConfig> {
+    let raw = r.config.as_ref()?;
+    let Ok(config) = raw.value.parse::<RuntimeConfig>() else {
+        let known: Vec<&str> = RuntimeConfig::VARIANTS.iter().map(|c| c.as_str()).collect();
+        errors.at(
+            raw,
+            format!("{field}.config"),
+            format!("unknown config `{}`: use one of {}", raw.value, known.join(", ")),
+        );
+        return None;
+    };
+    if config == RuntimeConfig::Codex && protocol.is_some_and(|p| p != Protocol::Openai) {
+        errors.at(
+            raw,
+            format!("{field}.config"),
+            "config `codex` needs protocol `openai`: Codex speaks the Responses API",
+        );
+    }
+    Some(config)
 }
 
 impl Runtimes {

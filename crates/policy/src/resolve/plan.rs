@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::types::{BillingMode, CredentialRef, Dropped, ErrorCode, ResolutionError};
 use super::{Resolver, err};
+use crate::codex::{self, CodexConfig};
 use crate::names::EnvName;
 use crate::registry::{LLM_BILLING_MODE, LLM_PROVIDER, Provider, Runtime};
 use crate::secret::{MergedSecret, Origin, SecretValue};
@@ -34,6 +35,7 @@ pub struct PlanEntry {
 #[derive(Clone, Debug, Default)]
 pub struct EnvPlan {
     entries: BTreeMap<EnvName, PlanEntry>,
+    codex: Option<CodexConfig>,
 }
 
 /// The text `explain` and the CLI print in place of a secret value.
@@ -42,6 +44,12 @@ pub const REDACTED: &str = "<redacted>";
 impl EnvPlan {
     fn set(&mut self, name: EnvName, origin: Origin, value: PlanValue) {
         self.entries.insert(name, PlanEntry { origin, value });
+    }
+
+    /// Codex's configuration, for a runtime configured the Codex way (DESIGN.md section 12):
+    /// what `tollgate exec` writes to `$CODEX_HOME`. Names and URLs, no value.
+    pub fn codex(&self) -> Option<&CodexConfig> {
+        self.codex.as_ref()
     }
 
     /// The entry for `name`.
@@ -121,6 +129,27 @@ impl Resolver<'_> {
         }
         self.inject_common(&mut plan, runtime, mode, provider);
         self.out.credentials.sort_by(|a, b| a.name.cmp(&b.name));
+        // Only credentials with a value: Codex must not be pointed at a variable that is empty.
+        let credentials: Vec<&str> = self
+            .out
+            .credentials
+            .iter()
+            .filter(|c| c.origin == Origin::Tollgate || self.secrets.get(&c.name).is_some_and(MergedSecret::is_present))
+            .map(|c| c.name.as_str())
+            .collect();
+        plan.codex = codex::decide(&codex::Decision {
+            runtime,
+            mode,
+            provider,
+            model: self.out.effective_model.as_deref(),
+            credentials: &credentials,
+            workspace_routing: kept_routing,
+            public_url: self.ctx.public_url,
+        });
+        if let Some(c) = &plan.codex {
+            let line = format!("codex config: {}", c.describe());
+            self.trace(line);
+        }
         Ok(plan)
     }
 

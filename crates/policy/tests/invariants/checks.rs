@@ -203,6 +203,19 @@ pub(crate) fn check_i3(case: &Case) -> Result<(), TestCaseError> {
             case,
             || format!("platform_managed credentials are not exactly the workspace token\n{}", ctx()),
         )?;
+        // Codex ignores the routing name: its own configuration must say the same.
+        let want_codex = (runtime.config() == Some(RuntimeConfig::Codex)).then(|| CodexProvider::Endpoint {
+            base_url: BaseUrl::Url(proxy.clone()),
+            env_key: EnvName::parse(WORKSPACE_TOKEN_ENV).unwrap_or_else(|e| panic!("{e}")),
+            wire_api: WireApi::Responses,
+        });
+        ensure(plan.codex().map(|c| &c.provider) == want_codex.as_ref(), case, || {
+            format!(
+                "platform_managed Codex config {:?} is not the proxy with {WORKSPACE_TOKEN_ENV}\n{}",
+                plan.codex(),
+                ctx()
+            )
+        })?;
     }
     Ok(())
 }
@@ -238,6 +251,7 @@ pub(crate) fn check_i4(case: &Case) -> Result<(), TestCaseError> {
                 })?;
             }
         }
+        check_i4_codex(case, plan, provider, &ctx)?;
         for c in &res.credentials {
             ensure(c.origin != Origin::Org || provider.accepts_credential(&c.name), case, || {
                 format!("byok credentials list the org credential {} outside auth_env\n{}", c.name, ctx())
@@ -245,6 +259,37 @@ pub(crate) fn check_i4(case: &Case) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+/// I4 for Codex's own configuration: it never points at the proxy, and the variable it
+/// authenticates with is one of the provider's `auth_env` that the plan holds.
+fn check_i4_codex(
+    case: &Case,
+    plan: &EnvPlan,
+    provider: &tollgate_policy::Provider,
+    ctx: &dyn Fn() -> String,
+) -> Result<(), TestCaseError> {
+    let is_codex = case.registry.runtime(&case.ws.runtime).and_then(|r| r.config()) == Some(RuntimeConfig::Codex);
+    ensure(plan.codex().is_some() == is_codex, case, || {
+        format!("byok Codex config present iff runtime codex\n{}", ctx())
+    })?;
+    let Some(codex) = plan.codex() else { return Ok(()) };
+    let held = |name: &str| {
+        provider.accepts_credential(name)
+            && plan.get(name).is_some_and(|e| matches!(&e.value, PlanValue::Secret(v) if !v.is_empty()))
+    };
+    match &codex.provider {
+        CodexProvider::Endpoint { base_url, env_key, .. } => {
+            let url_ok = match base_url {
+                BaseUrl::Url(u) => !points_at_proxy(&case.public, u),
+                BaseUrl::Env(name) => plan.contains(name.as_str()),
+            };
+            ensure(url_ok && held(env_key.as_str()), case, || format!("byok Codex config {codex:?}\n{}", ctx()))
+        }
+        CodexProvider::ChatgptLogin { auth_json_env } => {
+            ensure(held(auth_json_env.as_str()), case, || format!("byok Codex login {codex:?}\n{}", ctx()))
+        }
+    }
 }
 
 pub(crate) fn check_i5(case: &Case) -> Result<(), TestCaseError> {

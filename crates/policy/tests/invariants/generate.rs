@@ -111,6 +111,11 @@ impl RegistryDesc {
                     let _ = write!(y, ", model_env: {}", r.base_url_env);
                 }
             }
+            // A `codex` runtime of the openai protocol is configured the Codex way, so that the
+            // plans' Codex configurations are checked too.
+            if r.id == "codex" && !r.anthropic {
+                y.push_str(", config: codex");
+            }
             y.push_str("}\n");
         }
         let _ = writeln!(y, "llm_env: {}", list(&self.llm_env));

@@ -27,6 +27,8 @@ use proptest::sample::{Index, select, subsequence};
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{FileFailurePersistence, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use secrecy::ExposeSecret;
+use tollgate_policy::codex::{BaseUrl, CodexProvider, WORKSPACE_TOKEN_ENV, WireApi};
+use tollgate_policy::registry::RuntimeConfig;
 use tollgate_policy::{
     BillingMode, Context, EnvName, EnvPlan, ErrorCode, MergedSecrets, ModeSource, OrgSpec, Origin, PlanValue, Protocol,
     PublicUrl, Registry, Resolution, Resolved, SecretName, SecretState, SecretValue, WorkspaceKind, WorkspaceSpec,

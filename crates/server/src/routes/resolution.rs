@@ -143,5 +143,6 @@ pub(super) async fn pull(
         Err(resolution) => return Err(ApiError::Resolution(resolution)),
     };
     let env = Env(plan.render(&token));
-    Ok(Json(Pulled { resolution, env }))
+    let codex = plan.codex().cloned();
+    Ok(Json(Pulled { resolution, env, codex }))
 }

@@ -12,6 +12,7 @@ both_backends!(
     read_endpoint_reports_failures_with_200,
     pull_fails_with_422_when_the_state_changes,
     changes_publish_cache_invalidations,
+    the_pull_carries_codex_settings_for_codex_only,
 );
 
 fn keys(v: &Value) -> Vec<&str> {
@@ -216,4 +217,32 @@ async fn changes_publish_cache_invalidations(backend: Backend) {
     let (o, w) = (format!("org:{org}"), format!("ws:{ws}"));
     let seen: Vec<String> = seen.iter().map(tollgate_store::Invalidation::encode).collect();
     assert_eq!(seen, [o.clone(), w.clone(), w.clone(), w.clone(), o, w.clone(), w]);
+}
+
+/// The pull of a `codex` workspace carries Codex's settings next to `env` (names and URLs,
+/// never the token); other runtimes' pulls have no `codex` key.
+async fn the_pull_carries_codex_settings_for_codex_only(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let org = app.org("codex").await;
+    let codex = app.workspace(&org, "c", "codex", json!({"model": "platform/gpt"})).await;
+    let claude = app.workspace(&org, "a", "claude-code", json!({"model": "platform/sonnet"})).await;
+    let token = app.provision(&codex, None).await.assert_status(200)["token"].as_str().unwrap().to_owned();
+    let pulled = app.pull(&codex, &token).await.assert_status(200).clone();
+    assert_eq!(keys(&pulled), ["codex", "env", "resolution"]);
+    assert_eq!(
+        pulled["codex"],
+        json!({
+            "provider": {
+                "kind": "endpoint",
+                "base_url": {"url": "http://tollgate.test:8080/openai/v1"},
+                "env_key": "TOLLGATE_WORKSPACE_TOKEN",
+                "wire_api": "responses"
+            },
+            "model": "platform/gpt"
+        })
+    );
+    assert!(!pulled["codex"].to_string().contains("tg_ws_"));
+    let token = app.provision(&claude, None).await.assert_status(200)["token"].as_str().unwrap().to_owned();
+    let pulled = app.pull(&claude, &token).await.assert_status(200).clone();
+    assert_eq!(keys(&pulled), ["env", "resolution"]);
 }
