@@ -26,7 +26,7 @@ pub(crate) struct Args {
     /// A providers.yaml replacing the embedded registry.
     #[arg(long, env = "TOLLGATE_PROVIDERS")]
     providers: Option<PathBuf>,
-    /// The URL workspaces use to reach this server (default: http://<listen address>).
+    /// The URL workspaces use to reach this server (default: http://LISTEN_ADDRESS, the --listen address).
     #[arg(long, env = "TOLLGATE_PUBLIC_URL")]
     public_url: Option<String>,
     /// Seed an example org with one workspace per interesting case and print their resolutions.

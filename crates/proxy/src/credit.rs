@@ -295,7 +295,7 @@ impl Credit {
     /// the in-flight requests have ended).
     ///
     /// Requests whose responses have ended may still be settling (a body's guard drops after
-    /// its last byte is sent): it first waits, up to [`SETTLE_WAIT`], until no request holds
+    /// its last byte is sent): it first waits, up to 10 s, until no request holds
     /// a reservation, so that their rows are written here rather than lost.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         let deadline = Instant::now() + SETTLE_WAIT;

@@ -1,9 +1,9 @@
 //! Tollgate's HTTP API (DESIGN.md section 9): the admin routes, provisioning, the secrets
 //! pull, health, metrics and the OpenAPI document.
 //!
-//! This is the only crate that knows HTTP and the JSON shapes of the API. It decides nothing
-//! about billing modes or credentials: every route that needs a decision loads the stored
-//! state and calls [`tollgate_policy::resolve`], so the read endpoint, provisioning and the
+//! The API's JSON shapes are described here once ([`api`]; the CLI's admin client uses the
+//! same types). It decides nothing about billing modes or credentials: every route that needs
+//! a decision loads the stored state and calls [`fn@tollgate_policy::resolve`], so the read endpoint, provisioning and the
 //! pull agree by construction (invariant I2).
 //!
 //! Secret values and tokens appear in exactly two response bodies (the provision response

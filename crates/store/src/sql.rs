@@ -43,7 +43,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `url` (`sqlite://PATH`) and migrates it.
     ///
     /// The database file and its `-wal` and `-shm` companions are readable by the owner only
-    /// (0600), whatever the umask; see [`restrict_database_files`].
+    /// (0600), whatever the umask (`restrict_database_files`).
     pub async fn connect(url: &str, key: MasterKey) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?;
         restrict_database_files(options.get_filename()).map_err(sqlx::Error::Io)?;
