@@ -284,7 +284,26 @@ fn command_not_found_and_usage_errors() {
     assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
     assert_eq!(exec(&[], &[]).status.code(), Some(2), "a command is required without --check");
     assert_eq!(exec(&[], &["--secrets-dir", "/tmp/x", "--", "true"]).status.code(), Some(2), "needs --pull");
-    assert_eq!(exec(&[], &["--pull-timeout", "5h", "--", "true"]).status.code(), Some(2));
+    assert_eq!(exec(&[], &["--pull-timeout", "5 parsecs", "--", "true"]).status.code(), Some(2));
+    assert_eq!(exec(&[], &["--pull-timeout", "-1s", "--", "true"]).status.code(), Some(2));
+    assert_eq!(exec(&[], &["--pull-timeout", "1m 30s", "--", "true"]).status.code(), Some(0), "humantime spelling");
+}
+
+/// A workspace id that is not one (here, one that would add path segments) is refused before
+/// anything is sent: 78, naming the variable, echoing neither the id nor the token.
+#[test]
+fn a_malformed_workspace_id_is_a_configuration_error() {
+    let url = format!("http://127.0.0.1:{}", unused_port());
+    let bad_id = "ws/../../admin/orgs";
+    let out = exec(
+        &[("TOLLGATE_URL", &url), ("TOLLGATE_WORKSPACE_ID", bad_id), ("TOLLGATE_WORKSPACE_TOKEN", UNKNOWN_TOKEN)],
+        &["--pull", "--pull-timeout", "5s", "--", "true"],
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("TOLLGATE_WORKSPACE_ID is not a valid workspace id"), "{err}");
+    assert!(!err.contains("retrying"), "nothing is sent: {err}");
+    assert_no_values(&out, &[UNKNOWN_TOKEN, bad_id]);
 }
 
 /// The server refuses the token: 78, naming the variable to fix, never the token. So is a
@@ -355,7 +374,7 @@ fn unreachable_server_is_retried_until_the_bound() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "took {took:?}");
     let err = text(&out.stderr);
-    assert!(err.contains("retrying for up to 1.0s") && err.contains("TOLLGATE_URL"), "{err}");
+    assert!(err.contains("retrying for up to 1s") && err.contains("TOLLGATE_URL"), "{err}");
     let attempts: u32 =
         err.split("gave up after ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
     assert!(attempts >= 3, "backoff retries several times within 1s: {err}");

@@ -216,6 +216,37 @@ fn admin_walkthrough_and_exit_codes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An org or workspace id argument that is not an id is a usage error (exit 2) before any
+/// request, and the admin token is never printed.
+#[test]
+fn malformed_id_arguments_are_usage_errors() {
+    let token = "tg_admin_never-printed-by-usage-errors";
+    for args in [
+        &["org", "get", "a/b"][..],
+        &["org", "credit", "", "--delta-micros", "1", "--reason", "x"],
+        &["workspace", "delete", "../orgs"],
+        &["workspace", "list", "--org", "a b"],
+        &["workspace", "create", "--org", "x?y", "--name", "n", "--runtime", "codex"],
+        &["org", "secret", "list", "*"],
+        &["workspace", "secret", "set", "a:b", "NAME"],
+        &["provision", "a/b"],
+        &["billing-mode", "a%2Fb"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("admin")
+            .args(args)
+            .env("TOLLGATE_ADMIN_URL", "http://127.0.0.1:9")
+            .env("TOLLGATE_ADMIN_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("not a valid"), "{args:?}: {err}");
+        assert!(!err.contains(token) && !String::from_utf8_lossy(&out.stdout).contains(token));
+    }
+}
+
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let dir = data_dir("sigterm");
