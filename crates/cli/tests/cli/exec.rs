@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tollgate_upstream::REPLY;
 
-use crate::clients::{ADMIN_TOKEN, Stack, clean_command, run, summary, temp_home};
+use crate::clients::{ADMIN_TOKEN, Books, Stack, clean_command, run, summary, temp_home};
 use crate::serve::{data_dir, start, start_on};
 
 /// The tenant-wide Claude subscription token of seed 000, inherited by every workspace.
@@ -25,13 +25,9 @@ const MINIMAX_KEY: &str = "mm-own-key-of-the-exec-test-workspace";
 /// A well-formed workspace token no server has minted.
 const UNKNOWN_TOKEN: &str = "tg_ws_0123456789abcdefghijABCDEFGHIJ0123456789abc";
 
-fn tollgate_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_tollgate"))
-}
-
 /// `tollgate exec ARGS` with only `PATH` and `vars` in its environment.
 fn exec(vars: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(tollgate_bin());
+    let mut cmd = Command::new(crate::bin());
     cmd.arg("exec").args(args).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
     for (k, v) in vars {
         cmd.env(k, v);
@@ -64,7 +60,7 @@ fn pull_vars<'a>(stack: &'a Stack, ws: &'a str, token: &'a str) -> [(&'static st
 
 /// `tollgate admin <scope> secret set OWNER NAME` with the value on standard input.
 fn set_secret(url: &str, scope: &str, owner: &str, name: &str, value: &str) {
-    let mut child = Command::new(tollgate_bin())
+    let mut child = Command::new(crate::bin())
         .args(["admin", scope, "secret", "set", owner, name])
         .env("TOLLGATE_ADMIN_URL", url)
         .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -111,7 +107,7 @@ fn platform_workspace(stack: &Stack, name: &str) -> (String, String) {
 /// and a stray API key. After the pull only the workspace token remains, pointed at the proxy.
 #[test]
 fn pull_platform_managed_drops_stray_credentials_and_routes_to_the_proxy() {
-    let stack = Stack::start("exec-platform");
+    let stack = Stack::start(crate::bin(), "exec-platform");
     let (ws, token) = platform_workspace(&stack, "platform");
     let mut vars = pull_vars(&stack, &ws, &token).to_vec();
     vars.extend([
@@ -137,7 +133,7 @@ fn pull_platform_managed_drops_stray_credentials_and_routes_to_the_proxy() {
 /// org's OAuth token (dropped by the plan) nor an inherited one (dropped by normalisation).
 #[test]
 fn pull_byok_minimax_gets_its_own_endpoint_and_key_and_no_oauth_token() {
-    let stack = Stack::start("exec-minimax");
+    let stack = Stack::start(crate::bin(), "exec-minimax");
     let (ws, token) = minimax_workspace(&stack, "dev-b");
     let mut vars = pull_vars(&stack, &ws, &token).to_vec();
     vars.push(("CLAUDE_CODE_OAUTH_TOKEN", STRAY_OAUTH));
@@ -171,7 +167,7 @@ fn pull_byok_minimax_gets_its_own_endpoint_and_key_and_no_oauth_token() {
 #[test]
 fn claude_code_under_exec_answers_through_the_proxy() {
     let claude = crate::clients::claude();
-    let stack = Stack::start("exec-claude");
+    let stack = Stack::start(crate::bin(), "exec-claude");
     let (ws, token) = platform_workspace(&stack, "claude");
     let home = temp_home("exec-claude");
     let mut vars = pull_vars(&stack, &ws, &token).to_vec();
@@ -180,7 +176,7 @@ fn claude_code_under_exec_answers_through_the_proxy() {
         ("CLAUDE_CODE_OAUTH_TOKEN", STRAY_OAUTH),
         ("ANTHROPIC_API_KEY", STRAY_API_KEY),
     ]);
-    let mut cmd = clean_command(tollgate_bin(), &home, &vars);
+    let mut cmd = clean_command(crate::bin(), &home, &vars);
     cmd.args(["exec", "--pull", "--"]).arg(&claude).args(["-p", "Say hello"]);
     let out = run(cmd, "tollgate exec --pull -- claude -p");
     let _ = std::fs::remove_dir_all(&home);
@@ -262,7 +258,7 @@ fn disabled_and_legacy_run_the_command_in_place() {
     assert!(err.contains("warning") && err.contains("LLM_PROVIDER is not set"), "{err}");
     assert_eq!(env_of(&out)["CLAUDE_CODE_OAUTH_TOKEN"], STRAY_OAUTH, "legacy: nothing dropped by provider");
 
-    let child = Command::new(tollgate_bin())
+    let child = Command::new(crate::bin())
         .args(["exec", "--", "sh", "-c", "echo $$"])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -310,7 +306,7 @@ fn a_malformed_workspace_id_is_a_configuration_error() {
 /// plan that no longer resolves (422) and a token that is not a workspace token at all.
 #[test]
 fn refused_pulls_exit_78_and_name_the_variable() {
-    let stack = Stack::start("exec-refused");
+    let stack = Stack::start(crate::bin(), "exec-refused");
     let (ws, token) = minimax_workspace(&stack, "refused");
     let (other_ws, other_token) = platform_workspace(&stack, "other");
     let run_pull = |vars: &[(&str, &str)]| exec(vars, &["--pull", "--pull-timeout", "5s", "--", "true"]);
@@ -339,7 +335,7 @@ fn refused_pulls_exit_78_and_name_the_variable() {
     assert!(err.contains("TOLLGATE_WORKSPACE_ID, TOLLGATE_WORKSPACE_TOKEN"), "{err}");
 
     // The workspace loses its key: the pull answers 422 MISSING_BYOK_CREDENTIAL.
-    let out = Command::new(tollgate_bin())
+    let out = Command::new(crate::bin())
         .args(["admin", "workspace", "secret", "delete", &ws, "MINIMAX_API_KEY"])
         .env("TOLLGATE_ADMIN_URL", stack.url())
         .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -390,7 +386,7 @@ fn pull_waits_for_a_server_that_starts_late() {
     let server = start(&dir, &[], &env);
     let url = server.url.clone();
     let admin = |args: &[&str]| {
-        let out = Command::new(tollgate_bin())
+        let out = Command::new(crate::bin())
             .arg("admin")
             .args(args)
             .arg("--json")
@@ -418,7 +414,7 @@ fn pull_waits_for_a_server_that_starts_late() {
     let token = admin(&["provision", &ws])["token"].as_str().unwrap().to_owned();
     drop(server);
 
-    let child = Command::new(tollgate_bin())
+    let child = Command::new(crate::bin())
         .args(["exec", "--pull", "--pull-timeout", "60s", "--", "env"])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -442,7 +438,7 @@ fn pull_waits_for_a_server_that_starts_late() {
 /// `--check` prints the decision, names and reasons only, and runs nothing.
 #[test]
 fn check_prints_names_and_reasons_never_values() {
-    let stack = Stack::start("exec-check");
+    let stack = Stack::start(crate::bin(), "exec-check");
     let (ws, token) = minimax_workspace(&stack, "check");
     let marker = std::env::temp_dir().join(format!("tollgate-exec-check-{}", std::process::id()));
     let mut vars = pull_vars(&stack, &ws, &token).to_vec();
@@ -483,7 +479,7 @@ fn mode(p: &Path) -> u32 {
 /// value; a file left for a variable that is now removed is deleted; no temporary file remains.
 #[test]
 fn secrets_dir_holds_the_plan_in_private_files() {
-    let stack = Stack::start("exec-secrets-dir");
+    let stack = Stack::start(crate::bin(), "exec-secrets-dir");
     let (ws, token) = minimax_workspace(&stack, "files");
     let root = std::env::temp_dir().join(format!("tollgate-exec-secrets-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
