@@ -130,6 +130,15 @@ impl Server {
         let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
         (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
     }
+
+    /// `tollgate admin ARGS --json` against this server with `token`; it must succeed: the JSON
+    /// it printed.
+    pub fn admin_json(&self, token: &str, args: &[&str]) -> Value {
+        let args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+        let (code, stdout, stderr) = self.admin(token, &args, None);
+        assert_eq!(code, 0, "tollgate admin {args:?}: {stderr}\n{stdout}");
+        serde_json::from_str(&stdout).unwrap()
+    }
 }
 
 /// The admin token of every [`Stack`].
@@ -213,12 +222,17 @@ impl Stack {
         self.server.as_mut().unwrap().terminate()
     }
 
-    /// `tollgate admin ARGS --json` against this server; it must succeed.
+    /// `tollgate admin ARGS --json` against this server; it must succeed: the JSON it printed.
     pub fn admin(&self, args: &[&str]) -> Value {
-        let args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
-        let (code, stdout, stderr) = self.server().admin(ADMIN_TOKEN, &args, None);
+        self.server().admin_json(ADMIN_TOKEN, args)
+    }
+
+    /// `tollgate admin ARGS` (no `--json`) against this server with `stdin` piped in (e.g. a
+    /// secret value) or closed; it must succeed: what it printed.
+    pub fn admin_text(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (code, stdout, stderr) = self.server().admin(ADMIN_TOKEN, args, stdin);
         assert_eq!(code, 0, "tollgate admin {args:?}: {stderr}\n{stdout}");
-        serde_json::from_str(&stdout).unwrap()
+        stdout
     }
 
     /// A workspace on `runtime` with `model`, provisioned platform-managed: its token and env

@@ -5,7 +5,6 @@
 //! them to a real environment and a real pull, and what reaches the command.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -58,26 +57,10 @@ fn pull_vars<'a>(stack: &'a Stack, ws: &'a str, token: &'a str) -> [(&'static st
     [("TOLLGATE_URL", stack.url()), ("TOLLGATE_WORKSPACE_ID", ws), ("TOLLGATE_WORKSPACE_TOKEN", token)]
 }
 
-/// `tollgate admin <scope> secret set OWNER NAME` with the value on standard input.
-fn set_secret(url: &str, scope: &str, owner: &str, name: &str, value: &str) {
-    let mut child = Command::new(crate::bin())
-        .args(["admin", scope, "secret", "set", owner, name])
-        .env("TOLLGATE_ADMIN_URL", url)
-        .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(value.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "secret set {name}: {}", text(&out.stderr));
-}
-
 /// A BYOK MiniMax workspace as in seed 000's drain (the tenant's OAuth token on the org, the
 /// workspace's own key), provisioned: its id and token.
 fn minimax_workspace(stack: &Stack, name: &str) -> (String, String) {
-    set_secret(stack.url(), "org", &stack.org, "CLAUDE_CODE_OAUTH_TOKEN", STRAY_OAUTH);
+    stack.admin_text(&["org", "secret", "set", &stack.org, "CLAUDE_CODE_OAUTH_TOKEN"], Some(STRAY_OAUTH));
     let ws = stack.admin(&[
         "workspace",
         "create",
@@ -91,7 +74,7 @@ fn minimax_workspace(stack: &Stack, name: &str) -> (String, String) {
         "MiniMax-M2.7",
     ]);
     let ws = ws["id"].as_str().unwrap().to_owned();
-    set_secret(stack.url(), "workspace", &ws, "MINIMAX_API_KEY", MINIMAX_KEY);
+    stack.admin_text(&["workspace", "secret", "set", &ws, "MINIMAX_API_KEY"], Some(MINIMAX_KEY));
     let provisioned = stack.admin(&["provision", &ws]);
     assert_eq!(provisioned["resolution"]["resolved_mode"], "byok", "{provisioned}");
     (ws, provisioned["token"].as_str().unwrap().to_owned())
@@ -335,13 +318,7 @@ fn refused_pulls_exit_78_and_name_the_variable() {
     assert!(err.contains("TOLLGATE_WORKSPACE_ID, TOLLGATE_WORKSPACE_TOKEN"), "{err}");
 
     // The workspace loses its key: the pull answers 422 MISSING_BYOK_CREDENTIAL.
-    let out = Command::new(crate::bin())
-        .args(["admin", "workspace", "secret", "delete", &ws, "MINIMAX_API_KEY"])
-        .env("TOLLGATE_ADMIN_URL", stack.url())
-        .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    stack.admin_text(&["workspace", "secret", "delete", &ws, "MINIMAX_API_KEY"], None);
     let out = run_pull(&pull_vars(&stack, &ws, &token));
     assert_eq!(out.status.code(), Some(78));
     let err = text(&out.stderr);
@@ -385,18 +362,7 @@ fn pull_waits_for_a_server_that_starts_late() {
     let env = [("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)];
     let server = start(&dir, &[], &env);
     let url = server.url.clone();
-    let admin = |args: &[&str]| {
-        let out = Command::new(crate::bin())
-            .arg("admin")
-            .args(args)
-            .arg("--json")
-            .env("TOLLGATE_ADMIN_URL", &url)
-            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let admin = |args: &[&str]| server.admin_json(ADMIN_TOKEN, args);
     let org = admin(&["org", "create", "late"])["id"].as_str().unwrap().to_owned();
     let ws = admin(&[
         "workspace",
