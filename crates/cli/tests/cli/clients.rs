@@ -134,6 +134,24 @@ pub(crate) fn run(mut cmd: Command, what: &str) -> Output {
     Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
+/// Runs the client `cmd` (set up by [`clean_command`] in `home`, removed afterwards) against
+/// `stack`; it must exit 0, or the failure shows its output and what the upstream saw. Its
+/// stdout, stderr, and every request the upstream has seen by then.
+pub(crate) fn run_client(stack: &Stack, cmd: Command, home: &Path, what: &str) -> (String, String, Vec<Recorded>) {
+    let out = run(cmd, what);
+    let _ = std::fs::remove_dir_all(home);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let seen = stack.upstream.requests();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{stderr}\nupstream saw {:#?}",
+        out.status,
+        summary(&seen)
+    );
+    (stdout, stderr, seen)
+}
+
 /// Runs a client script with the venv's interpreter; its stdout is one JSON object.
 fn run_python(name: &str, base_url: &str, token: &str, model: &str) -> Value {
     let home = temp_home(name);
@@ -617,17 +635,7 @@ fn codex_cli_through_the_proxy_is_billed_exactly() {
         ],
     );
     cmd.args(["exec", "--skip-git-repo-check", "say hi"]);
-    let out = run(cmd, "codex exec");
-    let _ = std::fs::remove_dir_all(&home);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let seen = stack.upstream.requests();
-    assert!(
-        out.status.success(),
-        "codex exec failed ({}):\n{stdout}\n{stderr}\nupstream saw {:#?}",
-        out.status,
-        summary(&seen)
-    );
+    let (stdout, stderr, seen) = run_client(&stack, cmd, &home, "codex exec");
     assert_eq!(stdout.trim(), REPLY, "stderr:\n{stderr}");
     assert!(!seen.is_empty());
     for r in &seen {
@@ -666,17 +674,7 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
         ],
     );
     cmd.args(["-p", "Say hello"]);
-    let out = run(cmd, "claude -p");
-    let _ = std::fs::remove_dir_all(&home);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let seen = stack.upstream.requests();
-    assert!(
-        out.status.success(),
-        "claude -p failed ({}):\n{stdout}\n{stderr}\nupstream saw {:#?}",
-        out.status,
-        summary(&seen)
-    );
+    let (stdout, stderr, seen) = run_client(&stack, cmd, &home, "claude -p");
     assert_eq!(stdout.trim(), REPLY, "stderr:\n{stderr}");
     // Told the platform model's window by the plan, Claude Code does not guess one.
     assert_eq!(plan(&env, "CLAUDE_CODE_MAX_CONTEXT_TOKENS"), "200000");
@@ -699,16 +697,7 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
         ],
     );
     cmd.args(["-p", "Say hello", "--output-format", "json"]);
-    let out = run(cmd, "claude -p --output-format json");
-    let _ = std::fs::remove_dir_all(&home);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let seen = stack.upstream.requests();
-    assert!(
-        out.status.success(),
-        "claude -p (x-api-key) failed:\n{stdout}\n{stderr}\nupstream saw {:#?}",
-        summary(&seen)
-    );
+    let (stdout, _, seen) = run_client(&stack, cmd, &home, "claude -p --output-format json");
     let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(result["is_error"], false, "{result}");
     assert_eq!(result["result"], REPLY);

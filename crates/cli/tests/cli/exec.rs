@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tollgate_upstream::REPLY;
 
-use crate::clients::{ADMIN_TOKEN, Books, Stack, clean_command, run, summary, temp_home};
+use crate::clients::{ADMIN_TOKEN, Books, Stack, clean_command, run_client, temp_home};
 use crate::serve::{data_dir, start, start_on};
 
 /// The tenant-wide Claude subscription token of seed 000, inherited by every workspace.
@@ -46,7 +46,11 @@ fn env_of(out: &Output) -> BTreeMap<String, String> {
 
 /// Fails if any of `secrets` appears in stdout or stderr.
 fn assert_no_values(out: &Output, secrets: &[&str]) {
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_not_printed(&format!("{}{}", text(&out.stdout), text(&out.stderr)), secrets);
+}
+
+/// Fails if any of `secrets` appears in `all`, what a command printed.
+fn assert_not_printed(all: &str, secrets: &[&str]) {
     for s in secrets {
         assert!(!all.contains(s), "a secret value was printed:\n{all}");
     }
@@ -161,17 +165,7 @@ fn claude_code_under_exec_answers_through_the_proxy() {
     ]);
     let mut cmd = clean_command(crate::bin(), &home, &vars);
     cmd.args(["exec", "--pull", "--"]).arg(&claude).args(["-p", "Say hello"]);
-    let out = run(cmd, "tollgate exec --pull -- claude -p");
-    let _ = std::fs::remove_dir_all(&home);
-    let stdout = text(&out.stdout);
-    let stderr = text(&out.stderr);
-    let seen = stack.upstream.requests();
-    assert!(
-        out.status.success(),
-        "claude under exec failed ({}):\n{stdout}\n{stderr}\nupstream saw {:#?}",
-        out.status,
-        summary(&seen)
-    );
+    let (stdout, stderr, seen) = run_client(&stack, cmd, &home, "tollgate exec --pull -- claude -p");
     assert_eq!(stdout.trim(), REPLY, "stderr:\n{stderr}");
     assert!(!stderr.contains("assumes a context window"), "the plan gave Claude Code its window:\n{stderr}");
     assert!(!seen.is_empty());
@@ -189,7 +183,7 @@ fn claude_code_under_exec_answers_through_the_proxy() {
     // by exactly the stand-in's usage at the registry's prices.
     let total = stack.check_upstream_and_ledger(&[&token]);
     assert!(total > 0);
-    assert_no_values(&out, &[STRAY_OAUTH, STRAY_API_KEY, &token]);
+    assert_not_printed(&format!("{stdout}{stderr}"), &[STRAY_OAUTH, STRAY_API_KEY, &token]);
 }
 
 /// Preflight (DESIGN.md section 7 step 5): no silent fallback. The command does not run and
