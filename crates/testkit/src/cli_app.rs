@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use tollgate_policy::Registry;
 use tollgate_upstream::Upstream;
 
 /// A running `tollgate serve`, killed on drop.
@@ -159,6 +160,7 @@ pub struct Stack {
     /// The stand-in upstream.
     pub upstream: Upstream,
     http: reqwest::Client,
+    registry: Registry,
     /// The org's id.
     pub org: String,
     dir: PathBuf,
@@ -173,16 +175,34 @@ impl Drop for Stack {
 }
 
 impl Stack {
-    /// Starts a stack named `name` (unique within the test process) with the binary `bin`.
+    /// Starts a stack named `name` (unique within the test process) with the binary `bin` and
+    /// the embedded registry.
     pub fn start(bin: &Path, name: &str) -> Stack {
+        Stack::start_with(bin, name, |_| None)
+    }
+
+    /// [`Stack::start`] with `tollgate serve --providers FILE` when `registry` returns a
+    /// registry's YAML (given the stack's runtime, to start more stand-ins on).
+    pub fn start_with(
+        bin: &Path,
+        name: &str,
+        registry: impl FnOnce(&tokio::runtime::Runtime) -> Option<String>,
+    ) -> Stack {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let upstream = rt.block_on(Upstream::start()).unwrap();
         let dir = data_dir(&format!("clients-{name}"));
         let url = upstream.url();
+        let yaml = registry(&rt);
+        let providers = dir.with_extension("providers.yaml");
+        let mut args = Vec::new();
+        if let Some(yaml) = &yaml {
+            std::fs::write(&providers, yaml).unwrap();
+            args = vec!["--providers", providers.to_str().unwrap()];
+        }
         let server = Server::start(
             bin,
             &dir,
-            &[],
+            &args,
             &[
                 ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
                 ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", &url),
@@ -191,11 +211,24 @@ impl Stack {
                 ("TOLLGATE_UPSTREAM_OPENAI_KEY", OPENAI_KEY),
             ],
         );
-        let mut stack =
-            Stack { server: Some(server), upstream, http: reqwest::Client::new(), org: String::new(), dir, rt };
+        let registry = yaml.map_or_else(|| Registry::embedded().unwrap(), |y| Registry::parse("test", &y).unwrap());
+        let mut stack = Stack {
+            server: Some(server),
+            upstream,
+            http: reqwest::Client::new(),
+            registry,
+            org: String::new(),
+            dir,
+            rt,
+        };
         let org = stack.admin(&["org", "create", &format!("clients-{name}"), "--credit-micros", &CREDIT.to_string()]);
         stack.org = org["id"].as_str().unwrap().to_owned();
         stack
+    }
+
+    /// The registry the server runs with.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     fn server(&self) -> &Server {
@@ -235,9 +268,9 @@ impl Stack {
         stdout
     }
 
-    /// A workspace on `runtime` with `model`, provisioned platform-managed: its token and env
-    /// plan.
-    pub fn workspace(&self, name: &str, runtime: &str, model: &str) -> (String, BTreeMap<String, String>) {
+    /// A workspace on `runtime` with `model` and workspace `secrets`, provisioned: the
+    /// provision response (`resolution`, `env`, `token`).
+    pub fn provisioned(&self, name: &str, runtime: &str, model: &str, secrets: &[(&str, &str)]) -> Value {
         let ws = self.admin(&[
             "workspace",
             "create",
@@ -250,7 +283,27 @@ impl Stack {
             "--model",
             model,
         ]);
-        let provisioned = self.admin(&["provision", ws["id"].as_str().unwrap()]);
+        let id = ws["id"].as_str().unwrap();
+        for (secret, value) in secrets {
+            self.rt.block_on(async {
+                let r = self
+                    .http
+                    .put(format!("{}/admin/workspaces/{id}/secrets/{secret}", self.url()))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&json!({ "value": value }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "PUT secret {secret}: {}", r.status());
+            });
+        }
+        self.admin(&["provision", id])
+    }
+
+    /// A workspace on `runtime` with `model`, provisioned platform-managed: its token and env
+    /// plan.
+    pub fn workspace(&self, name: &str, runtime: &str, model: &str) -> (String, BTreeMap<String, String>) {
+        let provisioned = self.provisioned(name, runtime, model, &[]);
         assert_eq!(provisioned["resolution"]["resolved_mode"], "platform_managed", "{provisioned}");
         let token = provisioned["token"].as_str().unwrap().to_owned();
         assert!(token.starts_with("tg_ws_"), "{token}");

@@ -39,11 +39,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tollgate_policy::Registry;
 use tollgate_upstream::{REASONING_TOKENS, REPLY, REPLY_WORDS, Recorded};
 
 pub(crate) use tollgate_testkit::cli_app::{ADMIN_TOKEN, Stack};
@@ -171,12 +169,6 @@ fn run_python(name: &str, base_url: &str, token: &str, model: &str) -> Value {
 
 // ---- the stack's books: ledger, credit and metrics against what the upstream saw ---------------
 
-/// The default registry, parsed once.
-fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| Registry::embedded().unwrap())
-}
-
 /// The checks of a [`Stack`]'s books that need the stand-in's usage formulas.
 pub(crate) trait Books {
     /// Checks every request the upstream saw (credentials, model) and that the ledger and the
@@ -196,8 +188,8 @@ impl Books for Stack {
         for r in &seen {
             check_credentials(r, tokens);
             let model = r.body["model"].as_str().unwrap_or_default().to_owned();
-            let alias = alias_of(&model);
-            let (upstream_model, price) = platform_model(&alias);
+            let alias = alias_of(self, &model);
+            let (upstream_model, price) = platform_model(self, &alias);
             assert_eq!(model, upstream_model);
             let usage = stand_in_usage(r);
             let row = expected.entry(alias).or_default();
@@ -256,20 +248,21 @@ fn settled_usage(stack: &Stack, n: usize) -> BTreeMap<String, Row> {
 }
 
 /// The upstream model and prices of a platform model of the default registry.
-fn platform_model(alias: &str) -> (String, [u64; 4]) {
-    let (m, _) = registry().platform_model(alias).unwrap();
+fn platform_model(stack: &Stack, alias: &str) -> (String, [u64; 4]) {
+    let (m, _) = stack.registry().platform_model(alias).unwrap();
     let p = m.price();
     (m.upstream_model().to_owned(), [p.input.get(), p.output.get(), p.cache_write.get(), p.cache_read.get()])
 }
 
 /// The platform alias whose `upstream_model` is `upstream_model`.
-fn alias_of(upstream_model: &str) -> String {
-    let platform = registry().platform().unwrap();
+fn alias_of(stack: &Stack, upstream_model: &str) -> String {
+    let registry = stack.registry();
+    let platform = registry.platform().unwrap();
     let aliases: Vec<&str> = platform
         .models()
         .iter()
         .map(|m| m.id())
-        .filter(|id| registry().platform_model(id).is_some_and(|(m, _)| m.upstream_model() == upstream_model))
+        .filter(|id| registry.platform_model(id).is_some_and(|(m, _)| m.upstream_model() == upstream_model))
         .collect();
     assert_eq!(
         aliases.len(),
@@ -506,7 +499,7 @@ fn anthropic_python_sdk_create_stream_and_count_tokens() {
     let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(paths, ["/v1/messages", "/v1/messages", "/v1/messages/count_tokens"], "{:#?}", summary(&seen));
     assert_eq!(seen[1].body["stream"], true);
-    let (upstream_model, _) = platform_model("platform/sonnet");
+    let (upstream_model, _) = platform_model(&stack, "platform/sonnet");
     assert_eq!(upstream_model, "claude-sonnet-4-5");
 
     // Non-streaming: the full reply, every kind of token (the script caches its system prompt
@@ -547,7 +540,7 @@ fn openai_python_sdk_create_and_streams_with_and_without_usage() {
     let seen = stack.upstream.requests();
     assert_eq!(seen.len(), 3, "{:#?}", summary(&seen));
     assert!(seen.iter().all(|r| r.path == "/v1/chat/completions"));
-    assert_eq!(platform_model("platform/gpt").0, "gpt-5");
+    assert_eq!(platform_model(&stack, "platform/gpt").0, "gpt-5");
 
     let create = &out["create"];
     assert_eq!(create["text"], reply_words(7), "max_completion_tokens 7 cuts the reply");
