@@ -11,7 +11,7 @@ use clap::Subcommand;
 use reqwest::{Method, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tollgate_policy::Resolution;
+use tollgate_policy::{OrgId, Resolution, WorkspaceId};
 use tollgate_server::api::doc::ErrorResponse;
 use tollgate_server::api::{
     CreateOrg, CreateWorkspace, Credit, CreditAdjustment, Org, PatchOrg, PatchWorkspace, ProvisionRequest, Provisioned,
@@ -47,7 +47,7 @@ enum Command {
     /// Provision a workspace: resolve, mint its token, return its env plan.
     Provision {
         /// Workspace id.
-        workspace: String,
+        workspace: WorkspaceId,
         /// The model to provision with (becomes the workspace's model).
         #[arg(long)]
         model: Option<String>,
@@ -58,7 +58,7 @@ enum Command {
     /// Show how a workspace resolves now (the read endpoint).
     BillingMode {
         /// Workspace id.
-        workspace: String,
+        workspace: WorkspaceId,
     },
 }
 
@@ -80,12 +80,12 @@ enum OrgCommand {
     /// Show one org.
     Get {
         /// Org id.
-        org: String,
+        org: OrgId,
     },
     /// Change an org.
     Update {
         /// Org id.
-        org: String,
+        org: OrgId,
         /// New name.
         #[arg(long)]
         name: Option<String>,
@@ -96,7 +96,7 @@ enum OrgCommand {
     /// Add (or, negative, remove) credit.
     Credit {
         /// Org id.
-        org: String,
+        org: OrgId,
         /// Micro-USD to add; negative to remove.
         #[arg(long, allow_hyphen_values = true)]
         delta_micros: i64,
@@ -106,7 +106,7 @@ enum OrgCommand {
     },
     /// Org-scope secrets, inherited by every workspace of the org.
     #[command(subcommand)]
-    Secret(SecretCommand),
+    Secret(SecretCommand<OrgId>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,7 +115,7 @@ enum WorkspaceCommand {
     Create {
         /// Owning org id.
         #[arg(long)]
-        org: String,
+        org: OrgId,
         /// Name, unique in the org.
         #[arg(long)]
         name: String,
@@ -136,17 +136,17 @@ enum WorkspaceCommand {
     List {
         /// Only this org's.
         #[arg(long)]
-        org: Option<String>,
+        org: Option<OrgId>,
     },
     /// Show one workspace.
     Get {
         /// Workspace id.
-        workspace: String,
+        workspace: WorkspaceId,
     },
     /// Change a workspace (`none` clears model or billing mode).
     Update {
         /// Workspace id.
-        workspace: String,
+        workspace: WorkspaceId,
         /// New name.
         #[arg(long)]
         name: Option<String>,
@@ -166,19 +166,20 @@ enum WorkspaceCommand {
     /// Delete a workspace with its secrets and token.
     Delete {
         /// Workspace id.
-        workspace: String,
+        workspace: WorkspaceId,
     },
     /// Workspace-scope secrets.
     #[command(subcommand)]
-    Secret(SecretCommand),
+    Secret(SecretCommand<WorkspaceId>),
 }
 
+/// The secret commands of an org (`Id` = [`OrgId`]) or a workspace ([`WorkspaceId`]).
 #[derive(Debug, Subcommand)]
-enum SecretCommand {
+enum SecretCommand<Id: OwnerId> {
     /// Set a secret; the value is read from standard input (one trailing newline removed) or --from-file.
     Set {
         /// Owner id (org or workspace).
-        owner: String,
+        owner: Id,
         /// Secret name (upper case).
         name: String,
         /// Read the value from this file instead of standard input.
@@ -188,15 +189,23 @@ enum SecretCommand {
     /// Delete a secret.
     Delete {
         /// Owner id.
-        owner: String,
+        owner: Id,
         /// Secret name.
         name: String,
     },
     /// List secret names (never values).
     List {
         /// Owner id.
-        owner: String,
+        owner: Id,
     },
+}
+
+/// What a secret owner's id needs to be parsed by clap and used in a URL: [`OrgId`] or
+/// [`WorkspaceId`].
+trait OwnerId: Clone + Send + Sync + AsRef<str> + std::str::FromStr<Err = tollgate_policy::IdError> + 'static {}
+impl<T> OwnerId for T where
+    T: Clone + Send + Sync + AsRef<str> + std::str::FromStr<Err = tollgate_policy::IdError> + 'static
+{
 }
 
 /// Runs `tollgate admin`.
@@ -307,21 +316,26 @@ fn read_value(from_file: Option<&PathBuf>) -> Result<String, CliError> {
     Ok(text)
 }
 
-async fn secret_cmd(c: &Client, scope: &str, cmd: &SecretCommand, json_out: bool) -> Result<String, CliError> {
+async fn secret_cmd<Id: OwnerId>(
+    c: &Client,
+    scope: &str,
+    cmd: &SecretCommand<Id>,
+    json_out: bool,
+) -> Result<String, CliError> {
     match cmd {
         SecretCommand::Set { owner, name, from_file } => {
             let value = read_value(from_file.as_ref())?;
-            let url = c.url(&["admin", scope, owner, "secrets", name]);
+            let url = c.url(&["admin", scope, owner.as_ref(), "secrets", name]);
             c.send(Method::PUT, url, Some(&PutSecret { value })).await?;
             Ok(format!("set {name}\n"))
         }
         SecretCommand::Delete { owner, name } => {
-            c.send(Method::DELETE, c.url(&["admin", scope, owner, "secrets", name]), NO_BODY).await?;
+            c.send(Method::DELETE, c.url(&["admin", scope, owner.as_ref(), "secrets", name]), NO_BODY).await?;
             Ok(format!("deleted {name}\n"))
         }
         SecretCommand::List { owner } => {
             let list: Vec<SecretMeta> =
-                c.call(Method::GET, c.url(&["admin", scope, owner, "secrets"]), NO_BODY).await?;
+                c.call(Method::GET, c.url(&["admin", scope, owner.as_ref(), "secrets"]), NO_BODY).await?;
             let rows = list.iter().map(|m| vec![m.name.clone(), m.updated_at.clone()]);
             render(&list, json_out, &["name", "updated_at"], rows)
         }
@@ -363,15 +377,16 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
             let rows = list.iter().map(org_row);
             return render(&list, json_out, ORG, rows);
         }
-        OrgCommand::Get { org } => c.call(Method::GET, c.url(&["admin", "orgs", org]), NO_BODY).await?,
+        OrgCommand::Get { org } => c.call(Method::GET, c.url(&["admin", "orgs", org.as_str()]), NO_BODY).await?,
         OrgCommand::Update { org, name, default_billing_mode } => {
             let body =
                 PatchOrg { name: name.clone(), default_billing_mode: opt_clearable(default_billing_mode.as_ref()) };
-            c.call(Method::PATCH, c.url(&["admin", "orgs", org]), Some(&body)).await?
+            c.call(Method::PATCH, c.url(&["admin", "orgs", org.as_str()]), Some(&body)).await?
         }
         OrgCommand::Credit { org, delta_micros, reason } => {
             let body = CreditAdjustment { delta_micros: *delta_micros, reason: reason.clone() };
-            let credit: Credit = c.call(Method::POST, c.url(&["admin", "orgs", org, "credit"]), Some(&body)).await?;
+            let credit: Credit =
+                c.call(Method::POST, c.url(&["admin", "orgs", org.as_str(), "credit"]), Some(&body)).await?;
             let row = vec![credit.credit_micros.to_string()];
             return render(&credit, json_out, &["credit_micros"], [row].into_iter());
         }
@@ -385,7 +400,7 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
     let ws = match cmd {
         WorkspaceCommand::Create { org, name, runtime, model, billing_mode, kind } => {
             let body = CreateWorkspace {
-                org_id: org.clone(),
+                org_id: org.to_string(),
                 name: name.clone(),
                 runtime: runtime.clone(),
                 model: model.clone(),
@@ -397,14 +412,14 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
         WorkspaceCommand::List { org } => {
             let mut url = c.url(&["admin", "workspaces"]);
             if let Some(o) = org {
-                url.query_pairs_mut().append_pair("org_id", o);
+                url.query_pairs_mut().append_pair("org_id", o.as_str());
             }
             let list: Vec<Workspace> = c.call(Method::GET, url, NO_BODY).await?;
             let rows = list.iter().map(ws_row);
             return render(&list, json_out, WS, rows);
         }
         WorkspaceCommand::Get { workspace } => {
-            c.call(Method::GET, c.url(&["admin", "workspaces", workspace]), NO_BODY).await?
+            c.call(Method::GET, c.url(&["admin", "workspaces", workspace.as_str()]), NO_BODY).await?
         }
         WorkspaceCommand::Update { workspace, name, runtime, model, billing_mode, kind } => {
             let body = PatchWorkspace {
@@ -414,10 +429,10 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
                 billing_mode: opt_clearable(billing_mode.as_ref()),
                 kind: kind.clone(),
             };
-            c.call(Method::PATCH, c.url(&["admin", "workspaces", workspace]), Some(&body)).await?
+            c.call(Method::PATCH, c.url(&["admin", "workspaces", workspace.as_str()]), Some(&body)).await?
         }
         WorkspaceCommand::Delete { workspace } => {
-            c.send(Method::DELETE, c.url(&["admin", "workspaces", workspace]), NO_BODY).await?;
+            c.send(Method::DELETE, c.url(&["admin", "workspaces", workspace.as_str()]), NO_BODY).await?;
             return Ok(format!("deleted {workspace}\n"));
         }
         WorkspaceCommand::Secret(s) => return secret_cmd(c, "workspaces", s, json_out).await,
@@ -431,7 +446,7 @@ async fn dispatch(c: &Client, cmd: &Command, json_out: bool) -> Result<String, C
         Command::Org(o) => org_cmd(c, o, json_out).await,
         Command::Workspace(w) => workspace_cmd(c, w, json_out).await,
         Command::Provision { workspace, model, show_secrets } => {
-            let url = c.url(&["admin", "workspaces", workspace, "provision"]);
+            let url = c.url(&["admin", "workspaces", workspace.as_str(), "provision"]);
             let body = ProvisionRequest { model: model.clone() };
             let p: Provisioned = c.call(Method::POST, url, Some(&body)).await?;
             if json_out {
@@ -449,7 +464,7 @@ async fn dispatch(c: &Client, cmd: &Command, json_out: bool) -> Result<String, C
             Ok(out)
         }
         Command::BillingMode { workspace } => {
-            let url = c.url(&["admin", "workspaces", workspace, "llm-billing-mode"]);
+            let url = c.url(&["admin", "workspaces", workspace.as_str(), "llm-billing-mode"]);
             let r: Resolution = c.call(Method::GET, url, NO_BODY).await?;
             if json_out {
                 return pretty(&r);

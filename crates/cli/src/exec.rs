@@ -35,7 +35,7 @@ pub(crate) struct Args {
     /// TOLLGATE_WORKSPACE_TOKEN, and overlay it on the inherited environment.
     #[arg(long)]
     pull: bool,
-    /// How long --pull keeps retrying an unreachable server: `30s`, `500ms`, `2m` or seconds.
+    /// How long --pull keeps retrying an unreachable server: `30s`, `500ms`, `1m 30s` (humantime) or seconds.
     #[arg(
         long,
         env = "TOLLGATE_PULL_TIMEOUT",
@@ -59,21 +59,17 @@ pub(crate) struct Args {
     command: Vec<OsString>,
 }
 
-/// Parses a duration: a number with `ms`, `s` or `m`, or a bare number of seconds.
+/// Parses a duration: humantime's spellings (`500ms`, `1.5s`, `2m`, `1m 30s`, `1h`) or a bare
+/// number of seconds (`30`, `0.5`), which humantime refuses.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (number, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = number.parse().map_err(|_| format!("`{s}` is not a duration such as 30s, 500ms or 2m"))?;
-    let seconds = match unit.trim() {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("`{s}`: the unit must be ms, s or m")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{s}`: {e}"))
+    let invalid = || format!("`{s}` is not a duration such as 30s, 500ms, 2m or 1m 30s");
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        // A bare number is seconds, fractions included, as before humantime was used.
+        let n: f64 = s.parse().map_err(|_| invalid())?;
+        return Duration::try_from_secs_f64(n).map_err(|e| format!("`{s}`: {e}"));
+    }
+    humantime::parse_duration(s).map_err(|_| invalid())
 }
 
 /// Runs `tollgate exec`. On success it does not return: the process becomes the command.
@@ -361,7 +357,19 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0.5m"), Ok(Duration::from_secs(30)));
+        // humantime's spellings: compound values and hours are accepted now.
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration(" 45s "), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert_eq!(parse_duration("1.5m 30s"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1.2.3").is_err());
         assert!(parse_duration("").is_err());
     }
 }

@@ -1,12 +1,14 @@
 //! Test support shared by the store, server, proxy and CLI test suites.
 //!
 //! [`server_app`] starts the API server over a fresh database per test; [`proxy_app`] starts
-//! the metering proxy in front of the stand-in upstream.
+//! the metering proxy in front of the stand-in upstream; [`cli_app`] runs the `tollgate`
+//! binary (`serve`, `admin`) as processes.
 //!
 //! [`postgres()`] starts one throwaway Postgres server per test process (initdb + pg_ctl, as
 //! the `postgres` user when run as root) and [`TestPostgres::fresh_database`] gives each test
 //! its own database. It never skips: if Postgres cannot start, the test fails and says why.
 
+pub mod cli_app;
 pub mod proxy_app;
 pub mod server_app;
 

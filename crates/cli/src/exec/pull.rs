@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer};
 use tollgate_policy::codex::CodexConfig;
 use tollgate_policy::normalise::Env;
 use tollgate_policy::token::is_oauth_shaped;
-use tollgate_policy::{Resolution, WorkspaceToken};
+use tollgate_policy::{Resolution, WorkspaceId, WorkspaceToken};
 
 use crate::exit::{self, CliError};
 
@@ -47,7 +47,7 @@ pub(super) struct Plan {
 /// the URL may hold a password.
 pub(super) struct Source {
     url: reqwest::Url,
-    workspace: String,
+    workspace: WorkspaceId,
     token: WorkspaceToken,
 }
 
@@ -73,7 +73,9 @@ impl Source {
             let hint = if is_oauth_shaped(token) { "; it holds a Claude OAuth token" } else { "" };
             CliError::config(format!("{TOKEN_VAR} is {e}{hint}: fix {TOKEN_VAR} (provisioning returns the token)"))
         })?;
-        Ok(Self { url, workspace: workspace.trim().to_owned(), token })
+        let workspace = WorkspaceId::parse(workspace.trim())
+            .map_err(|e| CliError::config(format!("{WORKSPACE_VAR} is {e}: fix {WORKSPACE_VAR}")))?;
+        Ok(Self { url, workspace, token })
     }
 
     /// The server's URL for messages: without userinfo, which may hold a password.
@@ -92,7 +94,7 @@ impl Source {
         u.path_segments_mut()
             .map_err(|()| CliError::config(format!("{URL_VAR} cannot be a base URL: fix {URL_VAR}")))?
             .pop_if_empty()
-            .extend(["workspaces", &self.workspace, "secrets", "values"]);
+            .extend(["workspaces", self.workspace.as_str(), "secrets", "values"]);
         Ok(u)
     }
 }
@@ -144,9 +146,9 @@ async fn fetch_with_retries(source: &Source, bound: Duration) -> Result<Plan, Cl
         }
         if attempts == 1 {
             exit::warn(format!(
-                "cannot pull the plan from {} ({why}); retrying for up to {:.1}s",
+                "cannot pull the plan from {} ({why}); retrying for up to {}",
                 source.display_url(),
-                bound.as_secs_f64()
+                humantime::format_duration(bound)
             ));
         }
         tokio::time::sleep(backoff.min(remaining)).await;

@@ -42,17 +42,12 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tollgate_policy::Registry;
-use tollgate_upstream::{REASONING_TOKENS, REPLY, REPLY_WORDS, Recorded, Upstream};
+use tollgate_upstream::{REASONING_TOKENS, REPLY, REPLY_WORDS, Recorded};
 
-use crate::serve::{Server, data_dir, start};
+pub(crate) use tollgate_testkit::cli_app::CREDIT;
+pub(crate) use tollgate_testkit::cli_app::{ADMIN_TOKEN, Stack};
+use tollgate_testkit::cli_app::{ANTHROPIC_KEY, OPENAI_KEY};
 
-pub(crate) const ADMIN_TOKEN: &str = "tg_admin_clients-e2e";
-/// Distinctive fake platform keys: the upstream must see these and nothing else.
-const ANTHROPIC_KEY: &str = "sk-ant-api03-platform-key-of-the-clients-test";
-const OPENAI_KEY: &str = "sk-proj-platform-key-of-the-clients-test";
-/// The org's credit: enough for the worst-case reservation of Claude Code's 32000 max_tokens.
-pub(crate) const CREDIT: i64 = 20_000_000;
 /// The longest one client run may take.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -138,6 +133,24 @@ pub(crate) fn run(mut cmd: Command, what: &str) -> Output {
     Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
+/// Runs the client `cmd` (set up by [`clean_command`] in `home`, removed afterwards) against
+/// `stack`; it must exit 0, or the failure shows its output and what the upstream saw. Its
+/// stdout, stderr, and every request the upstream has seen by then.
+pub(crate) fn run_client(stack: &Stack, cmd: Command, home: &Path, what: &str) -> (String, String, Vec<Recorded>) {
+    let out = run(cmd, what);
+    let _ = std::fs::remove_dir_all(home);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let seen = stack.upstream.requests();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{stderr}\nupstream saw {:#?}",
+        out.status,
+        summary(&seen)
+    );
+    (stdout, stderr, seen)
+}
+
 /// Runs a client script with the venv's interpreter; its stdout is one JSON object.
 fn run_python(name: &str, base_url: &str, token: &str, model: &str) -> Value {
     let home = temp_home(name);
@@ -155,204 +168,29 @@ fn run_python(name: &str, base_url: &str, token: &str, model: &str) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{name} printed no JSON ({e}):\n{stdout}\n{stderr}"))
 }
 
-// ---- the stack: stand-in upstream, tollgate serve, an org ------------------------------------
+// ---- the stack's books: ledger, credit and metrics against what the upstream saw ---------------
 
-pub(crate) struct Stack {
-    server: Option<Server>,
-    pub upstream: Upstream,
-    http: reqwest::Client,
-    registry: Registry,
-    pub org: String,
-    dir: PathBuf,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        drop(self.server.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Stack {
-    pub(crate) fn start(name: &str) -> Stack {
-        Stack::start_with(name, |_| None)
-    }
-
-    /// [`Stack::start`] with `tollgate serve --providers FILE` when `registry` returns a registry
-    /// (given the stack's runtime, to start more stand-ins on).
-    pub(crate) fn start_with(name: &str, registry: impl FnOnce(&tokio::runtime::Runtime) -> Option<String>) -> Stack {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let upstream = rt.block_on(Upstream::start()).unwrap();
-        let dir = data_dir(&format!("clients-{name}"));
-        let url = upstream.url();
-        let yaml = registry(&rt);
-        let providers = dir.with_extension("providers.yaml");
-        let mut args = Vec::new();
-        if let Some(yaml) = &yaml {
-            std::fs::write(&providers, yaml).unwrap();
-            args = vec!["--providers", providers.to_str().unwrap()];
-        }
-        let server = start(
-            &dir,
-            &args,
-            &[
-                ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
-                ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", &url),
-                ("TOLLGATE_UPSTREAM_OPENAI_URL", &url),
-                ("TOLLGATE_UPSTREAM_ANTHROPIC_KEY", ANTHROPIC_KEY),
-                ("TOLLGATE_UPSTREAM_OPENAI_KEY", OPENAI_KEY),
-            ],
-        );
-        let mut stack = Stack {
-            server: Some(server),
-            upstream,
-            http: reqwest::Client::new(),
-            registry: yaml.map_or_else(|| Registry::embedded().unwrap(), |y| Registry::parse("test", &y).unwrap()),
-            org: String::new(),
-            dir,
-            rt,
-        };
-        let org = stack.admin(&["org", "create", &format!("clients-{name}"), "--credit-micros", &CREDIT.to_string()]);
-        stack.org = org["id"].as_str().unwrap().to_owned();
-        stack
-    }
-
-    pub(crate) fn url(&self) -> &str {
-        &self.server.as_ref().unwrap().url
-    }
-
-    /// `tollgate admin ARGS --json` against this server.
-    pub(crate) fn admin(&self, args: &[&str]) -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .arg("admin")
-            .args(args)
-            .arg("--json")
-            .env("TOLLGATE_ADMIN_URL", self.url())
-            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "tollgate admin {args:?}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_str(&stdout).unwrap()
-    }
-
-    /// A workspace on `runtime` with `model` and workspace `secrets`, provisioned: the
-    /// provision response (`resolution`, `env`, `token`).
-    pub(crate) fn provisioned(&self, name: &str, runtime: &str, model: &str, secrets: &[(&str, &str)]) -> Value {
-        let ws = self.admin(&[
-            "workspace",
-            "create",
-            "--org",
-            &self.org,
-            "--name",
-            name,
-            "--runtime",
-            runtime,
-            "--model",
-            model,
-        ]);
-        let id = ws["id"].as_str().unwrap();
-        for (secret, value) in secrets {
-            self.rt.block_on(async {
-                let r = self
-                    .http
-                    .put(format!("{}/admin/workspaces/{id}/secrets/{secret}", self.url()))
-                    .bearer_auth(ADMIN_TOKEN)
-                    .json(&json!({ "value": value }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(r.status().is_success(), "PUT secret {secret}: {}", r.status());
-            });
-        }
-        self.admin(&["provision", id])
-    }
-
-    /// A workspace on `runtime` with `model`, provisioned platform-managed: its token and env plan.
-    pub(crate) fn workspace(&self, name: &str, runtime: &str, model: &str) -> (String, BTreeMap<String, String>) {
-        let provisioned = self.provisioned(name, runtime, model, &[]);
-        assert_eq!(provisioned["resolution"]["resolved_mode"], "platform_managed", "{provisioned}");
-        let token = provisioned["token"].as_str().unwrap().to_owned();
-        assert!(token.starts_with("tg_ws_"), "{token}");
-        let env = serde_json::from_value(provisioned["env"].clone()).unwrap();
-        (token, env)
-    }
-
-    pub(crate) fn get(&self, path: &str) -> Value {
-        self.rt.block_on(async {
-            let r = self.http.get(format!("{}{path}", self.url())).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
-            assert!(r.status().is_success(), "GET {path}: {}", r.status());
-            r.json::<Value>().await.unwrap()
-        })
-    }
-
-    pub(crate) fn credit(&self) -> i64 {
-        self.get(&format!("/admin/orgs/{}", self.org))["credit_micros"].as_i64().unwrap()
-    }
-
-    /// The org's ledger by model, once `n` requests are in it and all of them are settled (an
-    /// unsettled row has no status yet and counts as an error until it is).
-    fn settled_usage(&self, n: usize) -> BTreeMap<String, Row> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let v = self.get(&format!("/admin/usage?org_id={}&group_by=model", self.org));
-            let rows: BTreeMap<String, Row> = v["rows"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| (r["key"].as_str().unwrap().to_owned(), Row::from_json(r)))
-                .collect();
-            let requests: i64 = rows.values().map(|r| r.requests).sum();
-            let errors: i64 = rows.values().map(|r| r.errors).sum();
-            if requests == i64::try_from(n).unwrap() && errors == 0 {
-                return rows;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the ledger did not settle to {n} requests without errors: {v}\nupstream saw: {:#?}",
-                summary(&self.upstream.requests())
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The upstream model and prices of a platform model of the default registry.
-    fn platform_model(&self, alias: &str) -> (String, [u64; 4]) {
-        let (m, _) = self.registry.platform_model(alias).unwrap();
-        let p = m.price();
-        (m.upstream_model().to_owned(), [p.input.get(), p.output.get(), p.cache_write.get(), p.cache_read.get()])
-    }
-
-    /// The platform alias whose `upstream_model` is `upstream_model`.
-    fn alias_of(&self, upstream_model: &str) -> String {
-        let platform = self.registry.platform().unwrap();
-        let aliases: Vec<&str> = platform
-            .models()
-            .iter()
-            .map(|m| m.id())
-            .filter(|id| self.registry.platform_model(id).is_some_and(|(m, _)| m.upstream_model() == upstream_model))
-            .collect();
-        assert_eq!(
-            aliases.len(),
-            1,
-            "the upstream saw `{upstream_model}`, which is not one platform model's upstream_model"
-        );
-        aliases[0].to_owned()
-    }
-
+/// The checks of a [`Stack`]'s books that need the stand-in's usage formulas.
+pub(crate) trait Books {
     /// Checks every request the upstream saw (credentials, model) and that the ledger and the
     /// credit moved by exactly the cost of the stand-in's usage. Returns the total cost.
-    pub(crate) fn check_upstream_and_ledger(&self, tokens: &[&str]) -> i64 {
+    fn check_upstream_and_ledger(&self, tokens: &[&str]) -> i64;
+    /// Stops the server with SIGTERM and checks, in its database, that the graceful shutdown
+    /// wrote every ledger row and gave every credit lease back: the balance alone is
+    /// `CREDIT - total`.
+    fn terminate_and_check_the_books(&mut self, total: i64);
+}
+
+impl Books for Stack {
+    fn check_upstream_and_ledger(&self, tokens: &[&str]) -> i64 {
         let seen = self.upstream.requests();
         assert!(!seen.is_empty(), "the upstream saw no request");
         let mut expected: BTreeMap<String, Row> = BTreeMap::new();
         for r in &seen {
             check_credentials(r, tokens);
             let model = r.body["model"].as_str().unwrap_or_default().to_owned();
-            let alias = self.alias_of(&model);
-            let (upstream_model, price) = self.platform_model(&alias);
+            let alias = alias_of(self, &model);
+            let (upstream_model, price) = platform_model(self, &alias);
             assert_eq!(model, upstream_model);
             let usage = stand_in_usage(r);
             let row = expected.entry(alias).or_default();
@@ -363,60 +201,104 @@ impl Stack {
             row.cache_read_tokens += usage.cache_read;
             row.cost_micros += usage.cost(price);
         }
-        let ledger = self.settled_usage(seen.len());
+        let ledger = settled_usage(self, seen.len());
         assert_eq!(ledger, expected, "the ledger (left) against the stand-in's usage at the registry's prices (right)");
         let total: i64 = expected.values().map(|r| r.cost_micros).sum();
         assert_eq!(self.credit(), CREDIT - total, "the org's credit moved by exactly the cost");
-        self.check_metrics(&expected, seen.len());
+        check_metrics(self, &expected, seen.len());
         total
     }
 
-    /// Stops the server with SIGTERM and checks, in its database, that the graceful shutdown
-    /// wrote every ledger row and gave every credit lease back: the balance alone is
-    /// `CREDIT - total`.
     fn terminate_and_check_the_books(&mut self, total: i64) {
-        assert_eq!(self.server.as_mut().unwrap().terminate(), Some(0), "SIGTERM is a clean exit");
-        self.rt.block_on(async {
-            let key = tollgate_store::MasterKey::load(None, &self.dir).unwrap();
-            let url = format!("sqlite://{}", self.dir.join("tollgate.db").display());
+        assert_eq!(self.terminate(), Some(0), "SIGTERM is a clean exit");
+        let dir = self.data_dir();
+        self.block_on(async {
+            let key = tollgate_store::MasterKey::load(None, dir).unwrap();
+            let url = format!("sqlite://{}", dir.join("tollgate.db").display());
             let store = tollgate_store::connect(&url, key).await.unwrap();
             assert_eq!(store.leased_credit(&self.org.parse().unwrap()).await.unwrap(), tollgate_policy::Micros::ZERO);
             assert_eq!(store.get_org(&self.org.parse().unwrap()).await.unwrap().credit_micros.get(), CREDIT - total);
         });
     }
+}
 
-    /// `/metrics` counts what the proxy did: every forwarded request in both latency
-    /// histograms (Prometheus histograms with buckets), and the tokens and cost the ledger has.
-    fn check_metrics(&self, expected: &BTreeMap<String, Row>, forwarded: usize) {
-        let text = self.rt.block_on(async {
-            let r = self.http.get(format!("{}/metrics", self.url())).send().await.unwrap();
-            assert!(r.status().is_success());
-            r.text().await.unwrap()
-        });
-        let value = |series: &str| -> f64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-                .unwrap_or_else(|| panic!("no `{series}` in /metrics:\n{text}"))
-                .trim()
-                .parse()
-                .unwrap()
-        };
-        let n = f64::from(u32::try_from(forwarded).unwrap());
-        for h in ["tollgate_proxy_added_latency_seconds", "tollgate_proxy_upstream_latency_seconds"] {
-            assert_eq!(value(&format!("{h}_count")), n, "{h}: one observation per forwarded request");
-            assert_eq!(value(&format!("{h}_bucket{{le=\"+Inf\"}}")), n, "{h} is a histogram with buckets");
-            assert!(value(&format!("{h}_sum")) > 0.0);
+/// The org's ledger by model, once `n` requests are in it and all of them are settled (an
+/// unsettled row has no status yet and counts as an error until it is).
+fn settled_usage(stack: &Stack, n: usize) -> BTreeMap<String, Row> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = stack.get(&format!("/admin/usage?org_id={}&group_by=model", stack.org));
+        let rows: BTreeMap<String, Row> = v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["key"].as_str().unwrap().to_owned(), Row::from_json(r)))
+            .collect();
+        let requests: i64 = rows.values().map(|r| r.requests).sum();
+        let errors: i64 = rows.values().map(|r| r.errors).sum();
+        if requests == i64::try_from(n).unwrap() && errors == 0 {
+            return rows;
         }
-        let added_small = value("tollgate_proxy_added_latency_seconds_bucket{le=\"0.1\"}");
-        assert!(added_small <= n);
-        let sum =
-            |f: fn(&Row) -> i64| -> f64 { f64::from(u32::try_from(expected.values().map(f).sum::<i64>()).unwrap()) };
-        assert_eq!(value("tollgate_proxy_cost_micros_total"), sum(|r| r.cost_micros));
-        assert_eq!(value("tollgate_proxy_tokens_total{kind=\"input\"}"), sum(|r| r.input_tokens));
-        assert_eq!(value("tollgate_proxy_tokens_total{kind=\"output\"}"), sum(|r| r.output_tokens));
-        assert_eq!(value("tollgate_proxy_tokens_total{kind=\"cache_read\"}"), sum(|r| r.cache_read_tokens));
-        assert_eq!(value("tollgate_proxy_requests_total{status=\"200\"}"), n, "every forwarded request answered 200");
+        assert!(
+            Instant::now() < deadline,
+            "the ledger did not settle to {n} requests without errors: {v}\nupstream saw: {:#?}",
+            summary(&stack.upstream.requests())
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The upstream model and prices of a platform model of the default registry.
+fn platform_model(stack: &Stack, alias: &str) -> (String, [u64; 4]) {
+    let (m, _) = stack.registry().platform_model(alias).unwrap();
+    let p = m.price();
+    (m.upstream_model().to_owned(), [p.input.get(), p.output.get(), p.cache_write.get(), p.cache_read.get()])
+}
+
+/// The platform alias whose `upstream_model` is `upstream_model`.
+fn alias_of(stack: &Stack, upstream_model: &str) -> String {
+    let registry = stack.registry();
+    let platform = registry.platform().unwrap();
+    let aliases: Vec<&str> = platform
+        .models()
+        .iter()
+        .map(|m| m.id())
+        .filter(|id| registry.platform_model(id).is_some_and(|(m, _)| m.upstream_model() == upstream_model))
+        .collect();
+    assert_eq!(
+        aliases.len(),
+        1,
+        "the upstream saw `{upstream_model}`, which is not one platform model's upstream_model"
+    );
+    aliases[0].to_owned()
+}
+
+/// `/metrics` counts what the proxy did: every forwarded request in both latency
+/// histograms (Prometheus histograms with buckets), and the tokens and cost the ledger has.
+fn check_metrics(stack: &Stack, expected: &BTreeMap<String, Row>, forwarded: usize) {
+    let text = stack.get_text("/metrics");
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no `{series}` in /metrics:\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let n = f64::from(u32::try_from(forwarded).unwrap());
+    for h in ["tollgate_proxy_added_latency_seconds", "tollgate_proxy_upstream_latency_seconds"] {
+        assert_eq!(value(&format!("{h}_count")), n, "{h}: one observation per forwarded request");
+        assert_eq!(value(&format!("{h}_bucket{{le=\"+Inf\"}}")), n, "{h} is a histogram with buckets");
+        assert!(value(&format!("{h}_sum")) > 0.0);
+    }
+    let added_small = value("tollgate_proxy_added_latency_seconds_bucket{le=\"0.1\"}");
+    assert!(added_small <= n);
+    let sum = |f: fn(&Row) -> i64| -> f64 { f64::from(u32::try_from(expected.values().map(f).sum::<i64>()).unwrap()) };
+    assert_eq!(value("tollgate_proxy_cost_micros_total"), sum(|r| r.cost_micros));
+    assert_eq!(value("tollgate_proxy_tokens_total{kind=\"input\"}"), sum(|r| r.input_tokens));
+    assert_eq!(value("tollgate_proxy_tokens_total{kind=\"output\"}"), sum(|r| r.output_tokens));
+    assert_eq!(value("tollgate_proxy_tokens_total{kind=\"cache_read\"}"), sum(|r| r.cache_read_tokens));
+    assert_eq!(value("tollgate_proxy_requests_total{status=\"200\"}"), n, "every forwarded request answered 200");
 }
 
 /// The platform key and only it; the workspace tokens nowhere, neither in a header nor in the
@@ -447,9 +329,9 @@ fn check_credentials(r: &Recorded, tokens: &[&str]) {
 /// Token counts in the ledger's terms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Tokens {
-    pub(crate) input: i64,
-    pub(crate) output: i64,
-    pub(crate) cache_write: i64,
+    input: i64,
+    output: i64,
+    cache_write: i64,
     pub(crate) cache_read: i64,
 }
 
@@ -610,7 +492,7 @@ fn reply_words(n: usize) -> String {
 #[test]
 fn anthropic_python_sdk_create_stream_and_count_tokens() {
     python();
-    let stack = Stack::start("anthropic-sdk");
+    let stack = Stack::start(crate::bin(), "anthropic-sdk");
     let (token, _) = stack.workspace("sdk", "claude-code", "platform/sonnet");
     let out = run_python("anthropic_sdk.py", &format!("{}/anthropic", stack.url()), &token, "platform/sonnet");
 
@@ -618,7 +500,7 @@ fn anthropic_python_sdk_create_stream_and_count_tokens() {
     let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(paths, ["/v1/messages", "/v1/messages", "/v1/messages/count_tokens"], "{:#?}", summary(&seen));
     assert_eq!(seen[1].body["stream"], true);
-    let (upstream_model, _) = stack.platform_model("platform/sonnet");
+    let (upstream_model, _) = platform_model(&stack, "platform/sonnet");
     assert_eq!(upstream_model, "claude-sonnet-4-5");
 
     // Non-streaming: the full reply, every kind of token (the script caches its system prompt
@@ -649,7 +531,7 @@ fn anthropic_python_sdk_create_stream_and_count_tokens() {
 #[test]
 fn openai_python_sdk_create_and_streams_with_and_without_usage() {
     python();
-    let stack = Stack::start("openai-sdk");
+    let stack = Stack::start(crate::bin(), "openai-sdk");
     let (token, env) = stack.workspace("codex", "codex", "platform/gpt");
     let base = format!("{}/openai/v1", stack.url());
     assert!(plan(&env, "OPENAI_BASE_URL").ends_with("/openai/v1"), "{env:?}");
@@ -659,7 +541,7 @@ fn openai_python_sdk_create_and_streams_with_and_without_usage() {
     let seen = stack.upstream.requests();
     assert_eq!(seen.len(), 3, "{:#?}", summary(&seen));
     assert!(seen.iter().all(|r| r.path == "/v1/chat/completions"));
-    assert_eq!(stack.platform_model("platform/gpt").0, "gpt-5");
+    assert_eq!(platform_model(&stack, "platform/gpt").0, "gpt-5");
 
     let create = &out["create"];
     assert_eq!(create["text"], reply_words(7), "max_completion_tokens 7 cuts the reply");
@@ -687,7 +569,7 @@ fn openai_python_sdk_create_and_streams_with_and_without_usage() {
 #[test]
 fn openai_python_sdk_responses_create_and_stream() {
     python();
-    let stack = Stack::start("openai-responses");
+    let stack = Stack::start(crate::bin(), "openai-responses");
     let (token, _) = stack.workspace("codex", "codex", "platform/gpt");
     let out = run_python("openai_responses.py", &format!("{}/openai/v1", stack.url()), &token, "platform/gpt");
 
@@ -719,10 +601,52 @@ fn openai_python_sdk_responses_create_and_stream() {
     assert!(total > 0);
 }
 
+/// The real Codex CLI with a platform-managed Codex configuration written by hand, as `tollgate
+/// exec` is to write it (issue 10): the proxy's `/openai/v1`, the workspace token's variable,
+/// the Responses wire API. A stray `OPENAI_API_KEY` and `OPENAI_BASE_URL` must not matter.
+#[test]
+fn codex_cli_through_the_proxy_is_billed_exactly() {
+    let codex = codex();
+    let stack = Stack::start(crate::bin(), "codex");
+    let (token, _) = stack.workspace("codex", "codex", "platform/gpt");
+    let home = temp_home("codex");
+    let codex_home = home.join(".codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let config = format!(
+        "model_provider = \"tollgate\"\nmodel = \"platform/gpt\"\n\n[model_providers.tollgate]\nname = \"Tollgate\"\n\
+         base_url = \"{}/openai/v1\"\nenv_key = \"TOLLGATE_WORKSPACE_TOKEN\"\nwire_api = \"responses\"\n",
+        stack.url()
+    );
+    std::fs::write(codex_home.join("config.toml"), config).unwrap();
+    let mut cmd = clean_command(
+        &codex,
+        &home,
+        &[
+            ("CODEX_HOME", codex_home.to_str().unwrap()),
+            ("TOLLGATE_WORKSPACE_TOKEN", &token),
+            ("OPENAI_API_KEY", "sk-stray-inherited-key"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ],
+    );
+    cmd.args(["exec", "--skip-git-repo-check", "say hi"]);
+    let (stdout, stderr, seen) = run_client(&stack, cmd, &home, "codex exec");
+    assert_eq!(stdout.trim(), REPLY, "stderr:\n{stderr}");
+    assert!(!seen.is_empty());
+    for r in &seen {
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/v1/responses"), "{:#?}", summary(&seen));
+        assert_eq!(r.body["stream"], true, "Codex streams");
+        assert!(r.headers.iter().all(|(_, v)| !v.contains("sk-stray")), "the stray key never reaches the upstream");
+    }
+    let usage = stand_in_usage(&seen[0]);
+    assert!(usage.cache_read > 0, "Codex's developer messages are cache reads at the stand-in: {usage:?}");
+    let total = stack.check_upstream_and_ledger(&[&token]);
+    assert!(total > 0);
+}
+
 #[test]
 fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
     let claude = claude();
-    let mut stack = Stack::start("claude-code");
+    let mut stack = Stack::start(crate::bin(), "claude-code");
     let (token, env) = stack.workspace("claude", "claude-code", "platform/sonnet");
     assert!(plan(&env, "ANTHROPIC_BASE_URL").ends_with("/anthropic"), "{env:?}");
     let base = format!("{}/anthropic", stack.url());
@@ -744,17 +668,7 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
         ],
     );
     cmd.args(["-p", "Say hello"]);
-    let out = run(cmd, "claude -p");
-    let _ = std::fs::remove_dir_all(&home);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let seen = stack.upstream.requests();
-    assert!(
-        out.status.success(),
-        "claude -p failed ({}):\n{stdout}\n{stderr}\nupstream saw {:#?}",
-        out.status,
-        summary(&seen)
-    );
+    let (stdout, stderr, seen) = run_client(&stack, cmd, &home, "claude -p");
     assert_eq!(stdout.trim(), REPLY, "stderr:\n{stderr}");
     // Told the platform model's window by the plan, Claude Code does not guess one.
     assert_eq!(plan(&env, "CLAUDE_CODE_MAX_CONTEXT_TOKENS"), "200000");
@@ -777,16 +691,7 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
         ],
     );
     cmd.args(["-p", "Say hello", "--output-format", "json"]);
-    let out = run(cmd, "claude -p --output-format json");
-    let _ = std::fs::remove_dir_all(&home);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let seen = stack.upstream.requests();
-    assert!(
-        out.status.success(),
-        "claude -p (x-api-key) failed:\n{stdout}\n{stderr}\nupstream saw {:#?}",
-        summary(&seen)
-    );
+    let (stdout, _, seen) = run_client(&stack, cmd, &home, "claude -p --output-format json");
     let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(result["is_error"], false, "{result}");
     assert_eq!(result["result"], REPLY);

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tollgate_policy::registry::DEFAULT_REGISTRY_YAML;
 use tollgate_upstream::{REPLY, Upstream};
 
-use crate::clients::{CREDIT, Stack, clean_command, codex, run, stand_in_usage, summary, temp_home};
+use crate::clients::{Books, CREDIT, Stack, clean_command, codex, run, stand_in_usage, summary, temp_home};
 
 const STRAY_KEY: &str = "sk-stray-inherited-openai-key";
 const STRAY_OAUTH: &str = "sk-ant-oat01-stray-inherited-oauth";
@@ -142,7 +142,7 @@ mod toml_value {
 /// reaches the upstream, and the user's own settings survive.
 #[test]
 fn codex_cli_platform_managed_through_exec_pull_is_billed_exactly() {
-    let stack = Stack::start("codex");
+    let stack = Stack::start(crate::bin(), "codex");
     let provisioned = stack.provisioned("codex", "codex", "platform/gpt", &[]);
     assert_eq!(provisioned["resolution"]["resolved_mode"], "platform_managed", "{provisioned}");
     let token = provisioned["token"].as_str().unwrap().to_owned();
@@ -219,7 +219,7 @@ fn codex_cli_platform_managed_through_exec_pull_is_billed_exactly() {
 #[test]
 fn codex_cli_byok_openai_goes_to_the_provider_with_the_customers_key() {
     let mut provider: Option<Upstream> = None;
-    let stack = Stack::start_with("codex-byok", |rt| {
+    let stack = Stack::start_with(crate::bin(), "codex-byok", |rt| {
         let p = rt.block_on(Upstream::start()).unwrap();
         let yaml = DEFAULT_REGISTRY_YAML
             .replace(r#"base_url: "https://api.openai.com/v1""#, &format!(r#"base_url: "{}/v1""#, p.url()));
@@ -260,7 +260,7 @@ fn codex_cli_byok_openai_goes_to_the_provider_with_the_customers_key() {
 /// before Codex starts: exit 78 naming the variable.
 #[test]
 fn codex_cli_reads_the_chatgpt_login_exec_writes() {
-    let stack = Stack::start("codex-chatgpt");
+    let stack = Stack::start(crate::bin(), "codex-chatgpt");
     let provisioned = stack.provisioned("codex-login", "codex", "gpt-5", &[("CODEX_AUTH_JSON", LOGIN)]);
     assert_eq!(provisioned["resolution"]["provider"], "openai-chatgpt", "{provisioned}");
     let home = user_home("codex-chatgpt");

@@ -5,7 +5,6 @@
 //! them to a real environment and a real pull, and what reaches the command.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tollgate_upstream::REPLY;
 
-use crate::clients::{ADMIN_TOKEN, Stack, clean_command, run, summary, temp_home};
+use crate::clients::{ADMIN_TOKEN, Books, Stack, clean_command, run_client, temp_home};
 use crate::serve::{data_dir, start, start_on};
 
 /// The tenant-wide Claude subscription token of seed 000, inherited by every workspace.
@@ -25,13 +24,9 @@ const MINIMAX_KEY: &str = "mm-own-key-of-the-exec-test-workspace";
 /// A well-formed workspace token no server has minted.
 const UNKNOWN_TOKEN: &str = "tg_ws_0123456789abcdefghijABCDEFGHIJ0123456789abc";
 
-fn tollgate_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_tollgate"))
-}
-
 /// `tollgate exec ARGS` with only `PATH` and `vars` in its environment.
 fn exec(vars: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(tollgate_bin());
+    let mut cmd = Command::new(crate::bin());
     cmd.arg("exec").args(args).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
     for (k, v) in vars {
         cmd.env(k, v);
@@ -51,7 +46,11 @@ fn env_of(out: &Output) -> BTreeMap<String, String> {
 
 /// Fails if any of `secrets` appears in stdout or stderr.
 fn assert_no_values(out: &Output, secrets: &[&str]) {
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_not_printed(&format!("{}{}", text(&out.stdout), text(&out.stderr)), secrets);
+}
+
+/// Fails if any of `secrets` appears in `all`, what a command printed.
+fn assert_not_printed(all: &str, secrets: &[&str]) {
     for s in secrets {
         assert!(!all.contains(s), "a secret value was printed:\n{all}");
     }
@@ -62,26 +61,10 @@ fn pull_vars<'a>(stack: &'a Stack, ws: &'a str, token: &'a str) -> [(&'static st
     [("TOLLGATE_URL", stack.url()), ("TOLLGATE_WORKSPACE_ID", ws), ("TOLLGATE_WORKSPACE_TOKEN", token)]
 }
 
-/// `tollgate admin <scope> secret set OWNER NAME` with the value on standard input.
-fn set_secret(url: &str, scope: &str, owner: &str, name: &str, value: &str) {
-    let mut child = Command::new(tollgate_bin())
-        .args(["admin", scope, "secret", "set", owner, name])
-        .env("TOLLGATE_ADMIN_URL", url)
-        .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(value.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "secret set {name}: {}", text(&out.stderr));
-}
-
 /// A BYOK MiniMax workspace as in seed 000's drain (the tenant's OAuth token on the org, the
 /// workspace's own key), provisioned: its id and token.
 fn minimax_workspace(stack: &Stack, name: &str) -> (String, String) {
-    set_secret(stack.url(), "org", &stack.org, "CLAUDE_CODE_OAUTH_TOKEN", STRAY_OAUTH);
+    stack.admin_text(&["org", "secret", "set", &stack.org, "CLAUDE_CODE_OAUTH_TOKEN"], Some(STRAY_OAUTH));
     let ws = stack.admin(&[
         "workspace",
         "create",
@@ -95,7 +78,7 @@ fn minimax_workspace(stack: &Stack, name: &str) -> (String, String) {
         "MiniMax-M2.7",
     ]);
     let ws = ws["id"].as_str().unwrap().to_owned();
-    set_secret(stack.url(), "workspace", &ws, "MINIMAX_API_KEY", MINIMAX_KEY);
+    stack.admin_text(&["workspace", "secret", "set", &ws, "MINIMAX_API_KEY"], Some(MINIMAX_KEY));
     let provisioned = stack.admin(&["provision", &ws]);
     assert_eq!(provisioned["resolution"]["resolved_mode"], "byok", "{provisioned}");
     (ws, provisioned["token"].as_str().unwrap().to_owned())
@@ -111,7 +94,7 @@ fn platform_workspace(stack: &Stack, name: &str) -> (String, String) {
 /// and a stray API key. After the pull only the workspace token remains, pointed at the proxy.
 #[test]
 fn pull_platform_managed_drops_stray_credentials_and_routes_to_the_proxy() {
-    let stack = Stack::start("exec-platform");
+    let stack = Stack::start(crate::bin(), "exec-platform");
     let (ws, token) = platform_workspace(&stack, "platform");
     let mut vars = pull_vars(&stack, &ws, &token).to_vec();
     vars.extend([
@@ -137,7 +120,7 @@ fn pull_platform_managed_drops_stray_credentials_and_routes_to_the_proxy() {
 /// org's OAuth token (dropped by the plan) nor an inherited one (dropped by normalisation).
 #[test]
 fn pull_byok_minimax_gets_its_own_endpoint_and_key_and_no_oauth_token() {
-    let stack = Stack::start("exec-minimax");
+    let stack = Stack::start(crate::bin(), "exec-minimax");
     let (ws, token) = minimax_workspace(&stack, "dev-b");
     let mut vars = pull_vars(&stack, &ws, &token).to_vec();
     vars.push(("CLAUDE_CODE_OAUTH_TOKEN", STRAY_OAUTH));
@@ -171,7 +154,7 @@ fn pull_byok_minimax_gets_its_own_endpoint_and_key_and_no_oauth_token() {
 #[test]
 fn claude_code_under_exec_answers_through_the_proxy() {
     let claude = crate::clients::claude();
-    let stack = Stack::start("exec-claude");
+    let stack = Stack::start(crate::bin(), "exec-claude");
     let (ws, token) = platform_workspace(&stack, "claude");
     let home = temp_home("exec-claude");
     let mut vars = pull_vars(&stack, &ws, &token).to_vec();
@@ -180,19 +163,9 @@ fn claude_code_under_exec_answers_through_the_proxy() {
         ("CLAUDE_CODE_OAUTH_TOKEN", STRAY_OAUTH),
         ("ANTHROPIC_API_KEY", STRAY_API_KEY),
     ]);
-    let mut cmd = clean_command(tollgate_bin(), &home, &vars);
+    let mut cmd = clean_command(crate::bin(), &home, &vars);
     cmd.args(["exec", "--pull", "--"]).arg(&claude).args(["-p", "Say hello"]);
-    let out = run(cmd, "tollgate exec --pull -- claude -p");
-    let _ = std::fs::remove_dir_all(&home);
-    let stdout = text(&out.stdout);
-    let stderr = text(&out.stderr);
-    let seen = stack.upstream.requests();
-    assert!(
-        out.status.success(),
-        "claude under exec failed ({}):\n{stdout}\n{stderr}\nupstream saw {:#?}",
-        out.status,
-        summary(&seen)
-    );
+    let (stdout, stderr, seen) = run_client(&stack, cmd, &home, "tollgate exec --pull -- claude -p");
     assert_eq!(stdout.trim(), REPLY, "stderr:\n{stderr}");
     assert!(!stderr.contains("assumes a context window"), "the plan gave Claude Code its window:\n{stderr}");
     assert!(!seen.is_empty());
@@ -210,7 +183,7 @@ fn claude_code_under_exec_answers_through_the_proxy() {
     // by exactly the stand-in's usage at the registry's prices.
     let total = stack.check_upstream_and_ledger(&[&token]);
     assert!(total > 0);
-    assert_no_values(&out, &[STRAY_OAUTH, STRAY_API_KEY, &token]);
+    assert_not_printed(&format!("{stdout}{stderr}"), &[STRAY_OAUTH, STRAY_API_KEY, &token]);
 }
 
 /// Preflight (DESIGN.md section 7 step 5): no silent fallback. The command does not run and
@@ -262,7 +235,7 @@ fn disabled_and_legacy_run_the_command_in_place() {
     assert!(err.contains("warning") && err.contains("LLM_PROVIDER is not set"), "{err}");
     assert_eq!(env_of(&out)["CLAUDE_CODE_OAUTH_TOKEN"], STRAY_OAUTH, "legacy: nothing dropped by provider");
 
-    let child = Command::new(tollgate_bin())
+    let child = Command::new(crate::bin())
         .args(["exec", "--", "sh", "-c", "echo $$"])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -284,14 +257,33 @@ fn command_not_found_and_usage_errors() {
     assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
     assert_eq!(exec(&[], &[]).status.code(), Some(2), "a command is required without --check");
     assert_eq!(exec(&[], &["--secrets-dir", "/tmp/x", "--", "true"]).status.code(), Some(2), "needs --pull");
-    assert_eq!(exec(&[], &["--pull-timeout", "5h", "--", "true"]).status.code(), Some(2));
+    assert_eq!(exec(&[], &["--pull-timeout", "5 parsecs", "--", "true"]).status.code(), Some(2));
+    assert_eq!(exec(&[], &["--pull-timeout", "-1s", "--", "true"]).status.code(), Some(2));
+    assert_eq!(exec(&[], &["--pull-timeout", "1m 30s", "--", "true"]).status.code(), Some(0), "humantime spelling");
+}
+
+/// A workspace id that is not one (here, one that would add path segments) is refused before
+/// anything is sent: 78, naming the variable, echoing neither the id nor the token.
+#[test]
+fn a_malformed_workspace_id_is_a_configuration_error() {
+    let url = format!("http://127.0.0.1:{}", unused_port());
+    let bad_id = "ws/../../admin/orgs";
+    let out = exec(
+        &[("TOLLGATE_URL", &url), ("TOLLGATE_WORKSPACE_ID", bad_id), ("TOLLGATE_WORKSPACE_TOKEN", UNKNOWN_TOKEN)],
+        &["--pull", "--pull-timeout", "5s", "--", "true"],
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("TOLLGATE_WORKSPACE_ID is not a valid workspace id"), "{err}");
+    assert!(!err.contains("retrying"), "nothing is sent: {err}");
+    assert_no_values(&out, &[UNKNOWN_TOKEN, bad_id]);
 }
 
 /// The server refuses the token: 78, naming the variable to fix, never the token. So is a
 /// plan that no longer resolves (422) and a token that is not a workspace token at all.
 #[test]
 fn refused_pulls_exit_78_and_name_the_variable() {
-    let stack = Stack::start("exec-refused");
+    let stack = Stack::start(crate::bin(), "exec-refused");
     let (ws, token) = minimax_workspace(&stack, "refused");
     let (other_ws, other_token) = platform_workspace(&stack, "other");
     let run_pull = |vars: &[(&str, &str)]| exec(vars, &["--pull", "--pull-timeout", "5s", "--", "true"]);
@@ -320,13 +312,7 @@ fn refused_pulls_exit_78_and_name_the_variable() {
     assert!(err.contains("TOLLGATE_WORKSPACE_ID, TOLLGATE_WORKSPACE_TOKEN"), "{err}");
 
     // The workspace loses its key: the pull answers 422 MISSING_BYOK_CREDENTIAL.
-    let out = Command::new(tollgate_bin())
-        .args(["admin", "workspace", "secret", "delete", &ws, "MINIMAX_API_KEY"])
-        .env("TOLLGATE_ADMIN_URL", stack.url())
-        .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    stack.admin_text(&["workspace", "secret", "delete", &ws, "MINIMAX_API_KEY"], None);
     let out = run_pull(&pull_vars(&stack, &ws, &token));
     assert_eq!(out.status.code(), Some(78));
     let err = text(&out.stderr);
@@ -355,7 +341,7 @@ fn unreachable_server_is_retried_until_the_bound() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "took {took:?}");
     let err = text(&out.stderr);
-    assert!(err.contains("retrying for up to 1.0s") && err.contains("TOLLGATE_URL"), "{err}");
+    assert!(err.contains("retrying for up to 1s") && err.contains("TOLLGATE_URL"), "{err}");
     let attempts: u32 =
         err.split("gave up after ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
     assert!(attempts >= 3, "backoff retries several times within 1s: {err}");
@@ -370,18 +356,7 @@ fn pull_waits_for_a_server_that_starts_late() {
     let env = [("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)];
     let server = start(&dir, &[], &env);
     let url = server.url.clone();
-    let admin = |args: &[&str]| {
-        let out = Command::new(tollgate_bin())
-            .arg("admin")
-            .args(args)
-            .arg("--json")
-            .env("TOLLGATE_ADMIN_URL", &url)
-            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let admin = |args: &[&str]| server.admin_json(ADMIN_TOKEN, args);
     let org = admin(&["org", "create", "late"])["id"].as_str().unwrap().to_owned();
     let ws = admin(&[
         "workspace",
@@ -399,7 +374,7 @@ fn pull_waits_for_a_server_that_starts_late() {
     let token = admin(&["provision", &ws])["token"].as_str().unwrap().to_owned();
     drop(server);
 
-    let child = Command::new(tollgate_bin())
+    let child = Command::new(crate::bin())
         .args(["exec", "--pull", "--pull-timeout", "60s", "--", "env"])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -423,7 +398,7 @@ fn pull_waits_for_a_server_that_starts_late() {
 /// `--check` prints the decision, names and reasons only, and runs nothing.
 #[test]
 fn check_prints_names_and_reasons_never_values() {
-    let stack = Stack::start("exec-check");
+    let stack = Stack::start(crate::bin(), "exec-check");
     let (ws, token) = minimax_workspace(&stack, "check");
     let marker = std::env::temp_dir().join(format!("tollgate-exec-check-{}", std::process::id()));
     let mut vars = pull_vars(&stack, &ws, &token).to_vec();
@@ -464,7 +439,7 @@ fn mode(p: &Path) -> u32 {
 /// value; a file left for a variable that is now removed is deleted; no temporary file remains.
 #[test]
 fn secrets_dir_holds_the_plan_in_private_files() {
-    let stack = Stack::start("exec-secrets-dir");
+    let stack = Stack::start(crate::bin(), "exec-secrets-dir");
     let (ws, token) = minimax_workspace(&stack, "files");
     let root = std::env::temp_dir().join(format!("tollgate-exec-secrets-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);

@@ -15,11 +15,12 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
+/// The built `tollgate` binary.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tollgate"))
+}
+
 /// Runs the built `tollgate` binary with `args`, no inherited Tollgate env.
 pub fn tollgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(args)
-        .env_remove("TOLLGATE_PUBLIC_URL")
-        .output()
-        .expect("the tollgate binary runs")
+    Command::new(bin()).args(args).env_remove("TOLLGATE_PUBLIC_URL").output().expect("the tollgate binary runs")
 }

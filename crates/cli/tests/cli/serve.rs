@@ -1,87 +1,18 @@
 //! `tollgate serve` and `tollgate admin` as real processes.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-/// A running `tollgate serve`, killed on drop.
-pub(crate) struct Server {
-    child: Child,
-    pub url: String,
-    pub stdout: String,
-}
-
-impl Server {
-    /// Sends SIGTERM and waits (at most 20 s) for the exit code.
-    pub(crate) fn terminate(&mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub(crate) fn data_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tollgate-serve-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+pub(crate) use tollgate_testkit::cli_app::{Server, data_dir};
 
 /// Starts `tollgate serve` with `args` on a free port and waits for "listening on".
 pub(crate) fn start(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-    start_on(data, "127.0.0.1:0", args, env)
+    Server::start(crate::bin(), data, args, env)
 }
 
 /// Starts `tollgate serve` listening on `listen` (e.g. to restart on a known port).
 pub(crate) fn start_on(data: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    cmd.args(["serve", "--listen", listen, "--data-dir", data.to_str().unwrap()])
-        .args(args)
-        .env_remove("TOLLGATE_ADMIN_TOKEN")
-        .env_remove("TOLLGATE_MASTER_KEY")
-        .env_remove("TOLLGATE_DATABASE_URL")
-        .env_remove("TOLLGATE_PUBLIC_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let pipe = child.stdout.take().unwrap();
-    // Owned by a `Server` from here on, so a failed assertion still kills and reaps it.
-    let mut server = Server { child, url: String::new(), stdout: String::new() };
-    let mut reader = BufReader::new(pipe);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "serve exited early:\n{}", server.stdout);
-        server.stdout.push_str(&line);
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            server.url = rest.split_whitespace().next().unwrap().to_owned();
-            // Keep draining stdout so the server never blocks on a full pipe.
-            std::thread::spawn(move || {
-                let mut sink = String::new();
-                let _ = reader.read_to_string(&mut sink);
-            });
-            return server;
-        }
-        assert!(Instant::now() < deadline, "serve did not start:\n{}", server.stdout);
-    }
+    Server::start_on(crate::bin(), data, listen, args, env)
 }
 
 fn admin_token(out: &str) -> String {
@@ -89,23 +20,7 @@ fn admin_token(out: &str) -> String {
 }
 
 fn admin(server: &Server, token: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("admin")
-        .args(args)
-        .env("TOLLGATE_ADMIN_URL", &server.url)
-        .env("TOLLGATE_ADMIN_TOKEN", token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    } else {
-        drop(child.stdin.take());
-    }
-    let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    server.admin(token, args, stdin)
 }
 
 fn json_id(out: &str) -> String {
@@ -211,13 +126,41 @@ fn admin_walkthrough_and_exit_codes() {
     assert_eq!((code, err.contains("NOT_FOUND")), (1, true), "{err}");
     let (code, _, err) = admin(&s, "tg_admin_wrong", &["org", "list"], None);
     assert_eq!((code, err.contains("UNAUTHORIZED")), (78, true), "a bad admin token is a configuration error");
-    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["admin", "org", "list"])
-        .env_remove("TOLLGATE_ADMIN_TOKEN")
-        .output()
-        .unwrap();
+    let out =
+        Command::new(crate::bin()).args(["admin", "org", "list"]).env_remove("TOLLGATE_ADMIN_TOKEN").output().unwrap();
     assert_eq!(out.status.code(), Some(78));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An org or workspace id argument that is not an id is a usage error (exit 2) before any
+/// request, and the admin token is never printed.
+#[test]
+fn malformed_id_arguments_are_usage_errors() {
+    let token = "tg_admin_never-printed-by-usage-errors";
+    for args in [
+        &["org", "get", "a/b"][..],
+        &["org", "credit", "", "--delta-micros", "1", "--reason", "x"],
+        &["workspace", "delete", "../orgs"],
+        &["workspace", "list", "--org", "a b"],
+        &["workspace", "create", "--org", "x?y", "--name", "n", "--runtime", "codex"],
+        &["org", "secret", "list", "*"],
+        &["workspace", "secret", "set", "a:b", "NAME"],
+        &["provision", "a/b"],
+        &["billing-mode", "a%2Fb"],
+    ] {
+        let out = Command::new(crate::bin())
+            .arg("admin")
+            .args(args)
+            .env("TOLLGATE_ADMIN_URL", "http://127.0.0.1:9")
+            .env("TOLLGATE_ADMIN_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("not a valid"), "{args:?}: {err}");
+        assert!(!err.contains(token) && !String::from_utf8_lossy(&out.stdout).contains(token));
+    }
 }
 
 #[test]
@@ -232,7 +175,7 @@ fn sigterm_shuts_down_gracefully() {
 fn configuration_errors_exit_78() {
     let dir = data_dir("config");
     let run = |args: &[&str], env: &[(&str, &str)]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        let mut cmd = Command::new(crate::bin());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
             .args(args)
             .env_remove("TOLLGATE_MASTER_KEY");

@@ -1,6 +1,5 @@
 //! The normal paths: forwarding, streaming, metering, charging; and authentication.
 
-use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::{ANTHROPIC_KEY, App, OPENAI_KEY, chat, messages};
@@ -54,15 +53,7 @@ async fn anthropic_stream_is_relayed_chunk_by_chunk_and_metered() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-    let mut chunks = 0;
-    let mut text = String::new();
-    let mut stream = r.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        chunks += 1;
-        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-    }
+    let (chunks, text) = crate::read_event_stream(r).await;
     assert!(chunks > 3, "relayed as it came, not buffered ({chunks} chunks)");
     assert!(text.contains("event: message_start") && text.contains("event: message_stop"));
     let delta_usage: Vec<Value> = text

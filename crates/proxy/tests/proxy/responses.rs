@@ -91,15 +91,7 @@ async fn a_stream_is_relayed_unchanged_and_metered_from_its_terminal_event() {
     let app = App::new(1_000_000).await;
     let (_, token) = app.workspace("codex", "platform/gpt").await;
     let r = responses(&app, &token, &request("platform/gpt", true)).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-    let mut chunks = 0;
-    let mut text = String::new();
-    let mut stream = r.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        chunks += 1;
-        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-    }
+    let (chunks, text) = crate::read_event_stream(r).await;
     let names = event_names(&text);
     assert_eq!(names.first().map(String::as_str), Some("response.created"));
     assert_eq!(names.last().map(String::as_str), Some("response.completed"));

@@ -5,6 +5,11 @@ use tollgate_upstream::{ANTHROPIC_MODELS, OPENAI_MODELS, Upstream};
 
 use crate::{KEY, client};
 
+/// Sends `request` (a `GET`); the JSON it answers.
+async fn get_json(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn anthropic_requests_get_anthropics_list() {
     let upstream = Upstream::start().await.unwrap();
@@ -25,15 +30,8 @@ async fn anthropic_requests_get_anthropics_list() {
         body,
         json!({"data": data, "has_more": false, "first_id": ANTHROPIC_MODELS[0], "last_id": ANTHROPIC_MODELS[1]})
     );
-    let one: Value = client()
-        .get(format!("{}/v1/models/claude-anything", upstream.url()))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value =
+        get_json(client().get(format!("{}/v1/models/claude-anything", upstream.url())).header("x-api-key", KEY)).await;
     assert_eq!(one["id"], "claude-anything");
     assert_eq!(one["type"], "model");
     let recorded = upstream.requests();
@@ -44,15 +42,7 @@ async fn anthropic_requests_get_anthropics_list() {
 #[tokio::test]
 async fn openai_requests_get_openais_list() {
     let upstream = Upstream::start().await.unwrap();
-    let body: Value = client()
-        .get(format!("{}/v1/models", upstream.url()))
-        .bearer_auth("sk-openai")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = get_json(client().get(format!("{}/v1/models", upstream.url())).bearer_auth("sk-openai")).await;
     assert_eq!(body["object"], "list");
     let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, OPENAI_MODELS);
@@ -60,15 +50,8 @@ async fn openai_requests_get_openais_list() {
         body["data"][0],
         json!({"id": OPENAI_MODELS[0], "object": "model", "created": 1_735_689_600, "owned_by": "tollgate-upstream"})
     );
-    let one: Value = client()
-        .get(format!("{}/v1/models/gpt-x", upstream.url()))
-        .bearer_auth("sk-openai")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value =
+        get_json(client().get(format!("{}/v1/models/gpt-x", upstream.url())).bearer_auth("sk-openai")).await;
     assert_eq!((&one["id"], &one["object"]), (&json!("gpt-x"), &json!("model")));
 }
 
