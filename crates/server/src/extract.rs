@@ -37,7 +37,15 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
 
 /// Parses `bytes` as `T`, answering `INVALID_JSON` with a message that names the problem
 /// and its position but no quoted string from the body.
+///
+/// Every body of the API is an object: anything else (an array, which serde would read as
+/// positional struct fields, a string, a number, `null`) is refused before `T` sees it.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace())
+        && *first != b'{'
+    {
+        return Err(ApiError::new(ApiErrorCode::InvalidJson, "the request body must be a JSON object"));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         let what = match e.classify() {
             serde_json::error::Category::Eof if bytes.iter().all(u8::is_ascii_whitespace) => {
@@ -166,5 +174,21 @@ mod tests {
         assert!(err.to_string().contains("unknown field `extra`"), "{err}");
         let err = parse_json::<B>(b"  ").unwrap_err();
         assert!(err.to_string().contains("must be a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn only_objects_are_bodies() {
+        #[derive(Debug, serde::Deserialize)]
+        #[expect(dead_code, reason = "only deserialised")]
+        struct B {
+            a: String,
+            n: i64,
+        }
+        for body in [&br#"["x", 1]"#[..], b" [\"x\",1]", b"null", b"\"x\"", b"7", b"true"] {
+            let err = parse_json::<B>(body).unwrap_err();
+            assert_eq!(err.code(), "INVALID_JSON");
+            assert!(err.to_string().contains("must be a JSON object"), "{err}");
+        }
+        assert!(parse_json::<B>(br#" {"a": "x", "n": 1}"#).is_ok());
     }
 }

@@ -329,19 +329,22 @@ macro_rules! impl_store {
             }
 
             async fn update_org(&self, id: &OrgId, patch: &OrgPatch) -> Result<Org> {
-                let current = self.get_org(id).await?;
-                let name = patch.name.clone().unwrap_or(current.name);
-                let mode = patch.default_billing_mode.unwrap_or(current.default_billing_mode);
+                // One statement that sets only the given fields (a flag per field says which):
+                // two concurrent PATCHes of different fields both land.
                 let updated = sqlx::query(
-                    "UPDATE orgs SET name = $1, default_billing_mode = $2, updated_at = $3 WHERE id = $4",
+                    "UPDATE orgs SET name = CASE WHEN $1 THEN $2 ELSE name END, \
+                     default_billing_mode = CASE WHEN $3 THEN $4 ELSE default_billing_mode END, \
+                     updated_at = $5 WHERE id = $6",
                 )
-                .bind(&name)
-                .bind(mode_to_text(mode))
+                .bind(patch.name.is_some())
+                .bind(patch.name.as_deref())
+                .bind(patch.default_billing_mode.is_some())
+                .bind(patch.default_billing_mode.and_then(mode_to_text))
                 .bind(Timestamp::now().0)
                 .bind(id.as_str())
                 .execute(&self.pool)
                 .await
-                .map_err(|e| unique(e, &format!("an org named `{name}` already exists")))?;
+                .map_err(|e| unique(e, &format!("an org named `{}` already exists", patch.name.as_deref().unwrap_or(""))))?;
                 if updated.rows_affected() == 0 {
                     return Err(StoreError::NotFound("org"));
                 }
@@ -429,27 +432,35 @@ macro_rules! impl_store {
             }
 
             async fn update_workspace(&self, id: &WorkspaceId, patch: &WorkspacePatch) -> Result<Workspace> {
-                let cur = self.get_workspace(id).await?;
-                let name = patch.name.clone().unwrap_or(cur.name);
-                let runtime = patch.runtime.clone().unwrap_or(cur.runtime);
-                let model = patch.model.clone().unwrap_or(cur.model);
-                let mode = patch.billing_mode.unwrap_or(cur.billing_mode);
-                let kind = patch.kind.unwrap_or(cur.kind);
+                // One statement that sets only the given fields (a flag per field says which):
+                // two concurrent PATCHes of different fields both land.
                 let sql = format!(
-                    "UPDATE workspaces SET name = $1, runtime = $2, model = $3, billing_mode = $4, kind = $5, updated_at = $6 \
-                     WHERE id = $7 RETURNING {WS_COLUMNS}"
+                    "UPDATE workspaces SET name = CASE WHEN $1 THEN $2 ELSE name END, \
+                     runtime = CASE WHEN $3 THEN $4 ELSE runtime END, \
+                     model = CASE WHEN $5 THEN $6 ELSE model END, \
+                     billing_mode = CASE WHEN $7 THEN $8 ELSE billing_mode END, \
+                     kind = CASE WHEN $9 THEN $10 ELSE kind END, \
+                     updated_at = $11 WHERE id = $12 RETURNING {WS_COLUMNS}"
                 );
                 let row = sqlx::query(&sql)
-                    .bind(&name)
-                    .bind(&runtime)
-                    .bind(&model)
-                    .bind(mode_to_text(mode))
-                    .bind(kind.as_str())
+                    .bind(patch.name.is_some())
+                    .bind(patch.name.as_deref())
+                    .bind(patch.runtime.is_some())
+                    .bind(patch.runtime.as_deref())
+                    .bind(patch.model.is_some())
+                    .bind(patch.model.clone().flatten())
+                    .bind(patch.billing_mode.is_some())
+                    .bind(patch.billing_mode.and_then(mode_to_text))
+                    .bind(patch.kind.is_some())
+                    .bind(patch.kind.map(WorkspaceKind::as_str))
                     .bind(Timestamp::now().0)
                     .bind(id.as_str())
                     .fetch_optional(&self.pool)
                     .await
-                    .map_err(|e| unique(e, &format!("the org already has a workspace named `{name}`")))?;
+                    .map_err(|e| {
+                        let name = patch.name.as_deref().unwrap_or("");
+                        unique(e, &format!("the org already has a workspace named `{name}`"))
+                    })?;
                 row.map_or(Err(StoreError::NotFound("workspace")), |r| Self::ws_from_row(&r))
             }
 

@@ -5,7 +5,9 @@
 mod support;
 pub(crate) use tollgate_testkit::both_backends;
 
+mod atomic;
 mod auth;
+mod bodies;
 mod encryption;
 mod errors;
 mod logs;

@@ -119,6 +119,7 @@ on_both_backends!(
     credit_is_leased_recorded_and_returned,
     concurrent_leases_never_overspend,
     invalidations_reach_every_instance,
+    concurrent_patches_of_different_fields_all_land,
 );
 
 /// The invalidation channel's text form: what one instance encodes, every other decodes to

@@ -580,3 +580,68 @@ pub(crate) async fn invalidations_reach_every_instance(h: Harness) {
         assert_eq!(recv(rx_other).await, recall, "another instance hears it, through the channel's text");
     }
 }
+
+/// How many rounds the concurrent-PATCH tests run.
+const PATCH_ROUNDS: usize = 200;
+
+/// Concurrent updates of different fields of one workspace, and of one org, all land: in
+/// every round each field holds the value its own update wrote (a read-modify-write would
+/// put back the old value of the field it did not change).
+pub(crate) async fn concurrent_patches_of_different_fields_all_land(h: Harness) {
+    let org = h.store.create_org(&new_org("patched")).await.unwrap();
+    let ws = h.store.create_workspace(&new_ws(&org.id, "patched-ws")).await.unwrap();
+    let modes = [BillingMode::Byok, BillingMode::PlatformManaged, BillingMode::Disabled];
+    let (mut ws_lost, mut org_lost) = (0, 0);
+    for round in 0..PATCH_ROUNDS {
+        // Start every round from known values, different from the ones written below.
+        let reset = WorkspacePatch {
+            name: Some(format!("base-{round}")),
+            model: Some(None),
+            billing_mode: Some(None),
+            ..WorkspacePatch::default()
+        };
+        h.store.update_workspace(&ws.id, &reset).await.unwrap();
+        let reset = OrgPatch { name: Some(format!("org-base-{round}")), default_billing_mode: Some(None) };
+        h.store.update_org(&org.id, &reset).await.unwrap();
+
+        let mode = modes[round % modes.len()];
+        let ws_patches = [
+            WorkspacePatch { name: Some(format!("ws-{round}")), ..WorkspacePatch::default() },
+            WorkspacePatch { model: Some(Some(format!("model-{round}"))), ..WorkspacePatch::default() },
+            WorkspacePatch { billing_mode: Some(Some(mode)), ..WorkspacePatch::default() },
+        ];
+        let org_patches = [
+            OrgPatch { name: Some(format!("org-{round}")), default_billing_mode: None },
+            OrgPatch { name: None, default_billing_mode: Some(Some(mode)) },
+        ];
+        let mut tasks = Vec::new();
+        for patch in ws_patches {
+            let (store, id) = (h.store.clone(), ws.id.clone());
+            tasks.push(tokio::spawn(async move { store.update_workspace(&id, &patch).await.map(drop) }));
+        }
+        for patch in org_patches {
+            let (store, id) = (h.store.clone(), org.id.clone());
+            tasks.push(tokio::spawn(async move { store.update_org(&id, &patch).await.map(drop) }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+
+        let got = h.store.get_workspace(&ws.id).await.unwrap();
+        ws_lost += usize::from(got.name != format!("ws-{round}"))
+            + usize::from(got.model.as_deref() != Some(format!("model-{round}").as_str()))
+            + usize::from(got.billing_mode != Some(mode));
+        assert_eq!(got.runtime, "claude-code", "a field no PATCH named is untouched");
+        assert_eq!(got.kind, WorkspaceKind::Agent, "a field no PATCH named is untouched");
+        let got = h.store.get_org(&org.id).await.unwrap();
+        org_lost +=
+            usize::from(got.name != format!("org-{round}")) + usize::from(got.default_billing_mode != Some(mode));
+        assert_eq!(got.credit_micros, org.credit_micros, "the balance is no PATCH's business");
+    }
+    assert_eq!(
+        (ws_lost, org_lost),
+        (0, 0),
+        "updates lost in {PATCH_ROUNDS} rounds (workspace, org) on {:?}",
+        h.backend
+    );
+}
