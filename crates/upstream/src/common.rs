@@ -51,6 +51,8 @@ pub(crate) enum Fault {
     Overloaded,
     Unauthorized,
     Cut,
+    /// Streams the whole content, then closes before the usage (see each provider).
+    NoUsage,
     Slow,
     Hang,
 }
@@ -61,6 +63,7 @@ impl Fault {
             ("-overloaded", Fault::Overloaded),
             ("-unauthorized", Fault::Unauthorized),
             ("-cut", Fault::Cut),
+            ("-nousage", Fault::NoUsage),
             ("-slow", Fault::Slow),
             ("-hang", Fault::Hang),
         ]
@@ -318,7 +321,7 @@ impl Provider {
                 state.closed().await;
                 Some(self.overloaded())
             }
-            Fault::None | Fault::Cut | Fault::Slow => None,
+            Fault::None | Fault::Cut | Fault::NoUsage | Fault::Slow => None,
         }
     }
 }

@@ -119,6 +119,7 @@
 //! | `-overloaded` | 529 `overloaded_error` "Overloaded" | 503 `server_error` |
 //! | `-unauthorized` | 401 `authentication_error` | 401 `invalid_request_error`, code `invalid_api_key` |
 //! | `-cut` | streaming: `message_start`, `content_block_start`, `ping` and two deltas, then the connection is closed without the terminating chunk; not streaming: status 200 and half of the JSON body, then the same | streaming: the role chunk and two content chunks (Responses: every event through the second `response.output_text.delta`), then closed; not streaming: as Anthropic |
+//! | `-nousage` | streaming: the whole content through `content_block_stop`, then closed without `message_delta` and `message_stop` (the usage); not streaming: answers normally | streaming: every chunk through the one with `finish_reason`, then closed without the usage chunk and `[DONE]` (Responses: every event but the terminal one); not streaming: answers normally |
 //! | `-slow` | streams normally but with [`SLOW_CHUNK_DELAY`] (200 ms) between frames; not streaming: answers after 200 ms | the same |
 //! | `-hang` | reads the request and never answers, until the server shuts down (then 529) | the same (then 503) |
 //!
