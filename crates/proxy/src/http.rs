@@ -822,8 +822,7 @@ impl SettleGuard {
         }
         let EstimateBounds { input_tokens, max_output_tokens } = self.bounds;
         let usage = meter::relayed::estimated_usage(seen, relayed, input_tokens, max_output_tokens);
-        let cost = self.price.cost(&usage);
-        (usage, if cost > reserved { reserved } else { cost }, true)
+        (usage, meter::relayed::estimated_cost(&self.price, &usage, reserved), true)
     }
 }
 

@@ -13,7 +13,8 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use tollgate_policy::Usage;
+use tollgate_policy::money::Price;
+use tollgate_policy::{Micros, Usage};
 
 /// Characters per output token assumed by the estimate; see the module docs.
 pub const CHARS_PER_TOKEN: u64 = 3;
@@ -36,6 +37,13 @@ pub fn estimated_usage(seen: Usage, relayed_chars: u64, input_estimate: u64, max
         output_tokens: seen.output_tokens.max(estimate_tokens(relayed_chars).min(max_output)),
         ..seen
     }
+}
+
+/// The cost of an estimated `usage` at `price`, never more than `reserved` (the request's
+/// worst case, which the client was admitted for).
+pub fn estimated_cost(price: &Price, usage: &Usage, reserved: Micros) -> Micros {
+    let cost = price.cost(usage);
+    if cost > reserved { reserved } else { cost }
 }
 
 fn count(text: Option<&Cow<'_, str>>) -> u64 {
