@@ -191,7 +191,7 @@ pub(crate) async fn messages(state: &UpstreamState, body: &[u8]) -> Response {
         // Through `content_block_stop`: without `message_delta` and `message_stop`.
         frames.truncate(frames.len() - 2);
     }
-    PROVIDER.event_stream(frames_body(frames, fault, cut))
+    PROVIDER.event_stream(frames_body(frames, fault, cut, Some(state)))
 }
 
 pub(crate) async fn count_tokens(state: &UpstreamState, body: &[u8]) -> Response {

@@ -147,6 +147,7 @@ mod usage;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::{fmt, io};
 
@@ -213,6 +214,11 @@ impl Upstream {
     pub fn clear(&self) {
         self.state.clear();
     }
+
+    /// Event streams dropped before their last frame (see [`UpstreamState::abandoned_streams`]).
+    pub fn abandoned_streams(&self) -> u64 {
+        self.state.abandoned_streams()
+    }
 }
 
 /// One request as the upstream received it.
@@ -249,13 +255,20 @@ struct Shared {
     record: bool,
     log: Mutex<Vec<Recorded>>,
     closing: watch::Sender<bool>,
+    /// Streamed bodies dropped before their end.
+    abandoned: AtomicU64,
 }
 
 impl UpstreamState {
     /// A fresh state; `record: false` keeps no log (for the benchmark).
     pub fn new(record: bool) -> UpstreamState {
         UpstreamState {
-            shared: Arc::new(Shared { record, log: Mutex::new(Vec::new()), closing: watch::Sender::new(false) }),
+            shared: Arc::new(Shared {
+                record,
+                log: Mutex::new(Vec::new()),
+                closing: watch::Sender::new(false),
+                abandoned: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -267,6 +280,16 @@ impl UpstreamState {
     /// Forgets the requests received so far.
     pub fn clear(&self) {
         self.log().clear();
+    }
+
+    /// Event streams dropped before their last frame: their client (the proxy) closed the
+    /// connection, which is how a cancelled request looks from the upstream.
+    pub fn abandoned_streams(&self) -> u64 {
+        self.shared.abandoned.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_abandoned(&self) {
+        self.shared.abandoned.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Releases every `-hang` request, present and future, with an overloaded error. [`serve`]

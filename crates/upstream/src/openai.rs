@@ -187,5 +187,5 @@ pub(crate) async fn chat_completions(state: &UpstreamState, body: &[u8]) -> Resp
         // Through the chunk with `finish_reason`: without the usage chunk and `[DONE]`.
         frames.truncate(2 + usize::try_from(words).unwrap_or(usize::MAX));
     }
-    PROVIDER.event_stream(frames_body(frames, fault, cut))
+    PROVIDER.event_stream(frames_body(frames, fault, cut, Some(state)))
 }

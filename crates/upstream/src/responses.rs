@@ -286,7 +286,7 @@ pub(crate) async fn responses(state: &UpstreamState, body: &[u8]) -> Response {
         // Every event but the terminal one, which carries the usage.
         frames.truncate(frames.len() - 1);
     }
-    PROVIDER.event_stream(frames_body(frames, fault, cut))
+    PROVIDER.event_stream(frames_body(frames, fault, cut, Some(state)))
 }
 
 /// The ids of one response and its output items.

@@ -217,3 +217,41 @@ async fn an_abandoned_responses_stream_is_charged_at_least_the_content_the_clien
     let text = abandon(r, |t| responses_chars(t) >= 10).await;
     assert_abandoned_charge(&app, input_estimate(&body), tokens(responses_chars(&text)), 50).await;
 }
+
+/// Waits until the stand-in upstream has seen `n` streams dropped before their end.
+async fn upstream_abandoned(app: &App, n: u64) {
+    for _ in 0..400 {
+        if app.upstream.abandoned_streams() == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the upstream saw {} abandoned streams, not {n}", app.upstream.abandoned_streams());
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_the_upstream_request_on_every_protocol() {
+    let app = App::new(CREDIT).await;
+    let (_, claude) = app.workspace("claude-code", "platform/ok").await;
+    let (_, codex) = app.workspace("codex", "platform/gpt").await;
+    // Read to the end, a stream is not abandoned: the count below is the proxy's doing.
+    read_all(app.post("/anthropic/v1/messages", &claude, messages("platform/ok", true, 50)).send().await.unwrap())
+        .await;
+    app.settled(1).await;
+    assert_eq!(app.upstream.abandoned_streams(), 0);
+
+    // Each `-slow` stream would take seconds more; the client leaves after its first chunk.
+    let r = app.post("/anthropic/v1/messages", &claude, messages("platform/slow", true, 50)).send().await.unwrap();
+    abandon(r, |t| !t.is_empty()).await;
+    upstream_abandoned(&app, 1).await;
+    let r =
+        app.post("/openai/v1/chat/completions", &codex, chat("platform/gpt-slow", true, None)).send().await.unwrap();
+    abandon(r, |t| !t.is_empty()).await;
+    upstream_abandoned(&app, 2).await;
+    let body = json!({"model": "platform/gpt-slow", "stream": true, "input": "hello"});
+    let url = format!("{}/openai/v1/responses", app.base);
+    let r = app.http.post(url).bearer_auth(&codex).json(&body).send().await.unwrap();
+    abandon(r, |t| !t.is_empty()).await;
+    upstream_abandoned(&app, 3).await;
+    app.settled(4).await;
+}
