@@ -26,7 +26,7 @@ use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Set
 
 use crate::credit::{Credit, CreditConfig, Hold, Refusal};
 
-use crate::meter::Meter;
+use crate::meter::{self, Meter};
 use crate::metric_names;
 use crate::models;
 use crate::rewrite;
@@ -446,7 +446,12 @@ impl Proxy {
         };
         let model = std::mem::take(&mut admitted.model);
         let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
-        let mut guard = self.reserve(&who, meter, model, admitted.price, amount).await?;
+        let bounds = EstimateBounds {
+            input_tokens: rewrite::estimate_input_tokens(body.len()),
+            max_output_tokens: rewrite::max_output_tokens(&admitted.json, protocol)
+                .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+        };
+        let mut guard = self.reserve(&who, meter, bounds, model, admitted.price, amount).await?;
         let (upstream_response, upstream_latency) =
             self.send(protocol, path, uri, headers, &admitted, &mut guard).await?;
         relay(upstream_response, guard, admitted.strip_usage, started, upstream_latency)
@@ -540,6 +545,7 @@ impl Proxy {
         &self,
         who: &Authorized,
         meter: Meter,
+        bounds: EstimateBounds,
         model: String,
         price: Price,
         amount: Micros,
@@ -554,6 +560,8 @@ impl Proxy {
                 created_at,
                 price,
                 meter,
+                bounds,
+                streamed: false,
                 status: None,
             }),
             Err(Refusal::Insufficient { available }) => {
@@ -561,6 +569,7 @@ impl Proxy {
                     usage: Usage::default(),
                     cost: Micros::ZERO,
                     http_status: Some(StatusCode::PAYMENT_REQUIRED.as_u16()),
+                    estimated: false,
                 };
                 credit.record_refusal(
                     &who.org_id,
@@ -703,6 +712,7 @@ fn relay(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
+    guard.streamed = sse;
     metrics::counter!(metric_names::REQUESTS, "status" => status.as_u16().to_string()).increment(1);
     // What the proxy added: everything but the wait for the upstream's headers.
     metrics::histogram!(metric_names::ADDED_LATENCY)
@@ -742,7 +752,19 @@ struct SettleGuard {
     created_at: Timestamp,
     price: Price,
     meter: Meter,
+    /// What the estimate of a stream without its usage may charge.
+    bounds: EstimateBounds,
+    /// The response is an event stream (whose end must carry its usage).
+    streamed: bool,
     status: Option<u16>,
+}
+
+/// The reservation's own figures, which bound the estimate of a stream that ended without its
+/// usage: the input estimated from the body, and the output limit.
+#[derive(Clone, Copy, Debug)]
+struct EstimateBounds {
+    input_tokens: u64,
+    max_output_tokens: u64,
 }
 
 /// What settling consumes: the reservation and the ledger row's identity.
@@ -763,8 +785,11 @@ impl SettleGuard {
         let Some(Pending { hold, request_id, workspace_id, model }) = self.pending.take() else {
             return;
         };
-        let usage = self.meter.usage();
-        let settlement = Settlement { usage, cost: self.price.cost(&usage), http_status: status };
+        let (usage, cost, estimated) = self.charge(hold.amount());
+        if estimated {
+            metrics::counter!(metric_names::ESTIMATED_SETTLEMENTS).increment(1);
+        }
+        let settlement = Settlement { usage, cost, http_status: status, estimated };
         metrics::counter!(metric_names::COST_MICROS).increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
         metrics::counter!(metric_names::TOKENS, "kind" => "input").increment(usage.input_tokens);
         metrics::counter!(metric_names::TOKENS, "kind" => "output").increment(usage.output_tokens);
@@ -780,6 +805,24 @@ impl SettleGuard {
             created_at: self.created_at,
         };
         self.credit.settle(hold, entry);
+    }
+}
+
+impl SettleGuard {
+    /// The usage and cost to charge, and whether they were estimated: a stream that ended
+    /// without its usage (cut, abandoned, or finished without reporting output for content it
+    /// relayed) is charged `max(usage seen, estimate of what was relayed)`, never more than
+    /// `reserved` (DESIGN.md section 13).
+    fn charge(&self, reserved: Micros) -> (Usage, Micros, bool) {
+        let seen = self.meter.usage();
+        let relayed = self.meter.relayed_chars();
+        let unreported = seen.output_tokens == 0 && relayed > 0;
+        if !self.streamed || (self.meter.completed() && !unreported) {
+            return (seen, self.price.cost(&seen), false);
+        }
+        let EstimateBounds { input_tokens, max_output_tokens } = self.bounds;
+        let usage = meter::relayed::estimated_usage(seen, relayed, input_tokens, max_output_tokens);
+        (usage, meter::relayed::estimated_cost(&self.price, &usage, reserved), true)
     }
 }
 

@@ -39,6 +39,7 @@ use tollgate_policy::{Protocol, Usage};
 
 use crate::sse::{EventRef, SseParser};
 
+pub mod relayed;
 mod responses;
 
 pub use responses::ResponsesMeter;
@@ -61,6 +62,8 @@ struct AnthropicState {
     latest_output: Option<u64>,
     completed: bool,
     malformed: u64,
+    /// Content characters relayed (see [`relayed`]).
+    relayed_chars: u64,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +143,11 @@ impl AnthropicMeter {
         self.state.malformed
     }
 
+    /// Content characters relayed so far (text, thinking, tool-call arguments).
+    pub fn relayed_chars(&self) -> u64 {
+        self.state.relayed_chars
+    }
+
     /// Events dropped for exceeding the SSE parser's size limit.
     pub fn oversized_events(&self) -> u64 {
         self.parser.dropped_events()
@@ -154,8 +162,12 @@ enum Stage {
 
 impl AnthropicState {
     fn on_event(&mut self, event: EventRef<'_>) {
-        // The `event:` field names the payload's type; skip the bulk (content deltas, pings)
-        // without parsing. Without the field, the payload's `type` decides.
+        // Content deltas are counted for the estimate of a stream cut before its usage.
+        if matches!(event.event, b"" | b"content_block_delta") {
+            self.relayed_chars += relayed::anthropic_delta_chars(event.data);
+        }
+        // The `event:` field names the payload's type; skip the rest of the bulk (content
+        // deltas, pings) without parsing. Without the field, the payload's `type` decides.
         if !matches!(event.event, b"" | b"message_start" | b"message_delta" | b"message_stop") {
             return;
         }
@@ -204,6 +216,8 @@ struct OpenAiState {
     usage: Usage,
     completed: bool,
     malformed: u64,
+    /// Content characters relayed (see [`relayed`]).
+    relayed_chars: u64,
 }
 
 /// The parts of a chunk (or of a whole completion) that matter for usage.
@@ -305,6 +319,11 @@ impl OpenAiMeter {
         self.state.malformed
     }
 
+    /// Content characters relayed so far (text, thinking, tool-call arguments).
+    pub fn relayed_chars(&self) -> u64 {
+        self.state.relayed_chars
+    }
+
     /// Events dropped for exceeding the SSE parser's size limit.
     pub fn oversized_events(&self) -> u64 {
         self.parser.dropped_events()
@@ -317,6 +336,7 @@ impl OpenAiState {
             self.completed = true;
             return;
         }
+        self.relayed_chars += relayed::openai_chunk_chars(data);
         if !may_carry_usage(data) {
             return;
         }
@@ -390,6 +410,15 @@ impl Meter {
             Self::Anthropic(m) => m.completed(),
             Self::OpenAi(m) => m.completed(),
             Self::Responses(m) => m.completed(),
+        }
+    }
+
+    /// Content characters relayed so far (text, thinking, tool-call arguments).
+    pub fn relayed_chars(&self) -> u64 {
+        match self {
+            Self::Anthropic(m) => m.relayed_chars(),
+            Self::OpenAi(m) => m.relayed_chars(),
+            Self::Responses(m) => m.relayed_chars(),
         }
     }
 

@@ -11,12 +11,18 @@ pub const COST_MICROS: &str = "tollgate_proxy_cost_micros_total";
 pub const ADDED_LATENCY: &str = "tollgate_proxy_added_latency_seconds";
 /// Time from forwarding a request to the upstream's response headers, in seconds.
 pub const UPSTREAM_LATENCY: &str = "tollgate_proxy_upstream_latency_seconds";
+/// Settlements charged on an estimate: streams that ended without their usage.
+pub const ESTIMATED_SETTLEMENTS: &str = "tollgate_proxy_estimated_settlements_total";
 
 /// Describes the metrics above to the installed recorder (units and help texts).
 pub fn describe() {
     metrics::describe_counter!(REQUESTS, "Proxied requests by HTTP status");
     metrics::describe_counter!(TOKENS, "Tokens metered, by kind");
     metrics::describe_counter!(COST_MICROS, "Cost charged to orgs' credit, micro-USD");
+    metrics::describe_counter!(
+        ESTIMATED_SETTLEMENTS,
+        "Settlements charged on an estimate of the content relayed: streams that ended without their usage"
+    );
     metrics::describe_histogram!(
         ADDED_LATENCY,
         metrics::Unit::Seconds,

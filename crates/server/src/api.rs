@@ -365,6 +365,10 @@ pub struct UsageRow {
     pub cache_read_tokens: i64,
     /// Cost charged to the org's credit, micro-USD.
     pub cost_micros: i64,
+    /// Of which charged on an estimate of the content relayed: streams that ended without
+    /// their usage (cut, abandoned, timed out).
+    #[serde(default)]
+    pub estimated_requests: i64,
 }
 
 /// `GET /admin/usage` answer.
@@ -385,6 +389,7 @@ impl From<tollgate_store::UsageRow> for UsageRow {
             cache_write_tokens: r.cache_write_tokens,
             cache_read_tokens: r.cache_read_tokens,
             cost_micros: r.cost_micros,
+            estimated_requests: r.estimated_requests,
         }
     }
 }

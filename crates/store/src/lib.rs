@@ -325,6 +325,8 @@ pub struct UsageRow {
     pub cache_read_tokens: i64,
     /// Cost charged, micro-USD.
     pub cost_micros: i64,
+    /// Of which charged on an estimate (streams that ended without their usage).
+    pub estimated_requests: i64,
 }
 
 /// Credit an instance asks to take from an org's balance into its lease (see
@@ -387,6 +389,8 @@ pub struct Settlement {
     pub cost: Micros,
     /// The status the client got; `None` when the stream broke before its end.
     pub http_status: Option<u16>,
+    /// The usage was estimated from the content relayed: the stream ended without its usage.
+    pub estimated: bool,
 }
 
 /// The Postgres `NOTIFY` channel of cache invalidations.

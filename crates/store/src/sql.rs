@@ -680,8 +680,8 @@ macro_rules! impl_store {
                     // transit, say) is not written, nor charged, twice.
                     let written = sqlx::query(
                         "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, \
-                         cost_micros, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, settled_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (request_id) DO NOTHING",
+                         cost_micros, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, settled_at, estimated) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (request_id) DO NOTHING",
                     )
                     .bind(e.request_id.as_str())
                     .bind(org_id.as_str())
@@ -697,6 +697,7 @@ macro_rules! impl_store {
                     .bind(to_i64(s.usage.cache_read_tokens))
                     .bind(e.created_at.0)
                     .bind(now)
+                    .bind(s.estimated)
                     .execute(&mut *tx)
                     .await?;
                     if written.rows_affected() == 1 {
@@ -835,7 +836,8 @@ macro_rules! impl_store {
                      CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, \
                      CAST(COALESCE(SUM(cache_write_tokens), 0) AS BIGINT) AS cache_write_tokens, \
                      CAST(COALESCE(SUM(cache_read_tokens), 0) AS BIGINT) AS cache_read_tokens, \
-                     CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros \
+                     CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros, \
+                     CAST(COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0) AS BIGINT) AS estimated_requests \
                      FROM ledger \
                      WHERE (CAST($1 AS TEXT) IS NULL OR org_id = $1) AND (CAST($2 AS TEXT) IS NULL OR workspace_id = $2) \
                      AND (CAST($3 AS BIGINT) IS NULL OR created_at >= $3) AND (CAST($4 AS BIGINT) IS NULL OR created_at < $4) \

@@ -184,11 +184,14 @@ pub(crate) async fn messages(state: &UpstreamState, body: &[u8]) -> Response {
     frames.push(Event::MessageDelta { delta, usage: output }.frame());
     frames.push(Event::MessageStop.frame());
 
-    let cut = fault == Fault::Cut;
-    if cut {
+    let cut = matches!(fault, Fault::Cut | Fault::NoUsage);
+    if fault == Fault::Cut {
         frames.truncate(CUT_AFTER);
+    } else if fault == Fault::NoUsage {
+        // Through `content_block_stop`: without `message_delta` and `message_stop`.
+        frames.truncate(frames.len() - 2);
     }
-    PROVIDER.event_stream(frames_body(frames, fault, cut))
+    PROVIDER.event_stream(frames_body(frames, fault, cut, Some(state)))
 }
 
 pub(crate) async fn count_tokens(state: &UpstreamState, body: &[u8]) -> Response {

@@ -51,6 +51,8 @@ pub(crate) enum Fault {
     Overloaded,
     Unauthorized,
     Cut,
+    /// Streams the whole content, then closes before the usage (see each provider).
+    NoUsage,
     Slow,
     Hang,
 }
@@ -61,6 +63,7 @@ impl Fault {
             ("-overloaded", Fault::Overloaded),
             ("-unauthorized", Fault::Unauthorized),
             ("-cut", Fault::Cut),
+            ("-nousage", Fault::NoUsage),
             ("-slow", Fault::Slow),
             ("-hang", Fault::Hang),
         ]
@@ -119,14 +122,38 @@ pub(crate) fn sse(name: Option<&str>, data: &impl Serialize) -> Bytes {
 /// A body of `frames`, one frame at a time: the task yields between frames (or sleeps, for
 /// `-slow`) so that each is flushed by itself. With `cut`, the body ends in an error after the
 /// last frame, which makes the server close the connection without the terminating chunk.
-pub(crate) fn frames_body(frames: Vec<Bytes>, fault: Fault, cut: bool) -> Body {
+/// With `tally`, a body dropped before its end (the client went away) is counted in it (see
+/// [`UpstreamState::abandoned_streams`]).
+pub(crate) fn frames_body(frames: Vec<Bytes>, fault: Fault, cut: bool, tally: Option<&UpstreamState>) -> Body {
     struct Frames {
         rest: std::vec::IntoIter<Bytes>,
         pace: Option<Duration>,
         started: bool,
         cut: bool,
+        /// Every frame (and the cut) was sent.
+        ended: bool,
+        tally: Option<UpstreamState>,
     }
-    let frames = Frames { rest: frames.into_iter(), pace: fault.pace(), started: false, cut };
+    impl Frames {
+        fn end(&mut self) {
+            self.ended = true;
+        }
+    }
+    impl Drop for Frames {
+        fn drop(&mut self) {
+            if let (false, Some(tally)) = (self.ended, &self.tally) {
+                tally.count_abandoned();
+            }
+        }
+    }
+    let frames = Frames {
+        rest: frames.into_iter(),
+        pace: fault.pace(),
+        started: false,
+        cut,
+        ended: false,
+        tally: tally.cloned(),
+    };
     let stream = futures_util::stream::unfold(frames, |mut frames| async move {
         let next = frames.rest.next();
         if frames.started && (next.is_some() || frames.cut) {
@@ -140,10 +167,14 @@ pub(crate) fn frames_body(frames: Vec<Bytes>, fault: Fault, cut: bool) -> Body {
             Some(frame) => Some((Ok(frame), frames)),
             None if frames.cut => {
                 frames.cut = false;
+                frames.end();
                 let cut = io::Error::new(io::ErrorKind::ConnectionAborted, "-cut fault");
                 Some((Err(cut), frames))
             }
-            None => None,
+            None => {
+                frames.end();
+                None
+            }
         }
     });
     Body::from_stream(stream)
@@ -219,7 +250,7 @@ impl Provider {
             Fault::Cut => {
                 let mut half = body;
                 half.truncate(half.len() / 2);
-                let body = frames_body(vec![Bytes::from(half)], Fault::None, true);
+                let body = frames_body(vec![Bytes::from(half)], Fault::None, true, None);
                 self.respond(StatusCode::OK, "application/json", body)
             }
             _ => self.json(StatusCode::OK, body),
@@ -318,7 +349,7 @@ impl Provider {
                 state.closed().await;
                 Some(self.overloaded())
             }
-            Fault::None | Fault::Cut | Fault::Slow => None,
+            Fault::None | Fault::Cut | Fault::NoUsage | Fault::Slow => None,
         }
     }
 }

@@ -119,6 +119,7 @@
 //! | `-overloaded` | 529 `overloaded_error` "Overloaded" | 503 `server_error` |
 //! | `-unauthorized` | 401 `authentication_error` | 401 `invalid_request_error`, code `invalid_api_key` |
 //! | `-cut` | streaming: `message_start`, `content_block_start`, `ping` and two deltas, then the connection is closed without the terminating chunk; not streaming: status 200 and half of the JSON body, then the same | streaming: the role chunk and two content chunks (Responses: every event through the second `response.output_text.delta`), then closed; not streaming: as Anthropic |
+//! | `-nousage` | streaming: the whole content through `content_block_stop`, then closed without `message_delta` and `message_stop` (the usage); not streaming: answers normally | streaming: every chunk through the one with `finish_reason`, then closed without the usage chunk and `[DONE]` (Responses: every event but the terminal one); not streaming: answers normally |
 //! | `-slow` | streams normally but with [`SLOW_CHUNK_DELAY`] (200 ms) between frames; not streaming: answers after 200 ms | the same |
 //! | `-hang` | reads the request and never answers, until the server shuts down (then 529) | the same (then 503) |
 //!
@@ -146,6 +147,7 @@ mod usage;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::{fmt, io};
 
@@ -212,6 +214,11 @@ impl Upstream {
     pub fn clear(&self) {
         self.state.clear();
     }
+
+    /// Event streams dropped before their last frame (see [`UpstreamState::abandoned_streams`]).
+    pub fn abandoned_streams(&self) -> u64 {
+        self.state.abandoned_streams()
+    }
 }
 
 /// One request as the upstream received it.
@@ -248,13 +255,20 @@ struct Shared {
     record: bool,
     log: Mutex<Vec<Recorded>>,
     closing: watch::Sender<bool>,
+    /// Streamed bodies dropped before their end.
+    abandoned: AtomicU64,
 }
 
 impl UpstreamState {
     /// A fresh state; `record: false` keeps no log (for the benchmark).
     pub fn new(record: bool) -> UpstreamState {
         UpstreamState {
-            shared: Arc::new(Shared { record, log: Mutex::new(Vec::new()), closing: watch::Sender::new(false) }),
+            shared: Arc::new(Shared {
+                record,
+                log: Mutex::new(Vec::new()),
+                closing: watch::Sender::new(false),
+                abandoned: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -266,6 +280,16 @@ impl UpstreamState {
     /// Forgets the requests received so far.
     pub fn clear(&self) {
         self.log().clear();
+    }
+
+    /// Event streams dropped before their last frame: their client (the proxy) closed the
+    /// connection, which is how a cancelled request looks from the upstream.
+    pub fn abandoned_streams(&self) -> u64 {
+        self.shared.abandoned.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_abandoned(&self) {
+        self.shared.abandoned.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Releases every `-hang` request, present and future, with an overloaded error. [`serve`]

@@ -180,9 +180,12 @@ pub(crate) async fn chat_completions(state: &UpstreamState, body: &[u8]) -> Resp
     }
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
 
-    let cut = fault == Fault::Cut;
-    if cut {
+    let cut = matches!(fault, Fault::Cut | Fault::NoUsage);
+    if fault == Fault::Cut {
         frames.truncate(CUT_AFTER);
+    } else if fault == Fault::NoUsage {
+        // Through the chunk with `finish_reason`: without the usage chunk and `[DONE]`.
+        frames.truncate(2 + usize::try_from(words).unwrap_or(usize::MAX));
     }
-    PROVIDER.event_stream(frames_body(frames, fault, cut))
+    PROVIDER.event_stream(frames_body(frames, fault, cut, Some(state)))
 }

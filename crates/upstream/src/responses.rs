@@ -279,11 +279,14 @@ pub(crate) async fn responses(state: &UpstreamState, body: &[u8]) -> Response {
         .enumerate()
         .map(|(sequence_number, event)| sse(Some(event.name()), &Numbered { event, sequence_number }))
         .collect();
-    let cut = fault == Fault::Cut;
-    if cut {
+    let cut = matches!(fault, Fault::Cut | Fault::NoUsage);
+    if fault == Fault::Cut {
         frames.truncate(cut_after);
+    } else if fault == Fault::NoUsage {
+        // Every event but the terminal one, which carries the usage.
+        frames.truncate(frames.len() - 1);
     }
-    PROVIDER.event_stream(frames_body(frames, fault, cut))
+    PROVIDER.event_stream(frames_body(frames, fault, cut, Some(state)))
 }
 
 /// The ids of one response and its output items.

@@ -11,7 +11,7 @@
 use serde::Deserialize;
 use tollgate_policy::Usage;
 
-use crate::meter::may_carry_usage;
+use crate::meter::{may_carry_usage, relayed};
 use crate::sse::{EventRef, SseParser};
 
 /// The terminal events, which carry the usage and end the stream.
@@ -29,6 +29,8 @@ struct ResponsesState {
     usage: Usage,
     completed: bool,
     malformed: u64,
+    /// Content characters relayed (see [`relayed`]).
+    relayed_chars: u64,
 }
 
 /// A streamed event: `type` and, for the lifecycle events, the response.
@@ -112,6 +114,11 @@ impl ResponsesMeter {
         self.state.malformed
     }
 
+    /// Content characters relayed so far (output text, reasoning, function-call arguments).
+    pub fn relayed_chars(&self) -> u64 {
+        self.state.relayed_chars
+    }
+
     /// Events dropped for exceeding the SSE parser's size limit.
     pub fn oversized_events(&self) -> u64 {
         self.parser.dropped_events()
@@ -120,6 +127,9 @@ impl ResponsesMeter {
 
 impl ResponsesState {
     fn on_event(&mut self, event: EventRef<'_>) {
+        if event.event.is_empty() || event.event.ends_with(b".delta") {
+            self.relayed_chars += relayed::responses_delta_chars(event.data);
+        }
         // The `event:` field names the payload's type: skip the bulk unparsed. Without the
         // field, only a payload that may carry a usage is parsed.
         let worth_parsing = TERMINAL.contains(&event.event) || (event.event.is_empty() && may_carry_usage(event.data));

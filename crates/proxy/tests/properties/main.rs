@@ -6,9 +6,12 @@
 //!   reports more than the complete stream (d);
 //! - `strip`: split anywhere, the stripper's output is the input minus exactly the usage
 //!   event, forwarded as soon as each block is complete, and a cut stream loses nothing else (b);
-//! - `estimate`: the input estimate against a documented tokenizer model (e).
+//! - `estimate`: the input estimate against a documented tokenizer model (e);
+//! - `charge`: a recorded stream cut anywhere is charged at least the estimate of the content
+//!   it relayed and at most the worst case reserved (f).
 #![expect(clippy::unwrap_used, reason = "test code: a panic is a test failure")]
 
+mod charge;
 mod estimate;
 mod meter;
 mod sse;

@@ -13,17 +13,18 @@ async fn usage_groups_and_filters_the_ledger(backend: Backend) {
     assert_eq!(app.get("/admin/usage").await.assert_status(200), &json!({"rows": []}));
     // The proxy writes the ledger; here the rows are inserted directly.
     let at = 1_795_089_600_000_i64; // 2026-11-19T12:00:00Z
-    for (id, org, ws, model, status, cost, when) in [
-        ("r1", "o1", "w1", "platform/opus", "200", 100, at),
-        ("r2", "o1", "w1", "platform/sonnet", "529", 0, at + 1),
-        ("r3", "o1", "w2", "platform/opus", "200", 7, at + 86_400_000),
-        ("r4", "o2", "w9", "platform/opus", "200", 5000, at),
+    // r3 is a stream that ended without its usage, charged on an estimate.
+    for (id, org, ws, model, status, cost, when, estimated) in [
+        ("r1", "o1", "w1", "platform/opus", "200", 100, at, "FALSE"),
+        ("r2", "o1", "w1", "platform/sonnet", "529", 0, at + 1, "FALSE"),
+        ("r3", "o1", "w2", "platform/opus", "200", 7, at + 86_400_000, "TRUE"),
+        ("r4", "o2", "w9", "platform/opus", "200", 5000, at, "FALSE"),
     ] {
         app.db
             .execute(
                 &format!(
                     "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, \
-                     cost_micros, input_tokens, output_tokens, created_at) VALUES ($1, $2, $3, $4, 'settled', {status}, 0, {cost}, 10, 20, {when})"
+                     cost_micros, input_tokens, output_tokens, created_at, estimated) VALUES ($1, $2, $3, $4, 'settled', {status}, 0, {cost}, 10, 20, {when}, {estimated})"
                 ),
                 &[id, org, ws, model],
             )
@@ -33,8 +34,8 @@ async fn usage_groups_and_filters_the_ledger(backend: Backend) {
     assert_eq!(
         by_day.assert_status(200),
         &json!({"rows": [
-            {"key": "2026-11-19", "requests": 2, "errors": 1, "input_tokens": 20, "output_tokens": 40, "cache_write_tokens": 0, "cache_read_tokens": 0, "cost_micros": 100},
-            {"key": "2026-11-20", "requests": 1, "errors": 0, "input_tokens": 10, "output_tokens": 20, "cache_write_tokens": 0, "cache_read_tokens": 0, "cost_micros": 7},
+            {"key": "2026-11-19", "requests": 2, "errors": 1, "input_tokens": 20, "output_tokens": 40, "cache_write_tokens": 0, "cache_read_tokens": 0, "cost_micros": 100, "estimated_requests": 0},
+            {"key": "2026-11-20", "requests": 1, "errors": 0, "input_tokens": 10, "output_tokens": 20, "cache_write_tokens": 0, "cache_read_tokens": 0, "cost_micros": 7, "estimated_requests": 1},
         ]})
     );
     let by_model = app.get("/admin/usage?group_by=model").await;

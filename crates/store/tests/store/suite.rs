@@ -347,6 +347,8 @@ pub(crate) async fn usage_groups_the_ledger(h: Harness) {
         ))
         .await;
     }
+    // r3, cut before its usage, was charged on an estimate.
+    h.raw("UPDATE ledger SET estimated = TRUE WHERE request_id = 'r3'").await;
     let q = |group_by, org: Option<&str>| UsageQuery { org_id: org.map(oid), group_by, ..UsageQuery::default() };
     let by_day = h.store.usage(&q(UsageGroup::Day, Some("o1"))).await.unwrap();
     let d1 = Timestamp(day1).rfc3339()[..10].to_owned();
@@ -362,7 +364,8 @@ pub(crate) async fn usage_groups_the_ledger(h: Harness) {
                 output_tokens: 5,
                 cache_write_tokens: 1,
                 cache_read_tokens: 2,
-                cost_micros: 100
+                cost_micros: 100,
+                estimated_requests: 0,
             },
             UsageRow {
                 key: d2.clone(),
@@ -372,7 +375,8 @@ pub(crate) async fn usage_groups_the_ledger(h: Harness) {
                 output_tokens: 1,
                 cache_write_tokens: 0,
                 cache_read_tokens: 0,
-                cost_micros: 7
+                cost_micros: 7,
+                estimated_requests: 1,
             },
         ]
     );
@@ -421,6 +425,7 @@ fn settlement(cost: i64, status: Option<u16>) -> tollgate_store::Settlement {
         },
         cost: Micros::new(cost),
         http_status: status,
+        estimated: status.is_none(),
     }
 }
 

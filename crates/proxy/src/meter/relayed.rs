@@ -1,0 +1,209 @@
+//! Counting the content a stream relayed, for the estimate that charges a stream ending
+//! without its usage (DESIGN.md section 13).
+//!
+//! What counts: the text, thinking and tool-call argument deltas of each protocol, decoded
+//! (JSON escapes resolved), in Unicode scalar values. Framing, ids and pings do not count:
+//! they are not tokens the provider bills.
+//!
+//! The estimate is `ceil(chars / CHARS_PER_TOKEN)`. Three characters per token is
+//! conservative for the provider: English prose runs about four per token with the Claude and
+//! OpenAI tokenizers, code and non-Latin text fewer, so the estimate rarely falls short of the
+//! true count, and it never exceeds the request's worst case (the settlement caps it).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use tollgate_policy::money::Price;
+use tollgate_policy::{Micros, Usage};
+
+/// Characters per output token assumed by the estimate; see the module docs.
+pub const CHARS_PER_TOKEN: u64 = 3;
+
+/// The tokens `chars` relayed characters are estimated at: `ceil(chars / CHARS_PER_TOKEN)`.
+pub fn estimate_tokens(chars: u64) -> u64 {
+    chars.div_ceil(CHARS_PER_TOKEN)
+}
+
+/// The usage a stream that ended without its usage is charged: `max(usage seen, estimate)`.
+///
+/// Output: the larger of the output seen and the estimate of `relayed_chars`, the estimate
+/// capped at `max_output` (the request's output limit, which the reservation covered).
+/// Input: `input_estimate` (the reservation's) when the stream reported no input at all, else
+/// what it reported. Each component is at least what was seen.
+pub fn estimated_usage(seen: Usage, relayed_chars: u64, input_estimate: u64, max_output: u64) -> Usage {
+    let no_input = seen.input_tokens == 0 && seen.cache_read_tokens == 0 && seen.cache_write_tokens == 0;
+    Usage {
+        input_tokens: if no_input { input_estimate } else { seen.input_tokens },
+        output_tokens: seen.output_tokens.max(estimate_tokens(relayed_chars).min(max_output)),
+        ..seen
+    }
+}
+
+/// The cost of an estimated `usage` at `price`, never more than `reserved` (the request's
+/// worst case, which the client was admitted for).
+pub fn estimated_cost(price: &Price, usage: &Usage, reserved: Micros) -> Micros {
+    let cost = price.cost(usage);
+    if cost > reserved { reserved } else { cost }
+}
+
+fn count(text: Option<&Cow<'_, str>>) -> u64 {
+    text.map_or(0, |t| t.chars().count() as u64)
+}
+
+#[derive(Deserialize)]
+struct AnthropicDeltaEvent<'a> {
+    #[serde(borrow)]
+    delta: Option<AnthropicDelta<'a>>,
+}
+
+/// `text_delta.text`, `thinking_delta.thinking`, `input_json_delta.partial_json`.
+#[derive(Deserialize)]
+struct AnthropicDelta<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    partial_json: Option<Cow<'a, str>>,
+}
+
+/// The content characters of an Anthropic `content_block_delta` payload (0 for anything else
+/// or anything that does not parse).
+pub fn anthropic_delta_chars(data: &[u8]) -> u64 {
+    match serde_json::from_slice::<AnthropicDeltaEvent<'_>>(data) {
+        Ok(AnthropicDeltaEvent { delta: Some(d) }) => {
+            count(d.text.as_ref()) + count(d.thinking.as_ref()) + count(d.partial_json.as_ref())
+        }
+        _ => 0,
+    }
+}
+
+#[derive(Deserialize)]
+struct OpenAiChunk<'a> {
+    #[serde(borrow, default)]
+    choices: Option<Vec<OpenAiChoice<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChoice<'a> {
+    #[serde(borrow)]
+    delta: Option<OpenAiDelta<'a>>,
+}
+
+/// `content`, `reasoning_content` (compatible servers' thinking), `refusal`, and each tool
+/// call's `function.arguments`.
+#[derive(Deserialize)]
+struct OpenAiDelta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tool_calls: Option<Vec<OpenAiToolCall<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiToolCall<'a> {
+    #[serde(borrow)]
+    function: Option<OpenAiFunction<'a>>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiFunction<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+/// The content characters of an OpenAI Chat Completions chunk (0 for anything that does not
+/// parse).
+pub fn openai_chunk_chars(data: &[u8]) -> u64 {
+    let Ok(chunk) = serde_json::from_slice::<OpenAiChunk<'_>>(data) else {
+        return 0;
+    };
+    chunk
+        .choices
+        .iter()
+        .flatten()
+        .filter_map(|c| c.delta.as_ref())
+        .map(|d| {
+            let calls = d.tool_calls.iter().flatten().filter_map(|t| t.function.as_ref());
+            count(d.content.as_ref())
+                + count(d.reasoning_content.as_ref())
+                + count(d.refusal.as_ref())
+                + calls.map(|f| count(f.name.as_ref()) + count(f.arguments.as_ref())).sum::<u64>()
+        })
+        .sum()
+}
+
+#[derive(Deserialize)]
+struct ResponsesDelta<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    delta: Option<Cow<'a, str>>,
+}
+
+/// The content characters of an OpenAI Responses event: the string `delta` of any
+/// `*.delta` event (output text, reasoning text and summaries, function-call arguments,
+/// refusals). 0 for anything else.
+pub fn responses_delta_chars(data: &[u8]) -> u64 {
+    match serde_json::from_slice::<ResponsesDelta<'_>>(data) {
+        Ok(ResponsesDelta { kind: Some(kind), delta }) if kind.ends_with(".delta") => count(delta.as_ref()),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_counts_text_thinking_and_tool_arguments_decoded() {
+        let text = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"h\u00e9llo\n"}}"#;
+        assert_eq!(anthropic_delta_chars(text), 6);
+        let thinking = br#"{"type":"content_block_delta","delta":{"type":"thinking_delta","thinking":"abcd"}}"#;
+        assert_eq!(anthropic_delta_chars(thinking), 4);
+        let json = br#"{"type":"content_block_delta","delta":{"type":"input_json_delta","partial_json":"{\"a\":1"}}"#;
+        assert_eq!(anthropic_delta_chars(json), 6);
+        assert_eq!(anthropic_delta_chars(br#"{"type":"ping"}"#), 0);
+        assert_eq!(anthropic_delta_chars(b"not json"), 0);
+    }
+
+    #[test]
+    fn openai_counts_content_and_tool_call_arguments_of_every_choice() {
+        let chunk = br#"{"choices":[{"delta":{"content":"abc"}},{"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":"{\"x\""}}]}}]}"#;
+        assert_eq!(openai_chunk_chars(chunk), 3 + 1 + 4);
+        assert_eq!(openai_chunk_chars(br#"{"choices":[],"usage":{"prompt_tokens":3}}"#), 0);
+        assert_eq!(openai_chunk_chars(b"[DONE]"), 0);
+    }
+
+    #[test]
+    fn responses_counts_string_deltas_only() {
+        assert_eq!(responses_delta_chars(br#"{"type":"response.output_text.delta","delta":"abcde"}"#), 5);
+        assert_eq!(responses_delta_chars(br#"{"type":"response.function_call_arguments.delta","delta":"{}"}"#), 2);
+        assert_eq!(responses_delta_chars(br#"{"type":"response.output_text.done","text":"abcde"}"#), 0);
+    }
+
+    #[test]
+    fn the_estimated_usage_is_at_least_what_was_seen_and_the_output_estimate_is_capped() {
+        let seen = Usage { input_tokens: 25, output_tokens: 1, cache_write_tokens: 0, cache_read_tokens: 0 };
+        let u = estimated_usage(seen, 30, 999, 1000);
+        assert_eq!((u.input_tokens, u.output_tokens), (25, 10));
+        let u = estimated_usage(Usage::default(), 30, 40, 4);
+        assert_eq!((u.input_tokens, u.output_tokens), (40, 4));
+        let seen = Usage { output_tokens: 50, ..seen };
+        assert_eq!(estimated_usage(seen, 30, 999, 4).output_tokens, 50);
+    }
+
+    #[test]
+    fn the_estimate_rounds_up() {
+        assert_eq!(estimate_tokens(0), 0);
+        assert_eq!(estimate_tokens(1), 1);
+        assert_eq!(estimate_tokens(3), 1);
+        assert_eq!(estimate_tokens(4), 2);
+    }
+}

@@ -1,0 +1,146 @@
+//! (f) The charge of a stream that ends without its usage (DESIGN.md section 13): cut a
+//! recorded stream at any byte, and the charge is at least the estimate of the content
+//! relayed before the cut and never more than the request's worst-case reservation.
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+use serde_json::Value;
+use tollgate_policy::Micros;
+use tollgate_policy::money::{PicoPerToken, Price};
+use tollgate_policy::registry::Protocol;
+use tollgate_proxy::meter::relayed::{CHARS_PER_TOKEN, estimated_cost, estimated_usage};
+use tollgate_proxy::{Meter, Usage};
+
+/// Which meter reads a recorded stream.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Anthropic,
+    Chat,
+    Responses,
+}
+
+const RESPONSES: &str = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\n\
+event: response.reasoning_summary_text.delta\ndata: {\"type\":\"response.reasoning_summary_text.delta\",\"delta\":\"Thinking about the \\\"weather\\\".\"}\n\n\
+event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"It is sunny \u{2600} in Paris.\"}\n\n\
+event: response.function_call_arguments.delta\ndata: {\"type\":\"response.function_call_arguments.delta\",\"delta\":\"{\\\"city\\\":\\\"Paris\\\"}\"}\n\n\
+event: response.output_text.done\ndata: {\"type\":\"response.output_text.done\",\"text\":\"It is sunny in Paris.\"}\n\n\
+event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":50,\"output_tokens\":30}}}\n\n";
+
+/// Recorded streams (the fixtures) and the meter for each.
+fn recorded() -> [(Kind, &'static str); 5] {
+    [
+        (Kind::Anthropic, include_str!("../fixtures/anthropic_text.sse")),
+        (Kind::Anthropic, include_str!("../fixtures/anthropic_tool_use.sse")),
+        (Kind::Chat, include_str!("../fixtures/openai_usage.sse")),
+        (Kind::Chat, include_str!("../fixtures/openai_no_usage.sse")),
+        (Kind::Responses, RESPONSES),
+    ]
+}
+
+fn meter(kind: Kind) -> Meter {
+    match kind {
+        Kind::Anthropic => Meter::new(Protocol::Anthropic),
+        Kind::Chat => Meter::new(Protocol::Openai),
+        Kind::Responses => Meter::responses(),
+    }
+}
+
+fn chars(v: &Value) -> u64 {
+    v.as_str().map_or(0, |s| s.chars().count() as u64)
+}
+
+/// The content characters (text, thinking, tool-call arguments) of the events completed in
+/// `prefix`, read independently of the meter: whole blocks only, JSON decoded.
+fn relayed_before(kind: Kind, prefix: &str) -> u64 {
+    let complete = prefix.rfind("\n\n").map_or("", |at| &prefix[..at + 2]);
+    let payloads = complete
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim_start()).ok());
+    payloads
+        .map(|p| match kind {
+            Kind::Anthropic if p["type"] == "content_block_delta" => {
+                let d = &p["delta"];
+                chars(&d["text"]) + chars(&d["thinking"]) + chars(&d["partial_json"])
+            }
+            Kind::Chat => p["choices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    let calls = c["delta"]["tool_calls"].as_array().cloned().unwrap_or_default();
+                    chars(&c["delta"]["content"])
+                        + calls.iter().map(|t| chars(&t["function"]["arguments"])).sum::<u64>()
+                })
+                .sum(),
+            Kind::Responses if p["type"].as_str().is_some_and(|t| t.ends_with(".delta")) => chars(&p["delta"]),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn price() -> impl Strategy<Value = Price> {
+    (0..5_000_000_u64, 0..20_000_000_u64, 0..6_000_000_u64, 0..1_000_000_u64).prop_map(|(i, o, w, r)| Price {
+        input: PicoPerToken::new(i),
+        output: PicoPerToken::new(o),
+        cache_write: PicoPerToken::new(w),
+        cache_read: PicoPerToken::new(r),
+    })
+}
+
+/// The worst case the proxy reserves: the input estimate at the dearer of input and cache
+/// write, plus the output limit at the output price.
+fn worst_case(price: &Price, input_estimate: u64, max_output: u64) -> Micros {
+    let dearer = if price.cache_write > price.input { price.cache_write } else { price.input };
+    let priced = Price { input: dearer, ..*price };
+    priced.cost(&Usage { input_tokens: input_estimate, output_tokens: max_output, ..Usage::default() })
+}
+
+proptest! {
+    #![proptest_config(crate::config())]
+
+    #[test]
+    fn a_cut_stream_is_charged_at_least_what_it_relayed_and_at_most_the_worst_case(
+        which in 0..5_usize,
+        cut in any::<Index>(),
+        price in price(),
+        input_estimate in 0..100_000_u64,
+        max_output in 1..2_000_u64,
+    ) {
+        let (kind, stream) = recorded()[which];
+        let at = cut.index(stream.len() + 1);
+        let prefix = stream.as_bytes().get(..at).unwrap();
+        let mut m = meter(kind);
+        m.observe_chunk(prefix);
+        let seen = m.usage();
+        let usage = estimated_usage(seen, m.relayed_chars(), input_estimate, max_output);
+        let reserved = worst_case(&price, input_estimate, max_output);
+        let cost = estimated_cost(&price, &usage, reserved);
+
+        let relayed = relayed_before(kind, &String::from_utf8_lossy(prefix));
+        let estimate = relayed.div_ceil(CHARS_PER_TOKEN).min(max_output);
+        prop_assert!(usage.output_tokens >= estimate, "{usage:?} below the estimate {estimate}");
+        prop_assert!(usage.output_tokens >= seen.output_tokens && usage.input_tokens >= seen.input_tokens);
+        let no_input = seen.input_tokens + seen.cache_read_tokens + seen.cache_write_tokens == 0;
+        let floor = Usage {
+            input_tokens: if no_input { input_estimate } else { seen.input_tokens },
+            output_tokens: estimate,
+            ..seen
+        };
+        let floor_cost = price.cost(&floor);
+        prop_assert!(cost >= floor_cost.min(reserved), "{cost} below the floor {floor_cost}");
+        prop_assert!(cost <= reserved, "{cost} above the worst case {reserved}");
+    }
+}
+
+/// Whole, each recorded stream's relayed content is what the independent count finds, and
+/// not nothing.
+#[test]
+fn the_meter_counts_all_the_content_of_each_recorded_stream() {
+    for (kind, stream) in recorded() {
+        let mut m = meter(kind);
+        m.observe_chunk(stream.as_bytes());
+        assert!(m.relayed_chars() > 0, "{kind:?}");
+        assert!(m.relayed_chars() >= relayed_before(kind, stream), "{kind:?}");
+    }
+}
