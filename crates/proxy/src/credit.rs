@@ -291,6 +291,27 @@ impl Credit {
         }
     }
 
+    /// Drops this instance's lease of `org_id` after a debit closed it in the store: the lease
+    /// state starts afresh under a new id (so a grant to the old id still in flight is never
+    /// spent here), then the old lease is closed in case a grant re-opened it after the debit
+    /// (its credit goes back to the org). Holds of the old lease are settled as usual; their
+    /// rows, finding the lease gone, are charged to the balance.
+    pub async fn cut(&self, org_id: &OrgId) {
+        let Some(org) = lock(&self.inner.orgs).get(org_id).cloned() else {
+            return;
+        };
+        let old = {
+            let mut s = lock(&org.state);
+            let old = s.lease_id.clone();
+            *s = LeaseState::fresh();
+            old
+        };
+        if let Err(e) = self.inner.store.release_lease(&old, None, Duration::ZERO).await {
+            // It expires and is reclaimed like a dead instance's lease.
+            tracing::warn!(error = %e, "could not close a debited credit lease");
+        }
+    }
+
     /// Writes every queued row and returns every lease to its org (graceful shutdown, after
     /// the in-flight requests have ended).
     ///

@@ -198,6 +198,14 @@ impl Proxy {
         self.inner.credit.shutdown().await
     }
 
+    /// Obeys a debit of `org_id`'s credit (the store closed its leases): drops this
+    /// instance's lease of the org before any further admission, so that requests from now on
+    /// lease from the new balance. Call it on the instance that made the debit before
+    /// answering; other instances do it on the [`Invalidation::CreditCut`] notice.
+    pub async fn credit_cut(&self, org_id: &tollgate_policy::OrgId) {
+        self.inner.credit.cut(org_id).await;
+    }
+
     /// Drops cached authorisations when any instance publishes an invalidation (a workspace,
     /// an org or all), and returns leased credit another instance recalls. Runs until the
     /// store's channel closes.
@@ -209,6 +217,7 @@ impl Proxy {
         loop {
             match rx.recv().await {
                 Ok(Invalidation::CreditRecall { org, from }) => self.inner.credit.recall(&org, &from).await,
+                Ok(Invalidation::CreditCut(org)) => self.credit_cut(&org).await,
                 Ok(notice) => self.invalidate(notice),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.inner.cache.invalidate_all(),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -225,7 +234,9 @@ impl Proxy {
             Invalidation::Org(org) => {
                 let _ = cache.invalidate_entries_if(move |_, a| a.org_id == org);
             }
-            Invalidation::CreditRecall { .. } | Invalidation::All => cache.invalidate_all(),
+            Invalidation::CreditRecall { .. } | Invalidation::CreditCut(_) | Invalidation::All => {
+                cache.invalidate_all()
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use tollgate_store::{Invalidation, NewOrg, OrgPatch};
+use tollgate_store::{Invalidation, NewOrg, OrgPatch, Overdraft};
 
 use crate::AppState;
 use crate::api::doc::ErrorResponse;
@@ -106,6 +106,10 @@ pub(super) async fn patch_org(
 }
 
 /// Adds `delta_micros` (possibly negative) to the org's credit, with a reason.
+///
+/// A debit binds before the response: the store takes every instance's leased credit of the
+/// org back in the debit's transaction, this instance's proxy drops its lease at once, and a
+/// notice makes every other instance drop its own (see [`Invalidation::CreditCut`]).
 #[utoipa::path(
     post, path = "/admin/orgs/{org}/credit", tag = "orgs",
     params(("org" = String, Path, description = "Org id")),
@@ -115,6 +119,7 @@ pub(super) async fn patch_org(
         (status = 400, description = "INVALID_JSON or INVALID_CREDIT", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 404, description = "NOT_FOUND", body = ErrorResponse),
+        (status = 409, description = "INSUFFICIENT_CREDIT: a debit beyond the balance without allow_negative", body = ErrorResponse),
     ),
     security(("admin_token" = [])),
 )]
@@ -125,7 +130,14 @@ pub(super) async fn adjust_credit(
 ) -> Result<Json<Credit>, ApiError> {
     let id = validate::org_id(&org)?;
     let delta = validate::credit_delta(body.delta_micros, &body.reason)?;
-    let balance = state.store().adjust_credit(&id, delta, body.reason.trim()).await?;
+    let overdraft = if body.allow_negative { Overdraft::Allow } else { Overdraft::Refuse };
+    let balance = state.store().adjust_credit(&id, delta, body.reason.trim(), overdraft).await?;
+    if delta.get() < 0 {
+        if let Some(proxy) = state.proxy() {
+            proxy.credit_cut(&id).await;
+        }
+        state.invalidate(Invalidation::CreditCut(id.clone())).await;
+    }
     tracing::info!(org_id = %id, delta_micros = delta.get(), "credit adjusted");
     Ok(Json(Credit { credit_micros: balance.get() }))
 }
