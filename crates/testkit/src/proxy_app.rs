@@ -96,6 +96,24 @@ pub async fn start_proxy(store: Arc<dyn Store>, upstream_url: &str) -> (Proxy, S
     (proxy, base)
 }
 
+/// The admin token of servers started by [`start_server`] (test data only).
+pub const ADMIN_TOKEN: &str = "tollgate-admin-token-for-proxy-tests-0123456789";
+
+/// Starts what `tollgate serve` runs, on 127.0.0.1:0 over `store`: the admin API and the
+/// proxy's routes on one router, the proxy following the store's invalidations, admin token
+/// [`ADMIN_TOKEN`]. Returns the proxy and the base URL.
+pub async fn start_server(store: Arc<dyn Store>, upstream_url: &str) -> (Proxy, String) {
+    let printed = tollgate_server::bootstrap_admin_token(&*store, Some(ADMIN_TOKEN)).await.unwrap();
+    assert!(printed.is_none(), "a configured token is not printed");
+    let (proxy, _) = start_proxy(store.clone(), upstream_url).await;
+    let state = tollgate_server::AppState::new(store, registry(), PublicUrl::parse("http://tollgate.test").unwrap())
+        .with_proxy(proxy.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(tollgate_server::serve(listener, state, std::future::pending()));
+    (proxy, base)
+}
+
 impl App {
     /// A fresh SQLite store with an org holding `credit` micro-USD.
     pub async fn new(credit: i64) -> App {

@@ -3,6 +3,7 @@
 #![expect(clippy::unwrap_used, reason = "test code: a panic is a test failure")]
 
 mod credit;
+mod debits;
 mod faults;
 mod flows;
 mod models;
