@@ -495,6 +495,10 @@ impl Proxy {
         let not_object =
             |_| ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, "the request body is not a JSON object");
         let mut json: Value = rewrite::parse_request(body).map_err(not_object)?;
+        // Before anything is read from it: a field of the wrong type would be metered one way
+        // here and answered another way upstream.
+        rewrite::check_field_types(&json)
+            .map_err(|message| ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, message))?;
         let model = rewrite::requested_model(&json).unwrap_or_default().to_owned();
         let served = inner.registry.platform_model(&model).filter(|(_, u)| u.protocol() == protocol);
         let Some((platform_model, upstream)) = served else {

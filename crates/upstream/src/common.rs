@@ -53,6 +53,8 @@ pub(crate) enum Fault {
     Cut,
     Slow,
     Hang,
+    /// Streams whatever the request's `stream` said (an upstream that ignores it).
+    Streams,
 }
 
 impl Fault {
@@ -63,6 +65,7 @@ impl Fault {
             ("-cut", Fault::Cut),
             ("-slow", Fault::Slow),
             ("-hang", Fault::Hang),
+            ("-streams", Fault::Streams),
         ]
         .into_iter()
         .find(|(suffix, _)| model.ends_with(suffix))
@@ -318,7 +321,7 @@ impl Provider {
                 state.closed().await;
                 Some(self.overloaded())
             }
-            Fault::None | Fault::Cut | Fault::Slow => None,
+            Fault::None | Fault::Cut | Fault::Slow | Fault::Streams => None,
         }
     }
 }
@@ -345,6 +348,7 @@ mod tests {
         assert_eq!(Fault::of("m-slow"), Fault::Slow);
         assert_eq!(Fault::of("m-hang"), Fault::Hang);
         assert_eq!(Fault::of("m-hang-not"), Fault::None);
+        assert_eq!(Fault::of("m-streams"), Fault::Streams);
         assert_eq!(Fault::of("claude-sonnet-4-5"), Fault::None);
     }
 }

@@ -121,6 +121,7 @@
 //! | `-cut` | streaming: `message_start`, `content_block_start`, `ping` and two deltas, then the connection is closed without the terminating chunk; not streaming: status 200 and half of the JSON body, then the same | streaming: the role chunk and two content chunks (Responses: every event through the second `response.output_text.delta`), then closed; not streaming: as Anthropic |
 //! | `-slow` | streams normally but with [`SLOW_CHUNK_DELAY`] (200 ms) between frames; not streaming: answers after 200 ms | the same |
 //! | `-hang` | reads the request and never answers, until the server shuts down (then 529) | the same (then 503) |
+//! | `-streams` | answers with an event stream even when the request did not ask for one (`stream` absent or `false`) | the same (Chat Completions; the usage chunk only if `stream_options.include_usage` is `true`) |
 //!
 //! The faults apply to `/v1/messages/count_tokens` too (`-cut` as not streaming). The model
 //! lists have no faults. `/v1/responses` has one more, [`FAILED_SUFFIX`] (`-failed`): the

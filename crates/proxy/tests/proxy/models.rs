@@ -26,7 +26,7 @@ async fn each_route_lists_the_platform_models_of_its_protocol() {
     let r = get(&app, "/anthropic/v1/models", Some(&token)).await;
     assert_eq!(r.status(), 200);
     let list: Value = r.json().await.unwrap();
-    let anthropic = ["platform/ok", "platform/cut", "platform/slow", "platform/overloaded"];
+    let anthropic = ["platform/ok", "platform/cut", "platform/slow", "platform/overloaded", "platform/streams"];
     assert_eq!(ids(&list), anthropic);
     assert_eq!(
         list["data"][0],
@@ -39,7 +39,10 @@ async fn each_route_lists_the_platform_models_of_its_protocol() {
 
     let list: Value = get(&app, "/openai/v1/models", Some(&token)).await.json().await.unwrap();
     assert_eq!(list["object"], "list");
-    assert_eq!(ids(&list), ["platform/gpt", "platform/gpt-cut", "platform/gpt-slow", "platform/gpt-failed"]);
+    assert_eq!(
+        ids(&list),
+        ["platform/gpt", "platform/gpt-cut", "platform/gpt-slow", "platform/gpt-failed", "platform/gpt-streams"]
+    );
     assert_eq!(list["data"][0], json!({"id": "platform/gpt", "object": "model", "created": 0, "owned_by": "tollgate"}));
 
     let one: Value = get(&app, "/openai/v1/models/platform/gpt", Some(&token)).await.json().await.unwrap();
