@@ -202,8 +202,10 @@ impl Proxy {
     /// instance's lease of the org before any further admission, so that requests from now on
     /// lease from the new balance. Call it on the instance that made the debit before
     /// answering; other instances do it on the [`Invalidation::CreditCut`] notice.
-    pub async fn credit_cut(&self, org_id: &tollgate_policy::OrgId) {
-        self.inner.credit.cut(org_id).await;
+    ///
+    /// Returns the lease ids this instance no longer spends from.
+    pub async fn credit_cut(&self, org_id: &tollgate_policy::OrgId) -> Vec<tollgate_store::LeaseId> {
+        self.inner.credit.cut(org_id).await
     }
 
     /// Drops cached authorisations when any instance publishes an invalidation (a workspace,
@@ -217,7 +219,17 @@ impl Proxy {
         loop {
             match rx.recv().await {
                 Ok(Invalidation::CreditRecall { org, from }) => self.inner.credit.recall(&org, &from).await,
-                Ok(Invalidation::CreditCut(org)) => self.credit_cut(&org).await,
+                Ok(Invalidation::CreditCut(org)) => {
+                    // Confirm only after the lease is dropped: the debit answers once every
+                    // closed lease is confirmed, so nothing is admitted from it after that.
+                    for lease in self.credit_cut(&org).await {
+                        let done = Invalidation::CreditCutDone(lease);
+                        if let Err(e) = self.inner.store.publish_invalidation(&done).await {
+                            tracing::warn!(error = %e, "could not confirm a credit cut");
+                        }
+                    }
+                }
+                Ok(Invalidation::CreditCutDone(_)) => {}
                 Ok(notice) => self.invalidate(notice),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.inner.cache.invalidate_all(),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -234,6 +246,7 @@ impl Proxy {
             Invalidation::Org(org) => {
                 let _ = cache.invalidate_entries_if(move |_, a| a.org_id == org);
             }
+            Invalidation::CreditCutDone(_) => {}
             Invalidation::CreditRecall { .. } | Invalidation::CreditCut(_) | Invalidation::All => {
                 cache.invalidate_all()
             }

@@ -396,6 +396,16 @@ pub const INVALIDATION_CHANNEL: &str = "tollgate_invalidate";
 /// dollars), the bound on the credit an org is created with.
 pub const MAX_BALANCE_MICROS: i64 = 1_000_000_000_000_000;
 
+/// The outcome of [`Store::adjust_credit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreditAdjusted {
+    /// The new balance, leased credit included.
+    pub balance: Micros,
+    /// The leases a debit closed: the instances holding them must stop spending them (see
+    /// [`Invalidation::CreditCut`]).
+    pub closed_leases: Vec<LeaseId>,
+}
+
 /// Whether a debit may take an org's balance below zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overdraft {
@@ -490,7 +500,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// publishes). A debit that would take the balance below zero is
     /// [`StoreError::InsufficientCredit`] unless `overdraft` is [`Overdraft::Allow`]; a
     /// resulting balance beyond ±[`MAX_BALANCE_MICROS`] is [`StoreError::Overflow`].
-    async fn adjust_credit(&self, org_id: &OrgId, delta: Micros, reason: &str, overdraft: Overdraft) -> Result<Micros>;
+    async fn adjust_credit(
+        &self,
+        org_id: &OrgId,
+        delta: Micros,
+        reason: &str,
+        overdraft: Overdraft,
+    ) -> Result<CreditAdjusted>;
 
     /// Creates a workspace. An unknown org is `NotFound`, a name taken in the org `Conflict`.
     async fn create_workspace(&self, new: &NewWorkspace) -> Result<Workspace>;

@@ -17,9 +17,9 @@ use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
 
 use crate::crypto::{MasterKey, TokenHash};
 use crate::{
-    Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, MAX_BALANCE_MICROS, NewOrg, NewWorkspace, Org, OrgPatch,
-    Overdraft, Owner, Provision, ProvisionRecord, Result, SecretMeta, Store, StoreError, Timestamp, UsageGroup,
-    UsageQuery, UsageRow, Workspace, WorkspacePatch,
+    CreditAdjusted, Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, MAX_BALANCE_MICROS, NewOrg, NewWorkspace,
+    Org, OrgPatch, Overdraft, Owner, Provision, ProvisionRecord, Result, SecretMeta, Store, StoreError, Timestamp,
+    UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
 };
 
 /// The SQLite store: the embedded default (a file under the data dir, WAL mode).
@@ -354,7 +354,7 @@ macro_rules! impl_store {
                 delta: Micros,
                 reason: &str,
                 overdraft: Overdraft,
-            ) -> Result<Micros> {
+            ) -> Result<CreditAdjusted> {
                 let now = Timestamp::now().0;
                 let mut tx = self.pool.begin_with($begin).await?;
                 // The org's row is locked first, so its leases cannot change until the commit.
@@ -376,11 +376,15 @@ macro_rules! impl_store {
                 // A debit takes every lease's credit back to the balance in this transaction:
                 // instances must not go on spending credit the org no longer has. Their rows
                 // still to be written are then charged to the balance (see `record_usage`).
-                let cut = if delta.get() < 0 {
-                    sqlx::query("DELETE FROM credit_leases WHERE org_id = $1").bind(org_id.as_str()).execute(&mut *tx).await?;
-                    leased
+                let (cut, closed) = if delta.get() < 0 {
+                    let ids: Vec<String> = sqlx::query_scalar("DELETE FROM credit_leases WHERE org_id = $1 RETURNING id")
+                        .bind(org_id.as_str())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let ids = ids.iter().map(|id| LeaseId::parse(id).map_err(StoreError::Corrupt)).collect::<Result<Vec<_>>>()?;
+                    (leased, ids)
                 } else {
-                    0
+                    (0, Vec::new())
                 };
                 // The increment is applied in SQL, not from the value read (the row is locked,
                 // but this keeps the statement right on its own).
@@ -405,7 +409,7 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(Micros::new(balance))
+                Ok(CreditAdjusted { balance: Micros::new(balance), closed_leases: closed })
             }
 
             async fn create_workspace(&self, new: &NewWorkspace) -> Result<Workspace> {

@@ -34,7 +34,7 @@ async fn each_route_lists_the_platform_models_of_its_protocol() {
     );
     assert_eq!(
         (&list["has_more"], &list["first_id"], &list["last_id"]),
-        (&json!(false), &json!("platform/ok"), &json!("platform/overloaded"))
+        (&json!(false), &json!("platform/ok"), &json!("platform/streams"))
     );
 
     let list: Value = get(&app, "/openai/v1/models", Some(&token)).await.json().await.unwrap();

@@ -140,6 +140,7 @@ mod invalidation {
             (id(), any::<String>())
                 .prop_map(|(o, from)| Invalidation::CreditRecall { org: OrgId::parse(&o).unwrap(), from }),
             id().prop_map(|s| Invalidation::CreditCut(OrgId::parse(&s).unwrap())),
+            id().prop_map(|s| Invalidation::CreditCutDone(tollgate_store::LeaseId::parse(&s).unwrap())),
             Just(Invalidation::All),
         ]
     }

@@ -76,11 +76,11 @@ pub(crate) async fn credit_adjustments_are_atomic_and_recorded(h: Harness) {
     let s = h.store.clone();
     let org = s.create_org(&new_org("acme")).await.unwrap();
     assert_eq!(
-        s.adjust_credit(&org.id, Micros::new(500), "top-up", Overdraft::Refuse).await.unwrap(),
+        s.adjust_credit(&org.id, Micros::new(500), "top-up", Overdraft::Refuse).await.unwrap().balance,
         Micros::new(1_500)
     );
     assert_eq!(
-        s.adjust_credit(&org.id, Micros::new(-2_000), "claw back", Overdraft::Allow).await.unwrap(),
+        s.adjust_credit(&org.id, Micros::new(-2_000), "claw back", Overdraft::Allow).await.unwrap().balance,
         Micros::new(-500)
     );
     // 40 concurrent adjustments never lose an update.
@@ -503,7 +503,7 @@ pub(crate) async fn credit_is_leased_recorded_and_returned(h: Harness) {
     assert!(matches!(s.lease_credit(&lease("z", &oid("no-org"), 1, 1)).await, Err(StoreError::NotFound("org"))));
     // Adjustments see the leased credit too.
     assert_eq!(
-        s.adjust_credit(&org.id, Micros::new(47), "top-up", Overdraft::Refuse).await.unwrap(),
+        s.adjust_credit(&org.id, Micros::new(47), "top-up", Overdraft::Refuse).await.unwrap().balance,
         Micros::new(1_000)
     );
     let usage = s
@@ -611,7 +611,11 @@ pub(crate) async fn debits_cut_leases_and_are_bounded(h: Harness) {
     assert!(matches!(refused, Err(StoreError::InsufficientCredit { balance }) if balance == Micros::new(1_000)));
     assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(135));
     // The whole balance: the leases are closed with it.
-    assert_eq!(s.adjust_credit(&org.id, Micros::new(-1_000), "all", Overdraft::Refuse).await.unwrap(), Micros::ZERO);
+    let all = s.adjust_credit(&org.id, Micros::new(-1_000), "all", Overdraft::Refuse).await.unwrap();
+    assert_eq!(all.balance, Micros::ZERO);
+    let mut closed = all.closed_leases;
+    closed.sort();
+    assert_eq!(closed, [lid("a"), lid("b")], "the closed leases, for their instances to confirm");
     assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::ZERO);
     assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::ZERO);
     assert_eq!(
@@ -626,12 +630,18 @@ pub(crate) async fn debits_cut_leases_and_are_bounded(h: Harness) {
     // A debit of a negative balance is refused, unless allowed.
     let refused = s.adjust_credit(&org.id, Micros::new(-1), "more", Overdraft::Refuse).await;
     assert!(matches!(refused, Err(StoreError::InsufficientCredit { .. })));
-    assert_eq!(s.adjust_credit(&org.id, Micros::new(-3), "more", Overdraft::Allow).await.unwrap(), Micros::new(-10));
+    assert_eq!(
+        s.adjust_credit(&org.id, Micros::new(-3), "more", Overdraft::Allow).await.unwrap().balance,
+        Micros::new(-10)
+    );
     // Bounds, both ways.
     let low = s.adjust_credit(&org.id, Micros::new(-MAX_BALANCE_MICROS), "floor", Overdraft::Allow).await;
     assert!(matches!(low, Err(StoreError::Overflow)), "-10^15 - 10 is beyond the bound");
     assert_eq!(
-        s.adjust_credit(&org.id, Micros::new(MAX_BALANCE_MICROS + 10), "ceiling", Overdraft::Refuse).await.unwrap(),
+        s.adjust_credit(&org.id, Micros::new(MAX_BALANCE_MICROS + 10), "ceiling", Overdraft::Refuse)
+            .await
+            .unwrap()
+            .balance,
         Micros::new(MAX_BALANCE_MICROS)
     );
     let high = s.adjust_credit(&org.id, Micros::new(1), "over", Overdraft::Refuse).await;
