@@ -181,7 +181,10 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::InsufficientCredit { balance } => Self::new(
                 ApiErrorCode::InsufficientCredit,
-                format!("the debit exceeds the balance of {balance} micro-USD; send allow_negative: true to allow it"),
+                format!(
+                    "the debit exceeds the balance of {} micro-USD; send allow_negative: true to allow it",
+                    balance.get()
+                ),
             ),
             StoreError::Unavailable(ref db) => {
                 tracing::warn!(error = %db, "the database is unavailable");

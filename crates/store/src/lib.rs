@@ -429,7 +429,7 @@ pub enum StoreError {
     #[error("the balance would be beyond ±{MAX_BALANCE_MICROS} micro-USD")]
     Overflow,
     /// A debit larger than the balance, without [`Overdraft::Allow`].
-    #[error("the debit exceeds the balance of {balance} micro-USD")]
+    #[error("the debit exceeds the balance of {} micro-USD", balance.get())]
     InsufficientCredit {
         /// The balance before the debit (leased credit included).
         balance: Micros,
