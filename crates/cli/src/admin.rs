@@ -103,6 +103,9 @@ enum OrgCommand {
         /// Why (kept in the credit history).
         #[arg(long)]
         reason: String,
+        /// Let a debit take the balance below zero (else it is refused, 409).
+        #[arg(long)]
+        allow_negative: bool,
     },
     /// Org-scope secrets, inherited by every workspace of the org.
     #[command(subcommand)]
@@ -383,8 +386,12 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
                 PatchOrg { name: name.clone(), default_billing_mode: opt_clearable(default_billing_mode.as_ref()) };
             c.call(Method::PATCH, c.url(&["admin", "orgs", org.as_str()]), Some(&body)).await?
         }
-        OrgCommand::Credit { org, delta_micros, reason } => {
-            let body = CreditAdjustment { delta_micros: *delta_micros, reason: reason.clone() };
+        OrgCommand::Credit { org, delta_micros, reason, allow_negative } => {
+            let body = CreditAdjustment {
+                delta_micros: *delta_micros,
+                reason: reason.clone(),
+                allow_negative: *allow_negative,
+            };
             let credit: Credit =
                 c.call(Method::POST, c.url(&["admin", "orgs", org.as_str(), "credit"]), Some(&body)).await?;
             let row = vec![credit.credit_micros.to_string()];

@@ -113,7 +113,23 @@ struct OrgCredit {
     /// One lease request at a time per org: requests arriving while the lease is empty wait
     /// for it rather than each asking the database.
     refill: tokio::sync::Mutex<()>,
+    /// The last few lease ids this instance stopped spending from, so that it can confirm a
+    /// debit's cut of a lease it had already left (see [`Credit::cut`]).
+    retired: Mutex<Vec<LeaseId>>,
 }
+
+impl OrgCredit {
+    fn retire(&self, lease_id: LeaseId) {
+        let mut retired = lock(&self.retired);
+        if retired.len() >= RETIRED_KEPT {
+            retired.remove(0);
+        }
+        retired.push(lease_id);
+    }
+}
+
+/// How many retired lease ids an org's entry remembers.
+const RETIRED_KEPT: usize = 8;
 
 struct LeaseState {
     /// The lease's id; replaced when the lease is closed or lost, so that holds of the old
@@ -176,7 +192,11 @@ impl Credit {
         }
         orgs.entry(org_id.clone())
             .or_insert_with(|| {
-                Arc::new(OrgCredit { state: Mutex::new(LeaseState::fresh()), refill: tokio::sync::Mutex::new(()) })
+                Arc::new(OrgCredit {
+                    state: Mutex::new(LeaseState::fresh()),
+                    refill: tokio::sync::Mutex::new(()),
+                    retired: Mutex::new(Vec::new()),
+                })
             })
             .clone()
     }
@@ -291,6 +311,32 @@ impl Credit {
         }
     }
 
+    /// Drops this instance's lease of `org_id` after a debit closed it in the store: the lease
+    /// state starts afresh under a new id (so a grant to the old id still in flight is never
+    /// spent here), then the old lease is closed in case a grant re-opened it after the debit
+    /// (its credit goes back to the org). Holds of the old lease are settled as usual; their
+    /// rows, finding the lease gone, are charged to the balance.
+    ///
+    /// Returns every lease id of the org this instance no longer spends from (the one just
+    /// dropped and those retired before), for the debit to know whom it waits for.
+    pub async fn cut(&self, org_id: &OrgId) -> Vec<LeaseId> {
+        let Some(org) = lock(&self.inner.orgs).get(org_id).cloned() else {
+            return Vec::new();
+        };
+        let old = {
+            let mut s = lock(&org.state);
+            let old = s.lease_id.clone();
+            *s = LeaseState::fresh();
+            old
+        };
+        org.retire(old.clone());
+        if let Err(e) = self.inner.store.release_lease(&old, None, Duration::ZERO).await {
+            // It expires and is reclaimed like a dead instance's lease.
+            tracing::warn!(error = %e, "could not close a debited credit lease");
+        }
+        lock(&org.retired).clone()
+    }
+
     /// Writes every queued row and returns every lease to its org (graceful shutdown, after
     /// the in-flight requests have ended).
     ///
@@ -346,6 +392,8 @@ fn reset_if(org: &OrgCredit, lease_id: &LeaseId) {
             tracing::warn!("a credit lease was reclaimed while in use; starting a new one");
         }
         *s = LeaseState::fresh();
+        drop(s);
+        org.retire(lease_id.clone());
     }
 }
 

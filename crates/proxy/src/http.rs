@@ -198,6 +198,16 @@ impl Proxy {
         self.inner.credit.shutdown().await
     }
 
+    /// Obeys a debit of `org_id`'s credit (the store closed its leases): drops this
+    /// instance's lease of the org before any further admission, so that requests from now on
+    /// lease from the new balance. Call it on the instance that made the debit before
+    /// answering; other instances do it on the [`Invalidation::CreditCut`] notice.
+    ///
+    /// Returns the lease ids this instance no longer spends from.
+    pub async fn credit_cut(&self, org_id: &tollgate_policy::OrgId) -> Vec<tollgate_store::LeaseId> {
+        self.inner.credit.cut(org_id).await
+    }
+
     /// Drops cached authorisations when any instance publishes an invalidation (a workspace,
     /// an org or all), and returns leased credit another instance recalls. Runs until the
     /// store's channel closes.
@@ -209,6 +219,17 @@ impl Proxy {
         loop {
             match rx.recv().await {
                 Ok(Invalidation::CreditRecall { org, from }) => self.inner.credit.recall(&org, &from).await,
+                Ok(Invalidation::CreditCut(org)) => {
+                    // Confirm only after the lease is dropped: the debit answers once every
+                    // closed lease is confirmed, so nothing is admitted from it after that.
+                    for lease in self.credit_cut(&org).await {
+                        let done = Invalidation::CreditCutDone(lease);
+                        if let Err(e) = self.inner.store.publish_invalidation(&done).await {
+                            tracing::warn!(error = %e, "could not confirm a credit cut");
+                        }
+                    }
+                }
+                Ok(Invalidation::CreditCutDone(_)) => {}
                 Ok(notice) => self.invalidate(notice),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.inner.cache.invalidate_all(),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -225,7 +246,10 @@ impl Proxy {
             Invalidation::Org(org) => {
                 let _ = cache.invalidate_entries_if(move |_, a| a.org_id == org);
             }
-            Invalidation::CreditRecall { .. } | Invalidation::All => cache.invalidate_all(),
+            Invalidation::CreditCutDone(_) => {}
+            Invalidation::CreditRecall { .. } | Invalidation::CreditCut(_) | Invalidation::All => {
+                cache.invalidate_all()
+            }
         }
     }
 
@@ -489,6 +513,10 @@ impl Proxy {
         let not_object =
             |_| ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, "the request body is not a JSON object");
         let mut json: Value = rewrite::parse_request(body).map_err(not_object)?;
+        // Before anything is read from it: a field of the wrong type would be metered one way
+        // here and answered another way upstream.
+        rewrite::check_field_types(&json)
+            .map_err(|message| ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, message))?;
         let model = rewrite::requested_model(&json).unwrap_or_default().to_owned();
         let served = inner.registry.platform_model(&model).filter(|(_, u)| u.protocol() == protocol);
         let Some((platform_model, upstream)) = served else {

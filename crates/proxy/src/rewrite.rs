@@ -29,6 +29,96 @@ pub fn parse_request(body: &[u8]) -> Result<Value, RewriteError> {
     if value.is_object() { Ok(value) } else { Err(RewriteError::NotAnObject) }
 }
 
+/// The JSON type a request field must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FieldType {
+    String,
+    Boolean,
+    /// A non-negative integer.
+    Count,
+    Number,
+    Object,
+    Array,
+    /// A string or an array (`system`, `stop`, `input`).
+    StringOrArray,
+}
+
+impl FieldType {
+    fn admits(self, v: &Value) -> bool {
+        match self {
+            Self::String => v.is_string(),
+            Self::Boolean => v.is_boolean(),
+            Self::Count => v.is_u64(),
+            Self::Number => v.is_number(),
+            Self::Object => v.is_object(),
+            Self::Array => v.is_array(),
+            Self::StringOrArray => v.is_string() || v.is_array(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::String => "a string",
+            Self::Boolean => "a boolean",
+            Self::Count => "a non-negative integer",
+            Self::Number => "a number",
+            Self::Object => "an object",
+            Self::Array => "an array",
+            Self::StringOrArray => "a string or an array",
+        }
+    }
+}
+
+/// Fields the proxy reads or that decide what the upstream sends back, with the type the
+/// provider's API gives them. `null` is accepted where the field is optional (OpenAI documents
+/// `null` as "not set"); `model` must be present.
+const FIELDS: &[(&str, FieldType)] = &[
+    ("model", FieldType::String),
+    ("stream", FieldType::Boolean),
+    ("max_tokens", FieldType::Count),
+    ("max_completion_tokens", FieldType::Count),
+    ("max_output_tokens", FieldType::Count),
+    ("n", FieldType::Count),
+    ("stream_options", FieldType::Object),
+    ("messages", FieldType::Array),
+    ("tools", FieldType::Array),
+    ("metadata", FieldType::Object),
+    ("temperature", FieldType::Number),
+    ("top_p", FieldType::Number),
+    ("system", FieldType::StringOrArray),
+    ("stop", FieldType::StringOrArray),
+    ("stop_sequences", FieldType::Array),
+];
+
+/// Checks the types of the request fields that decide metering and the credit reservation
+/// (`model`, `stream`, the output limits, `stream_options.include_usage`...), so that a
+/// request the proxy would read one way and the upstream another (`"stream": "true"`) is
+/// refused before anything is forwarded. Returns the message of the 400 on the first wrong
+/// field.
+pub fn check_field_types(body: &Value) -> Result<(), String> {
+    let Some(object) = body.as_object() else {
+        return Err("the request body must be a JSON object".to_owned());
+    };
+    if !object.get("model").is_some_and(Value::is_string) {
+        return Err("`model` must be a string".to_owned());
+    }
+    for (name, kind) in FIELDS {
+        if let Some(v) = object.get(*name)
+            && !v.is_null()
+            && !kind.admits(v)
+        {
+            return Err(format!("`{name}` must be {}", kind.name()));
+        }
+    }
+    if let Some(v) = object.get("stream_options").and_then(|o| o.get("include_usage"))
+        && !v.is_null()
+        && !v.is_boolean()
+    {
+        return Err("`stream_options.include_usage` must be a boolean".to_owned());
+    }
+    Ok(())
+}
+
 /// The bytes to forward for `body`.
 pub fn to_body(body: &Value) -> Vec<u8> {
     // Serialising a `Value` cannot fail: its keys are strings and its numbers finite.

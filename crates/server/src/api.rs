@@ -143,10 +143,14 @@ pub struct PatchOrg {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreditAdjustment {
-    /// Micro-USD to add (negative to remove); |delta| at most 10^15.
+    /// Micro-USD to add (negative to remove); |delta| at most 10^15, and the resulting
+    /// balance within ±10^15.
     pub delta_micros: i64,
     /// Why, for the record; not empty.
     pub reason: String,
+    /// Whether a debit may take the balance below zero (else 409 `INSUFFICIENT_CREDIT`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_negative: bool,
 }
 
 /// `PUT .../secrets/{name}`.

@@ -49,6 +49,8 @@ pub enum ApiErrorCode {
     MethodNotAllowed,
     /// 409: a name already taken.
     Conflict,
+    /// 409: a debit larger than the balance, without `allow_negative`.
+    InsufficientCredit,
     /// 413: a body over 512 KiB.
     PayloadTooLarge,
     /// 500: a bug or a broken database; details are in the server log.
@@ -77,6 +79,7 @@ impl ApiErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::Conflict => "CONFLICT",
+            Self::InsufficientCredit => "INSUFFICIENT_CREDIT",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::Internal => "INTERNAL",
             Self::Unavailable => "UNAVAILABLE",
@@ -101,7 +104,7 @@ impl ApiErrorCode {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict => StatusCode::CONFLICT,
+            Self::Conflict | Self::InsufficientCredit => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -172,7 +175,17 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => Self::not_found(what),
             StoreError::Conflict(message) => Self::new(ApiErrorCode::Conflict, message),
-            StoreError::Overflow => Self::new(ApiErrorCode::InvalidCredit, "the new balance would overflow"),
+            StoreError::Overflow => Self::new(
+                ApiErrorCode::InvalidCredit,
+                format!("the new balance would be beyond ±{} micro-USD", tollgate_store::MAX_BALANCE_MICROS),
+            ),
+            StoreError::InsufficientCredit { balance } => Self::new(
+                ApiErrorCode::InsufficientCredit,
+                format!(
+                    "the debit exceeds the balance of {} micro-USD; send allow_negative: true to allow it",
+                    balance.get()
+                ),
+            ),
             StoreError::Unavailable(ref db) => {
                 tracing::warn!(error = %db, "the database is unavailable");
                 Self::new(ApiErrorCode::Unavailable, "the database is unavailable; try again later")

@@ -3,6 +3,8 @@
 
 use tollgate_policy::{OrgId, WorkspaceId};
 
+use crate::LeaseId;
+
 /// A notice on the store's invalidation channel (see [`crate::Store::publish_invalidation`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invalidation {
@@ -18,18 +20,26 @@ pub enum Invalidation {
         /// The asking instance, which ignores its own notice.
         from: String,
     },
+    /// A debit closed every lease of this org (see [`crate::Store::adjust_credit`]): every
+    /// instance drops its lease of the org before its next admission and starts a new one.
+    CreditCut(OrgId),
+    /// An instance obeyed a [`Invalidation::CreditCut`]: it no longer spends from this lease.
+    /// The debit waits for these before it answers.
+    CreditCutDone(LeaseId),
     /// Anything may be stale (e.g. notifications were lost with a connection): drop it all.
     All,
 }
 
 impl Invalidation {
-    /// The channel text: `ws:<id>`, `org:<id>`, `credit:<org>:<instance>` or `*`.
+    /// The channel text: `ws:<id>`, `org:<id>`, `credit:<org>:<instance>`, `cut:<org>`, `cutdone:<lease>` or `*`.
     /// [`Invalidation::decode`] reads it back to the same value.
     pub fn encode(&self) -> String {
         match self {
             Self::Workspace(id) => format!("ws:{id}"),
             Self::Org(id) => format!("org:{id}"),
             Self::CreditRecall { org, from } => format!("credit:{org}:{from}"),
+            Self::CreditCut(org) => format!("cut:{org}"),
+            Self::CreditCutDone(lease) => format!("cutdone:{lease}"),
             Self::All => "*".to_owned(),
         }
     }
@@ -42,6 +52,10 @@ impl Invalidation {
             WorkspaceId::parse(id).ok().map(Self::Workspace)
         } else if let Some(id) = text.strip_prefix("org:") {
             OrgId::parse(id).ok().map(Self::Org)
+        } else if let Some(id) = text.strip_prefix("cutdone:") {
+            LeaseId::parse(id).ok().map(Self::CreditCutDone)
+        } else if let Some(id) = text.strip_prefix("cut:") {
+            OrgId::parse(id).ok().map(Self::CreditCut)
         } else if let Some(rest) = text.strip_prefix("credit:") {
             // An org id has no `:`, so the first one ends it; the instance is the rest.
             rest.split_once(':').and_then(|(org, from)| {

@@ -396,6 +396,30 @@ pub struct Settlement {
 /// The Postgres `NOTIFY` channel of cache invalidations.
 pub const INVALIDATION_CHANNEL: &str = "tollgate_invalidate";
 
+/// The largest balance, in either direction, an org may reach: 10^15 micro-USD (a billion
+/// dollars), the bound on the credit an org is created with.
+pub const MAX_BALANCE_MICROS: i64 = 1_000_000_000_000_000;
+
+/// The outcome of [`Store::adjust_credit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreditAdjusted {
+    /// The new balance, leased credit included.
+    pub balance: Micros,
+    /// The leases a debit closed: the instances holding them must stop spending them (see
+    /// [`Invalidation::CreditCut`]).
+    pub closed_leases: Vec<LeaseId>,
+}
+
+/// Whether a debit may take an org's balance below zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overdraft {
+    /// A debit beyond the balance is refused.
+    Refuse,
+    /// The balance may go negative (an admin's explicit `allow_negative`); a negative balance
+    /// admits no request.
+    Allow,
+}
+
 /// What can go wrong in the store. Messages never contain a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -405,9 +429,15 @@ pub enum StoreError {
     /// A uniqueness rule was broken (e.g. a workspace name taken in the org).
     #[error("{0}")]
     Conflict(String),
-    /// The request would overflow a balance.
-    #[error("credit arithmetic overflow")]
+    /// The resulting balance would be beyond ±[`MAX_BALANCE_MICROS`].
+    #[error("the balance would be beyond ±{MAX_BALANCE_MICROS} micro-USD")]
     Overflow,
+    /// A debit larger than the balance, without [`Overdraft::Allow`].
+    #[error("the debit exceeds the balance of {} micro-USD", balance.get())]
+    InsufficientCredit {
+        /// The balance before the debit (leased credit included).
+        balance: Micros,
+    },
     /// A stored value that should parse does not (e.g. an unknown mode string).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -467,7 +497,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn update_org(&self, id: &OrgId, patch: &OrgPatch) -> Result<Org>;
     /// Adds `delta` (possibly negative) to the org's credit and records why; returns the new
     /// balance (leased credit included, as in [`Org::credit_micros`]).
-    async fn adjust_credit(&self, org_id: &OrgId, delta: Micros, reason: &str) -> Result<Micros>;
+    ///
+    /// A debit (`delta` < 0) binds at once: in the same transaction every lease of the org is
+    /// closed and its credit returned to the balance, so no instance holds credit the org no
+    /// longer has (instances learn it through [`Invalidation::CreditRecall`], which the caller
+    /// publishes). A debit that would take the balance below zero is
+    /// [`StoreError::InsufficientCredit`] unless `overdraft` is [`Overdraft::Allow`]; a
+    /// resulting balance beyond ±[`MAX_BALANCE_MICROS`] is [`StoreError::Overflow`].
+    async fn adjust_credit(
+        &self,
+        org_id: &OrgId,
+        delta: Micros,
+        reason: &str,
+        overdraft: Overdraft,
+    ) -> Result<CreditAdjusted>;
 
     /// Creates a workspace. An unknown org is `NotFound`, a name taken in the org `Conflict`.
     async fn create_workspace(&self, new: &NewWorkspace) -> Result<Workspace>;

@@ -17,9 +17,9 @@ use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
 
 use crate::crypto::{MasterKey, TokenHash};
 use crate::{
-    Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, NewOrg, NewWorkspace, Org, OrgPatch, Owner, Provision,
-    ProvisionRecord, Result, SecretMeta, Store, StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace,
-    WorkspacePatch,
+    CreditAdjusted, Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, MAX_BALANCE_MICROS, NewOrg, NewWorkspace,
+    Org, OrgPatch, Overdraft, Owner, Provision, ProvisionRecord, Result, SecretMeta, Store, StoreError, Timestamp,
+    UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
 };
 
 /// The SQLite store: the embedded default (a file under the data dir, WAL mode).
@@ -351,7 +351,13 @@ macro_rules! impl_store {
                 self.get_org(id).await
             }
 
-            async fn adjust_credit(&self, org_id: &OrgId, delta: Micros, reason: &str) -> Result<Micros> {
+            async fn adjust_credit(
+                &self,
+                org_id: &OrgId,
+                delta: Micros,
+                reason: &str,
+                overdraft: Overdraft,
+            ) -> Result<CreditAdjusted> {
                 let now = Timestamp::now().0;
                 let mut tx = self.pool.begin_with($begin).await?;
                 // The org's row is locked first, so its leases cannot change until the commit.
@@ -362,18 +368,38 @@ macro_rules! impl_store {
                         .await?;
                 let current = current.ok_or(StoreError::NotFound("org"))?;
                 let leased: i64 = sqlx::query_scalar(LEASED_SUM).bind(org_id.as_str()).fetch_one(&mut *tx).await?;
-                Micros::new(current.saturating_add(leased)).checked_add(delta).ok_or(StoreError::Overflow)?;
-                // The increment is applied in SQL, not from the value read, so concurrent
-                // adjustments and proxy reservations never lose an update.
-                let balance: i64 = sqlx::query_scalar(
+                let before = current.saturating_add(leased);
+                let balance = before.checked_add(delta.get()).ok_or(StoreError::Overflow)?;
+                if balance.unsigned_abs() > MAX_BALANCE_MICROS.unsigned_abs() {
+                    return Err(StoreError::Overflow);
+                }
+                if delta.get() < 0 && balance < 0 && overdraft == Overdraft::Refuse {
+                    return Err(StoreError::InsufficientCredit { balance: Micros::new(before) });
+                }
+                // A debit takes every lease's credit back to the balance in this transaction:
+                // instances must not go on spending credit the org no longer has. Their rows
+                // still to be written are then charged to the balance (see `record_usage`).
+                let (cut, closed) = if delta.get() < 0 {
+                    let ids: Vec<String> = sqlx::query_scalar("DELETE FROM credit_leases WHERE org_id = $1 RETURNING id")
+                        .bind(org_id.as_str())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let ids = ids.iter().map(|id| LeaseId::parse(id).map_err(StoreError::Corrupt)).collect::<Result<Vec<_>>>()?;
+                    (leased, ids)
+                } else {
+                    (0, Vec::new())
+                };
+                // The increment is applied in SQL, not from the value read (the row is locked,
+                // but this keeps the statement right on its own).
+                let stored: i64 = sqlx::query_scalar(
                     "UPDATE orgs SET credit_micros = credit_micros + $1, updated_at = $2 WHERE id = $3 RETURNING credit_micros",
                 )
-                .bind(delta.get())
+                .bind(delta.get().saturating_add(cut))
                 .bind(now)
                 .bind(org_id.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
-                let balance = balance.saturating_add(leased);
+                let balance = stored.saturating_add(leased - cut);
                 sqlx::query(
                     "INSERT INTO credit_events (id, org_id, delta_micros, reason, balance_after, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
@@ -386,7 +412,7 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(Micros::new(balance))
+                Ok(CreditAdjusted { balance: Micros::new(balance), closed_leases: closed })
             }
 
             async fn create_workspace(&self, new: &NewWorkspace) -> Result<Workspace> {

@@ -31,11 +31,13 @@ providers:
       - {id: platform/slow, upstream: anthropic, upstream_model: stub-sonnet-slow, price: {input: 1, output: 2}}
       - {id: platform/overloaded, upstream: anthropic, upstream_model: stub-sonnet-overloaded, price: {input: 1, output: 2}}
       - {id: platform/nousage, upstream: anthropic, upstream_model: stub-sonnet-nousage, price: {input: 1, output: 2}}
+      - {id: platform/streams, upstream: anthropic, upstream_model: stub-sonnet-streams, price: {input: 1, output: 2}}
       - {id: platform/gpt, upstream: openai, upstream_model: stub-gpt, price: {input: 1, output: 2, cache_read: 0.5}}
       - {id: platform/gpt-cut, upstream: openai, upstream_model: stub-gpt-cut, price: {input: 1, output: 2}}
       - {id: platform/gpt-slow, upstream: openai, upstream_model: stub-gpt-slow, price: {input: 1, output: 2}}
       - {id: platform/gpt-failed, upstream: openai, upstream_model: stub-gpt-failed, price: {input: 1, output: 2, cache_read: 0.5}}
       - {id: platform/gpt-nousage, upstream: openai, upstream_model: stub-gpt-nousage, price: {input: 1, output: 2}}
+      - {id: platform/gpt-streams, upstream: openai, upstream_model: stub-gpt-streams, price: {input: 1, output: 2}}
     upstreams:
       anthropic: {url: "https://api.anthropic.invalid", key_env: TOLLGATE_UPSTREAM_ANTHROPIC_KEY}
       openai: {url: "https://api.openai.invalid", key_env: TOLLGATE_UPSTREAM_OPENAI_KEY}
@@ -95,6 +97,24 @@ pub async fn start_proxy(store: Arc<dyn Store>, upstream_url: &str) -> (Proxy, S
     let base = format!("http://{}", listener.local_addr().unwrap());
     let router = proxy.routes();
     tokio::spawn(async move { axum::serve(listener, router).await });
+    (proxy, base)
+}
+
+/// The admin token of servers started by [`start_server`] (test data only).
+pub const ADMIN_TOKEN: &str = "tollgate-admin-token-for-proxy-tests-0123456789";
+
+/// Starts what `tollgate serve` runs, on 127.0.0.1:0 over `store`: the admin API and the
+/// proxy's routes on one router, the proxy following the store's invalidations, admin token
+/// [`ADMIN_TOKEN`]. Returns the proxy and the base URL.
+pub async fn start_server(store: Arc<dyn Store>, upstream_url: &str) -> (Proxy, String) {
+    let printed = tollgate_server::bootstrap_admin_token(&*store, Some(ADMIN_TOKEN)).await.unwrap();
+    assert!(printed.is_none(), "a configured token is not printed");
+    let (proxy, _) = start_proxy(store.clone(), upstream_url).await;
+    let state = tollgate_server::AppState::new(store, registry(), PublicUrl::parse("http://tollgate.test").unwrap())
+        .with_proxy(proxy.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(tollgate_server::serve(listener, state, std::future::pending()));
     (proxy, base)
 }
 

@@ -145,7 +145,7 @@ pub(crate) async fn messages(state: &UpstreamState, body: &[u8]) -> Response {
     let stop_reason = if words < REPLY_WORDS { "max_tokens" } else { "end_turn" };
     let usage = Usage::of(request.system, request.messages, words);
     let id = new_id("msg_");
-    if request.stream != Some(true) {
+    if request.stream != Some(true) && fault != Fault::Streams {
         let message = Message {
             id: &id,
             kind: "message",

@@ -55,6 +55,8 @@ pub(crate) enum Fault {
     NoUsage,
     Slow,
     Hang,
+    /// Streams whatever the request's `stream` said (an upstream that ignores it).
+    Streams,
 }
 
 impl Fault {
@@ -66,6 +68,7 @@ impl Fault {
             ("-nousage", Fault::NoUsage),
             ("-slow", Fault::Slow),
             ("-hang", Fault::Hang),
+            ("-streams", Fault::Streams),
         ]
         .into_iter()
         .find(|(suffix, _)| model.ends_with(suffix))
@@ -349,7 +352,7 @@ impl Provider {
                 state.closed().await;
                 Some(self.overloaded())
             }
-            Fault::None | Fault::Cut | Fault::NoUsage | Fault::Slow => None,
+            Fault::None | Fault::Cut | Fault::NoUsage | Fault::Slow | Fault::Streams => None,
         }
     }
 }
@@ -376,6 +379,7 @@ mod tests {
         assert_eq!(Fault::of("m-slow"), Fault::Slow);
         assert_eq!(Fault::of("m-hang"), Fault::Hang);
         assert_eq!(Fault::of("m-hang-not"), Fault::None);
+        assert_eq!(Fault::of("m-streams"), Fault::Streams);
         assert_eq!(Fault::of("claude-sonnet-4-5"), Fault::None);
     }
 }

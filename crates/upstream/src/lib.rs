@@ -122,6 +122,7 @@
 //! | `-nousage` | streaming: the whole content through `content_block_stop`, then closed without `message_delta` and `message_stop` (the usage); not streaming: answers normally | streaming: every chunk through the one with `finish_reason`, then closed without the usage chunk and `[DONE]` (Responses: every event but the terminal one); not streaming: answers normally |
 //! | `-slow` | streams normally but with [`SLOW_CHUNK_DELAY`] (200 ms) between frames; not streaming: answers after 200 ms | the same |
 //! | `-hang` | reads the request and never answers, until the server shuts down (then 529) | the same (then 503) |
+//! | `-streams` | answers with an event stream even when the request did not ask for one (`stream` absent or `false`) | the same (Chat Completions; the usage chunk only if `stream_options.include_usage` is `true`) |
 //!
 //! The faults apply to `/v1/messages/count_tokens` too (`-cut` as not streaming). The model
 //! lists have no faults. `/v1/responses` has one more, [`FAILED_SUFFIX`] (`-failed`): the

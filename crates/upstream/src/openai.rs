@@ -127,7 +127,7 @@ pub(crate) async fn chat_completions(state: &UpstreamState, body: &[u8]) -> Resp
     };
     let id = new_id("chatcmpl-");
     let created = unix_now();
-    if request.stream != Some(true) {
+    if request.stream != Some(true) && fault != Fault::Streams {
         let completion = Completion {
             id: &id,
             object: "chat.completion",

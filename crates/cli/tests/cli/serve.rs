@@ -122,6 +122,12 @@ fn admin_walkthrough_and_exit_codes() {
     let (code, out, _) = admin(&s, t, &["org", "credit", &org, "--delta-micros", "-1000", "--reason", "test"], None);
     assert_eq!(code, 0);
     assert!(out.contains("4999000"));
+    let debit = ["org", "credit", &org, "--delta-micros", "-5000000", "--reason", "fee"];
+    let (code, _, err) = admin(&s, t, &debit, None);
+    assert_eq!((code, err.contains("INSUFFICIENT_CREDIT")), (1, true), "a debit beyond the balance: {err}");
+    let (code, out, _) = admin(&s, t, &[&debit[..], &["--allow-negative"]].concat(), None);
+    assert_eq!(code, 0);
+    assert!(out.contains("-1000"), "{out}");
     let (code, _, err) = admin(&s, t, &["org", "get", "no-such-org"], None);
     assert_eq!((code, err.contains("NOT_FOUND")), (1, true), "{err}");
     let (code, _, err) = admin(&s, "tg_admin_wrong", &["org", "list"], None);

@@ -129,3 +129,33 @@ fn estimate_is_half_the_bytes_plus_the_overhead() {
     let body = parse_request(ANTHROPIC_REQUEST.as_bytes()).unwrap();
     assert!(estimate_input_tokens(to_body(&body).len()) > 512 + 100);
 }
+
+#[test]
+fn fields_of_the_wrong_type_are_named() {
+    let ok = json!({"model": "m", "stream": true, "max_tokens": 10, "stream_options": {"include_usage": true}});
+    assert_eq!(check_field_types(&ok), Ok(()));
+    let nulls = json!({"model": "m", "stream": null, "max_tokens": null, "stream_options": null});
+    assert_eq!(check_field_types(&nulls), Ok(()), "null is `not set`");
+    let cases = [
+        (json!({"model": "m", "stream": "true"}), "`stream` must be a boolean"),
+        (json!({"model": "m", "max_tokens": "10"}), "`max_tokens` must be a non-negative integer"),
+        (json!({"model": "m", "max_tokens": 1.5}), "`max_tokens` must be a non-negative integer"),
+        (json!({"model": "m", "max_tokens": -1}), "`max_tokens` must be a non-negative integer"),
+        (
+            json!({"model": "m", "max_completion_tokens": true}),
+            "`max_completion_tokens` must be a non-negative integer",
+        ),
+        (json!({"model": "m", "n": "2"}), "`n` must be a non-negative integer"),
+        (json!({"model": 7}), "`model` must be a string"),
+        (json!({"stream": true}), "`model` must be a string"),
+        (json!({"model": "m", "stream_options": "include_usage"}), "`stream_options` must be an object"),
+        (
+            json!({"model": "m", "stream_options": {"include_usage": "yes"}}),
+            "`stream_options.include_usage` must be a boolean",
+        ),
+        (json!({"model": "m", "messages": {}}), "`messages` must be an array"),
+    ];
+    for (body, message) in cases {
+        assert_eq!(check_field_types(&body), Err(message.to_owned()), "{body}");
+    }
+}

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tollgate_policy::Micros;
 
+use tollgate_store::Overdraft;
+
 use crate::{App, messages, start_proxy};
 
 /// The worst case the proxy reserves for `body` on the test registry's `platform/ok`: the
@@ -28,7 +30,7 @@ async fn credit_leased_by_an_idle_instance_is_recalled_not_refused() {
     let body = messages("platform/ok", false, 20);
     let worst = worst_case(&body, 20);
     // Two worst cases and one micro-USD: each instance's first lease takes one worst case.
-    app.store.adjust_credit(&app.org, Micros::new(2 * worst + 1), "test").await.unwrap();
+    app.store.adjust_credit(&app.org, Micros::new(2 * worst + 1), "test", Overdraft::Refuse).await.unwrap();
     let start = app.credit().await;
     let send = |base: String| {
         let (http, token, body) = (app.http.clone(), token.clone(), body.clone());

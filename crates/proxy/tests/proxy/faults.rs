@@ -127,7 +127,15 @@ async fn two_instances_on_postgres_never_overspend() {
         i64::try_from(tollgate_proxy::rewrite::estimate_input_tokens(serde_json::to_vec(&body).unwrap().len()))
             .unwrap();
     let worst = 3 * estimate + 2 * 20;
-    app.store.adjust_credit(&app.org, tollgate_policy::Micros::new(3 * worst + worst / 2), "test").await.unwrap();
+    app.store
+        .adjust_credit(
+            &app.org,
+            tollgate_policy::Micros::new(3 * worst + worst / 2),
+            "test",
+            tollgate_store::Overdraft::Refuse,
+        )
+        .await
+        .unwrap();
     let start = app.credit().await;
     let mut tasks = Vec::new();
     for i in 0..40 {

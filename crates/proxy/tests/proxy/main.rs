@@ -2,7 +2,9 @@
 //! two-instance test), the stand-in upstream, and the proxy's routes on port 0.
 #![expect(clippy::unwrap_used, reason = "test code: a panic is a test failure")]
 
+mod as_sent;
 mod credit;
+mod debits;
 mod estimate;
 mod faults;
 mod flows;

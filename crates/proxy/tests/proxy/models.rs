@@ -26,7 +26,8 @@ async fn each_route_lists_the_platform_models_of_its_protocol() {
     let r = get(&app, "/anthropic/v1/models", Some(&token)).await;
     assert_eq!(r.status(), 200);
     let list: Value = r.json().await.unwrap();
-    let anthropic = ["platform/ok", "platform/cut", "platform/slow", "platform/overloaded", "platform/nousage"];
+    let anthropic =
+        ["platform/ok", "platform/cut", "platform/slow", "platform/overloaded", "platform/nousage", "platform/streams"];
     assert_eq!(ids(&list), anthropic);
     assert_eq!(
         list["data"][0],
@@ -34,14 +35,21 @@ async fn each_route_lists_the_platform_models_of_its_protocol() {
     );
     assert_eq!(
         (&list["has_more"], &list["first_id"], &list["last_id"]),
-        (&json!(false), &json!("platform/ok"), &json!("platform/nousage"))
+        (&json!(false), &json!("platform/ok"), &json!("platform/streams"))
     );
 
     let list: Value = get(&app, "/openai/v1/models", Some(&token)).await.json().await.unwrap();
     assert_eq!(list["object"], "list");
     assert_eq!(
         ids(&list),
-        ["platform/gpt", "platform/gpt-cut", "platform/gpt-slow", "platform/gpt-failed", "platform/gpt-nousage"]
+        [
+            "platform/gpt",
+            "platform/gpt-cut",
+            "platform/gpt-slow",
+            "platform/gpt-failed",
+            "platform/gpt-nousage",
+            "platform/gpt-streams"
+        ]
     );
     assert_eq!(list["data"][0], json!({"id": "platform/gpt", "object": "model", "created": 0, "owned_by": "tollgate"}));
 

@@ -3,7 +3,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use tollgate_store::{Invalidation, NewOrg, OrgPatch};
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tollgate_store::{Invalidation, LeaseId, NewOrg, OrgPatch, Overdraft};
 
 use crate::AppState;
 use crate::api::doc::ErrorResponse;
@@ -105,7 +108,37 @@ pub(super) async fn patch_org(
     Ok(Json(Org::from(&org)))
 }
 
+/// How long a debit waits for instances to confirm that they dropped its closed leases. An
+/// instance that does not answer in time has lost the database (its lease expires) or died.
+const CUT_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits until every lease in `waiting` is confirmed dropped by its instance
+/// ([`Invalidation::CreditCutDone`]), or [`CUT_WAIT`] has passed.
+async fn await_cuts(mut rx: tokio::sync::broadcast::Receiver<Invalidation>, mut waiting: HashSet<LeaseId>) {
+    let confirmed = tokio::time::timeout(CUT_WAIT, async {
+        while !waiting.is_empty() {
+            match rx.recv().await {
+                Ok(Invalidation::CreditCutDone(lease)) => {
+                    waiting.remove(&lease);
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+            }
+        }
+        true
+    })
+    .await;
+    if confirmed != Ok(true) {
+        tracing::warn!("a debit was answered before every instance confirmed dropping its credit lease");
+    }
+}
+
 /// Adds `delta_micros` (possibly negative) to the org's credit, with a reason.
+///
+/// A debit binds before the response: the store takes every instance's leased credit of the
+/// org back in the debit's transaction, this instance's proxy drops its lease at once, a
+/// notice makes every other instance drop its own (see [`Invalidation::CreditCut`]), and the
+/// answer waits (up to [`CUT_WAIT`]) until each closed lease's instance confirms.
 #[utoipa::path(
     post, path = "/admin/orgs/{org}/credit", tag = "orgs",
     params(("org" = String, Path, description = "Org id")),
@@ -115,6 +148,7 @@ pub(super) async fn patch_org(
         (status = 400, description = "INVALID_JSON or INVALID_CREDIT", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 404, description = "NOT_FOUND", body = ErrorResponse),
+        (status = 409, description = "INSUFFICIENT_CREDIT: a debit beyond the balance without allow_negative", body = ErrorResponse),
     ),
     security(("admin_token" = [])),
 )]
@@ -125,7 +159,23 @@ pub(super) async fn adjust_credit(
 ) -> Result<Json<Credit>, ApiError> {
     let id = validate::org_id(&org)?;
     let delta = validate::credit_delta(body.delta_micros, &body.reason)?;
-    let balance = state.store().adjust_credit(&id, delta, body.reason.trim()).await?;
+    let overdraft = if body.allow_negative { Overdraft::Allow } else { Overdraft::Refuse };
+    // Listening before the debit, so that no confirmation is missed.
+    let confirmations = if delta.get() < 0 { state.store().invalidations().await.ok() } else { None };
+    let adjusted = state.store().adjust_credit(&id, delta, body.reason.trim(), overdraft).await?;
+    if delta.get() < 0 {
+        let mut waiting: HashSet<LeaseId> = adjusted.closed_leases.into_iter().collect();
+        if let Some(proxy) = state.proxy() {
+            for lease in proxy.credit_cut(&id).await {
+                waiting.remove(&lease);
+            }
+        }
+        state.invalidate(Invalidation::CreditCut(id.clone())).await;
+        if let Some(rx) = confirmations {
+            await_cuts(rx, waiting).await;
+        }
+    }
+    let balance = adjusted.balance;
     tracing::info!(org_id = %id, delta_micros = delta.get(), "credit adjusted");
     Ok(Json(Credit { credit_micros: balance.get() }))
 }

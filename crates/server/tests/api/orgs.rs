@@ -109,10 +109,15 @@ async fn credit_adjustments(backend: Backend) {
     let r = app.post(&path, json!({"delta_micros": 500, "reason": "top-up"})).await;
     assert_eq!(r.assert_status(200), &json!({"credit_micros": 1500}));
     let r = app.post(&path, json!({"delta_micros": -2000, "reason": "refund"})).await;
+    r.assert_error(409, "INSUFFICIENT_CREDIT");
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("1500"), "names the balance: {}", r.text);
+    let r = app.post(&path, json!({"delta_micros": -2000, "reason": "refund", "allow_negative": true})).await;
     assert_eq!(r.assert_status(200), &json!({"credit_micros": -500}));
     let max = 1_000_000_000_000_000_i64;
     app.post(&path, json!({"delta_micros": max, "reason": "max"})).await.assert_status(200);
-    app.post(&path, json!({"delta_micros": -max, "reason": "max"})).await.assert_status(200);
+    app.post(&path, json!({"delta_micros": 501, "reason": "beyond"})).await.assert_error(400, "INVALID_CREDIT");
+    app.post(&path, json!({"delta_micros": -max, "reason": "max"})).await.assert_error(409, "INSUFFICIENT_CREDIT");
+    app.post(&path, json!({"delta_micros": -max, "reason": "max", "allow_negative": true})).await.assert_status(200);
     app.post(&path, json!({"delta_micros": max + 1, "reason": "too much"})).await.assert_error(400, "INVALID_CREDIT");
     app.post(&path, json!({"delta_micros": -max - 1, "reason": "too much"})).await.assert_error(400, "INVALID_CREDIT");
     app.post(&path, json!({"delta_micros": i64::MIN, "reason": "min"})).await.assert_error(400, "INVALID_CREDIT");

@@ -117,6 +117,7 @@ on_both_backends!(
     reads_are_never_stale,
     usage_groups_the_ledger,
     credit_is_leased_recorded_and_returned,
+    debits_cut_leases_and_are_bounded,
     concurrent_leases_never_overspend,
     invalidations_reach_every_instance,
     concurrent_patches_of_different_fields_all_land,
@@ -139,6 +140,8 @@ mod invalidation {
             id().prop_map(|s| Invalidation::Org(OrgId::parse(&s).unwrap())),
             (id(), any::<String>())
                 .prop_map(|(o, from)| Invalidation::CreditRecall { org: OrgId::parse(&o).unwrap(), from }),
+            id().prop_map(|s| Invalidation::CreditCut(OrgId::parse(&s).unwrap())),
+            id().prop_map(|s| Invalidation::CreditCutDone(tollgate_store::LeaseId::parse(&s).unwrap())),
             Just(Invalidation::All),
         ]
     }

@@ -4,8 +4,8 @@ use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::{Origin, SecretState, SecretValue};
 use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
 use tollgate_store::{
-    Invalidation, LeaseId, MasterKey, NewOrg, NewWorkspace, OrgPatch, Owner, ProvisionRecord, StoreError, Timestamp,
-    TokenHash, UsageGroup, UsageQuery, UsageRow, WorkspacePatch,
+    Invalidation, LeaseId, MasterKey, NewOrg, NewWorkspace, OrgPatch, Overdraft, Owner, ProvisionRecord, StoreError,
+    Timestamp, TokenHash, UsageGroup, UsageQuery, UsageRow, WorkspacePatch,
 };
 
 use crate::Harness;
@@ -75,23 +75,35 @@ pub(crate) async fn orgs_crud_and_unique_names(h: Harness) {
 pub(crate) async fn credit_adjustments_are_atomic_and_recorded(h: Harness) {
     let s = h.store.clone();
     let org = s.create_org(&new_org("acme")).await.unwrap();
-    assert_eq!(s.adjust_credit(&org.id, Micros::new(500), "top-up").await.unwrap(), Micros::new(1_500));
-    assert_eq!(s.adjust_credit(&org.id, Micros::new(-2_000), "claw back").await.unwrap(), Micros::new(-500));
+    assert_eq!(
+        s.adjust_credit(&org.id, Micros::new(500), "top-up", Overdraft::Refuse).await.unwrap().balance,
+        Micros::new(1_500)
+    );
+    assert_eq!(
+        s.adjust_credit(&org.id, Micros::new(-2_000), "claw back", Overdraft::Allow).await.unwrap().balance,
+        Micros::new(-500)
+    );
     // 40 concurrent adjustments never lose an update.
     let mut tasks = Vec::new();
     for i in 0..40 {
         let s = s.clone();
         let id = org.id.clone();
         tasks.push(tokio::spawn(async move {
-            s.adjust_credit(&id, Micros::new(if i % 2 == 0 { 100 } else { -30 }), "load").await
+            s.adjust_credit(&id, Micros::new(if i % 2 == 0 { 100 } else { -30 }), "load", Overdraft::Allow).await
         }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(-500 + 20 * 100 - 20 * 30));
-    assert!(matches!(s.adjust_credit(&org.id, Micros::new(i64::MAX), "overflow").await, Err(StoreError::Overflow)));
-    assert!(matches!(s.adjust_credit(&oid("nope"), Micros::new(1), "x").await, Err(StoreError::NotFound("org"))));
+    assert!(matches!(
+        s.adjust_credit(&org.id, Micros::new(i64::MAX), "overflow", Overdraft::Refuse).await,
+        Err(StoreError::Overflow)
+    ));
+    assert!(matches!(
+        s.adjust_credit(&oid("nope"), Micros::new(1), "x", Overdraft::Refuse).await,
+        Err(StoreError::NotFound("org"))
+    ));
 }
 
 pub(crate) async fn workspaces_crud_and_unique_names_per_org(h: Harness) {
@@ -495,7 +507,10 @@ pub(crate) async fn credit_is_leased_recorded_and_returned(h: Harness) {
     assert_eq!(shown().await, 953);
     assert!(matches!(s.lease_credit(&lease("z", &oid("no-org"), 1, 1)).await, Err(StoreError::NotFound("org"))));
     // Adjustments see the leased credit too.
-    assert_eq!(s.adjust_credit(&org.id, Micros::new(47), "top-up").await.unwrap(), Micros::new(1_000));
+    assert_eq!(
+        s.adjust_credit(&org.id, Micros::new(47), "top-up", Overdraft::Refuse).await.unwrap().balance,
+        Micros::new(1_000)
+    );
     let usage = s
         .usage(&UsageQuery { org_id: Some(org.id.clone()), group_by: UsageGroup::Model, ..UsageQuery::default() })
         .await
@@ -649,4 +664,57 @@ pub(crate) async fn concurrent_patches_of_different_fields_all_land(h: Harness) 
         "updates lost in {PATCH_ROUNDS} rounds (workspace, org) on {:?}",
         h.backend
     );
+}
+
+/// A debit binds: it takes every lease's credit back in its transaction (rows written later
+/// for those leases charge the balance), refuses to go below zero unless allowed, and no
+/// adjustment leaves the balance beyond ±10^15.
+pub(crate) async fn debits_cut_leases_and_are_bounded(h: Harness) {
+    use std::time::Duration;
+    use tollgate_store::{Leased, MAX_BALANCE_MICROS};
+    let s = &h.store;
+    let org = s.create_org(&new_org("acme")).await.unwrap(); // 1_000 micro-USD
+    assert_eq!(s.lease_credit(&lease("a", &org.id, 100, 600)).await.unwrap(), Leased::Granted(Micros::new(125)));
+    assert_eq!(s.lease_credit(&lease("b", &org.id, 10, 10)).await.unwrap(), Leased::Granted(Micros::new(10)));
+    // Beyond the balance (leases included): refused, nothing changed.
+    let refused = s.adjust_credit(&org.id, Micros::new(-1_001), "too much", Overdraft::Refuse).await;
+    assert!(matches!(refused, Err(StoreError::InsufficientCredit { balance }) if balance == Micros::new(1_000)));
+    assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(135));
+    // The whole balance: the leases are closed with it.
+    let all = s.adjust_credit(&org.id, Micros::new(-1_000), "all", Overdraft::Refuse).await.unwrap();
+    assert_eq!(all.balance, Micros::ZERO);
+    let mut closed = all.closed_leases;
+    closed.sort();
+    assert_eq!(closed, [lid("a"), lid("b")], "the closed leases, for their instances to confirm");
+    assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::ZERO);
+    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::ZERO);
+    assert_eq!(
+        s.lease_credit(&lease("a", &org.id, 1, 1)).await.unwrap(),
+        Leased::Insufficient { available: Micros::ZERO, leased_elsewhere: Micros::ZERO },
+        "nothing left to lease"
+    );
+    // A row of a cut lease is charged to the balance; the lease is reported gone.
+    let ttl = Duration::from_secs(60);
+    assert!(!s.record_usage(&lid("b"), &org.id, &[entry("late", 7, Some(200))], ttl).await.unwrap());
+    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(-7));
+    // A debit of a negative balance is refused, unless allowed.
+    let refused = s.adjust_credit(&org.id, Micros::new(-1), "more", Overdraft::Refuse).await;
+    assert!(matches!(refused, Err(StoreError::InsufficientCredit { .. })));
+    assert_eq!(
+        s.adjust_credit(&org.id, Micros::new(-3), "more", Overdraft::Allow).await.unwrap().balance,
+        Micros::new(-10)
+    );
+    // Bounds, both ways.
+    let low = s.adjust_credit(&org.id, Micros::new(-MAX_BALANCE_MICROS), "floor", Overdraft::Allow).await;
+    assert!(matches!(low, Err(StoreError::Overflow)), "-10^15 - 10 is beyond the bound");
+    assert_eq!(
+        s.adjust_credit(&org.id, Micros::new(MAX_BALANCE_MICROS + 10), "ceiling", Overdraft::Refuse)
+            .await
+            .unwrap()
+            .balance,
+        Micros::new(MAX_BALANCE_MICROS)
+    );
+    let high = s.adjust_credit(&org.id, Micros::new(1), "over", Overdraft::Refuse).await;
+    assert!(matches!(high, Err(StoreError::Overflow)));
+    assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(MAX_BALANCE_MICROS));
 }
