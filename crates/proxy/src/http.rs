@@ -471,7 +471,7 @@ impl Proxy {
         let model = std::mem::take(&mut admitted.model);
         let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
         let bounds = EstimateBounds {
-            input_tokens: rewrite::estimate_input_tokens(body.len()),
+            input_tokens: meter::relayed::estimate_input_tokens(body.len()),
             max_output_tokens: rewrite::max_output_tokens(&admitted.json, protocol)
                 .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
         };

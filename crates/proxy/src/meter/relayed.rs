@@ -24,11 +24,20 @@ pub fn estimate_tokens(chars: u64) -> u64 {
     chars.div_ceil(CHARS_PER_TOKEN)
 }
 
+/// The input tokens charged to a stream that ended before reporting any input:
+/// `ceil(body_len / CHARS_PER_TOKEN)` of the body forwarded. The body's JSON framing counts
+/// too, so this is above the provider's count for any prompt, but unlike the reservation's
+/// estimate (`rewrite::estimate_input_tokens`, twice as dear per byte plus a fixed overhead,
+/// sized to cover the worst case) it stays near what was sent.
+pub fn estimate_input_tokens(body_len: usize) -> u64 {
+    estimate_tokens(u64::try_from(body_len).unwrap_or(u64::MAX))
+}
+
 /// The usage a stream that ended without its usage is charged: `max(usage seen, estimate)`.
 ///
 /// Output: the larger of the output seen and the estimate of `relayed_chars`, the estimate
 /// capped at `max_output` (the request's output limit, which the reservation covered).
-/// Input: `input_estimate` (the reservation's) when the stream reported no input at all, else
+/// Input: `input_estimate` ([`estimate_input_tokens`] of the body) when the stream reported no input at all, else
 /// what it reported. Each component is at least what was seen.
 pub fn estimated_usage(seen: Usage, relayed_chars: u64, input_estimate: u64, max_output: u64) -> Usage {
     let no_input = seen.input_tokens == 0 && seen.cache_read_tokens == 0 && seen.cache_write_tokens == 0;

@@ -6,7 +6,7 @@
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tollgate_proxy::estimate_input_tokens;
+use tollgate_proxy::meter::relayed::estimate_input_tokens;
 
 use crate::{App, chat, messages};
 
