@@ -348,6 +348,9 @@ impl Credit {
         while self.holds_in_flight() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        if self.holds_in_flight() {
+            tracing::warn!("shutting down while requests still hold reservations: their ledger rows are lost");
+        }
         flush(&self.inner).await?;
         let orgs: Vec<Arc<OrgCredit>> = lock(&self.inner.orgs).drain().map(|(_, o)| o).collect();
         for org in orgs {

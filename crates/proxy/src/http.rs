@@ -843,13 +843,35 @@ impl SettleGuard {
     /// `reserved` (DESIGN.md section 13).
     fn charge(&self, reserved: Micros) -> (Usage, Micros, bool) {
         let seen = self.meter.usage();
+        if !self.streamed {
+            return self.charge_body(seen, reserved);
+        }
         let relayed = self.meter.relayed_chars();
         let unreported = seen.output_tokens == 0 && relayed > 0;
-        if !self.streamed || (self.meter.completed() && !unreported) {
+        if self.meter.completed() && !unreported {
             return (seen, self.price.cost(&seen), false);
         }
         let EstimateBounds { input_tokens, max_output_tokens } = self.bounds;
         let usage = meter::relayed::estimated_usage(seen, relayed, input_tokens, max_output_tokens);
+        (usage, meter::relayed::estimated_cost(&self.price, &usage, reserved), true)
+    }
+}
+
+impl SettleGuard {
+    /// The charge of a whole (non-stream) body: its usage once it arrived whole; after a
+    /// success status, a body that never did (the client left, the upstream broke it, or it was
+    /// too large to keep) is charged the worst case it was admitted for, since the provider
+    /// bills the whole answer; an error answer is charged what it reported.
+    fn charge_body(&self, seen: Usage, reserved: Micros) -> (Usage, Micros, bool) {
+        let success = self.status.is_some_and(|s| (200..300).contains(&s));
+        if self.meter.completed() || !success {
+            return (seen, self.price.cost(&seen), false);
+        }
+        let usage = Usage {
+            input_tokens: seen.input_tokens.max(self.bounds.input_tokens),
+            output_tokens: seen.output_tokens.max(self.bounds.max_output_tokens),
+            ..seen
+        };
         (usage, meter::relayed::estimated_cost(&self.price, &usage, reserved), true)
     }
 }

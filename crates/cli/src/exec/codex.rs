@@ -50,6 +50,9 @@ pub(super) fn write(home: &Path, config: &CodexConfig, env: &Env) -> Result<Writ
             CliError::failure(format!("cannot create the Codex home {} ({CODEX_HOME}): {e}", home.display()))
         })?;
     }
+    // The config is read and merged first: a config.toml that cannot be merged leaves both
+    // files as they were.
+    let (path, merged) = read_and_merge(home, config, env)?;
     let mut files = Vec::new();
     if let CodexProvider::ChatgptLogin { auth_json_env } = &config.provider {
         let login = env.get(auth_json_env.as_str()).ok_or_else(|| {
@@ -60,7 +63,6 @@ pub(super) fn write(home: &Path, config: &CodexConfig, env: &Env) -> Result<Writ
             .map_err(|e| CliError::failure(format!("cannot write {} (from {auth_json_env}): {e}", path.display())))?;
         files.push(path);
     }
-    let (path, merged) = read_and_merge(home, config, env)?;
     atomic_write(&path, merged.as_bytes())
         .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600))

@@ -2,13 +2,14 @@
 //! without its usage (DESIGN.md section 13).
 //!
 //! What counts: the text, thinking and tool-call argument deltas of each protocol, decoded
-//! (JSON escapes resolved), in Unicode scalar values. Framing, ids and pings do not count:
-//! they are not tokens the provider bills.
+//! (JSON escapes resolved), in UTF-8 bytes ("chars" in the names below means these bytes).
+//! Framing, ids and pings do not count: they are not tokens the provider bills.
 //!
-//! The estimate is `ceil(chars / CHARS_PER_TOKEN)`. Three characters per token is
-//! conservative for the provider: English prose runs about four per token with the Claude and
-//! OpenAI tokenizers, code and non-Latin text fewer, so the estimate rarely falls short of the
-//! true count, and it never exceeds the request's worst case (the settlement caps it).
+//! The estimate is `ceil(bytes / CHARS_PER_TOKEN)`. Three bytes per token is conservative for
+//! the provider: English prose runs about four characters (bytes) per token with the Claude and
+//! OpenAI tokenizers, code fewer; a CJK character is three bytes and about one token. Counting
+//! characters instead would charge CJK text a third of its tokens. The estimate never exceeds
+//! the request's worst case (the settlement caps it).
 
 use std::borrow::Cow;
 
@@ -56,7 +57,7 @@ pub fn estimated_cost(price: &Price, usage: &Usage, reserved: Micros) -> Micros 
 }
 
 fn count(text: Option<&Cow<'_, str>>) -> u64 {
-    text.map_or(0, |t| t.chars().count() as u64)
+    text.map_or(0, |t| t.len() as u64)
 }
 
 #[derive(Deserialize)]
@@ -173,7 +174,7 @@ mod tests {
     #[test]
     fn anthropic_counts_text_thinking_and_tool_arguments_decoded() {
         let text = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"h\u00e9llo\n"}}"#;
-        assert_eq!(anthropic_delta_chars(text), 6);
+        assert_eq!(anthropic_delta_chars(text), 7, "decoded UTF-8 bytes: é is two");
         let thinking = br#"{"type":"content_block_delta","delta":{"type":"thinking_delta","thinking":"abcd"}}"#;
         assert_eq!(anthropic_delta_chars(thinking), 4);
         let json = br#"{"type":"content_block_delta","delta":{"type":"input_json_delta","partial_json":"{\"a\":1"}}"#;

@@ -165,3 +165,20 @@ async fn two_instances_on_postgres_never_overspend() {
     assert!(end >= 0, "never overspent: {end}");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// A whole (non-stream) body that the upstream breaks after its 200 never shows its usage, but
+/// the provider bills the whole answer: it is charged the worst case it was reserved for,
+/// marked estimated, and never more than that.
+#[tokio::test]
+async fn a_whole_body_cut_after_its_success_status_is_charged_its_reservation() {
+    let app = App::new(1_000_000).await;
+    let (_, token) = app.workspace("claude-code", "platform/ok").await;
+    let r = app.post("/anthropic/v1/messages", &token, messages("platform/cut", false, 50)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.is_err(), "the client sees the body break");
+    let u = app.settled(1).await;
+    assert_eq!((u.requests, u.estimated_requests), (1, 1), "one row, its usage estimated");
+    assert_eq!(u.output_tokens, 50, "the output limit the request was admitted for");
+    assert!(u.cost_micros > 0, "not free: {u:?}");
+    assert_eq!(app.credit().await, 1_000_000 - u.cost_micros, "charged once");
+}
