@@ -861,10 +861,11 @@ impl SettleGuard {
     /// The charge of a whole (non-stream) body: its usage once it arrived whole; after a
     /// success status, a body that never did (the client left, the upstream broke it, or it was
     /// too large to keep) is charged the worst case it was admitted for, since the provider
-    /// bills the whole answer; an error answer is charged what it reported.
+    /// bills the whole answer; an error answer, or a free call, is charged what it reported.
     fn charge_body(&self, seen: Usage, reserved: Micros) -> (Usage, Micros, bool) {
         let success = self.status.is_some_and(|s| (200..300).contains(&s));
-        if self.meter.completed() || !success {
+        // Nothing reserved: a free call (count_tokens), which reports no usage.
+        if self.meter.completed() || !success || reserved == Micros::ZERO {
             return (seen, self.price.cost(&seen), false);
         }
         let usage = Usage {
