@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::App;
+use crate::{App, start_server};
 
 /// Which provider's shape an answer must have, and the kind it must name: Anthropic's
 /// `error.type`, or OpenAI's `error.code` (its `error.type` is always `invalid_request_error`
@@ -38,11 +38,25 @@ async fn assert_refusal(r: reqwest::Response, status: u16, shape: Shape, what: &
     }
 }
 
-/// A raw request with `token` in `x-api-key` (when given) and `body` as JSON bytes.
-fn raw(app: &App, method: Method, path: &str, token: Option<&str>, body: Vec<u8>) -> reqwest::RequestBuilder {
+/// The proxy's routes alone, and the whole server (admin API and proxy on one router, with
+/// the server's own fallbacks and body limit): both must answer alike.
+async fn bases(app: &App) -> [String; 2] {
+    let (_, server) = start_server(app.store.clone(), &app.upstream.url()).await;
+    [app.base.clone(), server]
+}
+
+/// A raw request to `base` with `token` in `x-api-key` (when given) and `body` as JSON bytes.
+fn raw(
+    app: &App,
+    base: &str,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
     let mut r = app
         .http
-        .request(method, format!("{}{path}", app.base))
+        .request(method, format!("{base}{path}"))
         .header("content-type", "application/json")
         .header("anthropic-version", "2023-06-01")
         .body(body);
@@ -66,9 +80,11 @@ async fn a_body_over_the_limit_is_413_in_the_providers_shape() {
         ("/openai/v1/chat/completions", &codex, Shape::Openai(Some("request_too_large"))),
         ("/openai/v1/responses", &codex, Shape::Openai(Some("request_too_large"))),
     ];
-    for (path, token, shape) in cases {
-        let r = raw(&app, Method::POST, path, Some(token), body.clone()).send().await.unwrap();
-        assert_refusal(r, 413, shape, path).await;
+    for base in bases(&app).await {
+        for (path, token, shape) in cases {
+            let r = raw(&app, &base, Method::POST, path, Some(token), body.clone()).send().await.unwrap();
+            assert_refusal(r, 413, shape, &format!("{base}{path}")).await;
+        }
     }
     assert!(app.upstream.requests().is_empty(), "nothing was forwarded");
 }
@@ -79,12 +95,16 @@ async fn malformed_json_is_400_in_the_providers_shape() {
     let app = App::new(1_000_000_000).await;
     let (_, claude) = app.workspace("claude-code", "platform/ok").await;
     let (_, codex) = app.workspace("codex", "platform/gpt").await;
-    for body in [&br#"{"model": "platform/ok", "#[..], b"not json", b"[1, 2]", b""] {
-        let what = String::from_utf8_lossy(body).into_owned();
-        let r = raw(&app, Method::POST, "/anthropic/v1/messages", Some(&claude), body.to_vec()).send().await.unwrap();
+    let bodies = [&br#"{"model": "platform/ok", "#[..], b"not json", b"[1, 2]", b""];
+    for (base, body) in bases(&app).await.into_iter().flat_map(|b| bodies.map(|body| (b.clone(), body))) {
+        let what = format!("{base} {}", String::from_utf8_lossy(body));
+        let r = raw(&app, &base, Method::POST, "/anthropic/v1/messages", Some(&claude), body.to_vec())
+            .send()
+            .await
+            .unwrap();
         assert_refusal(r, 400, Shape::Anthropic("invalid_request_error"), &what).await;
         for path in ["/openai/v1/chat/completions", "/openai/v1/responses"] {
-            let r = raw(&app, Method::POST, path, Some(&codex), body.to_vec()).send().await.unwrap();
+            let r = raw(&app, &base, Method::POST, path, Some(&codex), body.to_vec()).send().await.unwrap();
             assert_refusal(r, 400, Shape::Openai(None), &format!("{path} {what}")).await;
         }
     }
@@ -96,12 +116,14 @@ async fn malformed_json_is_400_in_the_providers_shape() {
 async fn a_missing_token_is_401_in_the_providers_shape() {
     let app = App::new(1_000_000).await;
     let body = br#"{"model":"platform/ok","max_tokens":5,"messages":[]}"#.to_vec();
-    let r = raw(&app, Method::POST, "/anthropic/v1/messages", None, body.clone()).send().await.unwrap();
-    assert_refusal(r, 401, Shape::Anthropic("authentication_error"), "anthropic").await;
-    let r = raw(&app, Method::GET, "/anthropic/v1/models", None, Vec::new()).send().await.unwrap();
-    assert_refusal(r, 401, Shape::Anthropic("authentication_error"), "anthropic models").await;
-    let r = raw(&app, Method::POST, "/openai/v1/chat/completions", None, body).send().await.unwrap();
-    assert_refusal(r, 401, Shape::Openai(Some("invalid_api_key")), "openai").await;
+    for base in bases(&app).await {
+        let r = raw(&app, &base, Method::POST, "/anthropic/v1/messages", None, body.clone()).send().await.unwrap();
+        assert_refusal(r, 401, Shape::Anthropic("authentication_error"), "anthropic").await;
+        let r = raw(&app, &base, Method::GET, "/anthropic/v1/models", None, Vec::new()).send().await.unwrap();
+        assert_refusal(r, 401, Shape::Anthropic("authentication_error"), "anthropic models").await;
+        let r = raw(&app, &base, Method::POST, "/openai/v1/chat/completions", None, body.clone()).send().await.unwrap();
+        assert_refusal(r, 401, Shape::Openai(Some("invalid_api_key")), "openai").await;
+    }
 }
 
 /// A path under a provider's prefix that the proxy does not serve is 404, and a served path
@@ -116,9 +138,12 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_providers_shape() {
         (Method::POST, "/openai/v1/embeddings", Shape::Openai(Some("unknown_url"))),
         (Method::GET, "/openai/v2/chat/completions", Shape::Openai(Some("unknown_url"))),
     ];
-    for (method, path, shape) in not_found {
-        let r = raw(&app, method, path, Some(&claude), b"{}".to_vec()).send().await.unwrap();
-        assert_refusal(r, 404, shape, path).await;
+    let bases = bases(&app).await;
+    for base in &bases {
+        for (method, path, shape) in not_found.clone() {
+            let r = raw(&app, base, method, path, Some(&claude), b"{}".to_vec()).send().await.unwrap();
+            assert_refusal(r, 404, shape, &format!("{base}{path}")).await;
+        }
     }
     let wrong_method = [
         (Method::GET, "/anthropic/v1/messages", Shape::Anthropic("invalid_request_error")),
@@ -128,9 +153,11 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_providers_shape() {
         (Method::DELETE, "/openai/v1/responses", Shape::Openai(Some("method_not_allowed"))),
         (Method::POST, "/openai/v1/models/x", Shape::Openai(Some("method_not_allowed"))),
     ];
-    for (method, path, shape) in wrong_method {
-        let r = raw(&app, method, path, Some(&claude), b"{}".to_vec()).send().await.unwrap();
-        assert_refusal(r, 405, shape, path).await;
+    for base in &bases {
+        for (method, path, shape) in wrong_method.clone() {
+            let r = raw(&app, base, method, path, Some(&claude), b"{}".to_vec()).send().await.unwrap();
+            assert_refusal(r, 405, shape, &format!("{base}{path}")).await;
+        }
     }
     assert!(app.upstream.requests().is_empty(), "nothing was forwarded");
 }
