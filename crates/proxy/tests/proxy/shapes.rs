@@ -156,6 +156,7 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_providers_shape() {
     for base in &bases {
         for (method, path, shape) in wrong_method.clone() {
             let r = raw(&app, base, method, path, Some(&claude), b"{}".to_vec()).send().await.unwrap();
+            assert!(r.headers().contains_key("allow"), "405 names the allowed methods: {base}{path}");
             assert_refusal(r, 405, shape, &format!("{base}{path}")).await;
         }
     }
