@@ -68,3 +68,36 @@ impl AdminThrottle {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    /// A refill period far longer than the test, so no refill happens during it.
+    fn hourly(burst: u32) -> AdminThrottle {
+        AdminThrottle::new(AdminThrottleConfig { burst, refill_every: Duration::from_secs(3600) })
+    }
+
+    #[test]
+    fn a_burst_is_heard_then_the_address_waits_about_one_period() {
+        let t = hourly(3);
+        for _ in 0..3 {
+            assert_eq!(t.check(A), Ok(()));
+            t.fail(A);
+        }
+        let wait = t.check(A).err().map(|w| w.as_secs());
+        assert!(matches!(wait, Some(3590..=3600)), "{wait:?}");
+        assert_eq!(t.check(B), Ok(()), "another address has its own bucket");
+    }
+
+    #[test]
+    fn a_burst_of_zero_is_taken_as_one() {
+        let t = hourly(0);
+        assert_eq!(t.check(A), Ok(()));
+        t.fail(A);
+        assert!(t.check(A).is_err());
+    }
+}
