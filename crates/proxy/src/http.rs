@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, any, get, post};
 use futures_util::Stream;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -178,17 +179,28 @@ impl Proxy {
     /// `POST /openai/v1/responses`, and the model lists `GET /anthropic/v1/models` and
     /// `GET /openai/v1/models` (and one model, `GET .../models/{id}`), and Claude Code's
     /// connectivity probe `GET`/`HEAD /anthropic/api/hello`.
+    ///
+    /// Every refusal under `/anthropic` and `/openai`, including a body over
+    /// [`MAX_REQUEST_BYTES`] (413), an unknown path (404) and a wrong method (405), is answered
+    /// as JSON in that provider's error shape, so that agents' SDKs read it.
     pub fn routes(&self) -> Router {
+        let anthropic = |m: MethodRouter<Proxy>| m.fallback(anthropic_bad_method);
+        let openai = |m: MethodRouter<Proxy>| m.fallback(openai_bad_method);
         Router::new()
-            .route("/anthropic/v1/messages", post(anthropic_messages))
-            .route("/anthropic/v1/messages/count_tokens", post(anthropic_count_tokens))
-            .route("/openai/v1/chat/completions", post(openai_chat))
-            .route("/openai/v1/responses", post(openai_responses))
-            .route("/anthropic/v1/models", get(anthropic_models))
-            .route("/anthropic/v1/models/{*id}", get(anthropic_model))
-            .route("/openai/v1/models", get(openai_models))
-            .route("/openai/v1/models/{*id}", get(openai_model))
-            .route("/anthropic/api/hello", get(hello))
+            .route("/anthropic/v1/messages", anthropic(post(anthropic_messages)))
+            .route("/anthropic/v1/messages/count_tokens", anthropic(post(anthropic_count_tokens)))
+            .route("/openai/v1/chat/completions", openai(post(openai_chat)))
+            .route("/openai/v1/responses", openai(post(openai_responses)))
+            .route("/anthropic/v1/models", anthropic(get(anthropic_models)))
+            .route("/anthropic/v1/models/{*id}", anthropic(get(anthropic_model)))
+            .route("/openai/v1/models", openai(get(openai_models)))
+            .route("/openai/v1/models/{*id}", openai(get(openai_model)))
+            .route("/anthropic/api/hello", anthropic(get(hello)))
+            .route("/anthropic", any(anthropic_no_route))
+            .route("/anthropic/{*rest}", any(anthropic_no_route))
+            .route("/openai", any(openai_no_route))
+            .route("/openai/{*rest}", any(openai_no_route))
+            .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
             .with_state(self.clone())
     }
 
@@ -299,6 +311,12 @@ enum Lookup {
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     InvalidRequest,
+    /// A body over [`MAX_REQUEST_BYTES`].
+    TooLarge,
+    /// A path under the provider's prefix that the proxy does not serve.
+    NoRoute,
+    /// A served path asked with a method it does not take.
+    BadMethod,
     Authentication,
     Permission,
     NotFound,
@@ -323,7 +341,9 @@ impl ProxyError {
         let body = match protocol {
             Protocol::Anthropic => {
                 let kind = match self.kind {
-                    Kind::InvalidRequest => "invalid_request_error",
+                    Kind::InvalidRequest | Kind::BadMethod => "invalid_request_error",
+                    Kind::TooLarge => "request_too_large",
+                    Kind::NoRoute => "not_found_error",
                     Kind::Authentication => "authentication_error",
                     Kind::Permission => "permission_error",
                     Kind::NotFound => "not_found_error",
@@ -335,6 +355,9 @@ impl ProxyError {
             Protocol::Openai => {
                 let (kind, code) = match self.kind {
                     Kind::InvalidRequest => ("invalid_request_error", Value::Null),
+                    Kind::TooLarge => ("invalid_request_error", json!("request_too_large")),
+                    Kind::NoRoute => ("invalid_request_error", json!("unknown_url")),
+                    Kind::BadMethod => ("invalid_request_error", json!("method_not_allowed")),
                     Kind::Authentication => ("invalid_request_error", json!("invalid_api_key")),
                     Kind::Permission => ("permission_error", json!("permission_denied")),
                     Kind::NotFound => ("invalid_request_error", json!("model_not_found")),
@@ -348,23 +371,86 @@ impl ProxyError {
     }
 }
 
-async fn anthropic_messages(State(p): State<Proxy>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn anthropic_messages(
+    State(p): State<Proxy>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     p.handle(Protocol::Anthropic, "/v1/messages", &uri, &headers, body).await
 }
 
-async fn anthropic_count_tokens(State(p): State<Proxy>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn anthropic_count_tokens(
+    State(p): State<Proxy>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     p.handle(Protocol::Anthropic, "/v1/messages/count_tokens", &uri, &headers, body).await
 }
 
-async fn openai_chat(State(p): State<Proxy>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn openai_chat(
+    State(p): State<Proxy>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     p.handle(Protocol::Openai, "/v1/chat/completions", &uri, &headers, body).await
 }
 
 /// The Responses API's upstream path: it meters differently, and always streams its usage.
 const RESPONSES_PATH: &str = "/v1/responses";
 
-async fn openai_responses(State(p): State<Proxy>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn openai_responses(
+    State(p): State<Proxy>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     p.handle(Protocol::Openai, RESPONSES_PATH, &uri, &headers, body).await
+}
+
+/// A body the proxy could not read: over [`MAX_REQUEST_BYTES`] (413), or cut off (400).
+fn unreadable_body(rejection: &BytesRejection) -> ProxyError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ProxyError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::TooLarge,
+            format!("the request body is over the proxy's limit of {MAX_REQUEST_BYTES} bytes"),
+        )
+    } else {
+        ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, "the request body could not be read")
+    }
+}
+
+/// A refusal before any handler ran, counted like every other refusal.
+fn refused(e: ProxyError, protocol: Protocol) -> Response {
+    metrics::counter!(metric_names::REQUESTS, "status" => e.status.as_u16().to_string()).increment(1);
+    e.into_response(protocol)
+}
+
+fn no_route(method: &axum::http::Method, uri: &Uri) -> ProxyError {
+    ProxyError::new(StatusCode::NOT_FOUND, Kind::NoRoute, format!("no such route: {method} {}", uri.path()))
+}
+
+fn bad_method(method: &axum::http::Method, uri: &Uri) -> ProxyError {
+    ProxyError::new(StatusCode::METHOD_NOT_ALLOWED, Kind::BadMethod, format!("{} does not accept {method}", uri.path()))
+}
+
+async fn anthropic_no_route(method: axum::http::Method, uri: Uri) -> Response {
+    refused(no_route(&method, &uri), Protocol::Anthropic)
+}
+
+async fn openai_no_route(method: axum::http::Method, uri: Uri) -> Response {
+    refused(no_route(&method, &uri), Protocol::Openai)
+}
+
+async fn anthropic_bad_method(method: axum::http::Method, uri: Uri) -> Response {
+    refused(bad_method(&method, &uri), Protocol::Anthropic)
+}
+
+async fn openai_bad_method(method: axum::http::Method, uri: Uri) -> Response {
+    refused(bad_method(&method, &uri), Protocol::Openai)
 }
 
 /// Claude Code's connectivity probe (`HEAD {base}/api/hello` at start, before any request):
@@ -437,15 +523,16 @@ impl Proxy {
         path: &'static str,
         uri: &Uri,
         headers: &HeaderMap,
-        body: Bytes,
+        body: Result<Bytes, BytesRejection>,
     ) -> Response {
         let started = Instant::now();
+        let body = match body {
+            Ok(body) => body,
+            Err(rejection) => return refused(unreadable_body(&rejection), protocol),
+        };
         match self.forward(protocol, path, uri, headers, body, started).await {
             Ok(response) => response,
-            Err(e) => {
-                metrics::counter!(metric_names::REQUESTS, "status" => e.status.as_u16().to_string()).increment(1);
-                e.into_response(protocol)
-            }
+            Err(e) => refused(e, protocol),
         }
     }
 
@@ -506,7 +593,7 @@ impl Proxy {
         if body.len() > MAX_REQUEST_BYTES {
             return Err(ProxyError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                Kind::InvalidRequest,
+                Kind::TooLarge,
                 "the request body is too large",
             ));
         }

@@ -4,8 +4,11 @@
 //! else of them. Header values are marked sensitive by the router's outermost layer, so
 //! tracing never prints them.
 
-use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -41,11 +44,38 @@ pub(crate) fn presented_workspace_token(headers: &HeaderMap) -> Option<&str> {
     bearer(headers).or_else(|| tollgate_proxy::credentials::api_key(headers))
 }
 
-/// Middleware on every `/admin` route: the admin token or 401.
+/// Counts refused admin-token attempts, by `outcome` (`unauthorized` or `rate_limited`).
+pub(crate) const ADMIN_AUTH_FAILURES: &str = "tollgate_admin_auth_failures_total";
+
+/// Middleware on every `/admin` route: the admin token or 401. Each 401 spends the source
+/// address's throttle bucket; an address that has spent it is answered 429 `RATE_LIMITED`
+/// with `retry-after`, its token unchecked, so guessing proceeds at a few tries a second.
+/// Addresses are throttled apart: others' failures never slow a correct token.
 pub(crate) async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // Served without connect info (a router used directly), every request shares one bucket.
+    let ip =
+        request.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip());
+    let throttle = state.admin_throttle();
+    if let Err(wait) = throttle.check(ip) {
+        metrics::counter!(ADMIN_AUTH_FAILURES, "outcome" => "rate_limited").increment(1);
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = ApiError::new(
+            ApiErrorCode::RateLimited,
+            format!("too many failed admin-token attempts from this address; retry in {seconds} s"),
+        )
+        .into_response();
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        return response;
+    }
     match check_admin(&state, request.headers()).await {
         Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if e.status() == StatusCode::UNAUTHORIZED {
+                throttle.fail(ip);
+                metrics::counter!(ADMIN_AUTH_FAILURES, "outcome" => "unauthorized").increment(1);
+            }
+            e.into_response()
+        }
     }
 }
 

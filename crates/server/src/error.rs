@@ -53,6 +53,9 @@ pub enum ApiErrorCode {
     InsufficientCredit,
     /// 413: a body over 512 KiB.
     PayloadTooLarge,
+    /// 429: too many failed admin-token attempts from this address; `retry-after` says when
+    /// the next is heard.
+    RateLimited,
     /// 500: a bug or a broken database; details are in the server log.
     Internal,
     /// 503: the database does not answer.
@@ -81,6 +84,7 @@ impl ApiErrorCode {
             Self::Conflict => "CONFLICT",
             Self::InsufficientCredit => "INSUFFICIENT_CREDIT",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::RateLimited => "RATE_LIMITED",
             Self::Internal => "INTERNAL",
             Self::Unavailable => "UNAVAILABLE",
         }
@@ -106,6 +110,7 @@ impl ApiErrorCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict | Self::InsufficientCredit => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -16,6 +16,7 @@ mod extract;
 mod openapi;
 mod routes;
 mod telemetry;
+mod throttle;
 mod validate;
 
 use std::future::Future;
@@ -28,6 +29,7 @@ use tollgate_store::{Invalidation, Store, StoreError, TokenHash};
 
 pub use error::{ApiError, ApiErrorCode};
 pub use routes::openapi;
+pub use throttle::AdminThrottleConfig;
 
 /// The largest request body the API reads, in bytes (512 KiB). Larger bodies are answered
 /// 413 `PAYLOAD_TOO_LARGE`.
@@ -44,13 +46,27 @@ pub struct AppState {
     registry: Arc<Registry>,
     public_url: Arc<PublicUrl>,
     proxy: Option<tollgate_proxy::Proxy>,
+    admin_throttle: throttle::AdminThrottle,
 }
 
 impl AppState {
     /// A state over `store`, resolving against `registry` and planning with `public_url`
     /// (what workspaces use to reach this server).
     pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, public_url: PublicUrl) -> Self {
-        Self { store, registry, public_url: Arc::new(public_url), proxy: None }
+        let admin_throttle = throttle::AdminThrottle::new(AdminThrottleConfig::default());
+        Self { store, registry, public_url: Arc::new(public_url), proxy: None, admin_throttle }
+    }
+
+    /// The same state, slowing failed admin-token attempts per source address by `config`
+    /// instead of the default (5 at once, then 1 per second).
+    #[must_use]
+    pub fn with_admin_throttle(mut self, config: AdminThrottleConfig) -> Self {
+        self.admin_throttle = throttle::AdminThrottle::new(config);
+        self
+    }
+
+    pub(crate) fn admin_throttle(&self) -> &throttle::AdminThrottle {
+        &self.admin_throttle
     }
 
     /// The same state, also serving the metering proxy's routes.
@@ -115,6 +131,8 @@ pub async fn serve(
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    // The peer address keys the admin-token throttle.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 

@@ -61,6 +61,10 @@ pub(crate) fn install_recorder() -> &'static PrometheusHandle {
                     "tollgate_resolutions_total",
                     "Resolutions by caller (read, provision, pull) and outcome (ok or the error code)"
                 );
+                metrics::describe_counter!(
+                    crate::auth::ADMIN_AUTH_FAILURES,
+                    "Refused admin-token attempts, by outcome (unauthorized, or rate_limited for an address that failed too often)"
+                );
                 handle
             }
             Err(e) => {

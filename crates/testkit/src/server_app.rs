@@ -142,6 +142,8 @@ pub struct Options {
     pub public_url: String,
     /// How the admin token comes about.
     pub admin_token: AdminToken,
+    /// How failed admin-token attempts are slowed (default: the server's default).
+    pub admin_throttle: tollgate_server::AdminThrottleConfig,
 }
 
 /// How a test app gets its admin token.
@@ -162,6 +164,7 @@ impl Default for Options {
             registry: Arc::new(Registry::embedded().expect("embedded registry")),
             public_url: "http://tollgate.test:8080".to_owned(),
             admin_token: AdminToken::Generate,
+            admin_throttle: tollgate_server::AdminThrottleConfig::default(),
         }
     }
 }
@@ -254,7 +257,8 @@ pub async fn spawn_on(db: &Db, options: Options) -> TestApp {
         }
     };
     let public_url = PublicUrl::parse(&options.public_url).expect("public URL");
-    let state = AppState::new(store.clone(), options.registry.clone(), public_url);
+    let state =
+        AppState::new(store.clone(), options.registry.clone(), public_url).with_admin_throttle(options.admin_throttle);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();

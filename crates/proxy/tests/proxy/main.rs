@@ -10,6 +10,7 @@ mod faults;
 mod flows;
 mod models;
 mod responses;
+mod shapes;
 
 pub(crate) use tollgate_testkit::proxy_app::*;
 

@@ -46,6 +46,8 @@ fn record_resolution(route: &'static str, resolution: &Resolution) {
     responses(
         (status = 200, description = "The resolution (with `error` set when it fails)", body = crate::api::doc::Resolution),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
+            headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
         (status = 404, description = "NOT_FOUND", body = ErrorResponse),
     ),
     security(("admin_token" = [])),
@@ -72,6 +74,8 @@ pub(super) async fn billing_mode(
         (status = 200, description = "The resolution, the environment and the new token", body = ProvisionResponse),
         (status = 400, description = "INVALID_JSON or INVALID_MODEL", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
+            headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
         (status = 404, description = "NOT_FOUND", body = ErrorResponse),
         (status = 422, description = "The resolution's code (e.g. MISSING_BYOK_CREDENTIAL) and the resolution; nothing stored", body = ErrorResponse),
     ),

@@ -3,6 +3,7 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
 
 mod support;
+mod throttle;
 pub(crate) use tollgate_testkit::both_backends;
 
 mod atomic;

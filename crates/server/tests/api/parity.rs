@@ -156,7 +156,12 @@ impl Apps {
                 Some(t) => AdminToken::Configure(t.clone()),
                 None => AdminToken::Generate,
             };
-            let options = Options { registry: case.registry.clone(), public_url: case.public_url.clone(), admin_token };
+            let options = Options {
+                registry: case.registry.clone(),
+                public_url: case.public_url.clone(),
+                admin_token,
+                ..Options::default()
+            };
             let app = spawn_on(&self.db, options).await;
             self.admin_token = Some(app.admin_token.clone());
             if self.donor_org.is_none() {
