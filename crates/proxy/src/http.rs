@@ -419,13 +419,16 @@ const RETURN_HEADERS: [&str; 8] = [
 
 impl Proxy {
     /// Answers a model list (with `id`, one model) for a platform-managed workspace's token:
-    /// the platform models served on `protocol`'s route, in its provider's shape; an `id` not
-    /// among them is 404.
+    /// the platform models served on `protocol`'s route that the workspace may use (section
+    /// 14), in its provider's shape; an `id` not among them is 404.
     async fn models(&self, protocol: Protocol, headers: &HeaderMap, id: Option<&str>) -> Response {
-        if let Err(e) = self.authenticate(headers).await {
-            return e.into_response(protocol);
-        }
-        let served = models::served_models(&self.inner.registry, protocol);
+        let who = match self.authenticate(headers).await {
+            Ok(who) => who,
+            Err(e) => return e.into_response(protocol),
+        };
+        let registry = &self.inner.registry;
+        let mut served = models::served_models(registry, protocol);
+        served.retain(|m| registry.model_access(&who.runtime, None, protocol, m).is_ok());
         let body = match id {
             None => models::list_body(protocol, &served),
             Some(id) if served.contains(&id) => models::model_body(protocol, id),
