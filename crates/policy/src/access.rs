@@ -49,6 +49,30 @@ impl Registry {
         }
         Ok(found)
     }
+
+    /// Checks a workspace's `allowed_models` for runtime `runtime`: each id must be a platform
+    /// model served on the runtime's protocol, listed once.
+    ///
+    /// # Errors
+    /// The first id that is not (with why), for the API's 400.
+    pub fn check_allowed_models(&self, runtime: &str, allowed: &[String]) -> Result<(), String> {
+        let Some(protocol) = self.runtime(runtime).map(crate::Runtime::protocol) else {
+            return Err(format!("the runtime `{runtime}` is not known"));
+        };
+        for (i, id) in allowed.iter().enumerate() {
+            if !self.platform_models_for(protocol).any(|m| m.id() == id) {
+                return Err(format!(
+                    "`{}` is not a platform model of the {} protocol that a `{runtime}` workspace speaks",
+                    crate::text::truncate(id, 80),
+                    protocol.as_str()
+                ));
+            }
+            if allowed[..i].contains(id) {
+                return Err(format!("`{id}` is listed twice"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +151,19 @@ mod tests {
         assert!(!ok(&r, "claude-code", Some(&wider), Protocol::Openai, "platform/gpt"));
         // An empty list allows nothing.
         assert!(!ok(&r, "claude-code", Some(&[]), Protocol::Anthropic, "platform/haiku"));
+    }
+
+    #[test]
+    fn allowed_models_must_be_platform_models_of_the_runtimes_protocol() {
+        let r = registry();
+        let list = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(r.check_allowed_models("claude-code", &list(&["platform/sonnet", "platform/haiku"])), Ok(()));
+        assert_eq!(r.check_allowed_models("codex", &list(&[])), Ok(()));
+        assert!(r.check_allowed_models("claude-code", &list(&["platform/gpt"])).is_err());
+        assert!(r.check_allowed_models("codex", &list(&["platform/sonnet"])).is_err());
+        assert!(r.check_allowed_models("claude-code", &list(&["sonnet"])).is_err());
+        assert!(r.check_allowed_models("claude-code", &list(&["platform/haiku", "platform/haiku"])).is_err());
+        assert!(r.check_allowed_models("unknown", &list(&[])).is_err());
     }
 
     const MODELS: &[&str] = &[

@@ -114,6 +114,8 @@ struct Authorized {
     mode: Option<BillingMode>,
     /// The workspace's runtime id: its protocol decides which platform models the token buys.
     runtime: String,
+    /// Its `allowed_models` (section 14), `None` for no narrowing.
+    allowed_models: Option<Vec<String>>,
 }
 
 /// The proxy's HTTP client could not be built (e.g. the TLS backend failed to initialise).
@@ -272,6 +274,7 @@ impl Proxy {
                     org_id: inputs.org.id,
                     mode: r.resolved_mode,
                     runtime: inputs.workspace.runtime.clone(),
+                    allowed_models: inputs.workspace.allowed_models.clone(),
                 }))
             })
             .await;
@@ -428,7 +431,7 @@ impl Proxy {
         };
         let registry = &self.inner.registry;
         let mut served = models::served_models(registry, protocol);
-        served.retain(|m| registry.model_access(&who.runtime, None, protocol, m).is_ok());
+        served.retain(|m| registry.model_access(&who.runtime, who.allowed_models.as_deref(), protocol, m).is_ok());
         let body = match id {
             None => models::list_body(protocol, &served),
             Some(id) if served.contains(&id) => models::model_body(protocol, id),
@@ -530,8 +533,8 @@ impl Proxy {
         rewrite::check_field_types(&json)
             .map_err(|message| ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, message))?;
         let model = rewrite::requested_model(&json).unwrap_or_default().to_owned();
-        // `allowed_models` is not stored yet: no narrowing beyond the runtime's protocol.
-        let (platform_model, upstream) = match inner.registry.model_access(&who.runtime, None, protocol, &model) {
+        let allowed = who.allowed_models.as_deref();
+        let (platform_model, upstream) = match inner.registry.model_access(&who.runtime, allowed, protocol, &model) {
             Ok(found) => found,
             Err(ModelRefusal::NotServed) => return Err(self.not_served(&model, protocol)),
             Err(refusal) => return Err(refused_model(&model, &who.runtime, &refusal)),

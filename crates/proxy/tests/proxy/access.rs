@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{App, chat, messages};
+use crate::{ADMIN_TOKEN, App, chat, messages, start_server};
 
 /// Posts `body` to `path` with `token` and returns the status and JSON body.
 async fn post(app: &App, path: &str, token: &str, body: Value) -> (u16, Value) {
@@ -84,4 +84,75 @@ async fn a_model_the_route_does_not_serve_is_still_404_for_either_runtime() {
         assert_eq!(status, 404, "{runtime}: {body}");
     }
     assert!(app.upstream.requests().is_empty());
+}
+
+/// `PATCH /admin/workspaces/{ws}` on `base` with `body`: (status, body).
+async fn patch(app: &App, base: &str, ws: &str, body: Value) -> (u16, Value) {
+    let r = app
+        .http
+        .patch(format!("{base}/admin/workspaces/{ws}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+/// Sends a Messages request for `model` to `base`; its status and body.
+async fn send(app: &App, base: &str, token: &str, model: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .post(format!("{base}/anthropic/v1/messages"))
+        .header("x-api-key", token)
+        .json(&messages(model, false, 16))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn allowed_models_set_through_the_api_narrows_at_once_and_null_removes_it() {
+    let app = App::new(1_000_000).await;
+    let (ws, token) = app.workspace("claude-code", "platform/ok").await;
+    let (_proxy, base) = start_server(app.store.clone(), &app.upstream.url()).await;
+    let ws = ws.to_string();
+    assert_eq!(send(&app, &base, &token, "platform/ok").await.0, 200, "the cached authorisation predates the change");
+
+    let (status, body) = patch(&app, &base, &ws, json!({"limits": {"allowed_models": ["platform/slow"]}})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["limits"], json!({"allowed_models": ["platform/slow"]}), "returned with the object");
+    let (status, body) = send(&app, &base, &token, "platform/ok").await;
+    assert_anthropic_refusal(status, &body, "platform/ok");
+    assert!(body["error"]["message"].as_str().unwrap().contains("allowed_models"), "{body}");
+    let list: Value = app
+        .http
+        .get(format!("{base}/anthropic/v1/models"))
+        .header("x-api-key", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "the list shows only the allowed model: {list}");
+    assert_eq!(list["data"][0]["id"], "platform/slow");
+
+    // Invalid lists are 400s and change nothing.
+    for bad in [json!(["platform/gpt"]), json!(["sonnet"]), json!(["platform/ok", "platform/ok"]), json!("platform/ok")]
+    {
+        let (status, body) = patch(&app, &base, &ws, json!({"limits": {"allowed_models": bad}})).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = patch(&app, &base, &ws, json!({"limits": {"allowed_modelz": []}})).await;
+    assert_eq!(status, 400, "an unknown limit is refused: {body}");
+    assert_eq!(send(&app, &base, &token, "platform/ok").await.0, 403, "still narrowed");
+
+    let (status, body) = patch(&app, &base, &ws, json!({"limits": {"allowed_models": null}})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["limits"], json!({"allowed_models": null}));
+    assert_eq!(send(&app, &base, &token, "platform/ok").await.0, 200, "null removes the narrowing");
 }
