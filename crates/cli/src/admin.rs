@@ -413,6 +413,7 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
                 model: model.clone(),
                 billing_mode: billing_mode.clone(),
                 kind: kind.clone(),
+                limits: None,
             };
             c.call::<Workspace>(Method::POST, c.url(&["admin", "workspaces"]), Some(&body)).await?
         }

@@ -209,6 +209,9 @@ pub struct CreateWorkspace {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<WorkspaceKind>)]
     pub kind: Option<String>,
+    /// Spend controls (section 14): `allowed_models`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<PatchWorkspaceLimits>,
 }
 
 /// `PATCH /admin/workspaces/{ws}`: absent fields are left as they are.

@@ -148,6 +148,8 @@ pub struct NewWorkspace {
     pub billing_mode: Option<BillingMode>,
     /// Agent or concierge.
     pub kind: WorkspaceKind,
+    /// The models it may use (section 14 `limits.allowed_models`); `None`: no narrowing.
+    pub allowed_models: Option<Vec<String>>,
 }
 
 /// Changes to a workspace; `None` leaves a field as it is, `Some(None)` clears it.

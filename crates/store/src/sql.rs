@@ -431,7 +431,7 @@ macro_rules! impl_store {
                 self.owner_exists(Scope::Org, new.org_id.as_str()).await?;
                 let now = Timestamp::now().0;
                 let sql = format!(
-                    "INSERT INTO workspaces ({WS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $8) RETURNING {WS_COLUMNS}"
+                    "INSERT INTO workspaces ({WS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {WS_COLUMNS}"
                 );
                 let row = sqlx::query(&sql)
                     .bind(new_id())
@@ -441,6 +441,7 @@ macro_rules! impl_store {
                     .bind(&new.model)
                     .bind(mode_to_text(new.billing_mode))
                     .bind(new.kind.as_str())
+                    .bind(new.allowed_models.as_deref().map(models_to_text))
                     .bind(now)
                     .fetch_one(&self.pool)
                     .await

@@ -156,3 +156,25 @@ async fn allowed_models_set_through_the_api_narrows_at_once_and_null_removes_it(
     assert_eq!(body["limits"], json!({"allowed_models": null}));
     assert_eq!(send(&app, &base, &token, "platform/ok").await.0, 200, "null removes the narrowing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn allowed_models_given_at_creation_is_validated_and_returned() {
+    let app = App::new(1_000_000).await;
+    let (_proxy, base) = start_server(app.store.clone(), &app.upstream.url()).await;
+    let create = |name: &str, allowed: Value| {
+        app.http.post(format!("{base}/admin/workspaces")).bearer_auth(ADMIN_TOKEN).json(&json!({
+            "org_id": app.org.to_string(), "name": name, "runtime": "codex", "limits": {"allowed_models": allowed}
+        }))
+    };
+    let r = create("narrow", json!(["platform/gpt-slow"])).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let ws: Value = r.json().await.unwrap();
+    assert_eq!(ws["limits"], json!({"allowed_models": ["platform/gpt-slow"]}));
+    let stored = app.store.get_workspace(&ws["id"].as_str().unwrap().parse().unwrap()).await.unwrap();
+    assert_eq!(stored.allowed_models, Some(vec!["platform/gpt-slow".to_owned()]));
+
+    let r = create("wrong", json!(["platform/ok"])).send().await.unwrap();
+    assert_eq!(r.status(), 400, "an Anthropic model for a codex workspace");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "INVALID_MODEL", "{body}");
+}

@@ -19,7 +19,7 @@ use crate::validate;
     request_body = CreateWorkspace,
     responses(
         (status = 201, description = "The new workspace", body = Workspace),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL, INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL (also for `limits.allowed_models`), INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 404, description = "NOT_FOUND: no such org", body = ErrorResponse),
         (status = 409, description = "CONFLICT: the org has a workspace of that name", body = ErrorResponse),
@@ -30,9 +30,16 @@ pub(super) async fn create_workspace(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateWorkspace>,
 ) -> Result<(StatusCode, Json<Workspace>), ApiError> {
+    let runtime = validate::runtime(state.registry(), body.runtime)?;
+    let allowed_models = body
+        .limits
+        .and_then(|l| l.allowed_models.flatten())
+        .map(|models| validate::allowed_models(state.registry(), &runtime, models))
+        .transpose()?;
     let new = NewWorkspace {
         name: validate::name("a workspace", body.name)?,
-        runtime: validate::runtime(state.registry(), body.runtime)?,
+        runtime,
+        allowed_models,
         model: validate::opt_model(body.model)?,
         billing_mode: validate::opt_billing_mode(body.billing_mode.as_deref())?,
         kind: body.kind.as_deref().map(validate::kind).transpose()?.unwrap_or(WorkspaceKind::Agent),
