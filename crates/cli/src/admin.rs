@@ -413,6 +413,7 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
                 model: model.clone(),
                 billing_mode: billing_mode.clone(),
                 kind: kind.clone(),
+                limits: None,
             };
             c.call::<Workspace>(Method::POST, c.url(&["admin", "workspaces"]), Some(&body)).await?
         }
@@ -435,6 +436,7 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
                 model: opt_clearable(model.as_ref()),
                 billing_mode: opt_clearable(billing_mode.as_ref()),
                 kind: kind.clone(),
+                limits: None,
             };
             c.call(Method::PATCH, c.url(&["admin", "workspaces", workspace.as_str()]), Some(&body)).await?
         }
@@ -530,6 +532,7 @@ mod tests {
             model: opt_clearable(Some(&"none".to_owned())),
             billing_mode: opt_clearable(Some(&"byok".to_owned())),
             kind: None,
+            limits: None,
         };
         let json = serde_json::to_string(&patch).map_err(|e| e.to_string())?;
         assert_eq!(json, r#"{"model":null,"billing_mode":"byok"}"#);

@@ -135,6 +135,7 @@ pub(crate) async fn seed(store: &dyn Store, registry: &Registry, public_url: &Pu
                         model: demo.model.map(str::to_owned),
                         billing_mode: demo.billing_mode,
                         kind: demo.kind,
+                        allowed_models: None,
                     })
                     .await
                     .map_err(fail)?;

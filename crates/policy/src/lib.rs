@@ -5,6 +5,7 @@
 //! and the runtime normalisation `tollgate exec` applies. This crate does no IO, spawns no
 //! task, reads no clock and draws no random number; callers pass everything in.
 
+pub mod access;
 pub mod codex;
 pub mod ids;
 pub mod money;
@@ -17,6 +18,7 @@ pub mod secret;
 pub mod text;
 pub mod token;
 
+pub use access::ModelRefusal;
 pub use ids::{IdError, OrgId, WorkspaceId};
 pub use money::{Micros, PicoPerToken, Price, Usage};
 pub use names::{EnvName, NameError, SecretName};

@@ -22,7 +22,7 @@ use tollgate_policy::money::{Price, Usage};
 use tollgate_policy::registry::Protocol;
 use tollgate_policy::resolve::{BillingMode, Context, PublicUrl};
 use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
-use tollgate_policy::{Micros, OrgId, Registry, WorkspaceId};
+use tollgate_policy::{Micros, ModelRefusal, OrgId, Registry, WorkspaceId};
 use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
 
 use crate::credit::{Credit, CreditConfig, Hold, Refusal};
@@ -113,6 +113,10 @@ struct Authorized {
     workspace_id: WorkspaceId,
     org_id: OrgId,
     mode: Option<BillingMode>,
+    /// The workspace's runtime id: its protocol decides which platform models the token buys.
+    runtime: String,
+    /// Its `allowed_models` (section 14), `None` for no narrowing.
+    allowed_models: Option<Vec<String>>,
 }
 
 /// The proxy's HTTP client could not be built (e.g. the TLS backend failed to initialise).
@@ -281,6 +285,8 @@ impl Proxy {
                     workspace_id: inputs.workspace.id,
                     org_id: inputs.org.id,
                     mode: r.resolved_mode,
+                    runtime: inputs.workspace.runtime.clone(),
+                    allowed_models: inputs.workspace.allowed_models.clone(),
                 }))
             })
             .await;
@@ -502,13 +508,16 @@ const RETURN_HEADERS: [&str; 8] = [
 
 impl Proxy {
     /// Answers a model list (with `id`, one model) for a platform-managed workspace's token:
-    /// the platform models served on `protocol`'s route, in its provider's shape; an `id` not
-    /// among them is 404.
+    /// the platform models served on `protocol`'s route that the workspace may use (section
+    /// 14), in its provider's shape; an `id` not among them is 404.
     async fn models(&self, protocol: Protocol, headers: &HeaderMap, id: Option<&str>) -> Response {
-        if let Err(e) = self.authenticate(headers).await {
-            return e.into_response(protocol);
-        }
-        let served = models::served_models(&self.inner.registry, protocol);
+        let who = match self.authenticate(headers).await {
+            Ok(who) => who,
+            Err(e) => return e.into_response(protocol),
+        };
+        let registry = &self.inner.registry;
+        let mut served = models::served_models(registry, protocol);
+        served.retain(|m| registry.model_access(&who.runtime, who.allowed_models.as_deref(), protocol, m).is_ok());
         let body = match id {
             None => models::list_body(protocol, &served),
             Some(id) if served.contains(&id) => models::model_body(protocol, id),
@@ -549,7 +558,7 @@ impl Proxy {
         started: Instant,
     ) -> Result<Response, ProxyError> {
         let who = self.authenticate(headers).await?;
-        let mut admitted = self.admit(protocol, path, &body)?;
+        let mut admitted = self.admit(&who, protocol, path, &body)?;
         let amount = if admitted.count_only {
             Micros::ZERO
         } else {
@@ -588,7 +597,13 @@ impl Proxy {
 
     /// Admits the request: a bounded JSON body naming a model the platform serves on this
     /// route, an upstream configured with its key; the body rewritten for that upstream.
-    fn admit(&self, protocol: Protocol, path: &'static str, body: &Bytes) -> Result<Admitted<'_>, ProxyError> {
+    fn admit(
+        &self,
+        who: &Authorized,
+        protocol: Protocol,
+        path: &'static str,
+        body: &Bytes,
+    ) -> Result<Admitted<'_>, ProxyError> {
         let inner = &self.inner;
         if body.len() > MAX_REQUEST_BYTES {
             return Err(ProxyError::new(
@@ -605,9 +620,11 @@ impl Proxy {
         rewrite::check_field_types(&json)
             .map_err(|message| ProxyError::new(StatusCode::BAD_REQUEST, Kind::InvalidRequest, message))?;
         let model = rewrite::requested_model(&json).unwrap_or_default().to_owned();
-        let served = inner.registry.platform_model(&model).filter(|(_, u)| u.protocol() == protocol);
-        let Some((platform_model, upstream)) = served else {
-            return Err(self.not_served(&model, protocol));
+        let allowed = who.allowed_models.as_deref();
+        let (platform_model, upstream) = match inner.registry.model_access(&who.runtime, allowed, protocol, &model) {
+            Ok(found) => found,
+            Err(ModelRefusal::NotServed) => return Err(self.not_served(&model, protocol)),
+            Err(refusal) => return Err(refused_model(&model, &who.runtime, &refusal)),
         };
         let Some(target) = inner.config.upstream(upstream.name()) else {
             return Err(ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the platform upstream is not configured"));
@@ -1036,4 +1053,24 @@ impl Stream for Metered {
             }
         }
     }
+}
+
+/// The 403 for a model the workspace may not use (section 14), naming the model and why.
+fn refused_model(model: &str, runtime: &str, refusal: &ModelRefusal) -> ProxyError {
+    let model = tollgate_policy::text::truncate(model, 80);
+    let why = match refusal {
+        ModelRefusal::WrongProtocol { runtime: Some(p) } => {
+            format!(
+                "a `{runtime}` workspace may use only the platform models of the {} protocol, on its route",
+                p.as_str()
+            )
+        }
+        ModelRefusal::WrongProtocol { runtime: None } => format!("the workspace's runtime `{runtime}` is not known"),
+        ModelRefusal::NotAllowed | ModelRefusal::NotServed => "it is not in the workspace's allowed_models".to_owned(),
+    };
+    ProxyError::new(
+        StatusCode::FORBIDDEN,
+        Kind::Permission,
+        format!("model `{model}` is not allowed for this workspace: {why}"),
+    )
 }

@@ -67,6 +67,8 @@ pub struct Workspace {
     pub billing_mode: Option<BillingMode>,
     /// `agent` or `concierge`.
     pub kind: WorkspaceKind,
+    /// Spend controls (section 14).
+    pub limits: WorkspaceLimits,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -83,10 +85,29 @@ impl From<&tollgate_store::Workspace> for Workspace {
             model: w.model.clone(),
             billing_mode: w.billing_mode,
             kind: w.kind,
+            limits: WorkspaceLimits { allowed_models: w.allowed_models.clone() },
             created_at: w.created_at.rfc3339(),
             updated_at: w.updated_at.rfc3339(),
         }
     }
+}
+
+/// A workspace's `limits` (section 14) as returned.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceLimits {
+    /// The platform models it may use (narrowing its runtime's protocol's); `null`: all of them.
+    #[schema(required = true)]
+    pub allowed_models: Option<Vec<String>>,
+}
+
+/// A change to a workspace's `limits`: absent fields are left as they are, `null` removes one.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchWorkspaceLimits {
+    /// New `allowed_models`: platform model ids of the runtime's protocol; `null` removes it.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_models: Option<Option<Vec<String>>>,
 }
 
 /// A secret's name and last write; never its value.
@@ -188,6 +209,9 @@ pub struct CreateWorkspace {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<WorkspaceKind>)]
     pub kind: Option<String>,
+    /// Spend controls (section 14): `allowed_models`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<PatchWorkspaceLimits>,
 }
 
 /// `PATCH /admin/workspaces/{ws}`: absent fields are left as they are.
@@ -212,6 +236,9 @@ pub struct PatchWorkspace {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<WorkspaceKind>)]
     pub kind: Option<String>,
+    /// Changes to `limits`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<PatchWorkspaceLimits>,
 }
 
 /// `GET /admin/workspaces` query.

@@ -153,3 +153,12 @@ pub(crate) fn org_id(s: &str) -> Result<OrgId, ApiError> {
 pub(crate) fn workspace_id(s: &str) -> Result<WorkspaceId, ApiError> {
     WorkspaceId::parse(s).map_err(|_| ApiError::not_found("workspace"))
 }
+
+/// Parses `allowed_models` for a workspace of `runtime`: known platform models of its protocol,
+/// each once; 400 `INVALID_MODEL` naming the first that is not.
+pub(crate) fn allowed_models(registry: &Registry, runtime: &str, models: Vec<String>) -> Result<Vec<String>, ApiError> {
+    registry
+        .check_allowed_models(runtime, &models)
+        .map_err(|why| ApiError::new(ApiErrorCode::InvalidModel, format!("limits.allowed_models: {why}")))?;
+    Ok(models)
+}

@@ -112,6 +112,8 @@ pub struct Workspace {
     pub billing_mode: Option<BillingMode>,
     /// Agent or concierge.
     pub kind: WorkspaceKind,
+    /// The models it may use (section 14 `limits.allowed_models`); `None`: no narrowing.
+    pub allowed_models: Option<Vec<String>>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -146,6 +148,8 @@ pub struct NewWorkspace {
     pub billing_mode: Option<BillingMode>,
     /// Agent or concierge.
     pub kind: WorkspaceKind,
+    /// The models it may use (section 14 `limits.allowed_models`); `None`: no narrowing.
+    pub allowed_models: Option<Vec<String>>,
 }
 
 /// Changes to a workspace; `None` leaves a field as it is, `Some(None)` clears it.
@@ -161,6 +165,8 @@ pub struct WorkspacePatch {
     pub billing_mode: Option<Option<BillingMode>>,
     /// New kind.
     pub kind: Option<WorkspaceKind>,
+    /// New `allowed_models`; `Some(None)` removes the narrowing.
+    pub allowed_models: Option<Option<Vec<String>>>,
 }
 
 /// Who a secret belongs to: an org (inherited by its workspaces) or one workspace.

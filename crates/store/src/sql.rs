@@ -245,7 +245,18 @@ const ORG_SELECT: &str = "SELECT o.id, o.name, o.default_billing_mode, \
      o.created_at, o.updated_at FROM orgs o";
 /// The credit an org's leases hold.
 const LEASED_SUM: &str = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_leases WHERE org_id = $1";
-const WS_COLUMNS: &str = "id, org_id, name, runtime, model, billing_mode, kind, created_at, updated_at";
+/// `allowed_models` as stored: ids one per line (ids are registry model ids, which hold no
+/// newline); `""` is the empty list, distinct from NULL (no narrowing).
+fn models_to_text(models: &[String]) -> String {
+    models.join("\n")
+}
+
+/// The inverse of [`models_to_text`].
+fn models_from_text(text: Option<String>) -> Option<Vec<String>> {
+    text.map(|t| if t.is_empty() { Vec::new() } else { t.split('\n').map(str::to_owned).collect() })
+}
+
+const WS_COLUMNS: &str = "id, org_id, name, runtime, model, billing_mode, kind, allowed_models, created_at, updated_at";
 
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $begin:literal, $lock:literal, $day:literal) => {
@@ -271,6 +282,7 @@ macro_rules! impl_store {
                     model: row.try_get("model")?,
                     billing_mode: mode_from_text(row.try_get("billing_mode")?)?,
                     kind: kind_from_text(&kind)?,
+                    allowed_models: models_from_text(row.try_get("allowed_models")?),
                     created_at: Timestamp(row.try_get("created_at")?),
                     updated_at: Timestamp(row.try_get("updated_at")?),
                 })
@@ -419,7 +431,7 @@ macro_rules! impl_store {
                 self.owner_exists(Scope::Org, new.org_id.as_str()).await?;
                 let now = Timestamp::now().0;
                 let sql = format!(
-                    "INSERT INTO workspaces ({WS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {WS_COLUMNS}"
+                    "INSERT INTO workspaces ({WS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {WS_COLUMNS}"
                 );
                 let row = sqlx::query(&sql)
                     .bind(new_id())
@@ -429,6 +441,7 @@ macro_rules! impl_store {
                     .bind(&new.model)
                     .bind(mode_to_text(new.billing_mode))
                     .bind(new.kind.as_str())
+                    .bind(new.allowed_models.as_deref().map(models_to_text))
                     .bind(now)
                     .fetch_one(&self.pool)
                     .await
@@ -466,7 +479,8 @@ macro_rules! impl_store {
                      model = CASE WHEN $5 THEN $6 ELSE model END, \
                      billing_mode = CASE WHEN $7 THEN $8 ELSE billing_mode END, \
                      kind = CASE WHEN $9 THEN $10 ELSE kind END, \
-                     updated_at = $11 WHERE id = $12 RETURNING {WS_COLUMNS}"
+                     allowed_models = CASE WHEN $11 THEN $12 ELSE allowed_models END, \
+                     updated_at = $13 WHERE id = $14 RETURNING {WS_COLUMNS}"
                 );
                 let row = sqlx::query(&sql)
                     .bind(patch.name.is_some())
@@ -479,6 +493,8 @@ macro_rules! impl_store {
                     .bind(patch.billing_mode.and_then(mode_to_text))
                     .bind(patch.kind.is_some())
                     .bind(patch.kind.map(WorkspaceKind::as_str))
+                    .bind(patch.allowed_models.is_some())
+                    .bind(patch.allowed_models.as_ref().and_then(|m| m.as_deref().map(models_to_text)))
                     .bind(Timestamp::now().0)
                     .bind(id.as_str())
                     .fetch_optional(&self.pool)

@@ -155,6 +155,7 @@ impl App {
                 model: Some(model.to_owned()),
                 billing_mode: None,
                 kind: WorkspaceKind::Agent,
+                allowed_models: None,
             })
             .await
             .unwrap();

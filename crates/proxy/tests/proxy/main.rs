@@ -2,6 +2,7 @@
 //! two-instance test), the stand-in upstream, and the proxy's routes on port 0.
 #![expect(clippy::unwrap_used, reason = "test code: a panic is a test failure")]
 
+mod access;
 mod as_sent;
 mod credit;
 mod debits;

@@ -20,7 +20,7 @@ fn ids(list: &Value) -> Vec<&str> {
 }
 
 #[tokio::test]
-async fn each_route_lists_the_platform_models_of_its_protocol() {
+async fn each_route_lists_the_platform_models_the_token_may_use() {
     let app = App::new(1_000_000).await;
     let (_, token) = app.workspace("claude-code", "platform/ok").await;
     let r = get(&app, "/anthropic/v1/models", Some(&token)).await;
@@ -39,6 +39,14 @@ async fn each_route_lists_the_platform_models_of_its_protocol() {
     );
 
     let list: Value = get(&app, "/openai/v1/models", Some(&token)).await.json().await.unwrap();
+    assert_eq!(list, json!({"object": "list", "data": []}), "a claude-code token may use no OpenAI model");
+    let r = get(&app, "/openai/v1/models/platform/gpt", Some(&token)).await;
+    assert_eq!(r.status(), 404, "nor see one");
+
+    let (_, token) = app.workspace("codex", "platform/gpt").await;
+    let list: Value = get(&app, "/anthropic/v1/models", Some(&token)).await.json().await.unwrap();
+    assert_eq!(ids(&list), Vec::<&str>::new(), "a codex token may use no Anthropic model");
+    let list: Value = get(&app, "/openai/v1/models", Some(&token)).await.json().await.unwrap();
     assert_eq!(list["object"], "list");
     assert_eq!(
         ids(&list),
@@ -55,6 +63,7 @@ async fn each_route_lists_the_platform_models_of_its_protocol() {
 
     let one: Value = get(&app, "/openai/v1/models/platform/gpt", Some(&token)).await.json().await.unwrap();
     assert_eq!((&one["id"], &one["object"]), (&json!("platform/gpt"), &json!("model")));
+    let (_, token) = app.workspace("claude-code", "platform/ok").await;
     let one: Value = get(&app, "/anthropic/v1/models/platform/ok", Some(&token)).await.json().await.unwrap();
     assert_eq!((&one["id"], &one["type"]), (&json!("platform/ok"), &json!("model")));
     let r = get(&app, "/anthropic/v1/models/platform/gpt", Some(&token)).await;

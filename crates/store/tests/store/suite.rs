@@ -42,6 +42,7 @@ fn new_ws(org: &OrgId, n: &str) -> NewWorkspace {
         model: Some("MiniMax-M2.7".to_owned()),
         billing_mode: None,
         kind: WorkspaceKind::Agent,
+        allowed_models: None,
     }
 }
 
@@ -144,6 +145,24 @@ pub(crate) async fn workspaces_crud_and_unique_names_per_org(h: Harness) {
         .await
         .unwrap();
     assert_eq!((p.model, p.billing_mode, p.kind), (None, Some(BillingMode::Byok), WorkspaceKind::Concierge));
+    assert_eq!(p.allowed_models, None, "a new workspace has no allowed_models");
+    let narrowed = NewWorkspace { allowed_models: Some(vec!["m-9".to_owned()]), ..new_ws(&a.id, "narrowed") };
+    let n = s.create_workspace(&narrowed).await.unwrap();
+    assert_eq!(s.get_workspace(&n.id).await.unwrap().allowed_models, Some(vec!["m-9".to_owned()]));
+    for allowed in [Some(vec!["m-1".to_owned(), "m-2".to_owned()]), Some(Vec::new()), None] {
+        let patch = WorkspacePatch { allowed_models: Some(allowed.clone()), ..WorkspacePatch::default() };
+        let p = s.update_workspace(&w.id, &patch).await.unwrap();
+        assert_eq!(p.allowed_models, allowed, "allowed_models round-trips");
+        assert_eq!(s.get_workspace(&w.id).await.unwrap().allowed_models, allowed);
+    }
+    let kept = WorkspacePatch { allowed_models: Some(Some(vec!["m-1".to_owned()])), ..WorkspacePatch::default() };
+    s.update_workspace(&w.id, &kept).await.unwrap();
+    let p =
+        s.update_workspace(&w.id, &WorkspacePatch { model: Some(None), ..WorkspacePatch::default() }).await.unwrap();
+    assert_eq!(p.allowed_models, Some(vec!["m-1".to_owned()]), "a patch without allowed_models leaves it");
+    s.update_workspace(&w.id, &WorkspacePatch { allowed_models: Some(None), ..WorkspacePatch::default() })
+        .await
+        .unwrap();
     assert_eq!(p.name, "dev", "untouched fields stay");
     assert!(matches!(
         s.update_workspace(&w.id, &WorkspacePatch { name: Some("concierge".into()), ..WorkspacePatch::default() })
