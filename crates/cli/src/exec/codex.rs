@@ -12,7 +12,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use secrecy::ExposeSecret;
@@ -65,8 +65,6 @@ pub(super) fn write(home: &Path, config: &CodexConfig, env: &Env) -> Result<Writ
     }
     atomic_write(&path, merged.as_bytes())
         .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
-        .map_err(|e| CliError::failure(format!("cannot set the mode of {}: {e}", path.display())))?;
     files.push(path);
     Ok(Written { files })
 }

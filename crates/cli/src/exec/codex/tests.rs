@@ -1,6 +1,7 @@
 //! The merge of Tollgate's Codex settings into a user's `config.toml`.
 
 use secrecy::SecretString;
+use std::os::unix::fs::PermissionsExt;
 use tollgate_policy::EnvName;
 use tollgate_policy::codex::WireApi;
 
