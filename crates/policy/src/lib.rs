@@ -11,6 +11,7 @@ pub mod ids;
 pub mod money;
 pub mod names;
 pub mod normalise;
+pub mod pricing;
 pub mod registry;
 pub mod resolve;
 pub mod scenario;
@@ -20,8 +21,9 @@ pub mod token;
 
 pub use access::ModelRefusal;
 pub use ids::{IdError, OrgId, WorkspaceId};
-pub use money::{Micros, PicoPerToken, Price, Usage};
+pub use money::{Micros, PicoPerToken, Price, ServiceTier, Usage};
 pub use names::{EnvName, NameError, SecretName};
+pub use pricing::{Charge, Markup, MarkupError, Pricing};
 pub use registry::{Protocol, Provider, Registry, RegistryError, RegistryErrors, Runtime};
 pub use resolve::{
     BillingMode, Context, CredentialRef, Dropped, EnvPlan, ErrorCode, ModeSource, ModelSource, OrgSpec, PlanValue,

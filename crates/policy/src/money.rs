@@ -101,15 +101,17 @@ impl PicoPerToken {
     }
 }
 
-/// The four token prices of a platform model.
+/// One set of token prices (a model's base rates, one input-size tier's, or a service tier's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Price {
     /// Uncached input tokens.
     pub input: PicoPerToken,
     /// Output tokens.
     pub output: PicoPerToken,
-    /// Tokens written to the prompt cache.
+    /// Tokens written to the prompt cache with the default (5-minute) TTL.
     pub cache_write: PicoPerToken,
+    /// Tokens written to the prompt cache with the 1-hour TTL.
+    pub cache_write_1h: PicoPerToken,
     /// Tokens read from the prompt cache.
     pub cache_read: PicoPerToken,
 }
@@ -121,24 +123,104 @@ pub struct Usage {
     pub input_tokens: u64,
     /// Output tokens.
     pub output_tokens: u64,
-    /// Tokens written to the prompt cache.
+    /// Tokens written to the prompt cache, whatever their TTL.
     pub cache_write_tokens: u64,
+    /// Of `cache_write_tokens`, those written with the 1-hour TTL (the rest are 5-minute
+    /// writes). Never more than `cache_write_tokens` in a usage a meter reports.
+    #[serde(default)]
+    pub cache_write_1h_tokens: u64,
     /// Tokens read from the prompt cache.
     pub cache_read_tokens: u64,
+    /// The service tier the response reports it was served at (OpenAI's `service_tier`);
+    /// `None` for the standard tier or one the registry does not price separately.
+    #[serde(default)]
+    pub service_tier: Option<ServiceTier>,
+}
+
+impl Usage {
+    /// Every input token of the request: uncached, written to and read from the cache. What
+    /// selects an input-size tier (DESIGN.md section 20).
+    pub fn total_input(&self) -> u64 {
+        self.input_tokens.saturating_add(self.cache_write_tokens).saturating_add(self.cache_read_tokens)
+    }
+
+    /// The 5-minute and 1-hour parts of the cache writes; a 1-hour count above the total
+    /// is clamped to it.
+    pub fn cache_write_split(&self) -> (u64, u64) {
+        let one_hour = self.cache_write_1h_tokens.min(self.cache_write_tokens);
+        (self.cache_write_tokens - one_hour, one_hour)
+    }
+}
+
+/// A provider's service tier with its own prices (OpenAI's `service_tier` in a response).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ServiceTier {
+    /// Priority processing: dearer, faster.
+    Priority,
+    /// Flex processing: cheaper, slower.
+    Flex,
+}
+
+impl ServiceTier {
+    /// The tier a response's `service_tier` names, `None` for the standard one (`default`,
+    /// `auto`) or any other value (priced at the standard rates).
+    pub fn from_response(value: &str) -> Option<Self> {
+        value.parse().ok()
+    }
+
+    /// The name as the registry and the provider write it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 impl Price {
-    /// The cost of `usage`, rounded up to the next micro-USD so that a request is never
-    /// under-charged; saturates at `i64::MAX` micro-USD rather than wrapping.
-    pub fn cost(&self, usage: &Usage) -> Micros {
+    /// The exact cost of `usage` at these rates in pico-USD, each cache write at its TTL's
+    /// rate; saturates rather than wrapping.
+    pub fn pico_cost(&self, usage: &Usage) -> u128 {
         let term = |tokens: u64, price: PicoPerToken| u128::from(tokens) * u128::from(price.0);
-        // Each term is below 2^128; the sum of four may not be, hence saturating adds.
-        let pico = term(usage.input_tokens, self.input)
+        let (write_5m, write_1h) = usage.cache_write_split();
+        // Each term is below 2^128; the sum of five may not be, hence saturating adds.
+        term(usage.input_tokens, self.input)
             .saturating_add(term(usage.output_tokens, self.output))
-            .saturating_add(term(usage.cache_write_tokens, self.cache_write))
-            .saturating_add(term(usage.cache_read_tokens, self.cache_read));
-        let micros = pico.div_ceil(1_000_000);
-        Micros(i64::try_from(micros).unwrap_or(i64::MAX))
+            .saturating_add(term(write_5m, self.cache_write))
+            .saturating_add(term(write_1h, self.cache_write_1h))
+            .saturating_add(term(usage.cache_read_tokens, self.cache_read))
+    }
+
+    /// The cost of `usage` at these rates, rounded up to the next micro-USD so that a request
+    /// is never under-charged (and over-charged by less than one micro-USD); saturates at
+    /// `i64::MAX` micro-USD rather than wrapping.
+    pub fn cost(&self, usage: &Usage) -> Micros {
+        Micros::from_pico_ceil(self.pico_cost(usage))
+    }
+
+    /// The dearest of the four input-side prices: what an input token of unknown kind may cost.
+    pub fn dearest_input(&self) -> PicoPerToken {
+        self.input.max(self.cache_write).max(self.cache_write_1h).max(self.cache_read)
+    }
+}
+
+impl Micros {
+    /// `pico` pico-USD rounded up to the next micro-USD, saturating at `i64::MAX`.
+    pub fn from_pico_ceil(pico: u128) -> Micros {
+        Micros(i64::try_from(pico.div_ceil(1_000_000)).unwrap_or(i64::MAX))
     }
 }
 
@@ -184,11 +266,19 @@ mod tests {
 
     #[test]
     fn cost_is_exact_and_rounds_up() {
-        let price = Price { input: p(3.0), output: p(15.0), cache_write: p(3.75), cache_read: p(0.3) };
-        let usage = Usage { input_tokens: 1000, output_tokens: 500, cache_write_tokens: 200, cache_read_tokens: 100 };
+        let price =
+            Price { input: p(3.0), output: p(15.0), cache_write: p(3.75), cache_write_1h: p(6.0), cache_read: p(0.3) };
+        let usage = Usage {
+            input_tokens: 1000,
+            output_tokens: 500,
+            cache_write_tokens: 200,
+            cache_read_tokens: 100,
+            ..Usage::default()
+        };
         // 3000 + 7500 + 750 + 30 micro-USD
         assert_eq!(price.cost(&usage), Micros::new(11_280));
-        let tiny = Price { input: p(0.125), output: p(0.0), cache_write: p(0.0), cache_read: p(0.0) };
+        let tiny =
+            Price { input: p(0.125), output: p(0.0), cache_write: p(0.0), cache_write_1h: p(0.0), cache_read: p(0.0) };
         let one = Usage { input_tokens: 1, ..Usage::default() };
         assert_eq!(tiny.cost(&one), Micros::new(1), "a fraction of a micro-USD rounds up");
         assert_eq!(tiny.cost(&Usage::default()), Micros::ZERO);
@@ -204,15 +294,39 @@ mod tests {
             input: PicoPerToken::new(u64::MAX),
             output: PicoPerToken::new(u64::MAX),
             cache_write: PicoPerToken::new(u64::MAX),
+            cache_write_1h: PicoPerToken::new(u64::MAX),
             cache_read: PicoPerToken::new(u64::MAX),
         };
         let usage = Usage {
             input_tokens: u64::MAX,
             output_tokens: u64::MAX,
             cache_write_tokens: u64::MAX,
+            cache_write_1h_tokens: u64::MAX / 2,
             cache_read_tokens: u64::MAX,
+            service_tier: None,
         };
         assert_eq!(price.cost(&usage), Micros::new(i64::MAX));
+    }
+
+    #[test]
+    fn one_hour_writes_are_priced_at_their_rate() {
+        let price =
+            Price { input: p(3.0), output: p(15.0), cache_write: p(3.75), cache_write_1h: p(6.0), cache_read: p(0.3) };
+        let usage = Usage { cache_write_tokens: 1000, cache_write_1h_tokens: 400, ..Usage::default() };
+        // 600 * 3.75 + 400 * 6 micro-USD
+        assert_eq!(price.cost(&usage), Micros::new(2250 + 2400));
+        let clamped = Usage { cache_write_tokens: 100, cache_write_1h_tokens: 500, ..Usage::default() };
+        assert_eq!(clamped.cache_write_split(), (0, 100), "the 1-hour part never exceeds the writes");
+        assert_eq!(price.cost(&clamped), Micros::new(600));
+    }
+
+    #[test]
+    fn service_tiers_parse_from_responses() {
+        assert_eq!(ServiceTier::from_response("priority"), Some(ServiceTier::Priority));
+        assert_eq!(ServiceTier::from_response("flex"), Some(ServiceTier::Flex));
+        assert_eq!(ServiceTier::from_response("default"), None);
+        assert_eq!(ServiceTier::from_response("auto"), None);
+        assert_eq!(ServiceTier::Priority.as_str(), "priority");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::money::Price;
 use crate::names::EnvName;
+use crate::pricing::Pricing;
 
 mod raw;
 mod validate;
@@ -140,7 +140,7 @@ impl Runtime {
 pub struct PlatformModel {
     upstream: String,
     upstream_model: String,
-    price: Price,
+    price: Pricing,
     context_window: Option<u64>,
 }
 
@@ -153,8 +153,8 @@ impl PlatformModel {
     pub fn upstream_model(&self) -> &str {
         &self.upstream_model
     }
-    /// The model's prices.
-    pub fn price(&self) -> &Price {
+    /// The model's prices: base rates, input-size tiers and service tiers.
+    pub fn price(&self) -> &Pricing {
         &self.price
     }
     /// The upstream model's context window in tokens, when the registry states it.

@@ -69,6 +69,32 @@ pub(super) struct RawPrice {
     pub(super) input: f64,
     pub(super) output: f64,
     pub(super) cache_write: Option<f64>,
+    pub(super) cache_write_1h: Option<f64>,
+    pub(super) cache_read: Option<f64>,
+    #[serde(default)]
+    pub(super) tiers: Vec<Spanned<RawTier>>,
+    #[serde(default)]
+    pub(super) service_tiers: BTreeMap<String, Spanned<RawServicePrice>>,
+}
+
+/// An input-size tier of a price (DESIGN.md section 20).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTier {
+    pub(super) above_input_tokens: u64,
+    pub(super) input: f64,
+    pub(super) output: f64,
+    pub(super) cache_write: Option<f64>,
+    pub(super) cache_write_1h: Option<f64>,
+    pub(super) cache_read: Option<f64>,
+}
+
+/// A service tier's prices (OpenAI's `service_tier`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServicePrice {
+    pub(super) input: f64,
+    pub(super) output: f64,
     pub(super) cache_read: Option<f64>,
 }
 

@@ -43,8 +43,8 @@ fn embedded_registry_is_valid_and_complete() {
     let (model, upstream) = r.platform_model("platform/sonnet").unwrap();
     assert_eq!(model.upstream_model(), "claude-sonnet-4-5");
     assert_eq!(model.upstream(), "anthropic");
-    assert_eq!(model.price().input.get(), 3_000_000);
-    assert_eq!(model.price().cache_read.get(), 300_000);
+    assert_eq!(model.price().base().input.get(), 3_000_000);
+    assert_eq!(model.price().base().cache_read.get(), 300_000);
     assert_eq!(upstream.url(), "https://api.anthropic.com");
     assert_eq!(upstream.key_env().as_str(), "TOLLGATE_UPSTREAM_ANTHROPIC_KEY");
     assert_eq!(upstream.protocol(), Protocol::Anthropic);
@@ -138,16 +138,16 @@ fn platform_model_without_upstream_or_price() {
             "{head}      - {{id: platform/x, upstream: openai, upstream_model: m, price: {{input: -1, output: 2}}}}\n"
         ),
         10,
-        "providers[0].models[0].price",
-        "price.input",
+        "providers[0].models[0].price.input",
+        "at least 0",
     );
     assert_error(
         &format!(
             "{head}      - {{id: platform/x, upstream: openai, upstream_model: m, price: {{input: 1, output: 0.0000001}}}}\n"
         ),
         10,
-        "providers[0].models[0].price",
-        "price.output",
+        "providers[0].models[0].price.output",
+        "6 decimal places",
     );
     assert_error(
         &format!(
@@ -159,8 +159,95 @@ fn platform_model_without_upstream_or_price() {
     );
     // Cache prices default to the input price: never under-charge.
     let ok = Registry::parse("p.yaml", &format!("{RUNTIMES}{head}      - {{id: platform/x, upstream: openai, upstream_model: m, price: {{input: 2, output: 3}}}}\n")).unwrap();
-    let price = *ok.platform_model("platform/x").unwrap().0.price();
+    let price = *ok.platform_model("platform/x").unwrap().0.price().base();
     assert_eq!((price.cache_write.get(), price.cache_read.get()), (2_000_000, 2_000_000));
+    assert_eq!(price.cache_write_1h.get(), 2_000_000, "a 1-hour write costs at least a 5-minute one");
+}
+
+/// Tiers and service tiers parse, and each of their problems names its field and line.
+#[test]
+fn price_tiers_and_service_tiers() {
+    let head = "providers:\n  - id: platform\n    platform: true\n    runtimes: [codex]\n    upstreams: {openai: {url: \"https://x\", key_env: TOLLGATE_UPSTREAM_OPENAI_KEY}}\n    models:\n";
+    let model = |price: &str| {
+        format!("{head}      - id: m\n        upstream: openai\n        upstream_model: m\n        price:\n{price}")
+    };
+    let ok = Registry::parse(
+        "p.yaml",
+        &format!(
+            "{RUNTIMES}{}",
+            model("          input: 3\n          output: 15\n          cache_write_1h: 6\n          tiers:\n            - {above_input_tokens: 200000, input: 6, output: 22.5}\n          service_tiers: {priority: {input: 5, output: 30}}\n")
+        ),
+    )
+    .unwrap();
+    let pricing = ok.platform_model("m").unwrap().0.price().clone();
+    assert_eq!(pricing.base().cache_write_1h.get(), 6_000_000);
+    assert_eq!(pricing.base().cache_write.get(), 3_000_000);
+    assert_eq!(pricing.tiers()[0].above_input_tokens, 200_000);
+    assert_eq!(pricing.tiers()[0].price.output.get(), 22_500_000);
+    let priority = pricing.service_tiers()[&crate::money::ServiceTier::Priority];
+    assert_eq!((priority.input.get(), priority.cache_read.get()), (5_000_000, 5_000_000));
+
+    // Line 18 is the second tier's own line.
+    assert_error(
+        &model(
+            "          input: 3\n          output: 15\n          tiers:\n            - {above_input_tokens: 200000, input: 6, output: 22.5}\n            - {above_input_tokens: 100000, input: 6, output: 22.5}\n",
+        ),
+        18,
+        "providers[0].models[0].price.tiers[1].above_input_tokens",
+        "increasing",
+    );
+    assert_error(
+        &model(
+            "          input: 3\n          output: 15\n          tiers:\n            - {above_input_tokens: 0, input: 6, output: 22.5}\n",
+        ),
+        17,
+        "providers[0].models[0].price.tiers[0].above_input_tokens",
+        "positive",
+    );
+    assert_error(
+        &model(
+            "          input: 3\n          output: 15\n          tiers:\n            - {above_input_tokens: 10, input: 6, output: 22.5, cache_write_1h: -2}\n",
+        ),
+        17,
+        "providers[0].models[0].price.tiers[0].cache_write_1h",
+        "at least 0",
+    );
+    assert_error(
+        &model(
+            "          input: 3\n          output: 15\n          service_tiers:\n            scale: {input: 1, output: 1}\n",
+        ),
+        17,
+        "providers[0].models[0].price.service_tiers.scale",
+        "unknown service tier `scale`: use one of priority, flex",
+    );
+    assert_error(
+        &model(
+            "          input: 3\n          output: 15\n          service_tiers:\n            priority: {input: 1, output: 0.00000001}\n",
+        ),
+        17,
+        "providers[0].models[0].price.service_tiers.priority.output",
+        "6 decimal places",
+    );
+}
+
+/// The shipped registry prices 1-hour writes on every Anthropic model, Sonnet's long context
+/// and OpenAI's service tiers.
+#[test]
+fn shipped_prices_carry_one_hour_writes_and_tiers() {
+    let r = Registry::embedded().unwrap();
+    for id in ["platform/opus", "platform/sonnet", "platform/haiku"] {
+        let base = *r.platform_model(id).unwrap().0.price().base();
+        assert_eq!(base.cache_write_1h.get(), 2 * base.input.get(), "{id}: 1-hour writes are 2x input");
+        assert_eq!(base.cache_write.get() * 4, base.input.get() * 5, "{id}: 5-minute writes are 1.25x input");
+    }
+    let sonnet = r.platform_model("platform/sonnet").unwrap().0.price().clone();
+    assert_eq!(sonnet.tiers().len(), 1);
+    assert_eq!(sonnet.tiers()[0].price.input.get(), 2 * sonnet.base().input.get());
+    for id in ["platform/gpt", "platform/gpt-mini"] {
+        let p = r.platform_model(id).unwrap().0.price().clone();
+        let priority = p.service_tiers()[&crate::money::ServiceTier::Priority];
+        assert!(priority.output > p.base().output, "{id}: priority is dearer");
+    }
 }
 
 #[test]

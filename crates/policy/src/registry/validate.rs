@@ -13,8 +13,9 @@ use super::{
     LLM_BILLING_MODE, LLM_PROVIDER, MODEL, Model, PlatformModel, Protocol, Provider, Registry, RegistryError, Runtime,
     RuntimeConfig, UPSTREAM_KEY_PREFIX, Upstream,
 };
-use crate::money::{PicoPerToken, Price};
+use crate::money::{PicoPerToken, Price, ServiceTier};
 use crate::names::EnvName;
+use crate::pricing::{Pricing, PricingError, ServicePrice, Tier};
 
 /// The problems found so far, each with its position in `source`.
 pub(super) struct Errors<'a> {
@@ -24,10 +25,14 @@ pub(super) struct Errors<'a> {
 
 impl Errors<'_> {
     fn at<T>(&mut self, spanned: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
+        self.at_location(&spanned.referenced, field, message);
+    }
+
+    fn at_location(&mut self, location: &serde_saphyr::Location, field: impl Into<String>, message: impl Into<String>) {
         self.list.push(RegistryError {
             file: self.source.to_owned(),
-            line: u32::try_from(spanned.referenced.line()).unwrap_or(0),
-            column: u32::try_from(spanned.referenced.column()).unwrap_or(0),
+            line: u32::try_from(location.line()).unwrap_or(0),
+            column: u32::try_from(location.column()).unwrap_or(0),
             field: field.into(),
             message: message.into(),
         });
@@ -56,16 +61,75 @@ fn is_http_url(s: &str) -> bool {
     rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
 }
 
-fn price(raw: &RawPrice) -> Result<Price, String> {
-    let conv = |field: &str, v: f64| PicoPerToken::from_usd_per_mtok(v).map_err(|e| format!("price.{field}: {e}"));
-    let input = conv("input", raw.input)?;
+/// A price's problem: the field under the model's `price` (e.g. `tiers[0].input`), and why.
+type PriceProblem = (String, String);
+
+/// One set of rates, `at` the field prefix (`` or `tiers[0].`) for errors.
+fn rates(
+    at: &str,
+    [input, output]: [f64; 2],
+    [cache_write, cache_write_1h, cache_read]: [Option<f64>; 3],
+) -> Result<Price, PriceProblem> {
+    let conv = |field: &str, v: f64| {
+        PicoPerToken::from_usd_per_mtok(v).map_err(|e| (format!("{at}{field}"), format!("{at}{field}: {e}")))
+    };
+    let input = conv("input", input)?;
+    // Without a listed cache price, cache tokens cost as much as input: never under-charge.
+    let cache_write = cache_write.map(|v| conv("cache_write", v)).transpose()?.unwrap_or(input);
     Ok(Price {
         input,
-        output: conv("output", raw.output)?,
-        // Without a listed cache price, cache tokens cost as much as input: never under-charge.
-        cache_write: raw.cache_write.map(|v| conv("cache_write", v)).transpose()?.unwrap_or(input),
-        cache_read: raw.cache_read.map(|v| conv("cache_read", v)).transpose()?.unwrap_or(input),
+        output: conv("output", output)?,
+        cache_write,
+        // Without a listed 1-hour price, a 1-hour write costs what any cache write does.
+        cache_write_1h: cache_write_1h.map(|v| conv("cache_write_1h", v)).transpose()?.unwrap_or(cache_write),
+        cache_read: cache_read.map(|v| conv("cache_read", v)).transpose()?.unwrap_or(input),
     })
+}
+
+/// A model's whole price: base rates, input-size tiers and service tiers (DESIGN.md section 20).
+fn price(raw: &RawPrice) -> Result<Pricing, PriceProblem> {
+    let base = rates("", [raw.input, raw.output], [raw.cache_write, raw.cache_write_1h, raw.cache_read])?;
+    let mut tiers = Vec::new();
+    for (k, t) in raw.tiers.iter().enumerate() {
+        let t = &t.value;
+        let at = format!("tiers[{k}].");
+        if t.above_input_tokens == 0 {
+            return Err((
+                format!("{at}above_input_tokens"),
+                "a tier's above_input_tokens is a positive number of tokens (the base price covers the rest)"
+                    .to_owned(),
+            ));
+        }
+        let price = rates(&at, [t.input, t.output], [t.cache_write, t.cache_write_1h, t.cache_read])?;
+        tiers.push(Tier { above_input_tokens: t.above_input_tokens, price });
+    }
+    let mut service_tiers = BTreeMap::new();
+    for (name, s) in &raw.service_tiers {
+        let at = format!("service_tiers.{name}");
+        let Ok(tier) = name.parse::<ServiceTier>() else {
+            let known: Vec<&str> = ServiceTier::VARIANTS.iter().map(|t| t.as_str()).collect();
+            return Err((at, format!("unknown service tier `{name}`: use one of {}", known.join(", "))));
+        };
+        let s = &s.value;
+        let r = rates(&format!("{at}."), [s.input, s.output], [None, None, s.cache_read])?;
+        service_tiers.insert(tier, ServicePrice { input: r.input, output: r.output, cache_read: r.cache_read });
+    }
+    Pricing::new(base, tiers, service_tiers).map_err(|e| match e {
+        PricingError::TiersNotIncreasing { index } => (
+            format!("tiers[{index}].above_input_tokens"),
+            "tiers are listed by increasing above_input_tokens, each above the previous".to_owned(),
+        ),
+    })
+}
+
+/// Where a price problem is: the tier's own line when it has one, else the model's.
+fn price_line<'a>(raw: &'a RawPrice, field: &str) -> Option<&'a serde_saphyr::Location> {
+    if let Some(rest) = field.strip_prefix("service_tiers.") {
+        let name = rest.split('.').next()?;
+        return raw.service_tiers.get(name).map(|s| &s.referenced);
+    }
+    let index: usize = field.strip_prefix("tiers[")?.split(']').next()?.parse().ok()?;
+    raw.tiers.get(index).map(|t| &t.referenced)
 }
 
 /// Validates the whole registry, section by section, in file order.
@@ -522,8 +586,11 @@ fn platform_model(
     };
     let price = match price(raw_price) {
         Ok(p) => p,
-        Err(e) => {
-            errors.at(at.spanned, format!("{mf}.price"), e);
+        Err((field, message)) => {
+            match price_line(raw_price, &field) {
+                Some(location) => errors.at_location(location, format!("{mf}.price.{field}"), message),
+                None => errors.at(at.spanned, format!("{mf}.price.{field}"), message),
+            }
             return None;
         }
     };
