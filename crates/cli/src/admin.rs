@@ -92,6 +92,10 @@ enum OrgCommand {
         /// New default mode, or `none` to clear it.
         #[arg(long)]
         default_billing_mode: Option<String>,
+        /// New price plan: percent over the provider's price, greater than -100 (a discount)
+        /// and at most 1000.
+        #[arg(long, allow_negative_numbers = true)]
+        markup_percent: Option<i64>,
     },
     /// Add (or, negative, remove) credit.
     Credit {
@@ -345,12 +349,19 @@ async fn secret_cmd<Id: OwnerId>(
     }
 }
 
-const ORG: &[&str] = &["id", "name", "default_billing_mode", "credit_micros", "updated_at"];
+const ORG: &[&str] = &["id", "name", "default_billing_mode", "credit_micros", "markup_percent", "updated_at"];
 const WS: &[&str] = &["id", "name", "org_id", "runtime", "model", "billing_mode", "kind"];
 
 fn org_row(o: &Org) -> Vec<String> {
     let mode = o.default_billing_mode.map_or("-", |m| m.as_str());
-    vec![o.id.clone(), o.name.clone(), mode.to_owned(), o.credit_micros.to_string(), o.updated_at.clone()]
+    vec![
+        o.id.clone(),
+        o.name.clone(),
+        mode.to_owned(),
+        o.credit_micros.to_string(),
+        o.markup_percent.to_string(),
+        o.updated_at.clone(),
+    ]
 }
 
 fn ws_row(w: &Workspace) -> Vec<String> {
@@ -381,9 +392,12 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
             return render(&list, json_out, ORG, rows);
         }
         OrgCommand::Get { org } => c.call(Method::GET, c.url(&["admin", "orgs", org.as_str()]), NO_BODY).await?,
-        OrgCommand::Update { org, name, default_billing_mode } => {
-            let body =
-                PatchOrg { name: name.clone(), default_billing_mode: opt_clearable(default_billing_mode.as_ref()) };
+        OrgCommand::Update { org, name, default_billing_mode, markup_percent } => {
+            let body = PatchOrg {
+                name: name.clone(),
+                default_billing_mode: opt_clearable(default_billing_mode.as_ref()),
+                markup_percent: markup_percent.map(serde_json::Number::from),
+            };
             c.call(Method::PATCH, c.url(&["admin", "orgs", org.as_str()]), Some(&body)).await?
         }
         OrgCommand::Credit { org, delta_micros, reason, allow_negative } => {

@@ -18,11 +18,11 @@ use axum::routing::{MethodRouter, any, get, post};
 use futures_util::Stream;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use tollgate_policy::money::{Price, Usage};
+use tollgate_policy::money::Usage;
 use tollgate_policy::registry::Protocol;
 use tollgate_policy::resolve::{BillingMode, Context, PublicUrl};
 use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
-use tollgate_policy::{Micros, ModelRefusal, OrgId, Registry, WorkspaceId};
+use tollgate_policy::{Charge, Markup, Micros, ModelRefusal, OrgId, Pricing, Registry, WorkspaceId};
 use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
 
 use crate::credit::{Credit, CreditConfig, Hold, Refusal};
@@ -117,6 +117,8 @@ struct Authorized {
     runtime: String,
     /// Its `allowed_models` (section 14), `None` for no narrowing.
     allowed_models: Option<Vec<String>>,
+    /// The org's price plan (section 20): what it is charged over the provider's price.
+    markup: Markup,
 }
 
 /// The proxy's HTTP client could not be built (e.g. the TLS backend failed to initialise).
@@ -287,6 +289,7 @@ impl Proxy {
                     mode: r.resolved_mode,
                     runtime: inputs.workspace.runtime.clone(),
                     allowed_models: inputs.workspace.allowed_models.clone(),
+                    markup: inputs.org.markup_percent,
                 }))
             })
             .await;
@@ -562,7 +565,7 @@ impl Proxy {
         let amount = if admitted.count_only {
             Micros::ZERO
         } else {
-            worst_case(&admitted.price, &admitted.json, body.len(), protocol)
+            worst_case(&admitted.price, &admitted.json, body.len(), protocol, who.markup)
         };
         let model = std::mem::take(&mut admitted.model);
         let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
@@ -571,7 +574,7 @@ impl Proxy {
             max_output_tokens: rewrite::max_output_tokens(&admitted.json, protocol)
                 .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
         };
-        let mut guard = self.reserve(&who, meter, bounds, model, admitted.price, amount).await?;
+        let mut guard = self.reserve(&who, meter, bounds, model, admitted.price.clone(), amount).await?;
         let (upstream_response, upstream_latency) =
             self.send(protocol, path, uri, headers, &admitted, &mut guard).await?;
         relay(upstream_response, guard, admitted.strip_usage, started, upstream_latency)
@@ -647,7 +650,7 @@ impl Proxy {
         Ok(Admitted {
             json,
             model,
-            price: *platform_model.price(),
+            price: platform_model.price().clone(),
             target,
             key,
             count_only: path.ends_with("count_tokens"),
@@ -679,7 +682,7 @@ impl Proxy {
         meter: Meter,
         bounds: EstimateBounds,
         model: String,
-        price: Price,
+        price: Pricing,
         amount: Micros,
     ) -> Result<SettleGuard, ProxyError> {
         let credit = &self.inner.credit;
@@ -691,6 +694,7 @@ impl Proxy {
                 pending: Some(Pending { hold, request_id, workspace_id: who.workspace_id.clone(), model }),
                 created_at,
                 price,
+                markup: who.markup,
                 meter,
                 bounds,
                 streamed: false,
@@ -700,6 +704,7 @@ impl Proxy {
                 let refused = Settlement {
                     usage: Usage::default(),
                     cost: Micros::ZERO,
+                    provider_cost: Micros::ZERO,
                     http_status: Some(StatusCode::PAYMENT_REQUIRED.as_u16()),
                     estimated: false,
                 };
@@ -810,7 +815,7 @@ struct Admitted<'a> {
     json: Value,
     /// The model the client asked for, as the ledger records it.
     model: String,
-    price: Price,
+    price: Pricing,
     target: &'a UpstreamTarget,
     key: SecretString,
     /// A token count: priced at zero.
@@ -861,18 +866,14 @@ fn relay(
         .map_err(|_| ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the upstream's answer could not be relayed"))
 }
 
-/// The worst-case cost of a request: its input (estimated from the body, priced at the
-/// dearer of input and cache write) plus its output limit at the output price.
-fn worst_case(price: &Price, json: &Value, body_len: usize, protocol: Protocol) -> Micros {
-    let input_price = if price.cache_write > price.input { price.cache_write } else { price.input };
-    let priced = Price { input: input_price, ..*price };
-    let usage = Usage {
-        input_tokens: rewrite::estimate_input_tokens(body_len),
-        output_tokens: rewrite::max_output_tokens(json, protocol).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
-        cache_write_tokens: 0,
-        cache_read_tokens: 0,
-    };
-    priced.cost(&usage)
+/// The worst-case charge of a request with the org's `markup`: its input (estimated from the
+/// body) at the dearest input-side rate and its output limit at the dearest output rate, over
+/// every input-size tier that input can reach and every service tier
+/// ([`Pricing::worst_case`]).
+fn worst_case(price: &Pricing, json: &Value, body_len: usize, protocol: Protocol, markup: Markup) -> Micros {
+    let input = rewrite::estimate_input_tokens(body_len);
+    let output = rewrite::max_output_tokens(json, protocol).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
+    price.worst_case(input, output, markup)
 }
 
 /// Settles one reservation exactly once: explicitly at the end of the response, or on drop
@@ -882,7 +883,9 @@ struct SettleGuard {
     /// `None` once settled.
     pending: Option<Pending>,
     created_at: Timestamp,
-    price: Price,
+    price: Pricing,
+    /// The org's price plan.
+    markup: Markup,
     meter: Meter,
     /// What the estimate of a stream without its usage may charge.
     bounds: EstimateBounds,
@@ -917,11 +920,12 @@ impl SettleGuard {
         let Some(Pending { hold, request_id, workspace_id, model }) = self.pending.take() else {
             return;
         };
-        let (usage, cost, estimated) = self.charge(hold.amount());
+        let (usage, charge, estimated) = self.charge(hold.amount());
         if estimated {
             metrics::counter!(metric_names::ESTIMATED_SETTLEMENTS).increment(1);
         }
-        let settlement = Settlement { usage, cost, http_status: status, estimated };
+        let settlement =
+            Settlement { usage, cost: charge.cost, provider_cost: charge.provider, http_status: status, estimated };
         metrics::counter!(metric_names::COST_MICROS).increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
         metrics::counter!(metric_names::TOKENS, "kind" => "input").increment(usage.input_tokens);
         metrics::counter!(metric_names::TOKENS, "kind" => "output").increment(usage.output_tokens);
@@ -945,7 +949,7 @@ impl SettleGuard {
     /// without its usage (cut, abandoned, or finished without reporting output for content it
     /// relayed) is charged `max(usage seen, estimate of what was relayed)`, never more than
     /// `reserved` (DESIGN.md section 13).
-    fn charge(&self, reserved: Micros) -> (Usage, Micros, bool) {
+    fn charge(&self, reserved: Micros) -> (Usage, Charge, bool) {
         let seen = self.meter.usage();
         if !self.streamed {
             return self.charge_body(seen, reserved);
@@ -953,11 +957,11 @@ impl SettleGuard {
         let relayed = self.meter.relayed_chars();
         let unreported = seen.output_tokens == 0 && relayed > 0;
         if self.meter.completed() && !unreported {
-            return (seen, self.price.cost(&seen), false);
+            return (seen, self.price.charge(&seen, self.markup), false);
         }
         let EstimateBounds { input_tokens, max_output_tokens } = self.bounds;
         let usage = meter::relayed::estimated_usage(seen, relayed, input_tokens, max_output_tokens);
-        (usage, meter::relayed::estimated_cost(&self.price, &usage, reserved), true)
+        (usage, meter::relayed::estimated_charge(&self.price, &usage, self.markup, reserved), true)
     }
 }
 
@@ -966,18 +970,18 @@ impl SettleGuard {
     /// success status, a body that never did (the client left, the upstream broke it, or it was
     /// too large to keep) is charged the worst case it was admitted for, since the provider
     /// bills the whole answer; an error answer, or a free call, is charged what it reported.
-    fn charge_body(&self, seen: Usage, reserved: Micros) -> (Usage, Micros, bool) {
+    fn charge_body(&self, seen: Usage, reserved: Micros) -> (Usage, Charge, bool) {
         let success = self.status.is_some_and(|s| (200..300).contains(&s));
         // Nothing reserved: a free call (count_tokens), which reports no usage.
         if self.meter.completed() || !success || reserved == Micros::ZERO {
-            return (seen, self.price.cost(&seen), false);
+            return (seen, self.price.charge(&seen, self.markup), false);
         }
         let usage = Usage {
             input_tokens: seen.input_tokens.max(self.bounds.input_tokens),
             output_tokens: seen.output_tokens.max(self.bounds.max_output_tokens),
             ..seen
         };
-        (usage, meter::relayed::estimated_cost(&self.price, &usage, reserved), true)
+        (usage, meter::relayed::estimated_charge(&self.price, &usage, self.markup, reserved), true)
     }
 }
 

@@ -9,7 +9,11 @@
 //! # Anthropic (Messages API)
 //!
 //! - `message_start.message.usage` carries `input_tokens`, `cache_creation_input_tokens`
-//!   (tokens written to the cache), `cache_read_input_tokens` and an initial `output_tokens`.
+//!   (tokens written to the cache), `cache_read_input_tokens` and an initial `output_tokens`,
+//!   and may split the writes by TTL in `cache_creation.ephemeral_5m_input_tokens` and
+//!   `ephemeral_1h_input_tokens` (Claude Code writes part of its cache for an hour). Without the
+//!   split, every write is a 5-minute write; the writes counted are never fewer than the split's
+//!   sum.
 //! - `message_delta.usage` is **cumulative**: each one carries the total so far, so the output
 //!   count is the latest one seen, never a sum. Newer API versions also put the input and cache
 //!   fields there; for those the meter keeps the largest value seen in any event.
@@ -22,7 +26,8 @@
 //! `usage.prompt_tokens` *includes* the cached tokens `usage.prompt_tokens_details.cached_tokens`,
 //! so `input_tokens = prompt_tokens - cached_tokens`, `cache_read_tokens = cached_tokens`,
 //! `output_tokens = completion_tokens` (which includes reasoning tokens); OpenAI reports no cache
-//! writes. A stream carries usage only when the request set `stream_options.include_usage`
+//! writes. The top-level `service_tier` (`default`, `priority`, `flex`, ...) of a body or of the
+//! chunk that carries the usage says at which tier the request is billed. A stream carries usage only when the request set `stream_options.include_usage`
 //! (see [`crate::rewrite::ensure_include_usage`]), in a final chunk whose `choices` is empty; the
 //! stream then ends with `data: [DONE]`. If several chunks carry usage (some compatible servers
 //! report it cumulatively on every chunk), the latest wins.
@@ -35,7 +40,7 @@
 use memchr::memmem;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use tollgate_policy::{Protocol, Usage};
+use tollgate_policy::{Protocol, ServiceTier, Usage};
 
 use crate::sse::{EventRef, SseParser};
 
@@ -55,6 +60,8 @@ pub struct AnthropicMeter {
 struct AnthropicState {
     input: u64,
     cache_write: u64,
+    /// The 1-hour part of the cache writes, when the usage splits them by TTL.
+    cache_write_1h: u64,
     cache_read: u64,
     /// `output_tokens` of `message_start`: the count before any `message_delta`.
     initial_output: u64,
@@ -96,6 +103,14 @@ struct AnthropicUsage {
     output_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
+    cache_creation: Option<CacheCreation>,
+}
+
+/// The cache writes split by TTL.
+#[derive(Deserialize)]
+struct CacheCreation {
+    ephemeral_5m_input_tokens: Option<u64>,
+    ephemeral_1h_input_tokens: Option<u64>,
 }
 
 impl AnthropicMeter {
@@ -129,7 +144,9 @@ impl AnthropicMeter {
             input_tokens: s.input,
             output_tokens: s.latest_output.unwrap_or(s.initial_output),
             cache_write_tokens: s.cache_write,
+            cache_write_1h_tokens: s.cache_write_1h.min(s.cache_write),
             cache_read_tokens: s.cache_read,
+            service_tier: None,
         }
     }
 
@@ -194,6 +211,12 @@ impl AnthropicState {
         let max = |current: &mut u64, seen: Option<u64>| *current = (*current).max(seen.unwrap_or(0));
         max(&mut self.input, usage.input_tokens);
         max(&mut self.cache_write, usage.cache_creation_input_tokens);
+        if let Some(split) = &usage.cache_creation {
+            let (five, hour) = (split.ephemeral_5m_input_tokens.unwrap_or(0), split.ephemeral_1h_input_tokens);
+            // A split larger than the total counts whole: the provider bills each part.
+            max(&mut self.cache_write, Some(five.saturating_add(hour.unwrap_or(0))));
+            max(&mut self.cache_write_1h, hour);
+        }
         max(&mut self.cache_read, usage.cache_read_input_tokens);
         if let Some(output) = usage.output_tokens {
             match stage {
@@ -225,6 +248,8 @@ struct OpenAiState {
 pub(crate) struct OpenAiPayload {
     pub(crate) choices: Option<Vec<IgnoredAny>>,
     pub(crate) usage: Option<OpenAiUsage>,
+    /// The tier the request was served (and is billed) at.
+    pub(crate) service_tier: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -240,7 +265,7 @@ struct PromptTokensDetails {
 }
 
 impl OpenAiUsage {
-    fn to_usage(&self) -> Usage {
+    fn to_usage(&self, service_tier: Option<&str>) -> Usage {
         let prompt = self.prompt_tokens.unwrap_or(0);
         // Cached tokens are part of the prompt; a report claiming more cached than prompt
         // tokens is clamped so that input + cache_read is always the prompt count.
@@ -249,7 +274,9 @@ impl OpenAiUsage {
             input_tokens: prompt - cached,
             output_tokens: self.completion_tokens.unwrap_or(0),
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
             cache_read_tokens: cached,
+            service_tier: service_tier.and_then(ServiceTier::from_response),
         }
     }
 }
@@ -294,8 +321,8 @@ impl OpenAiMeter {
     /// Observes the whole body of a non-streaming response.
     pub fn observe_body(&mut self, body: &[u8]) {
         match serde_json::from_slice::<OpenAiPayload>(body) {
-            Ok(OpenAiPayload { usage: Some(usage), .. }) => {
-                self.state.usage = usage.to_usage();
+            Ok(OpenAiPayload { usage: Some(usage), service_tier, .. }) => {
+                self.state.usage = usage.to_usage(service_tier.as_deref());
                 self.state.completed = true;
             }
             Ok(_) => {}
@@ -343,7 +370,7 @@ impl OpenAiState {
         match serde_json::from_slice::<OpenAiPayload>(data) {
             Ok(payload) => {
                 if let Some(usage) = &payload.usage {
-                    self.usage = usage.to_usage();
+                    self.usage = usage.to_usage(payload.service_tier.as_deref());
                     self.completed |= payload.is_usage_chunk();
                 }
             }

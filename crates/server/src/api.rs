@@ -29,6 +29,10 @@ pub struct Org {
     pub default_billing_mode: Option<BillingMode>,
     /// Balance in micro-USD.
     pub credit_micros: i64,
+    /// The price plan: the org is charged `ceil(provider price x (100 + markup_percent) / 100)`
+    /// (DESIGN.md section 20); 0 by default.
+    #[serde(default)]
+    pub markup_percent: i64,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -42,6 +46,7 @@ impl From<&tollgate_store::Org> for Org {
             name: o.name.clone(),
             default_billing_mode: o.default_billing_mode,
             credit_micros: o.credit_micros.get(),
+            markup_percent: o.markup_percent.percent(),
             created_at: o.created_at.rfc3339(),
             updated_at: o.updated_at.rfc3339(),
         }
@@ -158,6 +163,11 @@ pub struct PatchOrg {
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BillingMode>)]
     pub default_billing_mode: Option<Option<String>>,
+    /// New price plan: an integer greater than -100 and at most 1000 (percent over the
+    /// provider's price; negative for a discount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub markup_percent: Option<serde_json::Number>,
 }
 
 /// `POST /admin/orgs/{org}/credit`.
@@ -392,10 +402,19 @@ pub struct UsageRow {
     pub output_tokens: i64,
     /// Tokens written to the prompt cache.
     pub cache_write_tokens: i64,
+    /// Of which written with the 1-hour TTL.
+    #[serde(default)]
+    pub cache_write_1h_tokens: i64,
     /// Tokens read from the prompt cache.
     pub cache_read_tokens: i64,
-    /// Cost charged to the org's credit, micro-USD.
+    /// What the provider billed the platform for them, micro-USD.
+    #[serde(default)]
+    pub provider_cost_micros: i64,
+    /// Cost charged to the org's credit (the provider's price with the org's markup), micro-USD.
     pub cost_micros: i64,
+    /// `cost_micros - provider_cost_micros`: the platform's margin (negative for a discount).
+    #[serde(default)]
+    pub margin_micros: i64,
     /// Of which charged on an estimate of the content relayed: streams that ended without
     /// their usage (cut, abandoned, timed out).
     #[serde(default)]
@@ -418,8 +437,11 @@ impl From<tollgate_store::UsageRow> for UsageRow {
             input_tokens: r.input_tokens,
             output_tokens: r.output_tokens,
             cache_write_tokens: r.cache_write_tokens,
+            cache_write_1h_tokens: r.cache_write_1h_tokens,
             cache_read_tokens: r.cache_read_tokens,
+            provider_cost_micros: r.provider_cost_micros,
             cost_micros: r.cost_micros,
+            margin_micros: r.cost_micros.saturating_sub(r.provider_cost_micros),
             estimated_requests: r.estimated_requests,
         }
     }

@@ -39,6 +39,8 @@ pub enum ApiErrorCode {
     InvalidModel,
     /// 400: a credit amount beyond 10^15 micro-USD, an empty reason, or an overflow.
     InvalidCredit,
+    /// 400: a `markup_percent` that is not an integer in (-100, 1000].
+    InvalidMarkup,
     /// 401: no token, or not the right one.
     Unauthorized,
     /// 403: a valid token that does not grant this.
@@ -77,6 +79,7 @@ impl ApiErrorCode {
             Self::InvalidName => "INVALID_NAME",
             Self::InvalidModel => "INVALID_MODEL",
             Self::InvalidCredit => "INVALID_CREDIT",
+            Self::InvalidMarkup => "INVALID_MARKUP",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
@@ -103,7 +106,8 @@ impl ApiErrorCode {
             | Self::InvalidKind
             | Self::InvalidName
             | Self::InvalidModel
-            | Self::InvalidCredit => StatusCode::BAD_REQUEST,
+            | Self::InvalidCredit
+            | Self::InvalidMarkup => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,

@@ -120,6 +120,19 @@ pub(crate) fn initial_credit(micros: Option<i64>) -> Result<Micros, ApiError> {
     Ok(Micros::new(micros))
 }
 
+/// An org's `markup_percent`: an integer greater than -100 and at most 1000 (DESIGN.md
+/// section 20). A JSON number with a fraction, or out of range, is `INVALID_MARKUP`.
+pub(crate) fn markup(value: &serde_json::Number) -> Result<tollgate_policy::Markup, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            ApiErrorCode::InvalidMarkup,
+            format!("markup_percent must be an integer greater than -100 and at most 1000, not {value}"),
+        )
+    };
+    let percent = value.as_i64().ok_or_else(invalid)?;
+    tollgate_policy::Markup::try_from(percent).map_err(|_| invalid())
+}
+
 /// A credit adjustment: |delta| at most 10^15 micro-USD, with a reason.
 pub(crate) fn credit_delta(delta: i64, reason: &str) -> Result<Micros, ApiError> {
     if delta.unsigned_abs() > MAX_CREDIT_MICROS.unsigned_abs() {

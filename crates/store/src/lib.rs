@@ -69,6 +69,9 @@ pub struct Org {
     /// hold in leases for requests they are serving (their cost is charged when the request's
     /// ledger row is written).
     pub credit_micros: Micros,
+    /// The org's price plan: what it is charged over the provider's price (DESIGN.md
+    /// section 20).
+    pub markup_percent: tollgate_policy::Markup,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -93,6 +96,8 @@ pub struct OrgPatch {
     pub name: Option<String>,
     /// New default mode (`Some(None)` clears it).
     pub default_billing_mode: Option<Option<BillingMode>>,
+    /// New price plan.
+    pub markup_percent: Option<tollgate_policy::Markup>,
 }
 
 /// An agent workspace.
@@ -327,9 +332,13 @@ pub struct UsageRow {
     pub output_tokens: i64,
     /// Tokens written to the prompt cache.
     pub cache_write_tokens: i64,
+    /// Of which written with the 1-hour TTL.
+    pub cache_write_1h_tokens: i64,
     /// Tokens read from the prompt cache.
     pub cache_read_tokens: i64,
-    /// Cost charged, micro-USD.
+    /// What the provider billed the platform for them, micro-USD.
+    pub provider_cost_micros: i64,
+    /// What the orgs were charged (the provider's price with each org's markup), micro-USD.
     pub cost_micros: i64,
     /// Of which charged on an estimate (streams that ended without their usage).
     pub estimated_requests: i64,
@@ -391,8 +400,10 @@ pub struct LedgerEntry {
 pub struct Settlement {
     /// Tokens metered from the response (what was seen, for a cut stream).
     pub usage: tollgate_policy::Usage,
-    /// Their cost.
+    /// What the org is charged for them (the provider's price with the org's markup).
     pub cost: Micros,
+    /// What the provider bills the platform for them.
+    pub provider_cost: Micros,
     /// The status the client got; `None` when the stream broke before its end.
     pub http_status: Option<u16>,
     /// The usage was estimated from the content relayed: the stream ended without its usage.

@@ -233,16 +233,22 @@ fn parse_workspace_id(s: String) -> Result<WorkspaceId> {
     WorkspaceId::try_from(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// An org's stored markup; a value outside the accepted range (written by hand) is refused.
+fn markup_from_row(percent: i32) -> Result<tollgate_policy::Markup> {
+    tollgate_policy::Markup::try_from(i64::from(percent))
+        .map_err(|e| StoreError::Corrupt(format!("orgs.markup_percent: {e}")))
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-const ORG_COLUMNS: &str = "id, name, default_billing_mode, credit_micros, created_at, updated_at";
+const ORG_COLUMNS: &str = "id, name, default_billing_mode, credit_micros, markup_percent, created_at, updated_at";
 /// An org as read: its balance includes the credit its instances' leases hold, which is not
 /// spent until the requests it covers are recorded.
 const ORG_SELECT: &str = "SELECT o.id, o.name, o.default_billing_mode, \
      CAST(o.credit_micros + COALESCE((SELECT SUM(l.amount) FROM credit_leases l WHERE l.org_id = o.id), 0) AS BIGINT) AS credit_micros, \
-     o.created_at, o.updated_at FROM orgs o";
+     o.markup_percent, o.created_at, o.updated_at FROM orgs o";
 /// The credit an org's leases hold.
 const LEASED_SUM: &str = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_leases WHERE org_id = $1";
 /// `allowed_models` as stored: ids one per line (ids are registry model ids, which hold no
@@ -267,6 +273,7 @@ macro_rules! impl_store {
                     name: row.try_get("name")?,
                     default_billing_mode: mode_from_text(row.try_get("default_billing_mode")?)?,
                     credit_micros: Micros::new(row.try_get("credit_micros")?),
+                    markup_percent: markup_from_row(row.try_get("markup_percent")?)?,
                     created_at: Timestamp(row.try_get("created_at")?),
                     updated_at: Timestamp(row.try_get("updated_at")?),
                 })
@@ -314,7 +321,7 @@ macro_rules! impl_store {
             async fn create_org(&self, new: &NewOrg) -> Result<Org> {
                 let now = Timestamp::now().0;
                 let sql = format!(
-                    "INSERT INTO orgs ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {ORG_COLUMNS}"
+                    "INSERT INTO orgs ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, 0, $5, $5) RETURNING {ORG_COLUMNS}"
                 );
                 let row = sqlx::query(&sql)
                     .bind(new_id())
@@ -346,7 +353,7 @@ macro_rules! impl_store {
                 let updated = sqlx::query(
                     "UPDATE orgs SET name = CASE WHEN $1 THEN $2 ELSE name END, \
                      default_billing_mode = CASE WHEN $3 THEN $4 ELSE default_billing_mode END, \
-                     updated_at = $5 WHERE id = $6",
+                     updated_at = $5, markup_percent = CASE WHEN $7 THEN $8 ELSE markup_percent END WHERE id = $6",
                 )
                 .bind(patch.name.is_some())
                 .bind(patch.name.as_deref())
@@ -354,6 +361,8 @@ macro_rules! impl_store {
                 .bind(patch.default_billing_mode.and_then(mode_to_text))
                 .bind(Timestamp::now().0)
                 .bind(id.as_str())
+                .bind(patch.markup_percent.is_some())
+                .bind(patch.markup_percent.map_or(0, |m| i32::try_from(m.percent()).unwrap_or(0)))
                 .execute(&self.pool)
                 .await
                 .map_err(|e| unique(e, &format!("an org named `{}` already exists", patch.name.as_deref().unwrap_or(""))))?;
@@ -722,8 +731,9 @@ macro_rules! impl_store {
                     // transit, say) is not written, nor charged, twice.
                     let written = sqlx::query(
                         "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, \
-                         cost_micros, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, settled_at, estimated) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (request_id) DO NOTHING",
+                         cost_micros, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, settled_at, estimated, \
+                         provider_cost_micros, cache_write_1h_tokens, service_tier) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (request_id) DO NOTHING",
                     )
                     .bind(e.request_id.as_str())
                     .bind(org_id.as_str())
@@ -740,6 +750,9 @@ macro_rules! impl_store {
                     .bind(e.created_at.0)
                     .bind(now)
                     .bind(s.estimated)
+                    .bind(s.provider_cost.get())
+                    .bind(to_i64(s.usage.cache_write_split().1))
+                    .bind(s.usage.service_tier.map(|t| t.as_str()))
                     .execute(&mut *tx)
                     .await?;
                     if written.rows_affected() == 1 {
@@ -877,7 +890,9 @@ macro_rules! impl_store {
                      CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, \
                      CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, \
                      CAST(COALESCE(SUM(cache_write_tokens), 0) AS BIGINT) AS cache_write_tokens, \
+                     CAST(COALESCE(SUM(cache_write_1h_tokens), 0) AS BIGINT) AS cache_write_1h_tokens, \
                      CAST(COALESCE(SUM(cache_read_tokens), 0) AS BIGINT) AS cache_read_tokens, \
+                     CAST(COALESCE(SUM(provider_cost_micros), 0) AS BIGINT) AS provider_cost_micros, \
                      CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros, \
                      CAST(COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0) AS BIGINT) AS estimated_requests \
                      FROM ledger \

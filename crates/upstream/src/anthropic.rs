@@ -40,17 +40,31 @@ struct Usage {
     input_tokens: u64,
     cache_creation_input_tokens: u64,
     cache_read_input_tokens: u64,
+    cache_creation: CacheCreation,
     output_tokens: u64,
+}
+
+/// The cache writes split by TTL, as the real API reports them.
+#[derive(Clone, Copy, Serialize)]
+struct CacheCreation {
+    ephemeral_5m_input_tokens: u64,
+    ephemeral_1h_input_tokens: u64,
 }
 
 impl Usage {
     /// The crate docs' formulas, with the output tokens left to the caller.
     fn of(system: Text, messages: Text, output_tokens: u64) -> Usage {
         let uncached = system.bytes + messages.bytes - system.cached - messages.cached;
+        let one_hour = messages.cached_1h.min(messages.cached);
+        let split = CacheCreation {
+            ephemeral_5m_input_tokens: tokens(messages.cached - one_hour),
+            ephemeral_1h_input_tokens: tokens(one_hour),
+        };
         Usage {
             input_tokens: tokens(uncached).max(1),
-            cache_creation_input_tokens: tokens(messages.cached),
+            cache_creation_input_tokens: split.ephemeral_5m_input_tokens + split.ephemeral_1h_input_tokens,
             cache_read_input_tokens: tokens(system.cached),
+            cache_creation: split,
             output_tokens,
         }
     }
@@ -89,9 +103,12 @@ struct StopDelta {
     stop_sequence: Option<&'static str>,
 }
 
+/// `message_delta`'s usage: cumulative, the input side included (as the current API sends
+/// it), so that a meter reading only the last event still sees the cache-write split.
 #[derive(Serialize)]
 struct OutputUsage {
-    output_tokens: u64,
+    #[serde(flatten)]
+    usage: Usage,
 }
 
 /// A streamed event; its `type` is also the SSE event name.
@@ -180,7 +197,7 @@ pub(crate) async fn messages(state: &UpstreamState, body: &[u8]) -> Response {
     }
     frames.push(Event::ContentBlockStop { index: 0 }.frame());
     let delta = StopDelta { stop_reason, stop_sequence: None };
-    let output = OutputUsage { output_tokens: words };
+    let output = OutputUsage { usage: Usage { output_tokens: words, ..usage } };
     frames.push(Event::MessageDelta { delta, usage: output }.frame());
     frames.push(Event::MessageStop.frame());
 
@@ -218,11 +235,16 @@ mod tests {
 
     #[test]
     fn usage_splits_cached_text_by_place() {
-        let system = Text { bytes: 410, cached: 400 };
-        let messages = Text { bytes: 230, cached: 200 };
+        let system = Text { bytes: 410, cached: 400, cached_1h: 0 };
+        let messages = Text { bytes: 230, cached: 200, cached_1h: 120 };
         let usage = Usage::of(system, messages, 7);
         assert_eq!(usage.cache_read_input_tokens, 100);
         assert_eq!(usage.cache_creation_input_tokens, 50);
+        assert_eq!(
+            (usage.cache_creation.ephemeral_5m_input_tokens, usage.cache_creation.ephemeral_1h_input_tokens),
+            (20, 30),
+            "80 bytes written for 5 minutes, 120 for an hour"
+        );
         assert_eq!(usage.input_tokens, 10);
         assert_eq!(usage.output_tokens, 7);
         assert_eq!(Usage::of(Text::default(), Text::default(), 1).input_tokens, 1);

@@ -44,6 +44,16 @@ pub(crate) fn output_words(limit: Option<u64>) -> u64 {
     limit.map_or(REPLY_WORDS, |limit| limit.min(REPLY_WORDS))
 }
 
+/// The `service_tier` an OpenAI response reports for the one its request asked for: `priority`
+/// and `flex` as asked, anything else (`auto`, `default`, none) served at `default`.
+pub(crate) fn served_tier(requested: Option<&str>) -> &'static str {
+    match requested {
+        Some("priority") => "priority",
+        Some("flex") => "flex",
+        _ => "default",
+    }
+}
+
 /// The fault a request asks for through the suffix of its model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {

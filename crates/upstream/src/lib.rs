@@ -61,6 +61,14 @@
 //!   uncached rest, as the real API reports it;
 //! - `output_tokens = min(max_tokens, REPLY_WORDS)`, where [`REPLY_WORDS`] is 10.
 //!
+//! The cache writes are split by TTL in `cache_creation`: `ephemeral_1h_input_tokens =
+//! tokens(bytes of M under a cache_control with "ttl": "1h")`, `ephemeral_5m_input_tokens =
+//! tokens(the other cached bytes of M)`, and `cache_creation_input_tokens` is their sum. The
+//! usage of `message_delta` is cumulative and complete (the input side and the split too).
+//!
+//! OpenAI responses (chat and Responses, every chunk of a stream) report the `service_tier` the
+//! request asked for when it is `priority` or `flex`, else `default`.
+//!
 //! `/v1/messages/count_tokens` answers `input_tokens = max(1, tokens(bytes of S + bytes of M))`,
 //! cached or not.
 //!

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::UpstreamState;
 use crate::common::{
-    Fault, Provider, REPLY_WORDS, frames_body, new_id, output_words, reply_pieces, reply_text, sse, to_json, unix_now,
+    Fault, Provider, REPLY_WORDS, frames_body, new_id, output_words, reply_pieces, reply_text, served_tier, sse,
+    to_json, unix_now,
 };
 use crate::usage::{Text, tokens};
 
@@ -24,6 +25,8 @@ struct ChatRequest<'a> {
     stream_options: Option<StreamOptions>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
+    #[serde(borrow)]
+    service_tier: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +55,7 @@ struct Completion<'a> {
     model: &'a str,
     choices: [Choice<'a>; 1],
     usage: ChatUsage,
+    service_tier: &'static str,
 }
 
 #[derive(Serialize)]
@@ -76,6 +80,7 @@ struct Chunk<'a> {
     created: u64,
     model: &'a str,
     choices: &'a [ChunkChoice<'a>],
+    service_tier: &'static str,
     /// Absent without `include_usage`; with it, `null` on every chunk but the last.
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Option<&'a ChatUsage>>,
@@ -127,6 +132,7 @@ pub(crate) async fn chat_completions(state: &UpstreamState, body: &[u8]) -> Resp
     };
     let id = new_id("chatcmpl-");
     let created = unix_now();
+    let service_tier = served_tier(request.service_tier.as_deref());
     if request.stream != Some(true) && fault != Fault::Streams {
         let completion = Completion {
             id: &id,
@@ -140,6 +146,7 @@ pub(crate) async fn chat_completions(state: &UpstreamState, body: &[u8]) -> Resp
                 finish_reason,
             }],
             usage,
+            service_tier,
         };
         return PROVIDER.json_ok(fault, to_json(&completion)).await;
     }
@@ -155,6 +162,7 @@ pub(crate) async fn chat_completions(state: &UpstreamState, body: &[u8]) -> Resp
                 created,
                 model: &request.model,
                 choices: &[choice],
+                service_tier,
                 usage: include_usage.then_some(None),
             },
         )
@@ -174,6 +182,7 @@ pub(crate) async fn chat_completions(state: &UpstreamState, body: &[u8]) -> Resp
             created,
             model: &request.model,
             choices: &[],
+            service_tier,
             usage: Some(Some(&usage)),
         };
         frames.push(sse(None, &last));

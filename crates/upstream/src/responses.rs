@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::UpstreamState;
 use crate::common::{
-    Fault, Provider, REPLY_WORDS, frames_body, new_id, reply_pieces, reply_text, sse, to_json, unix_now,
+    Fault, Provider, REPLY_WORDS, frames_body, new_id, reply_pieces, reply_text, served_tier, sse, to_json, unix_now,
 };
 use crate::usage::{ResponsesInput, Text, tokens};
 
@@ -29,6 +29,8 @@ struct ResponsesRequest<'a> {
     stream: Option<bool>,
     max_output_tokens: Option<u64>,
     reasoning: Option<Reasoning<'a>>,
+    #[serde(borrow)]
+    service_tier: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +103,7 @@ struct ResponseObject<'a> {
     model: &'a str,
     output: &'a [Item<'a>],
     usage: Option<ResponseUsage>,
+    service_tier: &'static str,
 }
 
 /// A streamed event; its `type` is also the SSE event name. [`Numbered`] adds its place.
@@ -261,6 +264,7 @@ pub(crate) async fn responses(state: &UpstreamState, body: &[u8]) -> Response {
         model: &request.model,
         output: &[],
         usage: None,
+        service_tier: served_tier(request.service_tier.as_deref()),
     };
     let finished = ResponseObject {
         status: plan.status(),

@@ -6,11 +6,13 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-/// The text of a JSON value: its UTF-8 byte count, and how much of it is under `cache_control`.
+/// The text of a JSON value: its UTF-8 byte count, how much of it is under `cache_control`,
+/// and how much of that under a `cache_control` with `"ttl": "1h"`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Text {
     pub(crate) bytes: u64,
     pub(crate) cached: u64,
+    pub(crate) cached_1h: u64,
 }
 
 /// `b / 4`: four bytes of text make a token.
@@ -22,6 +24,7 @@ impl Text {
     fn add(&mut self, other: Text) {
         self.bytes += other.bytes;
         self.cached += other.cached;
+        self.cached_1h += other.cached_1h;
     }
 }
 
@@ -41,7 +44,7 @@ impl<'de> Visitor<'de> for TextVisitor {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Text, E> {
-        Ok(Text { bytes: text.len() as u64, cached: 0 })
+        Ok(Text { bytes: text.len() as u64, ..Text::default() })
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Text, E> {
@@ -79,11 +82,14 @@ impl<'de> Visitor<'de> for TextVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text, A::Error> {
         let mut text = Text::default();
         let mut cache_control = false;
+        let mut one_hour = false;
         while let Some(key) = map.next_key::<Key>()? {
             match key {
                 Key::Text => text.add(map.next_value::<Text>()?),
                 Key::CacheControl => {
-                    cache_control |= map.next_value::<Option<IgnoredAny>>()?.is_some();
+                    let value = map.next_value::<Option<serde_json::Value>>()?;
+                    one_hour |= value.as_ref().is_some_and(|v| v["ttl"] == "1h");
+                    cache_control |= value.is_some();
                 }
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
@@ -92,6 +98,9 @@ impl<'de> Visitor<'de> for TextVisitor {
         }
         if cache_control {
             text.cached = text.bytes;
+        }
+        if one_hour {
+            text.cached_1h = text.bytes;
         }
         Ok(text)
     }
@@ -114,13 +123,13 @@ impl<'de> Deserialize<'de> for ResponsesInput {
             }
 
             fn visit_str<E: de::Error>(self, text: &str) -> Result<ResponsesInput, E> {
-                Ok(ResponsesInput(Text { bytes: text.len() as u64, cached: 0 }))
+                Ok(ResponsesInput(Text { bytes: text.len() as u64, ..Text::default() }))
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ResponsesInput, A::Error> {
                 let mut text = Text::default();
                 while let Some(InputItem { text: item, system }) = seq.next_element::<InputItem>()? {
-                    text.add(Text { bytes: item.bytes, cached: if system { item.bytes } else { 0 } });
+                    text.add(Text { bytes: item.bytes, cached: if system { item.bytes } else { 0 }, cached_1h: 0 });
                 }
                 Ok(ResponsesInput(text))
             }
@@ -163,7 +172,7 @@ impl<'de> Deserialize<'de> for InputItem {
             }
 
             fn visit_str<E: de::Error>(self, text: &str) -> Result<InputItem, E> {
-                Ok(InputItem { text: Text { bytes: text.len() as u64, cached: 0 }, system: false })
+                Ok(InputItem { text: Text { bytes: text.len() as u64, ..Text::default() }, system: false })
             }
         }
         deserializer.deserialize_any(ItemVisitor)
@@ -210,7 +219,7 @@ mod tests {
 
     #[test]
     fn strings_arrays_and_the_text_of_objects_count() {
-        assert_eq!(text(r#""héllo""#), Text { bytes: 6, cached: 0 });
+        assert_eq!(text(r#""héllo""#), Text { bytes: 6, ..Text::default() });
         assert_eq!(text("null"), Text::default());
         assert_eq!(text("[1, true, 2.5]"), Text::default());
         let messages = r#"[
@@ -224,7 +233,7 @@ mod tests {
                 {"type": "image", "source": {"type": "base64", "data": "AAAA"}}
             ]}
         ]"#;
-        assert_eq!(text(messages), Text { bytes: 10, cached: 0 });
+        assert_eq!(text(messages), Text { bytes: 10, ..Text::default() });
     }
 
     #[test]
@@ -232,15 +241,16 @@ mod tests {
         let system = r#"[
             {"type": "text", "text": "12345678", "cache_control": {"type": "ephemeral"}},
             {"type": "text", "text": "1234", "cache_control": null},
-            {"cache_control": {"type": "ephemeral"}, "type": "text", "text": "ab"}
+            {"cache_control": {"type": "ephemeral", "ttl": "1h"}, "type": "text", "text": "ab"},
+            {"type": "text", "text": "xyz", "cache_control": {"type": "ephemeral", "ttl": "5m"}}
         ]"#;
-        assert_eq!(text(system), Text { bytes: 14, cached: 10 });
+        assert_eq!(text(system), Text { bytes: 17, cached: 13, cached_1h: 2 });
     }
 
     #[test]
     fn developer_and_system_messages_of_responses_input_are_cached() {
         let input = |json: &str| serde_json::from_str::<ResponsesInput>(json).unwrap().0;
-        assert_eq!(input(r#""abcd""#), Text { bytes: 4, cached: 0 });
+        assert_eq!(input(r#""abcd""#), Text { bytes: 4, ..Text::default() });
         let items = r#"[
             {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "12345678"}]},
             {"role": "system", "content": "ab"},
@@ -248,11 +258,11 @@ mod tests {
             {"type": "function_call_output", "call_id": "c", "output": "ignored"},
             {"type": "reasoning", "summary": [{"type": "summary_text", "text": "not counted"}]}
         ]"#;
-        assert_eq!(input(items), Text { bytes: 13, cached: 10 });
+        assert_eq!(input(items), Text { bytes: 13, cached: 10, cached_1h: 0 });
     }
 
     #[test]
     fn escaped_keys_and_strings_are_read() {
-        assert_eq!(text(r#"{"te\u0078t": "a\nb"}"#), Text { bytes: 3, cached: 0 });
+        assert_eq!(text(r#"{"te\u0078t": "a\nb"}"#), Text { bytes: 3, ..Text::default() });
     }
 }

@@ -198,8 +198,11 @@ impl Books for Stack {
             row.input_tokens += usage.input;
             row.output_tokens += usage.output;
             row.cache_write_tokens += usage.cache_write;
+            row.cache_write_1h_tokens += usage.cache_write_1h;
             row.cache_read_tokens += usage.cache_read;
             row.cost_micros += usage.cost(price);
+            // The org has no markup: it is charged the provider's price.
+            row.provider_cost_micros += usage.cost(price);
         }
         let ledger = settled_usage(self, seen.len());
         assert_eq!(ledger, expected, "the ledger (left) against the stand-in's usage at the registry's prices (right)");
@@ -248,11 +251,23 @@ fn settled_usage(stack: &Stack, n: usize) -> BTreeMap<String, Row> {
     }
 }
 
-/// The upstream model and prices of a platform model of the default registry.
-fn platform_model(stack: &Stack, alias: &str) -> (String, [u64; 4]) {
+/// The upstream model and base prices (input, output, 5-minute write, 1-hour write, cache
+/// read) of a platform model of the default registry. The stand-in's small prompts reach no
+/// input-size tier (checked in [`Tokens::cost`]), and no client here asks for a service tier.
+fn platform_model(stack: &Stack, alias: &str) -> (String, Price) {
     let (m, _) = stack.registry().platform_model(alias).unwrap();
-    let p = m.price();
-    (m.upstream_model().to_owned(), [p.input.get(), p.output.get(), p.cache_write.get(), p.cache_read.get()])
+    let p = m.price().base();
+    let first_tier = m.price().tiers().first().map_or(i64::MAX, |t| i64::try_from(t.above_input_tokens).unwrap());
+    let rates = [p.input.get(), p.output.get(), p.cache_write.get(), p.cache_write_1h.get(), p.cache_read.get()];
+    (m.upstream_model().to_owned(), Price { rates, first_tier })
+}
+
+/// A model's base rates in pico-USD per token, and the total input above which they no
+/// longer apply.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Price {
+    rates: [u64; 5],
+    first_tier: i64,
 }
 
 /// The platform alias whose `upstream_model` is `upstream_model`.
@@ -331,38 +346,49 @@ fn check_credentials(r: &Recorded, tokens: &[&str]) {
 pub(crate) struct Tokens {
     input: i64,
     output: i64,
+    /// All cache writes, ...
     cache_write: i64,
+    /// ... of which these with the 1-hour TTL.
+    pub(crate) cache_write_1h: i64,
     pub(crate) cache_read: i64,
 }
 
 impl Tokens {
-    /// `ceil(sum(tokens * pico-USD per token) / 1e6)` micro-USD; `price` is input, output,
-    /// cache write, cache read.
-    fn cost(&self, price: [u64; 4]) -> i64 {
+    /// `ceil(sum(tokens * pico-USD per token) / 1e6)` micro-USD, each cache write at its TTL's
+    /// rate (DESIGN.md section 20).
+    fn cost(&self, price: Price) -> i64 {
+        assert!(self.input + self.cache_write + self.cache_read <= price.first_tier, "no tier is reached");
         let t = |n: i64| u128::try_from(n).unwrap();
-        let pico = t(self.input) * u128::from(price[0])
-            + t(self.output) * u128::from(price[1])
-            + t(self.cache_write) * u128::from(price[2])
-            + t(self.cache_read) * u128::from(price[3]);
+        let [input, output, write_5m, write_1h, read] = price.rates.map(u128::from);
+        let pico = t(self.input) * input
+            + t(self.output) * output
+            + t(self.cache_write - self.cache_write_1h) * write_5m
+            + t(self.cache_write_1h) * write_1h
+            + t(self.cache_read) * read;
         i64::try_from(pico.div_ceil(1_000_000)).unwrap()
     }
 }
 
 /// The text of a value per the stand-in's crate docs: (bytes, bytes under `cache_control`).
 fn text(v: &Value) -> (i64, i64) {
+    let (bytes, cached, _) = text_ttl(v);
+    (bytes, cached)
+}
+
+/// [`text`], and the bytes under a `cache_control` with `"ttl": "1h"`.
+fn text_ttl(v: &Value) -> (i64, i64, i64) {
+    let add = |a: (i64, i64, i64), b: (i64, i64, i64)| (a.0 + b.0, a.1 + b.1, a.2 + b.2);
     match v {
-        Value::String(s) => (i64::try_from(s.len()).unwrap(), 0),
-        Value::Array(items) => items.iter().map(text).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+        Value::String(s) => (i64::try_from(s.len()).unwrap(), 0, 0),
+        Value::Array(items) => items.iter().map(text_ttl).fold((0, 0, 0), add),
         Value::Object(o) => {
-            let (bytes, cached) = ["text", "content"]
-                .iter()
-                .filter_map(|k| o.get(*k))
-                .map(text)
-                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-            let marked = o.get("cache_control").is_some_and(|c| !c.is_null());
-            (bytes, if marked { bytes } else { cached })
+            let (bytes, cached, hour) =
+                ["text", "content"].iter().filter_map(|k| o.get(*k)).map(text_ttl).fold((0, 0, 0), add);
+            let control = o.get("cache_control").filter(|c| !c.is_null());
+            let one_hour = control.is_some_and(|c| c["ttl"] == "1h");
+            (bytes, if control.is_some() { bytes } else { cached }, if one_hour { bytes } else { hour })
         }
-        _ => (0, 0),
+        _ => (0, 0, 0),
     }
 }
 
@@ -374,11 +400,13 @@ pub(crate) fn stand_in_usage(r: &Recorded) -> Tokens {
     match r.path.as_str() {
         "/v1/messages" => {
             let (s, s_cached) = text(&b["system"]);
-            let (m, m_cached) = text(&b["messages"]);
+            let (m, m_cached, m_1h) = text_ttl(&b["messages"]);
+            let m_1h = m_1h.min(m_cached);
             Tokens {
                 input: ((s + m - s_cached - m_cached) / 4).max(1),
                 output: b["max_tokens"].as_i64().unwrap().min(words),
-                cache_write: m_cached / 4,
+                cache_write: (m_cached - m_1h) / 4 + m_1h / 4,
+                cache_write_1h: m_1h / 4,
                 cache_read: s_cached / 4,
             }
         }
@@ -400,7 +428,7 @@ pub(crate) fn stand_in_usage(r: &Recorded) -> Tokens {
             });
             let cached = (instructions + system_items) / 4;
             let output = reasoning + words.min(limit - reasoning);
-            Tokens { input: total - cached, output, cache_write: 0, cache_read: cached }
+            Tokens { input: total - cached, output, cache_read: cached, ..Tokens::default() }
         }
         other => panic!("the upstream saw an unexpected path {other}"),
     }
@@ -419,7 +447,9 @@ struct Row {
     input_tokens: i64,
     output_tokens: i64,
     cache_write_tokens: i64,
+    cache_write_1h_tokens: i64,
     cache_read_tokens: i64,
+    provider_cost_micros: i64,
     cost_micros: i64,
 }
 
@@ -432,7 +462,9 @@ impl Row {
             input_tokens: f("input_tokens"),
             output_tokens: f("output_tokens"),
             cache_write_tokens: f("cache_write_tokens"),
+            cache_write_1h_tokens: f("cache_write_1h_tokens"),
             cache_read_tokens: f("cache_read_tokens"),
+            provider_cost_micros: f("provider_cost_micros"),
             cost_micros: f("cost_micros"),
         }
     }
@@ -707,6 +739,11 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
     assert_eq!(result["usage"]["output_tokens"].as_i64(), Some(sum(|t| t.output)));
     assert_eq!(result["usage"]["cache_creation_input_tokens"].as_i64(), Some(sum(|t| t.cache_write)));
     assert_eq!(result["usage"]["cache_read_input_tokens"].as_i64(), Some(sum(|t| t.cache_read)));
+    // The stand-in splits the writes by the TTL Claude Code asked for; when Claude Code reports
+    // the split too, it is the stand-in's.
+    if let Some(one_hour) = result["usage"]["cache_creation"]["ephemeral_1h_input_tokens"].as_i64() {
+        assert_eq!(one_hour, sum(|t| t.cache_write_1h), "{}", result["usage"]);
+    }
 
     // What Claude Code sent, as the upstream got it: streaming Messages calls with `?beta=true`
     // and Claude Code's betas passed through.
@@ -720,7 +757,20 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
         );
     }
 
+    // The ledger prices each cache write at its TTL's rate (`check_upstream_and_ledger` prices
+    // the stand-in's split independently): Claude Code's 1-hour writes, if it made any, cost
+    // 2x input, not the 1.25x of a 5-minute write.
+    let all: Vec<Tokens> = stack.upstream.requests().iter().map(stand_in_usage).collect();
+    let one_hour: i64 = all.iter().map(|t| t.cache_write_1h).sum();
     let total = stack.check_upstream_and_ledger(&[&token]);
     assert!(total > 0);
+    let (_, price) = platform_model(&stack, "platform/sonnet");
+    let flat: i64 = all.iter().map(|t| Tokens { cache_write_1h: 0, ..*t }.cost(price)).sum();
+    if one_hour > 0 {
+        assert!(total > flat, "1-hour writes ({one_hour} tokens) cost more than at the 5-minute rate");
+    } else {
+        assert_eq!(total, flat);
+    }
+    eprintln!("claude code: {one_hour} tokens written for an hour; charged {total} µUSD, {flat} µUSD at the flat rate");
     stack.terminate_and_check_the_books(total);
 }

@@ -14,8 +14,7 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use tollgate_policy::money::Price;
-use tollgate_policy::{Micros, Usage};
+use tollgate_policy::{Charge, Markup, Micros, Pricing, Usage};
 
 /// Characters per output token assumed by the estimate; see the module docs.
 pub const CHARS_PER_TOKEN: u64 = 3;
@@ -49,11 +48,12 @@ pub fn estimated_usage(seen: Usage, relayed_chars: u64, input_estimate: u64, max
     }
 }
 
-/// The cost of an estimated `usage` at `price`, never more than `reserved` (the request's
-/// worst case, which the client was admitted for).
-pub fn estimated_cost(price: &Price, usage: &Usage, reserved: Micros) -> Micros {
-    let cost = price.cost(usage);
-    if cost > reserved { reserved } else { cost }
+/// The charge of an estimated `usage` at `pricing` with `markup`: what the org is charged is
+/// never more than `reserved` (the request's worst case, which the client was admitted for);
+/// the provider's price is reported as computed.
+pub fn estimated_charge(pricing: &Pricing, usage: &Usage, markup: Markup, reserved: Micros) -> Charge {
+    let charge = pricing.charge(usage, markup);
+    Charge { cost: charge.cost.min(reserved), ..charge }
 }
 
 fn count(text: Option<&Cow<'_, str>>) -> u64 {
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn the_estimated_usage_is_at_least_what_was_seen_and_the_output_estimate_is_capped() {
-        let seen = Usage { input_tokens: 25, output_tokens: 1, cache_write_tokens: 0, cache_read_tokens: 0 };
+        let seen = Usage { input_tokens: 25, output_tokens: 1, ..Usage::default() };
         let u = estimated_usage(seen, 30, 999, 1000);
         assert_eq!((u.input_tokens, u.output_tokens), (25, 10));
         let u = estimated_usage(Usage::default(), 30, 40, 4);

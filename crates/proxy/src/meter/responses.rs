@@ -5,11 +5,12 @@
 //! non-streaming body. `input_tokens` *includes* `input_tokens_details.cached_tokens`, so
 //! `input_tokens = input - cached` and `cache_read_tokens = cached` (charged at the cache-read
 //! price); `output_tokens` includes `output_tokens_details.reasoning_tokens` and is charged
-//! whole. No cache writes are reported. Every other event (`response.created`, the text
+//! whole. No cache writes are reported. The response's `service_tier` says at which tier it is
+//! billed. Every other event (`response.created`, the text
 //! deltas, ...) carries no usage and is not parsed when its `event:` field names it.
 
 use serde::Deserialize;
-use tollgate_policy::Usage;
+use tollgate_policy::{ServiceTier, Usage};
 
 use crate::meter::{may_carry_usage, relayed};
 use crate::sse::{EventRef, SseParser};
@@ -45,6 +46,7 @@ struct EventPayload {
 #[derive(Deserialize)]
 struct ResponseBody {
     usage: Option<ResponsesUsage>,
+    service_tier: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -60,7 +62,7 @@ struct InputTokensDetails {
 }
 
 impl ResponsesUsage {
-    fn to_usage(&self) -> Usage {
+    fn to_usage(&self, service_tier: Option<&str>) -> Usage {
         let input = self.input_tokens.unwrap_or(0);
         // Cached tokens are part of the input; a report claiming more cached than input tokens
         // is clamped so that input + cache_read is always the input count.
@@ -69,7 +71,9 @@ impl ResponsesUsage {
             input_tokens: input - cached,
             output_tokens: self.output_tokens.unwrap_or(0),
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
             cache_read_tokens: cached,
+            service_tier: service_tier.and_then(ServiceTier::from_response),
         }
     }
 }
@@ -89,8 +93,8 @@ impl ResponsesMeter {
     /// Observes the whole body of a non-streaming response.
     pub fn observe_body(&mut self, body: &[u8]) {
         match serde_json::from_slice::<ResponseBody>(body) {
-            Ok(ResponseBody { usage: Some(usage) }) => {
-                self.state.usage = usage.to_usage();
+            Ok(ResponseBody { usage: Some(usage), service_tier }) => {
+                self.state.usage = usage.to_usage(service_tier.as_deref());
                 self.state.completed = true;
             }
             Ok(_) => {}
@@ -142,9 +146,11 @@ impl ResponsesState {
                 if !terminal {
                     return;
                 }
-                match payload.response.and_then(|r| r.usage) {
-                    Some(usage) => self.usage = usage.to_usage(),
-                    None => self.malformed += 1,
+                match payload.response {
+                    Some(ResponseBody { usage: Some(usage), service_tier }) => {
+                        self.usage = usage.to_usage(service_tier.as_deref());
+                    }
+                    _ => self.malformed += 1,
                 }
                 self.completed = true;
             }
@@ -158,7 +164,7 @@ mod tests {
     use super::*;
 
     fn usage(input: u64, output: u64, cache_read: u64) -> Usage {
-        Usage { input_tokens: input, output_tokens: output, cache_write_tokens: 0, cache_read_tokens: cache_read }
+        Usage { input_tokens: input, output_tokens: output, cache_read_tokens: cache_read, ..Usage::default() }
     }
 
     const COMPLETED: &str = "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":9,\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"usage\":{\"input_tokens\":120,\"input_tokens_details\":{\"cached_tokens\":100},\"output_tokens\":15,\"output_tokens_details\":{\"reasoning_tokens\":5},\"total_tokens\":135}}}\n\n";

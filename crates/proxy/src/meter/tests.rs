@@ -10,7 +10,13 @@ const OPENAI_BODY: &[u8] = include_bytes!("../../tests/fixtures/openai_completio
 const CHUNK_SIZES: [usize; 7] = [1, 2, 3, 7, 64, 1024, usize::MAX];
 
 fn usage(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Usage {
-    Usage { input_tokens: input, output_tokens: output, cache_write_tokens: cache_write, cache_read_tokens: cache_read }
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cache_write_tokens: cache_write,
+        cache_read_tokens: cache_read,
+        ..Usage::default()
+    }
 }
 
 fn anthropic(stream: &[u8], chunk: usize) -> AnthropicMeter {
@@ -264,4 +270,67 @@ fn meter_dispatches_on_protocol() {
     let mut meter = Meter::new(Protocol::Anthropic);
     meter.observe_body(ANTHROPIC_BODY);
     assert!(meter.completed());
+}
+
+/// Claude Code's 1-hour cache writes: the split in `message_start`, or only in the cumulative
+/// `message_delta`, streaming or not; without it, every write is a 5-minute one.
+#[test]
+fn anthropic_cache_writes_split_by_ttl() {
+    let start = |usage: &str| {
+        format!(
+            "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"m\",\"usage\":{usage}}}}}\n\n"
+        )
+    };
+    let delta = |usage: &str| {
+        format!("event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{}},\"usage\":{usage}}}\n\n")
+    };
+    let stop = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let split = r#"{"input_tokens":5,"cache_creation_input_tokens":1000,"cache_read_input_tokens":7,"cache_creation":{"ephemeral_5m_input_tokens":400,"ephemeral_1h_input_tokens":600},"output_tokens":1}"#;
+    let plain =
+        r#"{"input_tokens":5,"cache_creation_input_tokens":1000,"cache_read_input_tokens":7,"output_tokens":1}"#;
+    let cases = [
+        (format!("{}{}{stop}", start(split), delta(r#"{"output_tokens":9}"#)), 600),
+        (format!("{}{}{stop}", start(plain), delta(&split.replace("\"output_tokens\":1", "\"output_tokens\":9"))), 600),
+        (format!("{}{}{stop}", start(plain), delta(r#"{"output_tokens":9}"#)), 0),
+    ];
+    for (stream, one_hour) in cases {
+        for chunk in CHUNK_SIZES {
+            let u = anthropic(stream.as_bytes(), chunk).usage();
+            assert_eq!(
+                (u.input_tokens, u.output_tokens, u.cache_write_tokens, u.cache_write_1h_tokens, u.cache_read_tokens),
+                (5, 9, 1000, one_hour, 7),
+                "chunk {chunk}: {stream}"
+            );
+            assert_eq!(u.cache_write_split(), (1000 - one_hour, one_hour));
+        }
+    }
+    let mut body = AnthropicMeter::new();
+    body.observe_body(format!(r#"{{"type":"message","usage":{split}}}"#).as_bytes());
+    assert_eq!((body.usage().cache_write_tokens, body.usage().cache_write_1h_tokens), (1000, 600));
+    // A split whose parts exceed the total is billed part by part.
+    let mut odd = AnthropicMeter::new();
+    odd.observe_body(br#"{"type":"message","usage":{"cache_creation_input_tokens":10,"cache_creation":{"ephemeral_5m_input_tokens":8,"ephemeral_1h_input_tokens":9}}}"#);
+    assert_eq!(odd.usage().cache_write_split(), (8, 9));
+}
+
+/// OpenAI's `service_tier`: in a body, in the usage chunk of a stream.
+#[test]
+fn openai_service_tier_is_metered() {
+    let mut body = OpenAiMeter::new();
+    body.observe_body(
+        br#"{"id":"c","service_tier":"priority","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":2}}"#,
+    );
+    assert_eq!(body.usage().service_tier, Some(ServiceTier::Priority));
+    let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"service_tier\":\"flex\"}\n\n\
+data: {\"choices\":[],\"service_tier\":\"flex\",\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n";
+    assert_eq!(openai(stream, 5).usage().service_tier, Some(ServiceTier::Flex));
+    let mut standard = OpenAiMeter::new();
+    standard.observe_body(br#"{"service_tier":"default","choices":[],"usage":{"prompt_tokens":1}}"#);
+    assert_eq!(standard.usage().service_tier, None);
+    let mut responses = ResponsesMeter::new();
+    responses.observe_chunk(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"service_tier\":\"priority\",\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}}\n\n");
+    assert_eq!(responses.usage().service_tier, Some(ServiceTier::Priority));
+    let mut responses_body = ResponsesMeter::new();
+    responses_body.observe_body(br#"{"service_tier":"flex","usage":{"input_tokens":3,"output_tokens":4}}"#);
+    assert_eq!(responses_body.usage().service_tier, Some(ServiceTier::Flex));
 }

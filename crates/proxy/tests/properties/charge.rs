@@ -5,10 +5,10 @@
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::Value;
-use tollgate_policy::Micros;
 use tollgate_policy::money::{PicoPerToken, Price};
 use tollgate_policy::registry::Protocol;
-use tollgate_proxy::meter::relayed::{CHARS_PER_TOKEN, estimated_cost, estimated_usage};
+use tollgate_policy::{Markup, Micros, Pricing};
+use tollgate_proxy::meter::relayed::{CHARS_PER_TOKEN, estimated_charge, estimated_usage};
 use tollgate_proxy::{Meter, Usage};
 
 /// Which meter reads a recorded stream.
@@ -79,21 +79,24 @@ fn relayed_before(kind: Kind, prefix: &str) -> u64 {
         .sum()
 }
 
-fn price() -> impl Strategy<Value = Price> {
-    (0..5_000_000_u64, 0..20_000_000_u64, 0..6_000_000_u64, 0..1_000_000_u64).prop_map(|(i, o, w, r)| Price {
-        input: PicoPerToken::new(i),
-        output: PicoPerToken::new(o),
-        cache_write: PicoPerToken::new(w),
-        cache_read: PicoPerToken::new(r),
-    })
+fn price() -> impl Strategy<Value = Pricing> {
+    (0..5_000_000_u64, 0..20_000_000_u64, 0..6_000_000_u64, 0..10_000_000_u64, 0..1_000_000_u64).prop_map(
+        |(i, o, w, h, r)| {
+            Pricing::flat(Price {
+                input: PicoPerToken::new(i),
+                output: PicoPerToken::new(o),
+                cache_write: PicoPerToken::new(w),
+                cache_write_1h: PicoPerToken::new(h),
+                cache_read: PicoPerToken::new(r),
+            })
+        },
+    )
 }
 
-/// The worst case the proxy reserves: the input estimate at the dearer of input and cache
-/// write, plus the output limit at the output price.
-fn worst_case(price: &Price, input_estimate: u64, max_output: u64) -> Micros {
-    let dearer = if price.cache_write > price.input { price.cache_write } else { price.input };
-    let priced = Price { input: dearer, ..*price };
-    priced.cost(&Usage { input_tokens: input_estimate, output_tokens: max_output, ..Usage::default() })
+/// The worst case the proxy reserves ([`Pricing::worst_case`]; its own property tests show it
+/// bounds every usage within the request's bounds).
+fn worst_case(price: &Pricing, input_estimate: u64, max_output: u64, markup: Markup) -> Micros {
+    price.worst_case(input_estimate, max_output, markup)
 }
 
 proptest! {
@@ -106,7 +109,9 @@ proptest! {
         price in price(),
         input_estimate in 0..100_000_u64,
         max_output in 1..2_000_u64,
+        markup in -99..=1000_i64,
     ) {
+        let markup = Markup::try_from(markup).unwrap();
         let (kind, stream) = recorded()[which];
         let at = cut.index(stream.len() + 1);
         let prefix = stream.as_bytes().get(..at).unwrap();
@@ -114,8 +119,8 @@ proptest! {
         m.observe_chunk(prefix);
         let seen = m.usage();
         let usage = estimated_usage(seen, m.relayed_chars(), input_estimate, max_output);
-        let reserved = worst_case(&price, input_estimate, max_output);
-        let cost = estimated_cost(&price, &usage, reserved);
+        let reserved = worst_case(&price, input_estimate, max_output, markup);
+        let cost = estimated_charge(&price, &usage, markup, reserved).cost;
 
         let relayed = relayed_before(kind, &String::from_utf8_lossy(prefix));
         let estimate = relayed.div_ceil(CHARS_PER_TOKEN).min(max_output);
@@ -127,7 +132,7 @@ proptest! {
             output_tokens: estimate,
             ..seen
         };
-        let floor_cost = price.cost(&floor);
+        let floor_cost = price.charge(&floor, markup).cost;
         prop_assert!(cost >= floor_cost.min(reserved), "{cost} below the floor {floor_cost}");
         prop_assert!(cost <= reserved, "{cost} above the worst case {reserved}");
     }

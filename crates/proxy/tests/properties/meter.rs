@@ -49,6 +49,7 @@ proptest! {
             output_tokens: s.output,
             cache_write_tokens: s.cache_write,
             cache_read_tokens: s.cache_read,
+            ..Usage::default()
         };
         let meter = anthropic(&split(&s.stream.bytes, &cuts));
         prop_assert_eq!(meter.usage(), expected);
@@ -79,6 +80,7 @@ proptest! {
             output_tokens: s.completion,
             cache_write_tokens: 0,
             cache_read_tokens: s.cached,
+            ..Usage::default()
         };
         prop_assert_eq!(meter.usage(), expected);
         prop_assert!(meter.completed());

@@ -81,14 +81,15 @@ pub(super) async fn get_org(
     Ok(Json(Org::from(&org)))
 }
 
-/// Changes an org's name or default billing mode (`null` clears the mode).
+/// Changes an org's name, default billing mode (`null` clears the mode) or price plan
+/// (`markup_percent`).
 #[utoipa::path(
     patch, path = "/admin/orgs/{org}", tag = "orgs",
     params(("org" = String, Path, description = "Org id")),
     request_body = PatchOrg,
     responses(
         (status = 200, description = "The changed org", body = Org),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME or INVALID_BILLING_MODE", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE or INVALID_MARKUP", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
@@ -109,6 +110,7 @@ pub(super) async fn patch_org(
             .default_billing_mode
             .map(|m| validate::opt_billing_mode(m.as_deref()))
             .transpose()?,
+        markup_percent: body.markup_percent.as_ref().map(validate::markup).transpose()?,
     };
     let org = state.store().update_org(&id, &patch).await?;
     state.invalidate(Invalidation::Org(org.id.clone())).await;

@@ -59,10 +59,15 @@ pub(crate) async fn orgs_crud_and_unique_names(h: Harness) {
     assert_eq!(s.get_org(&a.id).await.unwrap(), a);
     let names: Vec<String> = s.list_orgs().await.unwrap().into_iter().map(|o| o.name).collect();
     assert_eq!(names, ["acme", "beta"]);
-    let patched = s.update_org(&a.id, &OrgPatch { name: None, default_billing_mode: Some(None) }).await.unwrap();
+    let patched = s
+        .update_org(&a.id, &OrgPatch { name: None, default_billing_mode: Some(None), markup_percent: None })
+        .await
+        .unwrap();
     assert_eq!((patched.name.as_str(), patched.default_billing_mode), ("acme", None));
-    let renamed =
-        s.update_org(&a.id, &OrgPatch { name: Some("acme2".into()), default_billing_mode: None }).await.unwrap();
+    let renamed = s
+        .update_org(&a.id, &OrgPatch { name: Some("acme2".into()), default_billing_mode: None, markup_percent: None })
+        .await
+        .unwrap();
     assert_eq!(renamed.name, "acme2");
     assert!(renamed.updated_at >= a.updated_at);
     assert!(matches!(
@@ -71,6 +76,14 @@ pub(crate) async fn orgs_crud_and_unique_names(h: Harness) {
     ));
     assert!(matches!(s.get_org(&oid("nope")).await, Err(StoreError::NotFound("org"))));
     assert!(matches!(s.update_org(&oid("nope"), &OrgPatch::default()).await, Err(StoreError::NotFound("org"))));
+    // A price plan: none by default, set alone, kept by other changes.
+    assert_eq!(renamed.markup_percent, tollgate_policy::Markup::NONE);
+    let markup = tollgate_policy::Markup::try_from(-15).unwrap();
+    let priced = s.update_org(&a.id, &OrgPatch { markup_percent: Some(markup), ..OrgPatch::default() }).await.unwrap();
+    assert_eq!((priced.markup_percent, priced.name.as_str()), (markup, "acme2"));
+    let kept = s.update_org(&a.id, &OrgPatch { name: Some("acme3".into()), ..OrgPatch::default() }).await.unwrap();
+    assert_eq!(kept.markup_percent, markup);
+    assert_eq!(s.get_org(&a.id).await.unwrap().markup_percent, markup);
 }
 
 pub(crate) async fn credit_adjustments_are_atomic_and_recorded(h: Harness) {
@@ -371,10 +384,13 @@ pub(crate) async fn usage_groups_the_ledger(h: Harness) {
     ];
     for (id, org, ws, model, status, i, o, cw, cr, cost, at) in rows {
         let status = status.map_or_else(|| "NULL".to_owned(), |s: i32| s.to_string());
+        // Every row's provider price is 80% of its charge; r1's one cache write is 1-hour.
+        let provider = cost * 4 / 5;
+        let one_hour = i64::from(id == "r1");
         h.raw(&format!(
             "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, cost_micros, \
-             input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at) \
-             VALUES ('{id}', '{org}', '{ws}', '{model}', 'settled', {status}, 0, {cost}, {i}, {o}, {cw}, {cr}, {at})"
+             input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, provider_cost_micros, cache_write_1h_tokens) \
+             VALUES ('{id}', '{org}', '{ws}', '{model}', 'settled', {status}, 0, {cost}, {i}, {o}, {cw}, {cr}, {at}, {provider}, {one_hour})"
         ))
         .await;
     }
@@ -394,7 +410,9 @@ pub(crate) async fn usage_groups_the_ledger(h: Harness) {
                 input_tokens: 10,
                 output_tokens: 5,
                 cache_write_tokens: 1,
+                cache_write_1h_tokens: 1,
                 cache_read_tokens: 2,
+                provider_cost_micros: 80,
                 cost_micros: 100,
                 estimated_requests: 0,
             },
@@ -405,7 +423,9 @@ pub(crate) async fn usage_groups_the_ledger(h: Harness) {
                 input_tokens: 3,
                 output_tokens: 1,
                 cache_write_tokens: 0,
+                cache_write_1h_tokens: 0,
                 cache_read_tokens: 0,
+                provider_cost_micros: 5,
                 cost_micros: 7,
                 estimated_requests: 1,
             },
@@ -451,10 +471,14 @@ fn settlement(cost: i64, status: Option<u16>) -> tollgate_store::Settlement {
         usage: tollgate_policy::Usage {
             input_tokens: 10,
             output_tokens: 20,
-            cache_write_tokens: 1,
+            cache_write_tokens: 3,
+            cache_write_1h_tokens: 1,
             cache_read_tokens: 2,
+            service_tier: None,
         },
         cost: Micros::new(cost),
+        // The org's markup is +25%: the provider billed four fifths of the charge.
+        provider_cost: Micros::new(cost * 4 / 5),
         http_status: status,
         estimated: status.is_none(),
     }
@@ -505,6 +529,12 @@ pub(crate) async fn credit_is_leased_recorded_and_returned(h: Harness) {
     assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(115));
     assert!(s.record_usage(&lid("a"), &org.id, &rows, ttl).await.unwrap(), "a retried batch");
     assert_eq!(shown().await, 960, "rows already written are not charged again");
+    // Credit counts what the org is charged (40), the row keeps what the provider billed (32).
+    let usage = s.usage(&UsageQuery { org_id: Some(org.id.clone()), ..UsageQuery::default() }).await.unwrap();
+    assert_eq!(
+        usage.iter().map(|r| (r.cost_micros, r.provider_cost_micros, r.cache_write_1h_tokens)).collect::<Vec<_>>(),
+        [(40, 32, 1)]
+    );
     // Returning unspent credit.
     assert!(s.release_lease(&lid("a"), Some(Micros::new(50)), ttl).await.unwrap());
     assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(65));
@@ -640,7 +670,11 @@ pub(crate) async fn concurrent_patches_of_different_fields_all_land(h: Harness) 
             ..WorkspacePatch::default()
         };
         h.store.update_workspace(&ws.id, &reset).await.unwrap();
-        let reset = OrgPatch { name: Some(format!("org-base-{round}")), default_billing_mode: Some(None) };
+        let reset = OrgPatch {
+            name: Some(format!("org-base-{round}")),
+            default_billing_mode: Some(None),
+            markup_percent: None,
+        };
         h.store.update_org(&org.id, &reset).await.unwrap();
 
         let mode = modes[round % modes.len()];
@@ -650,8 +684,8 @@ pub(crate) async fn concurrent_patches_of_different_fields_all_land(h: Harness) 
             WorkspacePatch { billing_mode: Some(Some(mode)), ..WorkspacePatch::default() },
         ];
         let org_patches = [
-            OrgPatch { name: Some(format!("org-{round}")), default_billing_mode: None },
-            OrgPatch { name: None, default_billing_mode: Some(Some(mode)) },
+            OrgPatch { name: Some(format!("org-{round}")), default_billing_mode: None, markup_percent: None },
+            OrgPatch { name: None, default_billing_mode: Some(Some(mode)), markup_percent: None },
         ];
         let mut tasks = Vec::new();
         for patch in ws_patches {

@@ -60,9 +60,21 @@ async fn openai_completion_has_the_documented_shape_and_usage() {
                 "completion_tokens": REPLY_WORDS,
                 "total_tokens": 10 + REPLY_WORDS,
                 "prompt_tokens_details": {"cached_tokens": 0}
-            }
+            },
+            "service_tier": "default"
         })
     );
+    // The tier asked for is the tier reported, in a body and in every chunk of a stream.
+    let priority = with(chat_request("gpt-stub"), "service_tier", json!("priority"));
+    let body: Value = openai(&upstream, &priority).await.json().await.unwrap();
+    assert_eq!(body["service_tier"], "priority");
+    let streamed = with(with(priority, "stream", json!(true)), "stream_options", json!({"include_usage": true}));
+    let frames = frames_of("/v1/chat/completions", &streamed).await;
+    let chunks = frames.iter().filter(|f| !f.contains("[DONE]"));
+    for frame in chunks {
+        let chunk: Value = serde_json::from_str(frame.trim().strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(chunk["service_tier"], "priority", "{frame}");
+    }
 }
 
 #[tokio::test]

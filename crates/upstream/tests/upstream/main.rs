@@ -181,7 +181,8 @@ fn cached_request(stream: bool) -> Value {
         "messages": [
             {"role": "user", "content": [
                 {"type": "text", "text": "u".repeat(30)},
-                {"type": "text", "text": "v".repeat(200), "cache_control": {"type": "ephemeral", "ttl": "5m"}}
+                {"type": "text", "text": "v".repeat(80), "cache_control": {"type": "ephemeral", "ttl": "5m"}},
+                {"type": "text", "text": "w".repeat(120), "cache_control": {"type": "ephemeral", "ttl": "1h"}}
             ]}
         ]
     })

@@ -32,7 +32,8 @@ async fn anthropic_message_has_the_documented_shape_and_usage() {
                 "input_tokens": 30,
                 "output_tokens": REPLY_WORDS,
                 "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0
+                "cache_read_input_tokens": 0,
+                "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}
             }
         })
     );
@@ -71,14 +72,19 @@ async fn anthropic_cache_control_blocks_are_read_from_and_written_to_the_cache()
         "input_tokens": 10,
         "output_tokens": REPLY_WORDS,
         "cache_creation_input_tokens": 50,
-        "cache_read_input_tokens": 100
+        "cache_read_input_tokens": 100,
+        // 80 bytes written for 5 minutes, 120 for an hour.
+        "cache_creation": {"ephemeral_5m_input_tokens": 20, "ephemeral_1h_input_tokens": 30}
     });
     let body: Value = anthropic(&upstream, "/v1/messages", &cached_request(false)).await.json().await.unwrap();
     assert_eq!(body["usage"], usage);
 
     let text = anthropic(&upstream, "/v1/messages", &cached_request(true)).await.text().await.unwrap();
     let events = anthropic_events(&text);
-    assert_eq!(events[0].1["message"]["usage"], with(usage, "output_tokens", json!(1)));
+    assert_eq!(events[0].1["message"]["usage"], with(usage.clone(), "output_tokens", json!(1)));
+    // The cumulative message_delta carries the whole usage, the split included.
+    let delta = events.iter().find(|(name, _)| name == "message_delta").unwrap();
+    assert_eq!(delta.1["usage"], usage);
 
     let count: Value =
         anthropic(&upstream, "/v1/messages/count_tokens", &cached_request(false)).await.json().await.unwrap();
@@ -117,6 +123,7 @@ async fn anthropic_stream_is_the_exact_event_sequence() {
                 "input_tokens": 30,
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,
+                "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
                 "output_tokens": 1
             }
         }})
@@ -138,7 +145,13 @@ async fn anthropic_stream_is_the_exact_event_sequence() {
         json!({
             "type": "message_delta",
             "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-            "usage": {"output_tokens": REPLY_WORDS}
+            "usage": {
+                "input_tokens": 30,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+                "output_tokens": REPLY_WORDS
+            }
         })
     );
     assert_eq!(events[n - 1].1, json!({"type": "message_stop"}));

@@ -118,9 +118,16 @@ async fn a_response_has_the_documented_shape_and_usage() {
                 "role": "assistant",
                 "content": [{"type": "output_text", "text": REPLY, "annotations": []}]
             }],
-            "usage": usage(0, REPLY_WORDS)
+            "usage": usage(0, REPLY_WORDS),
+            "service_tier": "default"
         })
     );
+    // The tier asked for is the tier reported.
+    for (asked, served) in [("priority", "priority"), ("flex", "flex"), ("auto", "default")] {
+        let body: Value =
+            responses(&upstream, &with(request("gpt-stub"), "service_tier", json!(asked))).await.json().await.unwrap();
+        assert_eq!(body["service_tier"], served, "{asked}");
+    }
     let input_only = json!({"model": "gpt-stub", "input": "x".repeat(9)});
     let body: Value = responses(&upstream, &input_only).await.json().await.unwrap();
     assert_eq!(
