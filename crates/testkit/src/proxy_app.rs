@@ -82,7 +82,11 @@ pub fn registry() -> Arc<Registry> {
 
 /// Starts the proxy's routes on 127.0.0.1:0 over `store`, forwarding to `upstream_url`.
 pub async fn start_proxy(store: Arc<dyn Store>, upstream_url: &str) -> (Proxy, String) {
-    let registry = registry();
+    start_proxy_with(store, upstream_url, registry()).await
+}
+
+/// [`start_proxy`] with another registry (its upstreams named `anthropic` and `openai`).
+pub async fn start_proxy_with(store: Arc<dyn Store>, upstream_url: &str, registry: Arc<Registry>) -> (Proxy, String) {
     let url = upstream_url.to_owned();
     let config = ProxyConfig::from_env(&registry, |name| match name {
         "TOLLGATE_UPSTREAM_ANTHROPIC_URL" | "TOLLGATE_UPSTREAM_OPENAI_URL" => Some(url.clone()),
@@ -130,8 +134,26 @@ impl App {
     /// A proxy over `store` (already open), with a new org holding `credit` micro-USD;
     /// `dir` is removed with the app.
     pub async fn on(store: Arc<dyn Store>, credit: i64, dir: Option<std::path::PathBuf>) -> App {
+        Self::on_with(store, credit, dir, registry()).await
+    }
+
+    /// A fresh SQLite store with an org holding `credit` micro-USD, the proxy charging with
+    /// `registry`'s prices.
+    pub async fn with_registry(credit: i64, registry: Arc<Registry>) -> App {
+        let dir = std::env::temp_dir().join(format!("tollgate-proxy-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = tollgate_store::connect(&format!("sqlite://{}", dir.join("t.db").display()), key()).await.unwrap();
+        Self::on_with(store, credit, Some(dir), registry).await
+    }
+
+    async fn on_with(
+        store: Arc<dyn Store>,
+        credit: i64,
+        dir: Option<std::path::PathBuf>,
+        registry: Arc<Registry>,
+    ) -> App {
         let upstream = Upstream::start().await.unwrap();
-        let (proxy, base) = start_proxy(store.clone(), &upstream.url()).await;
+        let (proxy, base) = start_proxy_with(store.clone(), &upstream.url(), registry).await;
         let org = store
             .create_org(&NewOrg {
                 name: format!("org-{}", uuid::Uuid::new_v4().simple()),
@@ -201,7 +223,9 @@ impl App {
             total.input_tokens += r.input_tokens;
             total.output_tokens += r.output_tokens;
             total.cache_write_tokens += r.cache_write_tokens;
+            total.cache_write_1h_tokens += r.cache_write_1h_tokens;
             total.cache_read_tokens += r.cache_read_tokens;
+            total.provider_cost_micros += r.provider_cost_micros;
             total.cost_micros += r.cost_micros;
             total.estimated_requests += r.estimated_requests;
         }

@@ -529,11 +529,12 @@ pub(crate) async fn credit_is_leased_recorded_and_returned(h: Harness) {
     assert_eq!(s.leased_credit(&org.id).await.unwrap(), Micros::new(115));
     assert!(s.record_usage(&lid("a"), &org.id, &rows, ttl).await.unwrap(), "a retried batch");
     assert_eq!(shown().await, 960, "rows already written are not charged again");
-    // Credit counts what the org is charged (40), the row keeps what the provider billed (32).
+    // Credit counts what the org is charged (40), the row keeps what the provider billed (32);
+    // each of the two rows has one 1-hour cache write.
     let usage = s.usage(&UsageQuery { org_id: Some(org.id.clone()), ..UsageQuery::default() }).await.unwrap();
     assert_eq!(
         usage.iter().map(|r| (r.cost_micros, r.provider_cost_micros, r.cache_write_1h_tokens)).collect::<Vec<_>>(),
-        [(40, 32, 1)]
+        [(40, 32, 2)]
     );
     // Returning unspent credit.
     assert!(s.release_lease(&lid("a"), Some(Micros::new(50)), ttl).await.unwrap());
