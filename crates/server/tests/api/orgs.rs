@@ -23,7 +23,11 @@ both_backends!(org_crud_and_shape, org_errors, credit_adjustments);
 async fn org_crud_and_shape(backend: Backend) {
     let app = spawn_app(backend).await;
     let org = app.create_org(json!({"name": "acme", "default_billing_mode": "byok", "credit_micros": 5_000_000})).await;
-    assert_eq!(keys(&org), ["created_at", "credit_micros", "default_billing_mode", "id", "name", "updated_at"]);
+    assert_eq!(
+        keys(&org),
+        ["created_at", "credit_micros", "default_billing_mode", "id", "markup_percent", "name", "updated_at"]
+    );
+    assert_eq!(org["markup_percent"], 0, "no markup by default");
     assert_eq!(org["name"], "acme");
     assert_eq!(org["default_billing_mode"], "byok");
     assert_eq!(org["credit_micros"], 5_000_000);
@@ -56,6 +60,15 @@ async fn org_crud_and_shape(backend: Backend) {
     assert_eq!(cleared["name"], "acme-2");
     let same = app.patch(&format!("/admin/orgs/{id}"), json!({})).await;
     assert_eq!(same.assert_status(200)["name"], "acme-2");
+    // A price plan: set, returned, kept by other changes; the bounds are -99 and 1000.
+    for percent in [25, -99, 1000, 0] {
+        let priced = app.patch(&format!("/admin/orgs/{id}"), json!({"markup_percent": percent})).await;
+        assert_eq!(priced.assert_status(200)["markup_percent"], percent);
+    }
+    app.patch(&format!("/admin/orgs/{id}"), json!({"markup_percent": 15})).await.assert_status(200);
+    let renamed = app.patch(&format!("/admin/orgs/{id}"), json!({"name": "acme-3"})).await;
+    assert_eq!(renamed.assert_status(200)["markup_percent"], 15);
+    assert_eq!(app.get(&format!("/admin/orgs/{id}")).await.assert_status(200)["markup_percent"], 15);
 }
 
 async fn org_errors(backend: Backend) {
@@ -88,6 +101,10 @@ async fn org_errors(backend: Backend) {
         .await
         .assert_error(400, "INVALID_BILLING_MODE");
     app.patch(&format!("/admin/orgs/{id}"), json!({"name": ""})).await.assert_error(400, "INVALID_NAME");
+    for bad in [json!(-100), json!(1001), json!(2.5), json!(-1e9)] {
+        app.patch(&format!("/admin/orgs/{id}"), json!({"markup_percent": bad})).await.assert_error(400, "INVALID_MARKUP");
+    }
+    app.patch(&format!("/admin/orgs/{id}"), json!({"markup_percent": "5"})).await.assert_error(400, "INVALID_JSON");
     app.patch(&format!("/admin/orgs/{id}"), json!({"credit_micros": 5})).await.assert_error(400, "INVALID_JSON");
 
     let unknown = "00000000-0000-0000-0000-000000000000";

@@ -24,7 +24,8 @@ async fn usage_groups_and_filters_the_ledger(backend: Backend) {
             .execute(
                 &format!(
                     "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, \
-                     cost_micros, input_tokens, output_tokens, created_at, estimated) VALUES ($1, $2, $3, $4, 'settled', {status}, 0, {cost}, 10, 20, {when}, {estimated})"
+                     cost_micros, input_tokens, output_tokens, created_at, estimated, provider_cost_micros, cache_write_tokens, cache_write_1h_tokens) \
+                     VALUES ($1, $2, $3, $4, 'settled', {status}, 0, {cost}, 10, 20, {when}, {estimated}, {cost} * 4 / 5, 3, 1)"
                 ),
                 &[id, org, ws, model],
             )
@@ -34,8 +35,9 @@ async fn usage_groups_and_filters_the_ledger(backend: Backend) {
     assert_eq!(
         by_day.assert_status(200),
         &json!({"rows": [
-            {"key": "2026-11-19", "requests": 2, "errors": 1, "input_tokens": 20, "output_tokens": 40, "cache_write_tokens": 0, "cache_read_tokens": 0, "cost_micros": 100, "estimated_requests": 0},
-            {"key": "2026-11-20", "requests": 1, "errors": 0, "input_tokens": 10, "output_tokens": 20, "cache_write_tokens": 0, "cache_read_tokens": 0, "cost_micros": 7, "estimated_requests": 1},
+            // Each row's provider price is four fifths of its charge (a 25% markup): the margin.
+            {"key": "2026-11-19", "requests": 2, "errors": 1, "input_tokens": 20, "output_tokens": 40, "cache_write_tokens": 6, "cache_write_1h_tokens": 2, "cache_read_tokens": 0, "provider_cost_micros": 80, "cost_micros": 100, "margin_micros": 20, "estimated_requests": 0},
+            {"key": "2026-11-20", "requests": 1, "errors": 0, "input_tokens": 10, "output_tokens": 20, "cache_write_tokens": 3, "cache_write_1h_tokens": 1, "cache_read_tokens": 0, "provider_cost_micros": 5, "cost_micros": 7, "margin_micros": 2, "estimated_requests": 1},
         ]})
     );
     let by_model = app.get("/admin/usage?group_by=model").await;
