@@ -128,6 +128,15 @@ fn admin_walkthrough_and_exit_codes() {
     let (code, out, _) = admin(&s, t, &[&debit[..], &["--allow-negative"]].concat(), None);
     assert_eq!(code, 0);
     assert!(out.contains("-1000"), "{out}");
+    // A price plan, negative (a discount) included; out of range is the server's 400.
+    let (code, out, err) = admin(&s, t, &["org", "update", &org, "--markup-percent", "-20", "--json"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["markup_percent"], -20);
+    let (code, out, _) = admin(&s, t, &["org", "update", &org, "--markup-percent", "35"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("MARKUP_PERCENT") && out.contains(" 35 "), "{out}");
+    let (code, _, err) = admin(&s, t, &["org", "update", &org, "--markup-percent", "-100"], None);
+    assert_eq!((code, err.contains("INVALID_MARKUP")), (1, true), "{err}");
     let (code, _, err) = admin(&s, t, &["org", "get", "no-such-org"], None);
     assert_eq!((code, err.contains("NOT_FOUND")), (1, true), "{err}");
     let (code, _, err) = admin(&s, "tg_admin_wrong", &["org", "list"], None);
