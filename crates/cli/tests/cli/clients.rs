@@ -745,6 +745,31 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
         assert_eq!(one_hour, sum(|t| t.cache_write_1h), "{}", result["usage"]);
     }
 
+    // 3. Claude Code asked to write its cache for an hour (ENABLE_PROMPT_CACHING_1H, what it
+    // does by itself for subscribers): its cache_control blocks carry `"ttl": "1h"`, the
+    // stand-in reports the split, and the ledger prices those writes at the 1-hour rate.
+    let second_run = seen.len();
+    let home = temp_home("claude-1h");
+    let mut cmd = clean_command(
+        &claude,
+        &home,
+        &[
+            ("ANTHROPIC_BASE_URL", &base),
+            ("ANTHROPIC_AUTH_TOKEN", &token),
+            ("ANTHROPIC_MODEL", plan(&env, "ANTHROPIC_MODEL")),
+            ("CLAUDE_CODE_MAX_CONTEXT_TOKENS", plan(&env, "CLAUDE_CODE_MAX_CONTEXT_TOKENS")),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+            ("ENABLE_PROMPT_CACHING_1H", "1"),
+        ],
+    );
+    cmd.args(["-p", "Say hello", "--output-format", "json"]);
+    let (stdout, _, seen) = run_client(&stack, cmd, &home, "claude -p with 1-hour caching");
+    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(result["result"], REPLY, "{result}");
+    let third: Vec<Tokens> = seen[second_run..].iter().map(stand_in_usage).collect();
+    let third_1h: i64 = third.iter().map(|t| t.cache_write_1h).sum();
+    assert!(third_1h > 0, "Claude Code wrote nothing for an hour: {:#?}", summary(&seen[second_run..]));
+
     // What Claude Code sent, as the upstream got it: streaming Messages calls with `?beta=true`
     // and Claude Code's betas passed through.
     for r in &seen {
@@ -766,11 +791,13 @@ fn claude_code_cli_prints_the_reply_and_is_billed_exactly() {
     assert!(total > 0);
     let (_, price) = platform_model(&stack, "platform/sonnet");
     let flat: i64 = all.iter().map(|t| Tokens { cache_write_1h: 0, ..*t }.cost(price)).sum();
-    if one_hour > 0 {
-        assert!(total > flat, "1-hour writes ({one_hour} tokens) cost more than at the 5-minute rate");
-    } else {
-        assert_eq!(total, flat);
-    }
-    eprintln!("claude code: {one_hour} tokens written for an hour; charged {total} µUSD, {flat} µUSD at the flat rate");
+    assert!(one_hour >= third_1h);
+    assert!(total > flat, "1-hour writes ({one_hour} tokens) cost more than at the 5-minute rate");
+    let writes: i64 = all.iter().map(|t| t.cache_write).sum();
+    eprintln!(
+        "claude code session: {} requests, {writes} cache-write tokens of which {one_hour} for an hour; \
+         charged {total} µUSD (the provider's price, no markup), {flat} µUSD at the old flat rate",
+        all.len()
+    );
     stack.terminate_and_check_the_books(total);
 }

@@ -102,7 +102,9 @@ async fn org_errors(backend: Backend) {
         .assert_error(400, "INVALID_BILLING_MODE");
     app.patch(&format!("/admin/orgs/{id}"), json!({"name": ""})).await.assert_error(400, "INVALID_NAME");
     for bad in [json!(-100), json!(1001), json!(2.5), json!(-1e9)] {
-        app.patch(&format!("/admin/orgs/{id}"), json!({"markup_percent": bad})).await.assert_error(400, "INVALID_MARKUP");
+        app.patch(&format!("/admin/orgs/{id}"), json!({"markup_percent": bad}))
+            .await
+            .assert_error(400, "INVALID_MARKUP");
     }
     app.patch(&format!("/admin/orgs/{id}"), json!({"markup_percent": "5"})).await.assert_error(400, "INVALID_JSON");
     app.patch(&format!("/admin/orgs/{id}"), json!({"credit_micros": 5})).await.assert_error(400, "INVALID_JSON");
