@@ -27,6 +27,7 @@ fn at_most(seen: Usage, full: Usage) -> bool {
     seen.input_tokens <= full.input_tokens
         && seen.output_tokens <= full.output_tokens
         && seen.cache_write_tokens <= full.cache_write_tokens
+        && seen.cache_write_1h_tokens <= full.cache_write_1h_tokens
         && seen.cache_read_tokens <= full.cache_read_tokens
 }
 
@@ -41,13 +42,15 @@ proptest! {
     #![proptest_config(crate::config())]
 
     /// (c) The output count is the last message_delta's (cumulative, never summed); the input
-    /// and cache counts the largest seen; whatever the split.
+    /// and cache counts the largest seen, the 1-hour part of the writes included; whatever the
+    /// split.
     #[test]
     fn anthropic_usage_is_the_last_cumulative_delta(s in anthropic_stream(), cuts in cuts()) {
         let expected = Usage {
             input_tokens: s.input,
             output_tokens: s.output,
             cache_write_tokens: s.cache_write,
+            cache_write_1h_tokens: s.cache_write_1h,
             cache_read_tokens: s.cache_read,
             ..Usage::default()
         };

@@ -156,6 +156,8 @@ pub(crate) struct AnthropicStream {
     /// The usage the complete stream must report.
     pub input: u64,
     pub cache_write: u64,
+    /// Of `cache_write`, the 1-hour writes.
+    pub cache_write_1h: u64,
     pub cache_read: u64,
     pub output: u64,
 }
@@ -173,7 +175,8 @@ enum Middle {
 
 /// An Anthropic stream: message_start, then content deltas, pings, comments and at least one
 /// cumulative message_delta (non-decreasing output counts, the last one after all content),
-/// then message_stop (marked). Some deltas repeat the input and cache fields, larger or null.
+/// then message_stop (marked). Some deltas repeat the input and cache fields, larger or null;
+/// message_start splits the cache writes by TTL, and those deltas repeat the split.
 pub(crate) fn anthropic_stream() -> impl Strategy<Value = AnthropicStream> {
     let middle = prop_oneof![
         5 => content_text().prop_map(Middle::Text),
@@ -185,10 +188,15 @@ pub(crate) fn anthropic_stream() -> impl Strategy<Value = AnthropicStream> {
         prop::collection::vec(middle, 0..12),
         (0u64..100_000, 0u64..100_000, 0u64..100_000, 0u64..5),
         prop::collection::vec(0u64..50_000, 13),
-        (0u64..1000, any::<bool>()),
+        (0u64..1000, any::<bool>(), any::<prop::sample::Index>()),
         ending(),
     )
-        .prop_map(|(mut middle, (input, cache_write, cache_read, initial), mut outputs, (grow, last_has_input), ending)| {
+        .prop_map(|(mut middle, (input, cache_write, cache_read, initial), mut outputs, (grow, last_has_input, share), ending)| {
+            let one_hour = share.index(usize::try_from(cache_write).unwrap() + 1) as u64;
+            let split = format!(
+                "\"cache_creation\":{{\"ephemeral_5m_input_tokens\":{},\"ephemeral_1h_input_tokens\":{one_hour}}},",
+                cache_write - one_hour
+            );
             middle.push(Middle::Delta { with_input: last_has_input });
             outputs.sort_unstable();
             let mut outputs = outputs.into_iter().map(|o| o + initial);
@@ -197,7 +205,7 @@ pub(crate) fn anthropic_stream() -> impl Strategy<Value = AnthropicStream> {
             let mut blocks = vec![event(
                 "message_start",
                 format!(
-                    "{{\"type\":\"message_start\",\"message\":{{\"id\":\"msg_01XFDUDYJgAACzvnptvVoYEL\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-5-20250929\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{{\"input_tokens\":{input},\"cache_creation_input_tokens\":{cache_write},\"cache_read_input_tokens\":{cache_read},\"output_tokens\":{initial}}}}}}}"
+                    "{{\"type\":\"message_start\",\"message\":{{\"id\":\"msg_01XFDUDYJgAACzvnptvVoYEL\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-5-20250929\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{{{split}\"input_tokens\":{input},\"cache_creation_input_tokens\":{cache_write},\"cache_read_input_tokens\":{cache_read},\"output_tokens\":{initial}}}}}}}"
                 ),
             )];
             blocks.push(event("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.into()));
@@ -217,7 +225,7 @@ pub(crate) fn anthropic_stream() -> impl Strategy<Value = AnthropicStream> {
                             max_input = max_input.max(input + bump);
                             max_read = max_read.max(cache_read + bump);
                             format!(
-                                "\"input_tokens\":{},\"cache_creation_input_tokens\":null,\"cache_read_input_tokens\":{},",
+                                "\"input_tokens\":{},\"cache_creation_input_tokens\":null,\"cache_read_input_tokens\":{},{split}",
                                 input + bump,
                                 cache_read + bump
                             )
@@ -240,6 +248,13 @@ pub(crate) fn anthropic_stream() -> impl Strategy<Value = AnthropicStream> {
             }
             stream.mark_last();
             max_write = max_write.max(cache_write);
-            AnthropicStream { stream, input: max_input, cache_write: max_write, cache_read: max_read, output }
+            AnthropicStream {
+                stream,
+                input: max_input,
+                cache_write: max_write,
+                cache_write_1h: one_hour,
+                cache_read: max_read,
+                output,
+            }
         })
 }
