@@ -166,3 +166,17 @@ async fn the_reservation_covers_the_dearest_reachable_rates_and_the_markup() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_responses_call_served_at_priority_is_charged_at_its_service_tier() {
+    let app = App::with_registry(1_000_000, registry()).await;
+    let (_, token) = app.workspace("codex", "platform/gpt").await;
+    for (n, stream) in [(1, false), (2, true)] {
+        let body = json!({"model": "platform/gpt", "input": "hello", "stream": stream, "service_tier": "priority"});
+        let r = app.post("/openai/v1/responses", &token, body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await.unwrap();
+        // The stand-in: 1 input token ("hello" is 5 bytes), its 10-word reply; at 4 and 8.
+        assert_eq!(app.settled(n).await.cost_micros, n * (4 + 10 * 8), "stream: {stream}");
+    }
+}
