@@ -131,6 +131,9 @@ async fn the_org_is_charged_its_markup_and_the_ledger_keeps_the_providers_price(
     assert_eq!((u.provider_cost_micros, u.cost_micros), (CACHED_TURN_COST, 300), "240 x 1.25");
     assert_eq!(app.credit().await, 1_000_000 - 300, "credit counts what the org is charged");
     set_markup(&app, -50).await;
+    // A token not yet seen, so that no cached authorisation predates the change (the
+    // invalidation reaches the proxy's cache asynchronously).
+    let (_, token) = app.workspace("claude-code", "platform/priced").await;
     let r = app.post("/anthropic/v1/messages", &token, cached_turn(false)).send().await.unwrap();
     let _ = r.bytes().await.unwrap();
     let u = app.settled(2).await;
