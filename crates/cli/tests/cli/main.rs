@@ -3,6 +3,7 @@
 
 mod clients;
 mod codex;
+mod crash;
 mod exec;
 mod explain;
 mod serve;
