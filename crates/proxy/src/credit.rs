@@ -71,7 +71,10 @@ pub const CREDIT_ENV: [(&str, &str); 5] = [
     ("TOLLGATE_LEDGER_FLUSH_MS", "how often queued ledger rows are written (ms, default 50)"),
     ("TOLLGATE_LEASE_TTL_MS", "a lease not renewed this long is reclaimed by any instance (ms, default 60000)"),
     ("TOLLGATE_LEASE_RECLAIM_MS", "how often expired leases are reclaimed (ms, default 10000)"),
-    ("TOLLGATE_LEDGER_BACKLOG_ROWS", "most unwritten ledger rows held in memory before refusing requests (default 100000)"),
+    (
+        "TOLLGATE_LEDGER_BACKLOG_ROWS",
+        "most unwritten ledger rows held in memory before refusing requests (default 100000)",
+    ),
     ("TOLLGATE_LEDGER_BACKLOG_BYTES", "most bytes of unwritten ledger rows held in memory (default 67108864)"),
 ];
 
