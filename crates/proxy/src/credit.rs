@@ -192,6 +192,9 @@ struct Queue {
     rows: Vec<(LeaseId, OrgId, LedgerEntry)>,
     /// Sum of [`backlog_bytes_of`] over `rows`.
     bytes: usize,
+    /// Rows and bytes taken by the flush under way: still unwritten, so still counted (a
+    /// flush against an unreachable database can wait seconds before failing).
+    flushing: (usize, usize),
 }
 
 impl Queue {
@@ -200,9 +203,20 @@ impl Queue {
         self.rows.push((lease_id, org_id, entry));
     }
 
+    /// Takes every row for a flush, which counts as in flight until [`Queue::flushed`].
     fn take(&mut self) -> Vec<(LeaseId, OrgId, LedgerEntry)> {
-        self.bytes = 0;
+        self.flushing = (self.rows.len(), std::mem::take(&mut self.bytes));
         std::mem::take(&mut self.rows)
+    }
+
+    /// The flush ended; the rows it could not write were pushed back.
+    fn flushed(&mut self) {
+        self.flushing = (0, 0);
+    }
+
+    /// Unwritten rows and their bytes, the flush under way included.
+    fn backlog(&self) -> (usize, usize) {
+        (self.rows.len() + self.flushing.0, self.bytes + self.flushing.1)
     }
 }
 
@@ -387,8 +401,7 @@ impl Credit {
 
     /// The ledger rows waiting to be written and their estimated bytes.
     pub fn backlog(&self) -> (usize, usize) {
-        let q = lock(&self.inner.queue);
-        (q.rows.len(), q.bytes)
+        lock(&self.inner.queue).backlog()
     }
 
     /// Queues the ledger row of a request refused before it held anything (402).
@@ -546,6 +559,7 @@ async fn flush(inner: &Inner) -> Result<(), StoreError> {
             }
         }
     }
+    lock(&inner.queue).flushed();
     result
 }
 

@@ -1083,6 +1083,6 @@ fn backlog_refusal(rows: usize, bytes: usize) -> ProxyError {
     ProxyError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         Kind::Api,
-        "the proxy cannot record usage (its database is unreachable); try again later",
+        "the proxy cannot record usage right now (its ledger backlog is full); try again later",
     )
 }

@@ -6,6 +6,7 @@ mod codex;
 mod crash;
 mod exec;
 mod explain;
+mod outage;
 mod serve;
 
 use std::path::{Path, PathBuf};
