@@ -52,6 +52,31 @@ pub(crate) fn frame() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// States the registry's runtimes as the `enum` of every `runtime` field of the request bodies
+/// (the registry is loaded at start, `--providers`, so the derive cannot know them). `null`
+/// stays allowed where the field is nullable (a PATCH leaves it as it is).
+pub(crate) fn describe_runtimes(doc: &mut utoipa::openapi::OpenApi, registry: &tollgate_policy::Registry) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    let runtimes: Vec<serde_json::Value> = registry.runtimes().map(|r| serde_json::Value::from(r.id())).collect();
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for body in ["CreateWorkspace", "PatchWorkspace"] {
+        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(body) else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::Object(runtime))) = object.properties.get_mut("runtime") else {
+            continue;
+        };
+        let mut values = runtimes.clone();
+        if matches!(&runtime.schema_type, SchemaType::Array(types) if types.contains(&Type::Null)) {
+            values.push(serde_json::Value::Null);
+        }
+        runtime.enum_values = Some(values);
+    }
+}
+
 /// The document as JSON, serialised once when the router is built and served by
 /// `GET /openapi.json`.
 #[derive(Clone, Debug)]
