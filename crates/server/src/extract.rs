@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiErrorCode};
 #[derive(Debug)]
 pub(crate) struct ApiJson<T>(pub T);
 
-/// Like [`ApiJson`], but an empty body or `null` stands for `T::default()` (for `{model?}`).
+/// Like [`ApiJson`], but an empty body stands for `T::default()` (for `{model?}`).
 #[derive(Debug)]
 pub(crate) struct ApiJsonOrDefault<T>(pub T);
 
@@ -99,8 +99,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOr
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
-        // No body, or `null`: the document says the body is optional and nullable.
-        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }
         parse_json(&bytes).map(Self)

@@ -77,6 +77,39 @@ pub(crate) fn describe_runtimes(doc: &mut utoipa::openapi::OpenApi, registry: &t
     }
 }
 
+/// An optional request body (`Option<T>` in a route's annotation, e.g. provision's `{model?}`)
+/// is derived as `oneOf: [T, null]`; the server takes no body for an absent one, but a body
+/// of `null` is refused like any non-object (400 `INVALID_JSON`). This keeps the body optional
+/// and states it as `T` alone.
+pub(crate) fn optional_bodies_are_objects(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    use utoipa::openapi::{RefOr, Required};
+    for item in doc.paths.paths.values_mut() {
+        let operations = [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete, &mut item.get];
+        for op in operations.into_iter().flatten() {
+            let Some(RefOr::T(body)) = op.request_body.as_mut() else {
+                continue;
+            };
+            if body.required == Some(Required::True) {
+                continue;
+            }
+            for content in body.content.values_mut() {
+                let RefOr::T(content) = content else {
+                    continue;
+                };
+                let Some(RefOr::T(Schema::OneOf(one))) = content.schema.as_ref() else {
+                    continue;
+                };
+                let is_null = |s: &RefOr<Schema>| matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null));
+                let rest: Vec<RefOr<Schema>> = one.items.iter().filter(|s| !is_null(s)).cloned().collect();
+                if let [only] = rest.as_slice() {
+                    content.schema = Some(only.clone());
+                }
+            }
+        }
+    }
+}
+
 /// The document as JSON, serialised once when the router is built and served by
 /// `GET /openapi.json`.
 #[derive(Clone, Debug)]

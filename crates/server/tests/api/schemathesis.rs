@@ -107,10 +107,15 @@ parameters = {{ "path.ws" = "{pulled}" }}
     ];
     let st = st();
     // The server runs on this test's runtime: wait for schemathesis off it.
-    let out = tokio::task::spawn_blocking(move || Command::new(st).args(&args).env("NO_COLOR", "1").output())
-        .await
-        .unwrap()
-        .unwrap();
+    // Run in the temporary directory: schemathesis keeps a cache of examples in its working
+    // directory, which must not land in the repository.
+    let cwd = dir.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(st).args(&args).current_dir(cwd).env("NO_COLOR", "1").output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let cases = stdout.lines().find(|l| l.contains(" generated,")).unwrap_or("no test-case line").trim();
