@@ -17,6 +17,31 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// An integer as JSON Schema counts one: `5` or `5.0` (a number with no fraction is an
+/// integer there, so the OpenAPI document's `integer` admits it). Beyond 2^53 it must be
+/// written without a fraction, where a float could not hold it exactly.
+fn exact_integer<E: serde::de::Error>(n: &serde_json::Number) -> Result<i64, E> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        #[expect(clippy::cast_possible_truncation, reason = "integral and within ±2^53: exact")]
+        Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => Ok(f as i64),
+        _ => Err(E::custom(format!("invalid type: `{n}`, expected an integer"))),
+    }
+}
+
+/// [`exact_integer`] as a field's deserializer.
+fn integral<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    exact_integer(&serde_json::Number::deserialize(d)?)
+}
+
+/// [`integral`] for an optional field (with `#[serde(default)]`): `null` is `None`.
+fn opt_integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<serde_json::Number>::deserialize(d)?.map(|n| exact_integer(&n)).transpose()
+}
+
 /// A tenant.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Org {
@@ -148,7 +173,7 @@ pub struct CreateOrg {
     #[schema(value_type = Option<BillingMode>)]
     pub default_billing_mode: Option<String>,
     /// Initial balance in micro-USD, 0 to 10^15 (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "opt_integral", skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub credit_micros: Option<i64>,
 }
@@ -177,6 +202,7 @@ pub struct PatchOrg {
 pub struct CreditAdjustment {
     /// Micro-USD to add (negative to remove); |delta| at most 10^15, and the resulting
     /// balance within ±10^15.
+    #[serde(deserialize_with = "integral")]
     #[schema(minimum = -1_000_000_000_000_000_i64, maximum = 1_000_000_000_000_000_i64)]
     pub delta_micros: i64,
     /// Why, for the record: not blank, at most 1000 characters, no NUL.
