@@ -623,3 +623,69 @@ async fn background(inner: Weak<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn from_env_applies_each_variable_and_keeps_the_defaults_of_the_others() {
+        let c = CreditConfig::from_env(env(&[
+            ("TOLLGATE_LEDGER_FLUSH_MS", "300"),
+            ("TOLLGATE_LEASE_TTL_MS", "2000"),
+            ("TOLLGATE_LEASE_RECLAIM_MS", " 250 "),
+            ("TOLLGATE_LEDGER_BACKLOG_ROWS", "25"),
+            ("TOLLGATE_LEDGER_BACKLOG_BYTES", ""),
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.flush_interval, Duration::from_millis(300));
+        assert_eq!(c.lease_ttl, Duration::from_secs(2));
+        assert_eq!(c.reclaim_interval, Duration::from_millis(250));
+        assert_eq!(c.backlog_rows, 25);
+        assert_eq!(c.backlog_bytes, DEFAULT_BACKLOG_BYTES, "an empty variable is unset");
+        assert_eq!(c.idle_return, CreditConfig::default().idle_return);
+    }
+
+    #[test]
+    fn from_env_names_the_variable_of_a_value_that_is_not_a_positive_integer() {
+        for bad in ["0", "-5", "soon", "1.5"] {
+            let err = CreditConfig::from_env(env(&[("TOLLGATE_LEDGER_BACKLOG_ROWS", bad)])).err();
+            assert!(err.as_deref().is_some_and(|e| e.contains("TOLLGATE_LEDGER_BACKLOG_ROWS")), "{bad}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn the_backlog_counts_the_rows_of_a_flush_under_way_until_it_ends() {
+        let entry = LedgerEntry {
+            request_id: tollgate_store::RequestId::mint(),
+            workspace_id: tollgate_policy::WorkspaceId::parse("5f0c7d9e-1a2b-4c3d-8e4f-0a1b2c3d4e5f")
+                .unwrap_or_else(|e| panic!("{e}")),
+            model: "platform/sonnet".to_owned(),
+            reserved: Micros::ZERO,
+            settlement: tollgate_store::Settlement {
+                usage: tollgate_policy::Usage::default(),
+                cost: Micros::ZERO,
+                http_status: Some(200),
+                estimated: false,
+            },
+            rejected: false,
+            created_at: tollgate_store::Timestamp(0),
+        };
+        let org = OrgId::parse("0f0c7d9e-1a2b-4c3d-8e4f-0a1b2c3d4e5f").unwrap_or_else(|e| panic!("{e}"));
+        let bytes = backlog_bytes_of(&entry);
+        let mut q = Queue::default();
+        q.push(LeaseId::mint(), org.clone(), entry.clone());
+        q.push(LeaseId::mint(), org.clone(), entry.clone());
+        assert_eq!(q.backlog(), (2, 2 * bytes));
+        let taken = q.take();
+        assert_eq!(taken.len(), 2);
+        q.push(LeaseId::mint(), org, entry);
+        assert_eq!(q.backlog(), (3, 3 * bytes), "rows being written still count");
+        q.flushed();
+        assert_eq!(q.backlog(), (1, bytes));
+    }
+}
