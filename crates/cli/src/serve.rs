@@ -102,7 +102,9 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         public_url.as_str()
     ));
     crate::print(&out);
-    let config = tollgate_proxy::ProxyConfig::from_env(&registry, |name| std::env::var(name).ok());
+    let mut config = tollgate_proxy::ProxyConfig::from_env(&registry, |name| std::env::var(name).ok());
+    config.credit =
+        tollgate_proxy::CreditConfig::from_env(|name| std::env::var(name).ok()).map_err(CliError::config)?;
     for (name, target) in config.upstreams() {
         if target.key.is_none() {
             tracing::warn!(upstream = %name, key_env = %target.key_env, "no platform key: the proxy answers 502 for this upstream's models");

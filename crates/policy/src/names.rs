@@ -132,6 +132,30 @@ impl TryFrom<&str> for SecretName {
     }
 }
 
+/// The pattern a [`SecretName`] matches, for the OpenAPI document: `[A-Z_][A-Z0-9_]*`, not
+/// starting with [`RESERVED_PREFIX`]. Built from the same constants [`SecretName::parse`] checks.
+pub fn secret_name_pattern() -> String {
+    format!("^(?!{RESERVED_PREFIX})[A-Z_][A-Z0-9_]*$")
+}
+
+#[cfg(feature = "utoipa")]
+impl utoipa::PartialSchema for SecretName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(secret_name_pattern()))
+            .min_length(Some(1))
+            .max_length(Some(MAX_NAME_BYTES))
+            .description(Some(format!(
+                "A secret name: upper-case letters, digits and `_`, not starting with a digit nor `{RESERVED_PREFIX}`"
+            )))
+            .into()
+    }
+}
+
+#[cfg(feature = "utoipa")]
+impl utoipa::ToSchema for SecretName {}
+
 impl std::str::FromStr for SecretName {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

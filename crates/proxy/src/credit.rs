@@ -37,6 +37,13 @@ pub struct CreditConfig {
     /// After recalling other instances' leases, how long to wait for them to return credit
     /// before refusing a request.
     pub recall_wait: Duration,
+    /// How often expired leases (of instances that died) are looked for and reclaimed.
+    pub reclaim_interval: Duration,
+    /// The most ledger rows held in memory unwritten (a database outage): at this many, new
+    /// requests are refused ([`Refusal::Backlog`]) rather than served unrecorded.
+    pub backlog_rows: usize,
+    /// The most bytes those rows may take (an estimate per row; see [`backlog_bytes_of`]).
+    pub backlog_bytes: usize,
 }
 
 impl Default for CreditConfig {
@@ -47,8 +54,71 @@ impl Default for CreditConfig {
             idle_return: Duration::from_secs(5),
             lease_multiple: 64,
             recall_wait: Duration::from_millis(200),
+            reclaim_interval: Duration::from_secs(10),
+            backlog_rows: DEFAULT_BACKLOG_ROWS,
+            backlog_bytes: DEFAULT_BACKLOG_BYTES,
         }
     }
+}
+
+/// Default of [`CreditConfig::backlog_rows`]: at 1,000 requests a second, 100 s of outage.
+pub const DEFAULT_BACKLOG_ROWS: usize = 100_000;
+/// Default of [`CreditConfig::backlog_bytes`]: 64 MiB.
+pub const DEFAULT_BACKLOG_BYTES: usize = 64 << 20;
+
+/// The environment variables [`CreditConfig::from_env`] reads, with what each sets.
+pub const CREDIT_ENV: [(&str, &str); 5] = [
+    ("TOLLGATE_LEDGER_FLUSH_MS", "how often queued ledger rows are written (ms, default 50)"),
+    ("TOLLGATE_LEASE_TTL_MS", "a lease not renewed this long is reclaimed by any instance (ms, default 60000)"),
+    ("TOLLGATE_LEASE_RECLAIM_MS", "how often expired leases are reclaimed (ms, default 10000)"),
+    (
+        "TOLLGATE_LEDGER_BACKLOG_ROWS",
+        "most unwritten ledger rows held in memory before refusing requests (default 100000)",
+    ),
+    ("TOLLGATE_LEDGER_BACKLOG_BYTES", "most bytes of unwritten ledger rows held in memory (default 67108864)"),
+];
+
+impl CreditConfig {
+    /// The defaults, with each variable of [`CREDIT_ENV`] that `env` returns (non-empty)
+    /// applied. Errors name the variable whose value is not a positive integer.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let read = |name: &str| -> Result<Option<u64>, String> {
+            match env(name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(None),
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(format!("{name} must be a positive integer, not `{v}`")),
+                },
+            }
+        };
+        let mut c = Self::default();
+        if let Some(ms) = read("TOLLGATE_LEDGER_FLUSH_MS")? {
+            c.flush_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = read("TOLLGATE_LEASE_TTL_MS")? {
+            c.lease_ttl = Duration::from_millis(ms);
+        }
+        if let Some(ms) = read("TOLLGATE_LEASE_RECLAIM_MS")? {
+            c.reclaim_interval = Duration::from_millis(ms);
+        }
+        if let Some(n) = read("TOLLGATE_LEDGER_BACKLOG_ROWS")? {
+            c.backlog_rows = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = read("TOLLGATE_LEDGER_BACKLOG_BYTES")? {
+            c.backlog_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        Ok(c)
+    }
+}
+
+/// What one queued ledger row costs in memory, roughly: the entry and its queue slot, plus
+/// its strings' heap. Counted against [`CreditConfig::backlog_bytes`].
+pub fn backlog_bytes_of(entry: &LedgerEntry) -> usize {
+    std::mem::size_of::<(LeaseId, OrgId, LedgerEntry)>()
+        + entry.model.len()
+        + entry.request_id.as_str().len()
+        + entry.workspace_id.as_str().len()
+        + 64
 }
 
 /// Why a reservation was not made.
@@ -61,6 +131,14 @@ pub enum Refusal {
     },
     /// The database could not be reached.
     Store(StoreError),
+    /// Too many ledger rows wait unwritten (the database is down): serving more would be
+    /// serving traffic that may never be recorded.
+    Backlog {
+        /// Rows waiting.
+        rows: usize,
+        /// Their estimated size in bytes.
+        bytes: usize,
+    },
 }
 
 /// A reservation held for one request; give it back with [`Credit::settle`].
@@ -103,8 +181,43 @@ struct Inner {
     /// Names this instance in recall notices, so that it does not answer its own.
     instance: String,
     orgs: Mutex<HashMap<OrgId, Arc<OrgCredit>>>,
-    /// Rows to write: (lease id, org id, row).
-    queue: Mutex<Vec<(LeaseId, OrgId, LedgerEntry)>>,
+    /// Rows to write.
+    queue: Mutex<Queue>,
+}
+
+/// Ledger rows waiting to be written, with their estimated size.
+#[derive(Default)]
+struct Queue {
+    /// (lease id, org id, row).
+    rows: Vec<(LeaseId, OrgId, LedgerEntry)>,
+    /// Sum of [`backlog_bytes_of`] over `rows`.
+    bytes: usize,
+    /// Rows and bytes taken by the flush under way: still unwritten, so still counted (a
+    /// flush against an unreachable database can wait seconds before failing).
+    flushing: (usize, usize),
+}
+
+impl Queue {
+    fn push(&mut self, lease_id: LeaseId, org_id: OrgId, entry: LedgerEntry) {
+        self.bytes += backlog_bytes_of(&entry);
+        self.rows.push((lease_id, org_id, entry));
+    }
+
+    /// Takes every row for a flush, which counts as in flight until [`Queue::flushed`].
+    fn take(&mut self) -> Vec<(LeaseId, OrgId, LedgerEntry)> {
+        self.flushing = (self.rows.len(), std::mem::take(&mut self.bytes));
+        std::mem::take(&mut self.rows)
+    }
+
+    /// The flush ended; the rows it could not write were pushed back.
+    fn flushed(&mut self) {
+        self.flushing = (0, 0);
+    }
+
+    /// Unwritten rows and their bytes, the flush under way included.
+    fn backlog(&self) -> (usize, usize) {
+        (self.rows.len() + self.flushing.0, self.bytes + self.flushing.1)
+    }
 }
 
 /// One org's lease on this instance.
@@ -175,7 +288,7 @@ impl Credit {
                 config,
                 instance: uuid::Uuid::new_v4().simple().to_string(),
                 orgs: Mutex::new(HashMap::new()),
-                queue: Mutex::new(Vec::new()),
+                queue: Mutex::new(Queue::default()),
             }),
         };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -207,6 +320,7 @@ impl Credit {
     /// instances return when recalled do not cover it.
     pub async fn reserve(&self, org_id: &OrgId, amount: Micros) -> Result<Hold, Refusal> {
         let amount = amount.get().max(0);
+        self.check_backlog()?;
         let org = self.org(org_id);
         if let Some(hold) = take(&org, org_id, amount) {
             return Ok(hold);
@@ -271,13 +385,29 @@ impl Credit {
                 s.last_used = Instant::now();
             }
         }
-        lock(&self.inner.queue).push((hold.lease_id, hold.org_id, entry));
+        lock(&self.inner.queue).push(hold.lease_id, hold.org_id, entry);
+    }
+
+    /// Refuses when the unwritten rows reach [`CreditConfig::backlog_rows`] or
+    /// [`CreditConfig::backlog_bytes`]. Rows of requests already admitted are still queued
+    /// (they were served), so the bound can be passed by at most the requests in flight.
+    fn check_backlog(&self) -> Result<(), Refusal> {
+        let (rows, bytes) = self.backlog();
+        if rows >= self.inner.config.backlog_rows || bytes >= self.inner.config.backlog_bytes {
+            return Err(Refusal::Backlog { rows, bytes });
+        }
+        Ok(())
+    }
+
+    /// The ledger rows waiting to be written and their estimated bytes.
+    pub fn backlog(&self) -> (usize, usize) {
+        lock(&self.inner.queue).backlog()
     }
 
     /// Queues the ledger row of a request refused before it held anything (402).
     pub fn record_refusal(&self, org_id: &OrgId, entry: LedgerEntry) {
         let lease_id = lock(&self.org(org_id).state).lease_id.clone();
-        lock(&self.inner.queue).push((lease_id, org_id.clone(), entry));
+        lock(&self.inner.queue).push(lease_id, org_id.clone(), entry);
     }
 
     /// Answers a recall notice ([`Invalidation::CreditRecall`], published by instance `from`
@@ -401,7 +531,7 @@ fn reset_if(org: &OrgCredit, lease_id: &LeaseId) {
 }
 
 async fn flush(inner: &Inner) -> Result<(), StoreError> {
-    let queued = std::mem::take(&mut *lock(&inner.queue));
+    let queued = lock(&inner.queue).take();
     if queued.is_empty() {
         return Ok(());
     }
@@ -422,11 +552,14 @@ async fn flush(inner: &Inner) -> Result<(), StoreError> {
             Err(e) => {
                 tracing::error!(error = %e, rows = entries.len(), "ledger rows not written; retrying");
                 let mut queue = lock(&inner.queue);
-                queue.extend(entries.into_iter().map(|e| (lease_id.clone(), org_id.clone(), e)));
+                for e in entries {
+                    queue.push(lease_id.clone(), org_id.clone(), e);
+                }
                 result = Err(e);
             }
         }
     }
+    lock(&inner.queue).flushed();
     result
 }
 
@@ -462,8 +595,8 @@ async fn tend_leases(inner: &Inner) {
     }
 }
 
-/// The bookkeeping loop: writes rows every `flush_interval`, tends leases every second,
-/// reclaims dead instances' leases every ten seconds. Ends when the [`Credit`] is dropped.
+/// The bookkeeping loop: writes rows every `flush_interval`, tends leases every second (or
+/// every `flush_interval` if longer), reclaims dead instances' leases every `reclaim_interval`. Ends when the [`Credit`] is dropped.
 async fn background(inner: Weak<Inner>) {
     let Some(interval) = inner.upgrade().map(|i| i.config.flush_interval) else {
         return;
@@ -482,11 +615,77 @@ async fn background(inner: Weak<Inner>) {
             last_tend = Instant::now();
             tend_leases(&inner).await;
         }
-        if last_reclaim.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        if last_reclaim.is_none_or(|t| t.elapsed() >= inner.config.reclaim_interval) {
             last_reclaim = Some(Instant::now());
             if let Err(e) = inner.store.reclaim_expired_leases().await {
                 tracing::warn!(error = %e, "could not reclaim expired credit leases");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn from_env_applies_each_variable_and_keeps_the_defaults_of_the_others() {
+        let c = CreditConfig::from_env(env(&[
+            ("TOLLGATE_LEDGER_FLUSH_MS", "300"),
+            ("TOLLGATE_LEASE_TTL_MS", "2000"),
+            ("TOLLGATE_LEASE_RECLAIM_MS", " 250 "),
+            ("TOLLGATE_LEDGER_BACKLOG_ROWS", "25"),
+            ("TOLLGATE_LEDGER_BACKLOG_BYTES", ""),
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.flush_interval, Duration::from_millis(300));
+        assert_eq!(c.lease_ttl, Duration::from_secs(2));
+        assert_eq!(c.reclaim_interval, Duration::from_millis(250));
+        assert_eq!(c.backlog_rows, 25);
+        assert_eq!(c.backlog_bytes, DEFAULT_BACKLOG_BYTES, "an empty variable is unset");
+        assert_eq!(c.idle_return, CreditConfig::default().idle_return);
+    }
+
+    #[test]
+    fn from_env_names_the_variable_of_a_value_that_is_not_a_positive_integer() {
+        for bad in ["0", "-5", "soon", "1.5"] {
+            let err = CreditConfig::from_env(env(&[("TOLLGATE_LEDGER_BACKLOG_ROWS", bad)])).err();
+            assert!(err.as_deref().is_some_and(|e| e.contains("TOLLGATE_LEDGER_BACKLOG_ROWS")), "{bad}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn the_backlog_counts_the_rows_of_a_flush_under_way_until_it_ends() {
+        let entry = LedgerEntry {
+            request_id: tollgate_store::RequestId::mint(),
+            workspace_id: tollgate_policy::WorkspaceId::parse("5f0c7d9e-1a2b-4c3d-8e4f-0a1b2c3d4e5f")
+                .unwrap_or_else(|e| panic!("{e}")),
+            model: "platform/sonnet".to_owned(),
+            reserved: Micros::ZERO,
+            settlement: tollgate_store::Settlement {
+                usage: tollgate_policy::Usage::default(),
+                cost: Micros::ZERO,
+                http_status: Some(200),
+                estimated: false,
+            },
+            rejected: false,
+            created_at: tollgate_store::Timestamp(0),
+        };
+        let org = OrgId::parse("0f0c7d9e-1a2b-4c3d-8e4f-0a1b2c3d4e5f").unwrap_or_else(|e| panic!("{e}"));
+        let bytes = backlog_bytes_of(&entry);
+        let mut q = Queue::default();
+        q.push(LeaseId::mint(), org.clone(), entry.clone());
+        q.push(LeaseId::mint(), org.clone(), entry.clone());
+        assert_eq!(q.backlog(), (2, 2 * bytes));
+        let taken = q.take();
+        assert_eq!(taken.len(), 2);
+        q.push(LeaseId::mint(), org, entry);
+        assert_eq!(q.backlog(), (3, 3 * bytes), "rows being written still count");
+        q.flushed();
+        assert_eq!(q.backlog(), (1, bytes));
     }
 }

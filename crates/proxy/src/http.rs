@@ -736,6 +736,7 @@ impl Proxy {
                     "the proxy cannot reach its database; try again",
                 ))
             }
+            Err(Refusal::Backlog { rows, bytes }) => Err(backlog_refusal(rows, bytes)),
         }
     }
 
@@ -1076,5 +1077,16 @@ fn refused_model(model: &str, runtime: &str, refusal: &ModelRefusal) -> ProxyErr
         StatusCode::FORBIDDEN,
         Kind::Permission,
         format!("model `{model}` is not allowed for this workspace: {why}"),
+    )
+}
+
+/// The answer to a request refused because the ledger backlog is full (the database has been
+/// unreachable for a while): 503 in the provider's shape, retryable.
+fn backlog_refusal(rows: usize, bytes: usize) -> ProxyError {
+    tracing::error!(rows, bytes, "ledger backlog full: refusing requests until the database is back");
+    ProxyError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Kind::Api,
+        "the proxy cannot record usage right now (its ledger backlog is full); try again later",
     )
 }

@@ -17,6 +17,31 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// An integer as JSON Schema counts one: `5` or `5.0` (a number with no fraction is an
+/// integer there, so the OpenAPI document's `integer` admits it). Beyond 2^53 it must be
+/// written without a fraction, where a float could not hold it exactly.
+fn exact_integer<E: serde::de::Error>(n: &serde_json::Number) -> Result<i64, E> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        #[expect(clippy::cast_possible_truncation, reason = "integral and within ±2^53: exact")]
+        Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => Ok(f as i64),
+        _ => Err(E::custom(format!("invalid type: `{n}`, expected an integer"))),
+    }
+}
+
+/// [`exact_integer`] as a field's deserializer.
+fn integral<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    exact_integer(&serde_json::Number::deserialize(d)?)
+}
+
+/// [`integral`] for an optional field (with `#[serde(default)]`): `null` is `None`.
+fn opt_integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<serde_json::Number>::deserialize(d)?.map(|n| exact_integer(&n)).transpose()
+}
+
 /// A tenant.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Org {
@@ -141,14 +166,20 @@ pub struct Credit {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
-    /// Unique name: 1 to 200 characters, no control characters.
+    /// Unique name: 1 to 200 characters, not blank, no control characters.
+    #[schema(
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 200
+    )]
     pub name: String,
     /// The mode for workspaces with no provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BillingMode>)]
     pub default_billing_mode: Option<String>,
     /// Initial balance in micro-USD, 0 to 10^15 (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "opt_integral", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub credit_micros: Option<i64>,
 }
 
@@ -156,8 +187,13 @@ pub struct CreateOrg {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchOrg {
-    /// New name.
+    /// New name: 1 to 200 characters, not blank, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 200
+    )]
     pub name: Option<String>,
     /// New default mode; `null` clears it.
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
@@ -176,8 +212,11 @@ pub struct PatchOrg {
 pub struct CreditAdjustment {
     /// Micro-USD to add (negative to remove); |delta| at most 10^15, and the resulting
     /// balance within ±10^15.
+    #[serde(deserialize_with = "integral")]
+    #[schema(minimum = -1_000_000_000_000_000_i64, maximum = 1_000_000_000_000_000_i64)]
     pub delta_micros: i64,
-    /// Why, for the record; not empty.
+    /// Why, for the record: not blank, at most 1000 characters, no NUL.
+    #[schema(pattern = r"^[^\x00]*[^\s\x00][^\x00]*$", max_length = 1000)]
     pub reason: String,
     /// Whether a debit may take the balance below zero (else 409 `INSUFFICIENT_CREDIT`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -189,6 +228,7 @@ pub struct CreditAdjustment {
 #[serde(deny_unknown_fields)]
 pub struct PutSecret {
     /// The value: at most 64 KiB, no NUL. Stored encrypted; never returned by a read.
+    #[schema(pattern = r"^[^\x00]*$")]
     pub value: String,
 }
 
@@ -204,12 +244,18 @@ impl std::fmt::Debug for PutSecret {
 pub struct CreateWorkspace {
     /// Owning org.
     pub org_id: String,
-    /// Unique within the org: 1 to 200 characters, no control characters.
+    /// Unique within the org: 1 to 200 characters, not blank, no control characters.
+    #[schema(
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 200
+    )]
     pub name: String,
     /// A runtime of the registry (`claude-code`, `codex`, `openai-compatible`, ...).
     pub runtime: String,
-    /// The configured model.
+    /// The configured model: at most 256 characters, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[^\x00-\x1F\x7F-\x9F]*$", max_length = 256)]
     pub model: Option<String>,
     /// The explicit billing mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,15 +274,20 @@ pub struct CreateWorkspace {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchWorkspace {
-    /// New name.
+    /// New name: 1 to 200 characters, not blank, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 200
+    )]
     pub name: Option<String>,
     /// New runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
-    /// New model; `null` clears it.
+    /// New model (at most 256 characters, no control characters); `null` clears it.
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$", max_length = 256)]
     pub model: Option<Option<String>>,
     /// New explicit billing mode; `null` clears it.
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
@@ -264,8 +315,10 @@ pub struct ListWorkspaces {
 #[serde(deny_unknown_fields)]
 pub struct ProvisionRequest {
     /// The model to provision with; it becomes the workspace's model when provisioning
-    /// succeeds. Empty or absent: the workspace's own.
+    /// succeeds. Empty or absent: the workspace's own. At most 256 characters, no control
+    /// characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[^\x00-\x1F\x7F-\x9F]*$", max_length = 256)]
     pub model: Option<String>,
 }
 
@@ -379,11 +432,19 @@ pub struct UsageParams {
     pub org_id: Option<String>,
     /// Only this workspace's requests.
     pub workspace_id: Option<String>,
-    /// From this time on (RFC 3339, or a UTC date `YYYY-MM-DD`), inclusive.
+    /// From this time on (RFC 3339 in UTC, or a UTC date `YYYY-MM-DD`), inclusive. The
+    /// pattern leaves out 29 February, which is accepted in leap years.
+    #[param(
+        pattern = r"^(|(19[7-9]\d|[2-9]\d{3})-((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)|02-(0[1-9]|1\d|2[0-8]))(T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?Z)?)$"
+    )]
     pub since: Option<String>,
-    /// Up to this time (RFC 3339, or a UTC date `YYYY-MM-DD`), exclusive.
+    /// Up to this time (RFC 3339 in UTC, or a UTC date `YYYY-MM-DD`), exclusive.
+    #[param(
+        pattern = r"^(|(19[7-9]\d|[2-9]\d{3})-((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)|02-(0[1-9]|1\d|2[0-8]))(T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?Z)?)$"
+    )]
     pub until: Option<String>,
     /// `day` (default), `model` or `workspace`.
+    #[param(pattern = r"^(|day|model|workspace)$")]
     pub group_by: Option<String>,
 }
 

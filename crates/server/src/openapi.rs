@@ -52,6 +52,64 @@ pub(crate) fn frame() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// States the registry's runtimes as the `enum` of every `runtime` field of the request bodies
+/// (the registry is loaded at start, `--providers`, so the derive cannot know them). `null`
+/// stays allowed where the field is nullable (a PATCH leaves it as it is).
+pub(crate) fn describe_runtimes(doc: &mut utoipa::openapi::OpenApi, registry: &tollgate_policy::Registry) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    let runtimes: Vec<serde_json::Value> = registry.runtimes().map(|r| serde_json::Value::from(r.id())).collect();
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for body in ["CreateWorkspace", "PatchWorkspace"] {
+        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(body) else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::Object(runtime))) = object.properties.get_mut("runtime") else {
+            continue;
+        };
+        let mut values = runtimes.clone();
+        if matches!(&runtime.schema_type, SchemaType::Array(types) if types.contains(&Type::Null)) {
+            values.push(serde_json::Value::Null);
+        }
+        runtime.enum_values = Some(values);
+    }
+}
+
+/// An optional request body (`Option<T>` in a route's annotation, e.g. provision's `{model?}`)
+/// is derived as `oneOf: [T, null]`; the server takes no body for an absent one, but a body
+/// of `null` is refused like any non-object (400 `INVALID_JSON`). This keeps the body optional
+/// and states it as `T` alone.
+pub(crate) fn optional_bodies_are_objects(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    use utoipa::openapi::{RefOr, Required};
+    for item in doc.paths.paths.values_mut() {
+        let operations = [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete, &mut item.get];
+        for op in operations.into_iter().flatten() {
+            let Some(RefOr::T(body)) = op.request_body.as_mut() else {
+                continue;
+            };
+            if body.required == Some(Required::True) {
+                continue;
+            }
+            for content in body.content.values_mut() {
+                let RefOr::T(content) = content else {
+                    continue;
+                };
+                let Some(RefOr::T(Schema::OneOf(one))) = content.schema.as_ref() else {
+                    continue;
+                };
+                let is_null = |s: &RefOr<Schema>| matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null));
+                let rest: Vec<RefOr<Schema>> = one.items.iter().filter(|s| !is_null(s)).cloned().collect();
+                if let [only] = rest.as_slice() {
+                    content.schema = Some(only.clone());
+                }
+            }
+        }
+    }
+}
+
 /// The document as JSON, serialised once when the router is built and served by
 /// `GET /openapi.json`.
 #[derive(Clone, Debug)]

@@ -264,6 +264,10 @@ fn models_from_text(text: Option<String>) -> Option<Vec<String>> {
 
 const WS_COLUMNS: &str = "id, org_id, name, runtime, model, billing_mode, kind, allowed_models, created_at, updated_at";
 
+/// Ledger rows per INSERT statement in `record_usage`: 15 parameters each, well under
+/// SQLite's 32766 and Postgres's 65535 bound parameters.
+const LEDGER_INSERT_CHUNK: usize = 500;
+
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $begin:literal, $lock:literal, $day:literal) => {
         impl $store {
@@ -723,41 +727,42 @@ macro_rules! impl_store {
                     .bind(org_id.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
+                // One multi-row INSERT per chunk, not one per row: a flush must keep up with
+                // the traffic, or the rows a crash loses grow past one flush interval's worth.
+                // A row written by an earlier attempt (a flush whose commit was lost in
+                // transit, say) is not written, nor charged, twice: only inserted rows return
+                // their cost.
                 let mut charged: i64 = 0;
-                for e in entries {
-                    let s = &e.settlement;
-                    let status = if e.rejected { "rejected" } else { "settled" };
-                    // A row written by an earlier attempt (a flush whose commit was lost in
-                    // transit, say) is not written, nor charged, twice.
-                    let written = sqlx::query(
+                for chunk in entries.chunks(LEDGER_INSERT_CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, \
                          cost_micros, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, settled_at, estimated, \
-                         provider_cost_micros, cache_write_1h_tokens, service_tier) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (request_id) DO NOTHING",
-                    )
-                    .bind(e.request_id.as_str())
-                    .bind(org_id.as_str())
-                    .bind(e.workspace_id.as_str())
-                    .bind(&e.model)
-                    .bind(status)
-                    .bind(s.http_status.map(i64::from))
-                    .bind(e.reserved.get())
-                    .bind(s.cost.get())
-                    .bind(to_i64(s.usage.input_tokens))
-                    .bind(to_i64(s.usage.output_tokens))
-                    .bind(to_i64(s.usage.cache_write_tokens))
-                    .bind(to_i64(s.usage.cache_read_tokens))
-                    .bind(e.created_at.0)
-                    .bind(now)
-                    .bind(s.estimated)
-                    .bind(s.provider_cost.get())
-                    .bind(to_i64(s.usage.cache_write_split().1))
-                    .bind(s.usage.service_tier.map(|t| t.as_str()))
-                    .execute(&mut *tx)
-                    .await?;
-                    if written.rows_affected() == 1 {
-                        charged = charged.saturating_add(s.cost.get());
-                    }
+                         provider_cost_micros, cache_write_1h_tokens, service_tier) ",
+                    );
+                    q.push_values(chunk, |mut b, e| {
+                        let s = &e.settlement;
+                        b.push_bind(e.request_id.as_str())
+                            .push_bind(org_id.as_str())
+                            .push_bind(e.workspace_id.as_str())
+                            .push_bind(e.model.as_str())
+                            .push_bind(if e.rejected { "rejected" } else { "settled" })
+                            .push_bind(s.http_status.map(i64::from))
+                            .push_bind(e.reserved.get())
+                            .push_bind(s.cost.get())
+                            .push_bind(to_i64(s.usage.input_tokens))
+                            .push_bind(to_i64(s.usage.output_tokens))
+                            .push_bind(to_i64(s.usage.cache_write_tokens))
+                            .push_bind(to_i64(s.usage.cache_read_tokens))
+                            .push_bind(e.created_at.0)
+                            .push_bind(now)
+                            .push_bind(s.estimated)
+                            .push_bind(s.provider_cost.get())
+                            .push_bind(to_i64(s.usage.cache_write_split().1))
+                            .push_bind(s.usage.service_tier.map(|t| t.as_str()));
+                    });
+                    q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING cost_micros");
+                    let costs: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+                    charged = costs.iter().fold(charged, |sum, c| sum.saturating_add(*c));
                 }
                 let lease = sqlx::query(
                     "UPDATE credit_leases SET amount = amount - $1, expires_at = $2 WHERE id = $3",

@@ -130,6 +130,43 @@ impl TestPostgres {
         Ok(Self { dir, port })
     }
 
+    /// A Postgres server of the caller's own, not the process's shared one: for a test that
+    /// stops and restarts it ([`TestPostgres::stop`], [`TestPostgres::restart`]) without
+    /// disturbing the other tests. Stopped and removed when the test process exits.
+    pub fn private() -> Result<Self, String> {
+        Self::start()
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let pg_ctl = find_bin("pg_ctl").ok_or("pg_ctl not found")?;
+        let data = self.dir.join("data");
+        let data_s = data.to_str().ok_or("non-UTF-8 temp dir")?;
+        let mut all = vec!["-D", data_s];
+        all.extend_from_slice(args);
+        let out = run_as_owner(&pg_ctl, &all)?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("pg_ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// Stops the server at once (`-m immediate`: connections are cut, as in a crash or a
+    /// network partition) and waits until it is down.
+    pub fn stop(&self) -> Result<(), String> {
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"])
+    }
+
+    /// Starts the server again on the same port and data, after [`TestPostgres::stop`].
+    pub fn restart(&self) -> Result<(), String> {
+        let dir_s = self.dir.to_str().ok_or("non-UTF-8 temp dir")?;
+        let opts =
+            format!("-p {} -k {dir_s} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", self.port);
+        let log = self.dir.join("log");
+        let log_s = log.to_str().ok_or("non-UTF-8 temp dir")?;
+        self.pg_ctl(&["-o", &opts, "-l", log_s, "-w", "start"])
+    }
+
     /// The URL of database `db` on this server.
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)

@@ -3,8 +3,10 @@
 
 mod clients;
 mod codex;
+mod crash;
 mod exec;
 mod explain;
+mod outage;
 mod serve;
 
 use std::path::{Path, PathBuf};

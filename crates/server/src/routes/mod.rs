@@ -77,7 +77,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// document is built here, once, from the same route table.
 pub(crate) fn build(state: AppState) -> Router {
     telemetry::install_recorder();
-    let (admin, public, doc) = assemble();
+    let (admin, public, mut doc) = assemble();
+    crate::openapi::describe_runtimes(&mut doc, state.registry());
+    crate::openapi::optional_bodies_are_objects(&mut doc);
     let public = public.layer(Extension(OpenApiJson::of(&doc)));
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
     // The proxy's routes carry agents' requests, which are far larger than admin bodies.

@@ -69,7 +69,7 @@ pub(super) async fn billing_mode(
 #[utoipa::path(
     post, path = "/admin/workspaces/{ws}/provision", tag = "resolution",
     params(("ws" = String, Path, description = "Workspace id")),
-    request_body(content = Option<ProvisionRequest>, description = "`{model?}`; may be empty"),
+    request_body(content = Option<ProvisionRequest>, description = "`{model?}`; optional (no body: the workspace's model), an object when present"),
     responses(
         (status = 200, description = "The resolution, the environment and the new token", body = ProvisionResponse),
         (status = 400, description = "INVALID_JSON or INVALID_MODEL", body = ErrorResponse),

@@ -60,7 +60,7 @@ async fn list(state: &AppState, scope: Scope, owner: &str) -> Result<Json<Vec<Se
 /// Sets an org secret, inherited by every workspace of the org.
 #[utoipa::path(
     put, path = "/admin/orgs/{org}/secrets/{name}", tag = "secrets",
-    params(("org" = String, Path, description = "Org id"), ("name" = String, Path, description = "Secret name, `[A-Z_][A-Z0-9_]*`")),
+    params(("org" = String, Path, description = "Org id"), ("name" = inline(tollgate_policy::SecretName), Path, description = "Secret name")),
     request_body = PutSecret,
     responses(
         (status = 204, description = "Stored (encrypted)"),
@@ -84,7 +84,7 @@ pub(super) async fn put_org_secret(
 /// Deletes an org secret.
 #[utoipa::path(
     delete, path = "/admin/orgs/{org}/secrets/{name}", tag = "secrets",
-    params(("org" = String, Path, description = "Org id"), ("name" = String, Path, description = "Secret name")),
+    params(("org" = String, Path, description = "Org id"), ("name" = inline(tollgate_policy::SecretName), Path, description = "Secret name")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "INVALID_SECRET_NAME", body = ErrorResponse),
@@ -125,7 +125,7 @@ pub(super) async fn list_org_secrets(
 /// Sets a workspace secret; it overrides an org secret of the same name.
 #[utoipa::path(
     put, path = "/admin/workspaces/{ws}/secrets/{name}", tag = "secrets",
-    params(("ws" = String, Path, description = "Workspace id"), ("name" = String, Path, description = "Secret name, `[A-Z_][A-Z0-9_]*`")),
+    params(("ws" = String, Path, description = "Workspace id"), ("name" = inline(tollgate_policy::SecretName), Path, description = "Secret name")),
     request_body = PutSecret,
     responses(
         (status = 204, description = "Stored (encrypted)"),
@@ -149,7 +149,7 @@ pub(super) async fn put_workspace_secret(
 /// Deletes a workspace secret.
 #[utoipa::path(
     delete, path = "/admin/workspaces/{ws}/secrets/{name}", tag = "secrets",
-    params(("ws" = String, Path, description = "Workspace id"), ("name" = String, Path, description = "Secret name")),
+    params(("ws" = String, Path, description = "Workspace id"), ("name" = inline(tollgate_policy::SecretName), Path, description = "Secret name")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "INVALID_SECRET_NAME", body = ErrorResponse),

@@ -29,6 +29,7 @@ fn time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
         (status = 200, description = "Usage rows, ordered by key", body = Usage),
         (status = 400, description = "INVALID_QUERY", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
+        (status = 404, description = "NOT_FOUND: `org_id` or `workspace_id` cannot be an id", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
     ),
