@@ -669,6 +669,7 @@ mod tests {
             settlement: tollgate_store::Settlement {
                 usage: tollgate_policy::Usage::default(),
                 cost: Micros::ZERO,
+                provider_cost: Micros::ZERO,
                 http_status: Some(200),
                 estimated: false,
             },
