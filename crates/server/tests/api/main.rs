@@ -18,5 +18,6 @@ mod parity;
 mod persistence;
 mod provision;
 mod secrets;
+mod suspension;
 mod usage;
 mod workspaces;
