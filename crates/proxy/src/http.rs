@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use tollgate_policy::money::{Price, Usage};
 use tollgate_policy::registry::Protocol;
 use tollgate_policy::resolve::{BillingMode, Context, PublicUrl};
-use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
 use tollgate_policy::suspension::suspension_in_force;
+use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
 use tollgate_policy::{Micros, ModelRefusal, OrgId, Registry, WorkspaceId};
 use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
 
