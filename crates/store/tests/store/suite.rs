@@ -765,7 +765,7 @@ pub(crate) async fn suspensions_are_stored_read_back_and_lifted(h: Harness) {
         request_model: None,
         model_after: None,
         resolution_json: "{}".to_owned(),
-        token_hash: hash.clone(),
+        token_hash: hash,
     };
     s.record_provision(&ws.id, &record).await.unwrap();
     let by_token = s.workspace_for_token(&hash).await.unwrap().unwrap();
