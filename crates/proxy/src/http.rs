@@ -967,7 +967,9 @@ impl SettleGuard {
             return self.charge_body(seen, reserved);
         }
         let relayed = self.meter.relayed_chars();
-        let unreported = seen.output_tokens == 0 && relayed > 0;
+        // Completed is not enough: an Anthropic stream that ends (`message_stop`) without its
+        // `message_delta` shows only the 1 output token of `message_start`.
+        let unreported = !self.meter.usage_reported() || (seen.output_tokens == 0 && relayed > 0);
         if self.meter.completed() && !unreported {
             return (seen, self.price.cost(&seen), false);
         }

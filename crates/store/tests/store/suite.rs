@@ -761,12 +761,8 @@ pub(crate) async fn suspensions_are_stored_read_back_and_lifted(h: Harness) {
     assert_eq!(s.get_workspace(&ws.id).await.unwrap().suspended.as_ref(), Some(&w));
     assert_eq!(s.list_workspaces(Some(&org.id)).await.unwrap()[0].suspended.as_ref(), Some(&w));
     let hash = TokenHash::of("tg_ws_suspension_test_token");
-    let record = ProvisionRecord {
-        request_model: None,
-        model_after: None,
-        resolution_json: "{}".to_owned(),
-        token_hash: hash,
-    };
+    let record =
+        ProvisionRecord { request_model: None, model_after: None, resolution_json: "{}".to_owned(), token_hash: hash };
     s.record_provision(&ws.id, &record).await.unwrap();
     let by_token = s.workspace_for_token(&hash).await.unwrap().unwrap();
     assert_eq!(by_token.suspended.as_ref(), Some(&w), "the proxy's look-up sees the suspension");
