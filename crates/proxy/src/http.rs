@@ -581,8 +581,7 @@ impl Proxy {
         let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
         let bounds = EstimateBounds {
             input_tokens: meter::relayed::estimate_input_tokens(body.len()),
-            max_output_tokens: rewrite::max_output_tokens(&admitted.json, protocol)
-                .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+            max_output_tokens: rewrite::output_token_bound(&admitted.json, protocol, DEFAULT_MAX_OUTPUT_TOKENS),
         };
         let mut guard = self.reserve(&who, meter, bounds, model, admitted.price, amount).await?;
         let (upstream_response, upstream_latency) =
@@ -884,7 +883,7 @@ fn worst_case(price: &Price, json: &Value, body_len: usize, protocol: Protocol) 
     let priced = Price { input: input_price, ..*price };
     let usage = Usage {
         input_tokens: rewrite::estimate_input_tokens(body_len),
-        output_tokens: rewrite::max_output_tokens(json, protocol).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+        output_tokens: rewrite::output_token_bound(json, protocol, DEFAULT_MAX_OUTPUT_TOKENS),
         cache_write_tokens: 0,
         cache_read_tokens: 0,
     };
