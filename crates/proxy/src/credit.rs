@@ -348,6 +348,19 @@ impl Credit {
         lock(&org.retired).clone()
     }
 
+    /// [`Credit::cut`] for every org this instance holds a lease of: for when notices may have
+    /// been lost (a lagging or reconnected channel), so a debit's cut among them cannot be
+    /// missed. The credit goes back to the orgs; the next request of each leases afresh.
+    /// Returns every lease id this instance no longer spends from.
+    pub async fn cut_all(&self) -> Vec<LeaseId> {
+        let orgs: Vec<OrgId> = lock(&self.inner.orgs).keys().cloned().collect();
+        let mut left = Vec::new();
+        for org in orgs {
+            left.extend(self.cut(&org).await);
+        }
+        left
+    }
+
     /// Writes every queued row and returns every lease to its org (graceful shutdown, after
     /// the in-flight requests have ended).
     ///

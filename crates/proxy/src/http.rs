@@ -241,17 +241,35 @@ impl Proxy {
                 Ok(Invalidation::CreditCut(org)) => {
                     // Confirm only after the lease is dropped: the debit answers once every
                     // closed lease is confirmed, so nothing is admitted from it after that.
-                    for lease in self.credit_cut(&org).await {
-                        let done = Invalidation::CreditCutDone(lease);
-                        if let Err(e) = self.inner.store.publish_invalidation(&done).await {
-                            tracing::warn!(error = %e, "could not confirm a credit cut");
-                        }
-                    }
+                    let left = self.credit_cut(&org).await;
+                    self.confirm_cuts(left).await;
                 }
                 Ok(Invalidation::CreditCutDone(_)) => {}
+                Ok(Invalidation::All) => {
+                    // Notices were lost with a connection: a debit's cut may be among them.
+                    self.inner.cache.invalidate_all();
+                    let left = self.inner.credit.cut_all().await;
+                    self.confirm_cuts(left).await;
+                }
                 Ok(notice) => self.invalidate(notice),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.inner.cache.invalidate_all(),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Skipped notices may hold anything, a debit's cut or a recall included:
+                    // everything changed. Drop every authorisation and every lease.
+                    self.inner.cache.invalidate_all();
+                    let left = self.inner.credit.cut_all().await;
+                    self.confirm_cuts(left).await;
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Tells the debit waiting for them that this instance no longer spends from `leases`.
+    async fn confirm_cuts(&self, leases: Vec<tollgate_store::LeaseId>) {
+        for lease in leases {
+            let done = Invalidation::CreditCutDone(lease);
+            if let Err(e) = self.inner.store.publish_invalidation(&done).await {
+                tracing::warn!(error = %e, "could not confirm a credit cut");
             }
         }
     }

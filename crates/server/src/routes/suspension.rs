@@ -24,11 +24,9 @@ fn reason(body: &Suspend) -> Result<SuspensionReason, ApiError> {
     SuspensionReason::parse(&body.reason).map_err(|e| ApiError::new(ApiErrorCode::InvalidReason, e.to_string()))
 }
 
-/// Publishes `notice` to every instance and drops this instance's stale authorisations now.
+/// Publishes `notice` to every instance; this instance's stale authorisations are dropped
+/// before that (see [`AppState::invalidate`]).
 async fn bind_everywhere(state: &AppState, notice: Invalidation) {
-    if let Some(proxy) = state.proxy() {
-        proxy.invalidate_now(notice.clone());
-    }
     state.invalidate(notice).await;
 }
 
