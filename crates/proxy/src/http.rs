@@ -597,9 +597,12 @@ impl Proxy {
         };
         let model = std::mem::take(&mut admitted.model);
         let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
+        let upstream_model = rewrite::requested_model(&admitted.json).unwrap_or_default();
         let bounds = EstimateBounds {
             input_tokens: meter::relayed::estimate_input_tokens(body.len()),
             max_output_tokens: rewrite::output_token_bound(&admitted.json, protocol, DEFAULT_MAX_OUTPUT_TOKENS),
+            hidden_reasoning: protocol == Protocol::Openai
+                && meter::relayed::hides_reasoning(upstream_model, &admitted.json),
         };
         let mut guard = self.reserve(&who, meter, bounds, model, admitted.price, amount).await?;
         let (upstream_response, upstream_latency) =
@@ -930,6 +933,8 @@ struct SettleGuard {
 struct EstimateBounds {
     input_tokens: u64,
     max_output_tokens: u64,
+    /// The answer may hold reasoning the stream never shows (an OpenAI reasoning model).
+    hidden_reasoning: bool,
 }
 
 /// What settling consumes: the reservation and the ledger row's identity.
@@ -990,8 +995,12 @@ impl SettleGuard {
         if self.meter.completed() && !unreported {
             return (seen, self.price.cost(&seen), false);
         }
-        let EstimateBounds { input_tokens, max_output_tokens } = self.bounds;
-        let usage = meter::relayed::estimated_usage(seen, relayed, input_tokens, max_output_tokens);
+        let EstimateBounds { input_tokens, max_output_tokens, hidden_reasoning } = self.bounds;
+        let usage = if hidden_reasoning {
+            meter::relayed::estimated_usage_hiding_reasoning(seen, relayed, input_tokens, max_output_tokens)
+        } else {
+            meter::relayed::estimated_usage(seen, relayed, input_tokens, max_output_tokens)
+        };
         (usage, meter::relayed::estimated_cost(&self.price, &usage, reserved), true)
     }
 }

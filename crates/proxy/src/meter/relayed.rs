@@ -56,6 +56,36 @@ pub fn estimated_cost(price: &Price, usage: &Usage, reserved: Micros) -> Micros 
     if cost > reserved { reserved } else { cost }
 }
 
+/// Whether a request's answer may hold reasoning the stream never shows: an OpenAI reasoning
+/// model (`o1`, `o3`, `o4-mini`, the `gpt-5` family: `upstream_model` as the upstream knows
+/// it) whose request does not turn reasoning off (`reasoning_effort` or `reasoning.effort`
+/// `"none"`). Its reasoning tokens are billed as output but never relayed (the Responses API
+/// relays at most a summary), so nothing the proxy saw measures them.
+pub fn hides_reasoning(upstream_model: &str, body: &serde_json::Value) -> bool {
+    let model = upstream_model.rsplit('/').next().unwrap_or(upstream_model);
+    let o_series = model.strip_prefix('o').is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+    let reasoning_model = o_series || model.starts_with("gpt-5");
+    let effort = body
+        .get("reasoning_effort")
+        .or_else(|| body.get("reasoning").and_then(|r| r.get("effort")))
+        .and_then(serde_json::Value::as_str);
+    reasoning_model && effort != Some("none")
+}
+
+/// The usage a stream that ended without its usage is charged when its answer hides
+/// reasoning ([`hides_reasoning`]): the output limit reserved (`max_output`), since the hidden
+/// reasoning may have used any part of it, and never less than [`estimated_usage`]. The
+/// reservation covered exactly this, so the charge stays within the worst case.
+pub fn estimated_usage_hiding_reasoning(
+    seen: Usage,
+    relayed_chars: u64,
+    input_estimate: u64,
+    max_output: u64,
+) -> Usage {
+    let usage = estimated_usage(seen, relayed_chars, input_estimate, max_output);
+    Usage { output_tokens: usage.output_tokens.max(max_output), ..usage }
+}
+
 fn count(text: Option<&Cow<'_, str>>) -> u64 {
     text.map_or(0, |t| t.len() as u64)
 }
@@ -207,6 +237,28 @@ mod tests {
         assert_eq!((u.input_tokens, u.output_tokens), (40, 4));
         let seen = Usage { output_tokens: 50, ..seen };
         assert_eq!(estimated_usage(seen, 30, 999, 4).output_tokens, 50);
+    }
+
+    #[test]
+    fn openai_reasoning_models_hide_reasoning_unless_it_is_turned_off() {
+        let none = serde_json::json!({});
+        assert!(hides_reasoning("gpt-5", &none));
+        assert!(hides_reasoning("gpt-5-mini", &none));
+        assert!(hides_reasoning("o3", &none));
+        assert!(hides_reasoning("o4-mini", &none));
+        assert!(!hides_reasoning("gpt-4.1", &none));
+        assert!(!hides_reasoning("omni-moderation", &none));
+        assert!(!hides_reasoning("gpt-5", &serde_json::json!({"reasoning_effort": "none"})));
+        assert!(!hides_reasoning("gpt-5", &serde_json::json!({"reasoning": {"effort": "none"}})));
+        assert!(hides_reasoning("gpt-5", &serde_json::json!({"reasoning": {"effort": "low"}})));
+    }
+
+    #[test]
+    fn hidden_reasoning_is_charged_the_output_limit_and_at_least_the_estimate() {
+        let seen = Usage { input_tokens: 25, ..Usage::default() };
+        assert_eq!(estimated_usage_hiding_reasoning(seen, 30, 99, 1000).output_tokens, 1000);
+        let more = Usage { output_tokens: 2000, ..seen };
+        assert_eq!(estimated_usage_hiding_reasoning(more, 30, 99, 1000).output_tokens, 2000);
     }
 
     #[test]

@@ -272,3 +272,23 @@ async fn a_completed_anthropic_stream_without_its_final_usage_is_charged_the_est
     assert_eq!((u.input_tokens, u.output_tokens), (input, output), "was 1 output token before");
     assert_eq!(u.cost_micros, cost(input, output));
 }
+
+/// An OpenAI reasoning model's stream cut before its usage hides its reasoning: it is charged
+/// the output limit reserved (the reasoning may have used any of it), not only the 23 tokens
+/// of the content relayed; chat and Responses alike.
+#[tokio::test]
+async fn a_reasoning_models_cut_stream_is_charged_its_output_limit() {
+    let app = App::new(CREDIT).await;
+    let (_, token) = app.workspace("codex", "platform/gpt").await;
+    let mut body = chat("platform/o3-nousage", true, None);
+    body["max_tokens"] = json!(50);
+    let text = read_all(app.post("/openai/v1/chat/completions", &token, body.clone()).send().await.unwrap()).await;
+    assert_eq!(tokens(chat_chars(&text)), 23, "the whole visible reply");
+    let u = app.settled(1).await;
+    assert_eq!((u.input_tokens, u.output_tokens, u.estimated_requests), (input_estimate(&body), 50, 1));
+    let body = json!({"model": "platform/o3-nousage", "stream": true, "max_output_tokens": 40, "input": "hello"});
+    let r = app.http.post(format!("{}/openai/v1/responses", app.base)).bearer_auth(&token).json(&body).send().await;
+    read_all(r.unwrap()).await;
+    let u = app.settled(2).await;
+    assert_eq!((u.output_tokens, u.estimated_requests), (50 + 40, 2));
+}
