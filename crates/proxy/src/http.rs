@@ -596,8 +596,10 @@ impl Proxy {
             worst_case(&admitted.price, &admitted.json, body.len(), protocol)
         };
         let model = std::mem::take(&mut admitted.model);
-        let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
+
         let upstream_model = rewrite::requested_model(&admitted.json).unwrap_or_default();
+        let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
+        let meter = meter.with_counter(meter::relayed::TokenCounter::for_model(protocol, upstream_model));
         let bounds = EstimateBounds {
             input_tokens: meter::relayed::estimate_input_tokens(body.len()),
             max_output_tokens: rewrite::output_token_bound(&admitted.json, protocol, DEFAULT_MAX_OUTPUT_TOKENS),
@@ -989,6 +991,7 @@ impl SettleGuard {
             return self.charge_body(seen, reserved);
         }
         let relayed = self.meter.relayed_chars();
+        let relayed_tokens = self.meter.relayed_tokens();
         // Completed is not enough: an Anthropic stream that ends (`message_stop`) without its
         // `message_delta` shows only the 1 output token of `message_start`.
         let unreported = !self.meter.usage_reported() || (seen.output_tokens == 0 && relayed > 0);
@@ -997,9 +1000,9 @@ impl SettleGuard {
         }
         let EstimateBounds { input_tokens, max_output_tokens, hidden_reasoning } = self.bounds;
         let usage = if hidden_reasoning {
-            meter::relayed::estimated_usage_hiding_reasoning(seen, relayed, input_tokens, max_output_tokens)
+            meter::relayed::estimated_usage_hiding_reasoning(seen, relayed_tokens, input_tokens, max_output_tokens)
         } else {
-            meter::relayed::estimated_usage(seen, relayed, input_tokens, max_output_tokens)
+            meter::relayed::estimated_usage(seen, relayed_tokens, input_tokens, max_output_tokens)
         };
         (usage, meter::relayed::estimated_cost(&self.price, &usage, reserved), true)
     }

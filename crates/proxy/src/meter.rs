@@ -226,6 +226,10 @@ struct OpenAiState {
     malformed: u64,
     /// Content characters relayed (see [`relayed`]).
     relayed_chars: u64,
+    /// How relayed content is counted in tokens.
+    counter: relayed::TokenCounter,
+    /// Relayed content in tokens, when `counter` tokenizes.
+    relayed_tokens: u64,
 }
 
 /// The parts of a chunk (or of a whole completion) that matter for usage.
@@ -338,6 +342,17 @@ impl OpenAiMeter {
         self.state.relayed_chars
     }
 
+    /// Counts relayed content with `counter` from now on (set it before the first chunk).
+    pub fn set_counter(&mut self, counter: relayed::TokenCounter) {
+        self.state.counter = counter;
+    }
+
+    /// The output tokens of the content relayed so far ([`relayed::relayed_output_tokens`]).
+    pub fn relayed_tokens(&self) -> u64 {
+        let tokenized = self.state.counter.tokenizes().then_some(self.state.relayed_tokens);
+        relayed::relayed_output_tokens(self.state.relayed_chars, tokenized)
+    }
+
     /// Events dropped for exceeding the SSE parser's size limit.
     pub fn oversized_events(&self) -> u64 {
         self.parser.dropped_events()
@@ -350,7 +365,11 @@ impl OpenAiState {
             self.completed = true;
             return;
         }
-        self.relayed_chars += relayed::openai_chunk_chars(data);
+        let (counter, chars, tokens) = (self.counter, &mut self.relayed_chars, &mut self.relayed_tokens);
+        relayed::openai_chunk_pieces(data, |piece| {
+            *chars += piece.len() as u64;
+            *tokens += counter.tokens(piece).unwrap_or(0);
+        });
         if !may_carry_usage(data) {
             return;
         }
@@ -425,6 +444,28 @@ impl Meter {
             Self::Anthropic(m) => m.completed(),
             Self::OpenAi(m) => m.completed(),
             Self::Responses(m) => m.completed(),
+        }
+    }
+
+    /// Counts the content relayed with `counter` (OpenAI's meters; the Anthropic one keeps the
+    /// ratio, its tokenizer being unpublished). Call it before the first chunk.
+    #[must_use]
+    pub fn with_counter(mut self, counter: relayed::TokenCounter) -> Self {
+        match &mut self {
+            Self::Anthropic(_) => {}
+            Self::OpenAi(m) => m.set_counter(counter),
+            Self::Responses(m) => m.set_counter(counter),
+        }
+        self
+    }
+
+    /// The output tokens of the content relayed so far: OpenAI's tokenizer's count where the
+    /// meter has one, else [`relayed::estimate_tokens`] of its characters.
+    pub fn relayed_tokens(&self) -> u64 {
+        match self {
+            Self::Anthropic(m) => relayed::estimate_tokens(m.relayed_chars()),
+            Self::OpenAi(m) => m.relayed_tokens(),
+            Self::Responses(m) => m.relayed_tokens(),
         }
     }
 

@@ -39,6 +39,7 @@ providers:
       - {id: platform/gpt-failed, upstream: openai, upstream_model: stub-gpt-failed, price: {input: 1, output: 2, cache_read: 0.5}}
       - {id: platform/gpt-nousage, upstream: openai, upstream_model: stub-gpt-nousage, price: {input: 1, output: 2}}
       - {id: platform/o3-nousage, upstream: openai, upstream_model: o3-nousage, price: {input: 1, output: 2}}
+      - {id: platform/gpt4o-nousage, upstream: openai, upstream_model: gpt-4o-nousage, price: {input: 1, output: 2}}
       - {id: platform/gpt-streams, upstream: openai, upstream_model: stub-gpt-streams, price: {input: 1, output: 2}}
     upstreams:
       anthropic: {url: "https://api.anthropic.invalid", key_env: TOLLGATE_UPSTREAM_ANTHROPIC_KEY}

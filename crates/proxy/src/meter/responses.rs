@@ -33,6 +33,10 @@ struct ResponsesState {
     malformed: u64,
     /// Content characters relayed (see [`relayed`]).
     relayed_chars: u64,
+    /// How relayed content is counted in tokens.
+    counter: relayed::TokenCounter,
+    /// Relayed content in tokens, when `counter` tokenizes.
+    relayed_tokens: u64,
 }
 
 /// A streamed event: `type` and, for the lifecycle events, the response.
@@ -127,6 +131,17 @@ impl ResponsesMeter {
         self.state.relayed_chars
     }
 
+    /// Counts relayed content with `counter` from now on (set it before the first chunk).
+    pub fn set_counter(&mut self, counter: relayed::TokenCounter) {
+        self.state.counter = counter;
+    }
+
+    /// The output tokens of the content relayed so far ([`relayed::relayed_output_tokens`]).
+    pub fn relayed_tokens(&self) -> u64 {
+        let tokenized = self.state.counter.tokenizes().then_some(self.state.relayed_tokens);
+        relayed::relayed_output_tokens(self.state.relayed_chars, tokenized)
+    }
+
     /// Events dropped for exceeding the SSE parser's size limit.
     pub fn oversized_events(&self) -> u64 {
         self.parser.dropped_events()
@@ -136,7 +151,11 @@ impl ResponsesMeter {
 impl ResponsesState {
     fn on_event(&mut self, event: EventRef<'_>) {
         if event.event.is_empty() || event.event.ends_with(b".delta") {
-            self.relayed_chars += relayed::responses_delta_chars(event.data);
+            let (counter, chars, tokens) = (self.counter, &mut self.relayed_chars, &mut self.relayed_tokens);
+            relayed::responses_delta_pieces(event.data, |piece| {
+                *chars += piece.len() as u64;
+                *tokens += counter.tokens(piece).unwrap_or(0);
+            });
         }
         // The `event:` field names the payload's type: skip the bulk unparsed. Without the
         // field, only a payload that may carry a usage is parsed.

@@ -292,3 +292,43 @@ async fn a_reasoning_models_cut_stream_is_charged_its_output_limit() {
     let u = app.settled(2).await;
     assert_eq!((u.output_tokens, u.estimated_requests), (50 + 40, 2));
 }
+
+/// The o200k count of each content piece a client received, as the meter counts them.
+fn o200k_pieces(pieces: impl Iterator<Item = String>) -> i64 {
+    let bpe = tiktoken_rs::o200k_base_singleton();
+    i64::try_from(pieces.map(|p| bpe.encode_ordinary(&p).len()).sum::<usize>()).unwrap()
+}
+
+/// For an OpenAI model (not a reasoning one) a cut stream's content is counted with OpenAI's
+/// tokenizer (`o200k_base` for `gpt-4o`), not the characters-per-token ratio: chat and
+/// Responses.
+#[tokio::test]
+async fn an_openai_models_cut_stream_is_counted_with_its_tokenizer() {
+    let app = App::new(CREDIT).await;
+    let (_, token) = app.workspace("codex", "platform/gpt").await;
+    let mut body = chat("platform/gpt4o-nousage", true, None);
+    body["max_tokens"] = json!(50);
+    let text = read_all(app.post("/openai/v1/chat/completions", &token, body.clone()).send().await.unwrap()).await;
+    let pieces = payloads(&text)
+        .into_iter()
+        .filter_map(|p| p["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect::<Vec<_>>();
+    let counted = o200k_pieces(pieces.into_iter());
+    let ratio = tokens(chat_chars(&text));
+    eprintln!("chat cut: o200k {counted} tokens, ratio {ratio}, the stand-in's true count 10");
+    assert!(counted >= 10 && counted < ratio, "{counted} vs the ratio's {ratio}");
+    let u = app.settled(1).await;
+    assert_eq!((u.input_tokens, u.output_tokens, u.estimated_requests), (input_estimate(&body), counted, 1));
+
+    let body = json!({"model": "platform/gpt4o-nousage", "stream": true, "max_output_tokens": 40, "input": "hello"});
+    let r = app.http.post(format!("{}/openai/v1/responses", app.base)).bearer_auth(&token).json(&body).send().await;
+    let text = read_all(r.unwrap()).await;
+    let pieces = payloads(&text)
+        .into_iter()
+        .filter(|p| p["type"].as_str().is_some_and(|t| t.ends_with(".delta")))
+        .filter_map(|p| p["delta"].as_str().map(str::to_owned));
+    let counted_responses = o200k_pieces(pieces);
+    eprintln!("responses cut: o200k {counted_responses} tokens, ratio {}", tokens(responses_chars(&text)));
+    let u = app.settled(2).await;
+    assert_eq!(u.output_tokens, counted + counted_responses);
+}

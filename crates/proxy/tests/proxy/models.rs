@@ -64,6 +64,7 @@ async fn each_route_lists_the_platform_models_the_token_may_use() {
             "platform/gpt-failed",
             "platform/gpt-nousage",
             "platform/o3-nousage",
+            "platform/gpt4o-nousage",
             "platform/gpt-streams"
         ]
     );
