@@ -178,6 +178,11 @@ impl Proxy {
             .support_invalidation_closures()
             .build();
         let credit = Credit::new(store.clone(), config.credit.clone());
+        // OpenAI's tokenizer parses its embedded ranks once per process: off the first
+        // OpenAI request's path.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            drop(handle.spawn_blocking(meter::relayed::TokenCounter::warm_up));
+        }
         Ok(Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache, credit }) })
     }
 

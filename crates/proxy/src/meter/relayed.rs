@@ -83,6 +83,12 @@ impl TokenCounter {
         }
     }
 
+    /// Loads OpenAI's tokenizers (a one-time parse of their embedded ranks), so that the
+    /// first stream counted does not wait for it.
+    pub fn warm_up() {
+        let _ = (tiktoken_rs::o200k_base_singleton(), tiktoken_rs::cl100k_base_singleton());
+    }
+
     /// Whether this counter tokenizes (else it counts bytes for [`estimate_tokens`]).
     pub fn tokenizes(&self) -> bool {
         matches!(self, Self::Tiktoken(_))
