@@ -177,6 +177,10 @@ async fn assert_abandoned_charge(app: &App, input: i64, read: i64, max_output: i
     assert_eq!((u.requests, u.errors, u.estimated_requests), (1, 1, 1), "{u:?}");
     assert_eq!(u.input_tokens, input);
     assert!(u.output_tokens >= read && u.output_tokens <= max_output, "{u:?}, read {read}");
+    eprintln!(
+        "abandoned: charged {} input + {} output tokens ({} µUSD); the client read {read} tokens' worth",
+        u.input_tokens, u.output_tokens, u.cost_micros
+    );
     assert_eq!(u.cost_micros, cost(u.input_tokens, u.output_tokens));
     assert_eq!(app.credit().await, CREDIT - u.cost_micros);
 }
