@@ -42,18 +42,13 @@ pub fn estimate_input_tokens(body_len: usize) -> u64 {
 }
 
 /// How the content a stream relayed is turned into output tokens.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub enum TokenCounter {
     /// [`estimate_tokens`] of the UTF-8 bytes: for models whose tokenizer is not published.
+    #[default]
     Ratio,
     /// OpenAI's published tokenizer for the model.
     Tiktoken(&'static tiktoken_rs::CoreBPE),
-}
-
-impl Default for TokenCounter {
-    fn default() -> Self {
-        Self::Ratio
-    }
 }
 
 impl std::fmt::Debug for TokenCounter {
