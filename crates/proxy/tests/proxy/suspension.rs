@@ -50,13 +50,24 @@ fn assert_openai_suspended(status: u16, body: &Value, reason: &str) {
     assert!(body["error"]["message"].as_str().unwrap().contains(reason), "names the reason: {body}");
 }
 
-/// One instance on SQLite: a workspace suspended through the admin API is refused on its
+/// One instance: a workspace suspended through the admin API is refused on its
 /// very next request, in each provider's shape, on every route (streaming or not, the model
 /// list too); a suspended org stops all its workspaces and its reason wins; resuming serves
 /// again. Refusals reach neither the upstream nor the credit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn suspended_workspaces_and_orgs_are_refused_in_each_providers_shape() {
-    let app = App::new(1_000_000).await;
+async fn suspended_workspaces_and_orgs_are_refused_in_each_providers_shape_on_sqlite() {
+    refused_in_each_providers_shape(App::new(1_000_000).await).await;
+}
+
+/// The same on Postgres.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suspended_workspaces_and_orgs_are_refused_in_each_providers_shape_on_postgres() {
+    let url = tollgate_testkit::postgres().fresh_database().await.unwrap();
+    let store = tollgate_store::connect(&url, crate::key()).await.unwrap();
+    refused_in_each_providers_shape(App::on(store, 1_000_000, None).await).await;
+}
+
+async fn refused_in_each_providers_shape(app: App) {
     let (claude, claude_token) = app.workspace("claude-code", "platform/ok").await;
     let (_, codex_token) = app.workspace("codex", "platform/gpt").await;
     let (_proxy, base) = start_server(app.store.clone(), &app.upstream.url()).await;
@@ -64,7 +75,6 @@ async fn suspended_workspaces_and_orgs_are_refused_in_each_providers_shape() {
     assert_eq!(anthropic(&app, &base, &claude_token, false).await.0, 200);
     let chat_path = "/openai/v1/chat/completions";
     assert_eq!(send(&app, &base, chat_path, &codex_token, chat("platform/gpt", false, None)).await.0, 200);
-    let served = app.settled(2).await;
 
     let path = format!("/admin/workspaces/{claude}/suspend");
     assert_eq!(admin_post(&app, &base, &path, json!({"reason": "runaway agent"})).await.0, 200);
@@ -81,6 +91,7 @@ async fn suspended_workspaces_and_orgs_are_refused_in_each_providers_shape() {
         200,
         "other workspaces are served"
     );
+    let served = app.settled(3).await;
 
     let path = format!("/admin/orgs/{}/suspend", app.org);
     assert_eq!(admin_post(&app, &base, &path, json!({"reason": "unpaid invoice"})).await.0, 200);
