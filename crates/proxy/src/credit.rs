@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tollgate_policy::{Micros, OrgId};
-use tollgate_store::{Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, Store, StoreError};
+use tollgate_store::{Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, MAX_BALANCE_MICROS, Store, StoreError};
 
 /// How the lease bookkeeping behaves.
 #[derive(Clone, Debug)]
@@ -160,6 +160,11 @@ impl Hold {
     /// The amount reserved.
     pub fn amount(&self) -> Micros {
         Micros::new(self.amount)
+    }
+
+    /// The lease it was reserved from.
+    pub fn lease_id(&self) -> &LeaseId {
+        &self.lease_id
     }
 }
 
@@ -376,12 +381,18 @@ impl Credit {
     /// Ends `hold`'s request: charges `entry`'s cost, returns the rest of the reservation to
     /// the lease, and queues the request's ledger row. No IO: the row is written by the
     /// background task (or [`Credit::shutdown`]).
-    pub fn settle(&self, hold: Hold, entry: LedgerEntry) {
+    ///
+    /// The cost is clamped to `0..=`[`MAX_BALANCE_MICROS`]: a price that saturated on absurd
+    /// usage must neither overflow the lease's arithmetic nor write a row the database cannot
+    /// subtract from a balance (which would block the ledger's batch for good).
+    pub fn settle(&self, hold: Hold, mut entry: LedgerEntry) {
+        let cost = entry.settlement.cost.get().clamp(0, MAX_BALANCE_MICROS);
+        entry.settlement.cost = Micros::new(cost);
         {
             let mut s = lock(&hold.org.state);
             if s.lease_id == hold.lease_id {
                 s.held -= hold.amount;
-                s.available += hold.amount - entry.settlement.cost.get();
+                s.available = s.available.saturating_add(hold.amount - cost);
                 s.last_used = Instant::now();
             }
         }
@@ -465,6 +476,19 @@ impl Credit {
             tracing::warn!(error = %e, "could not close a debited credit lease");
         }
         lock(&org.retired).clone()
+    }
+
+    /// [`Credit::cut`] for every org this instance holds a lease of: for when notices may have
+    /// been lost (a lagging or reconnected channel), so a debit's cut among them cannot be
+    /// missed. The credit goes back to the orgs; the next request of each leases afresh.
+    /// Returns every lease id this instance no longer spends from.
+    pub async fn cut_all(&self) -> Vec<LeaseId> {
+        let orgs: Vec<OrgId> = lock(&self.inner.orgs).keys().cloned().collect();
+        let mut left = Vec::new();
+        for org in orgs {
+            left.extend(self.cut(&org).await);
+        }
+        left
     }
 
     /// Writes every queued row and returns every lease to its org (graceful shutdown, after
@@ -575,8 +599,11 @@ async fn tend_leases(inner: &Inner) {
             let lease_id = s.lease_id.clone();
             let close = s.held == 0 && s.last_used.elapsed() >= inner.config.idle_return;
             if close {
-                // A request arriving from now on opens a new lease.
+                // A request arriving from now on opens a new lease. The old one is retired: a
+                // debit that closes it (before this release lands, or after it failed) waits
+                // for this instance to confirm it among those it left (see `Credit::cut`).
                 *s = LeaseState::fresh();
+                org.retire(lease_id.clone());
             } else if s.renewed.elapsed() < inner.config.lease_ttl / 4 {
                 // Renewed recently enough: one write per lease per quarter TTL, not per tick.
                 continue;

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tollgate_policy::money::Usage;
 use tollgate_policy::registry::Protocol;
 use tollgate_policy::resolve::{BillingMode, Context, PublicUrl};
+use tollgate_policy::suspension::suspension_in_force;
 use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
 use tollgate_policy::{Charge, Markup, Micros, ModelRefusal, OrgId, Pricing, Registry, WorkspaceId};
 use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
@@ -119,6 +120,8 @@ struct Authorized {
     allowed_models: Option<Vec<String>>,
     /// The org's price plan (section 20): what it is charged over the provider's price.
     markup: Markup,
+    /// The refusal's message when the workspace or its org is suspended (section 14).
+    suspended: Option<String>,
 }
 
 /// The proxy's HTTP client could not be built (e.g. the TLS backend failed to initialise).
@@ -177,6 +180,11 @@ impl Proxy {
             .support_invalidation_closures()
             .build();
         let credit = Credit::new(store.clone(), config.credit.clone());
+        // OpenAI's tokenizer parses its embedded ranks once per process: off the first
+        // OpenAI request's path.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            drop(handle.spawn_blocking(meter::relayed::TokenCounter::warm_up));
+        }
         Ok(Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache, credit }) })
     }
 
@@ -240,19 +248,45 @@ impl Proxy {
                 Ok(Invalidation::CreditCut(org)) => {
                     // Confirm only after the lease is dropped: the debit answers once every
                     // closed lease is confirmed, so nothing is admitted from it after that.
-                    for lease in self.credit_cut(&org).await {
-                        let done = Invalidation::CreditCutDone(lease);
-                        if let Err(e) = self.inner.store.publish_invalidation(&done).await {
-                            tracing::warn!(error = %e, "could not confirm a credit cut");
-                        }
-                    }
+                    let left = self.credit_cut(&org).await;
+                    self.confirm_cuts(left).await;
                 }
                 Ok(Invalidation::CreditCutDone(_)) => {}
+                Ok(Invalidation::All) => {
+                    // Notices were lost with a connection: a debit's cut may be among them.
+                    self.inner.cache.invalidate_all();
+                    let left = self.inner.credit.cut_all().await;
+                    self.confirm_cuts(left).await;
+                }
                 Ok(notice) => self.invalidate(notice),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.inner.cache.invalidate_all(),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Skipped notices may hold anything, a debit's cut or a recall included:
+                    // everything changed. Drop every authorisation and every lease.
+                    self.inner.cache.invalidate_all();
+                    let left = self.inner.credit.cut_all().await;
+                    self.confirm_cuts(left).await;
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
+    }
+
+    /// Tells the debit waiting for them that this instance no longer spends from `leases`.
+    async fn confirm_cuts(&self, leases: Vec<tollgate_store::LeaseId>) {
+        for lease in leases {
+            let done = Invalidation::CreditCutDone(lease);
+            if let Err(e) = self.inner.store.publish_invalidation(&done).await {
+                tracing::warn!(error = %e, "could not confirm a credit cut");
+            }
+        }
+    }
+
+    /// Drops this instance's cached authorisations that `notice` makes stale, at once. The
+    /// control plane calls it after a change (a suspension, say) before answering, so that the
+    /// instance that made the change never serves one more request on the old state; other
+    /// instances do the same when the notice reaches them ([`Proxy::follow_invalidations`]).
+    pub fn invalidate_now(&self, notice: Invalidation) {
+        self.invalidate(notice);
     }
 
     fn invalidate(&self, notice: Invalidation) {
@@ -290,6 +324,8 @@ impl Proxy {
                     runtime: inputs.workspace.runtime.clone(),
                     allowed_models: inputs.workspace.allowed_models.clone(),
                     markup: inputs.org.markup_percent,
+                    suspended: suspension_in_force(inputs.org.suspended.as_ref(), inputs.workspace.suspended.as_ref())
+                        .map(|refusal| refusal.message()),
                 }))
             })
             .await;
@@ -568,11 +604,15 @@ impl Proxy {
             worst_case(&admitted.price, &admitted.json, body.len(), protocol, who.markup)
         };
         let model = std::mem::take(&mut admitted.model);
+
+        let upstream_model = rewrite::requested_model(&admitted.json).unwrap_or_default();
         let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
+        let meter = meter.with_counter(meter::relayed::TokenCounter::for_model(protocol, upstream_model));
         let bounds = EstimateBounds {
             input_tokens: meter::relayed::estimate_input_tokens(body.len()),
-            max_output_tokens: rewrite::max_output_tokens(&admitted.json, protocol)
-                .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+            max_output_tokens: rewrite::output_token_bound(&admitted.json, protocol, DEFAULT_MAX_OUTPUT_TOKENS),
+            hidden_reasoning: protocol == Protocol::Openai
+                && meter::relayed::hides_reasoning(upstream_model, &admitted.json),
         };
         let mut guard = self.reserve(&who, meter, bounds, model, admitted.price.clone(), amount).await?;
         let (upstream_response, upstream_latency) =
@@ -585,6 +625,9 @@ impl Proxy {
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Authorized>, ProxyError> {
         let token = workspace_token(headers)?;
         let who = self.authorize(token).await?;
+        if let Some(message) = &who.suspended {
+            return Err(ProxyError::new(StatusCode::FORBIDDEN, Kind::Permission, message.clone()));
+        }
         if who.mode != Some(BillingMode::PlatformManaged) {
             let now = who.mode.map_or("not resolvable", BillingMode::as_str);
             return Err(ProxyError::new(
@@ -873,7 +916,7 @@ fn relay(
 /// ([`Pricing::worst_case`]).
 fn worst_case(price: &Pricing, json: &Value, body_len: usize, protocol: Protocol, markup: Markup) -> Micros {
     let input = rewrite::estimate_input_tokens(body_len);
-    let output = rewrite::max_output_tokens(json, protocol).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
+    let output = rewrite::output_token_bound(json, protocol, DEFAULT_MAX_OUTPUT_TOKENS);
     price.worst_case(input, output, markup)
 }
 
@@ -901,6 +944,8 @@ struct SettleGuard {
 struct EstimateBounds {
     input_tokens: u64,
     max_output_tokens: u64,
+    /// The answer may hold reasoning the stream never shows (an OpenAI reasoning model).
+    hidden_reasoning: bool,
 }
 
 /// What settling consumes: the reservation and the ledger row's identity.
@@ -956,12 +1001,19 @@ impl SettleGuard {
             return self.charge_body(seen, reserved);
         }
         let relayed = self.meter.relayed_chars();
-        let unreported = seen.output_tokens == 0 && relayed > 0;
+        let relayed_tokens = self.meter.relayed_tokens();
+        // Completed is not enough: an Anthropic stream that ends (`message_stop`) without its
+        // `message_delta` shows only the 1 output token of `message_start`.
+        let unreported = !self.meter.usage_reported() || (seen.output_tokens == 0 && relayed > 0);
         if self.meter.completed() && !unreported {
             return (seen, self.price.charge(&seen, self.markup), false);
         }
-        let EstimateBounds { input_tokens, max_output_tokens } = self.bounds;
-        let usage = meter::relayed::estimated_usage(seen, relayed, input_tokens, max_output_tokens);
+        let EstimateBounds { input_tokens, max_output_tokens, hidden_reasoning } = self.bounds;
+        let usage = if hidden_reasoning {
+            meter::relayed::estimated_usage_hiding_reasoning(seen, relayed_tokens, input_tokens, max_output_tokens)
+        } else {
+            meter::relayed::estimated_usage(seen, relayed_tokens, input_tokens, max_output_tokens)
+        };
         (usage, meter::relayed::estimated_charge(&self.price, &usage, self.markup, reserved), true)
     }
 }

@@ -155,6 +155,12 @@ impl AnthropicMeter {
         self.state.completed
     }
 
+    /// Whether the final output count arrived (a `message_delta` with usage, or a whole
+    /// body's usage): without it the output is only `message_start`'s initial count.
+    pub fn usage_reported(&self) -> bool {
+        self.state.latest_output.is_some()
+    }
+
     /// Events that should have carried usage but did not parse.
     pub fn malformed_events(&self) -> u64 {
         self.state.malformed
@@ -237,10 +243,16 @@ pub struct OpenAiMeter {
 #[derive(Debug, Default)]
 struct OpenAiState {
     usage: Usage,
+    /// A usage object was read.
+    reported: bool,
     completed: bool,
     malformed: u64,
     /// Content characters relayed (see [`relayed`]).
     relayed_chars: u64,
+    /// How relayed content is counted in tokens.
+    counter: relayed::TokenCounter,
+    /// Relayed content in tokens, when `counter` tokenizes.
+    relayed_tokens: u64,
 }
 
 /// The parts of a chunk (or of a whole completion) that matter for usage.
@@ -323,6 +335,7 @@ impl OpenAiMeter {
         match serde_json::from_slice::<OpenAiPayload>(body) {
             Ok(OpenAiPayload { usage: Some(usage), service_tier, .. }) => {
                 self.state.usage = usage.to_usage(service_tier.as_deref());
+                self.state.reported = true;
                 self.state.completed = true;
             }
             Ok(_) => {}
@@ -341,6 +354,11 @@ impl OpenAiMeter {
         self.state.completed
     }
 
+    /// Whether a usage object arrived.
+    pub fn usage_reported(&self) -> bool {
+        self.state.reported
+    }
+
     /// Chunks that looked as if they carried usage but did not parse.
     pub fn malformed_events(&self) -> u64 {
         self.state.malformed
@@ -349,6 +367,17 @@ impl OpenAiMeter {
     /// Content characters relayed so far (text, thinking, tool-call arguments).
     pub fn relayed_chars(&self) -> u64 {
         self.state.relayed_chars
+    }
+
+    /// Counts relayed content with `counter` from now on (set it before the first chunk).
+    pub fn set_counter(&mut self, counter: relayed::TokenCounter) {
+        self.state.counter = counter;
+    }
+
+    /// The output tokens of the content relayed so far ([`relayed::relayed_output_tokens`]).
+    pub fn relayed_tokens(&self) -> u64 {
+        let tokenized = self.state.counter.tokenizes().then_some(self.state.relayed_tokens);
+        relayed::relayed_output_tokens(self.state.relayed_chars, tokenized)
     }
 
     /// Events dropped for exceeding the SSE parser's size limit.
@@ -363,7 +392,11 @@ impl OpenAiState {
             self.completed = true;
             return;
         }
-        self.relayed_chars += relayed::openai_chunk_chars(data);
+        let (counter, chars, tokens) = (self.counter, &mut self.relayed_chars, &mut self.relayed_tokens);
+        relayed::openai_chunk_pieces(data, |piece| {
+            *chars += piece.len() as u64;
+            *tokens += counter.tokens(piece).unwrap_or(0);
+        });
         if !may_carry_usage(data) {
             return;
         }
@@ -371,6 +404,7 @@ impl OpenAiState {
             Ok(payload) => {
                 if let Some(usage) = &payload.usage {
                     self.usage = usage.to_usage(payload.service_tier.as_deref());
+                    self.reported = true;
                     self.completed |= payload.is_usage_chunk();
                 }
             }
@@ -437,6 +471,38 @@ impl Meter {
             Self::Anthropic(m) => m.completed(),
             Self::OpenAi(m) => m.completed(),
             Self::Responses(m) => m.completed(),
+        }
+    }
+
+    /// Counts the content relayed with `counter` (OpenAI's meters; the Anthropic one keeps the
+    /// ratio, its tokenizer being unpublished). Call it before the first chunk.
+    #[must_use]
+    pub fn with_counter(mut self, counter: relayed::TokenCounter) -> Self {
+        match &mut self {
+            Self::Anthropic(_) => {}
+            Self::OpenAi(m) => m.set_counter(counter),
+            Self::Responses(m) => m.set_counter(counter),
+        }
+        self
+    }
+
+    /// The output tokens of the content relayed so far: OpenAI's tokenizer's count where the
+    /// meter has one, else [`relayed::estimate_tokens`] of its characters.
+    pub fn relayed_tokens(&self) -> u64 {
+        match self {
+            Self::Anthropic(m) => relayed::estimate_tokens(m.relayed_chars()),
+            Self::OpenAi(m) => m.relayed_tokens(),
+            Self::Responses(m) => m.relayed_tokens(),
+        }
+    }
+
+    /// Whether the response's usage (its final output count) arrived: a stream that
+    /// completed without it is charged the estimate, like a cut one.
+    pub fn usage_reported(&self) -> bool {
+        match self {
+            Self::Anthropic(m) => m.usage_reported(),
+            Self::OpenAi(m) => m.usage_reported(),
+            Self::Responses(m) => m.usage_reported(),
         }
     }
 

@@ -99,7 +99,14 @@ impl AppState {
     /// Tells every instance that cached state about a workspace or an org is stale, after a
     /// change that may alter a resolution. The change has happened either way: a failed
     /// notification is logged, and caches expire on their own.
+    ///
+    /// This instance's proxy drops its stale authorisations at once, before the notice goes
+    /// out: its follower would do it only when the notice comes back round, after the caller
+    /// may already have answered (and a next request been served on the old state).
     pub async fn invalidate(&self, notice: Invalidation) {
+        if let Some(proxy) = &self.proxy {
+            proxy.invalidate_now(notice.clone());
+        }
         if let Err(e) = self.store.publish_invalidation(&notice).await {
             tracing::warn!(error = %e, notice = %notice.encode(), "could not publish a cache invalidation");
         }

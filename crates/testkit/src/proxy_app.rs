@@ -31,12 +31,15 @@ providers:
       - {id: platform/slow, upstream: anthropic, upstream_model: stub-sonnet-slow, price: {input: 1, output: 2}}
       - {id: platform/overloaded, upstream: anthropic, upstream_model: stub-sonnet-overloaded, price: {input: 1, output: 2}}
       - {id: platform/nousage, upstream: anthropic, upstream_model: stub-sonnet-nousage, price: {input: 1, output: 2}}
+      - {id: platform/nofinal, upstream: anthropic, upstream_model: stub-sonnet-nofinal, price: {input: 1, output: 2}}
       - {id: platform/streams, upstream: anthropic, upstream_model: stub-sonnet-streams, price: {input: 1, output: 2}}
       - {id: platform/gpt, upstream: openai, upstream_model: stub-gpt, price: {input: 1, output: 2, cache_read: 0.5}}
       - {id: platform/gpt-cut, upstream: openai, upstream_model: stub-gpt-cut, price: {input: 1, output: 2}}
       - {id: platform/gpt-slow, upstream: openai, upstream_model: stub-gpt-slow, price: {input: 1, output: 2}}
       - {id: platform/gpt-failed, upstream: openai, upstream_model: stub-gpt-failed, price: {input: 1, output: 2, cache_read: 0.5}}
       - {id: platform/gpt-nousage, upstream: openai, upstream_model: stub-gpt-nousage, price: {input: 1, output: 2}}
+      - {id: platform/o3-nousage, upstream: openai, upstream_model: o3-nousage, price: {input: 1, output: 2}}
+      - {id: platform/gpt4o-nousage, upstream: openai, upstream_model: gpt-4o-nousage, price: {input: 1, output: 2}}
       - {id: platform/gpt-streams, upstream: openai, upstream_model: stub-gpt-streams, price: {input: 1, output: 2}}
     upstreams:
       anthropic: {url: "https://api.anthropic.invalid", key_env: TOLLGATE_UPSTREAM_ANTHROPIC_KEY}

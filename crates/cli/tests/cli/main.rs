@@ -8,6 +8,7 @@ mod exec;
 mod explain;
 mod outage;
 mod serve;
+mod suspend;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

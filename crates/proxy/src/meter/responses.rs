@@ -28,10 +28,16 @@ pub struct ResponsesMeter {
 #[derive(Debug, Default)]
 struct ResponsesState {
     usage: Usage,
+    /// The terminal event carried usage.
+    reported: bool,
     completed: bool,
     malformed: u64,
     /// Content characters relayed (see [`relayed`]).
     relayed_chars: u64,
+    /// How relayed content is counted in tokens.
+    counter: relayed::TokenCounter,
+    /// Relayed content in tokens, when `counter` tokenizes.
+    relayed_tokens: u64,
 }
 
 /// A streamed event: `type` and, for the lifecycle events, the response.
@@ -95,6 +101,7 @@ impl ResponsesMeter {
         match serde_json::from_slice::<ResponseBody>(body) {
             Ok(ResponseBody { usage: Some(usage), service_tier }) => {
                 self.state.usage = usage.to_usage(service_tier.as_deref());
+                self.state.reported = true;
                 self.state.completed = true;
             }
             Ok(_) => {}
@@ -113,6 +120,11 @@ impl ResponsesMeter {
         self.state.completed
     }
 
+    /// Whether a usage object arrived (in the terminal event or a whole body).
+    pub fn usage_reported(&self) -> bool {
+        self.state.reported
+    }
+
     /// Terminal events (or bodies) that did not parse.
     pub fn malformed_events(&self) -> u64 {
         self.state.malformed
@@ -121,6 +133,17 @@ impl ResponsesMeter {
     /// Content characters relayed so far (output text, reasoning, function-call arguments).
     pub fn relayed_chars(&self) -> u64 {
         self.state.relayed_chars
+    }
+
+    /// Counts relayed content with `counter` from now on (set it before the first chunk).
+    pub fn set_counter(&mut self, counter: relayed::TokenCounter) {
+        self.state.counter = counter;
+    }
+
+    /// The output tokens of the content relayed so far ([`relayed::relayed_output_tokens`]).
+    pub fn relayed_tokens(&self) -> u64 {
+        let tokenized = self.state.counter.tokenizes().then_some(self.state.relayed_tokens);
+        relayed::relayed_output_tokens(self.state.relayed_chars, tokenized)
     }
 
     /// Events dropped for exceeding the SSE parser's size limit.
@@ -132,7 +155,11 @@ impl ResponsesMeter {
 impl ResponsesState {
     fn on_event(&mut self, event: EventRef<'_>) {
         if event.event.is_empty() || event.event.ends_with(b".delta") {
-            self.relayed_chars += relayed::responses_delta_chars(event.data);
+            let (counter, chars, tokens) = (self.counter, &mut self.relayed_chars, &mut self.relayed_tokens);
+            relayed::responses_delta_pieces(event.data, |piece| {
+                *chars += piece.len() as u64;
+                *tokens += counter.tokens(piece).unwrap_or(0);
+            });
         }
         // The `event:` field names the payload's type: skip the bulk unparsed. Without the
         // field, only a payload that may carry a usage is parsed.
@@ -149,6 +176,7 @@ impl ResponsesState {
                 match payload.response {
                     Some(ResponseBody { usage: Some(usage), service_tier }) => {
                         self.usage = usage.to_usage(service_tier.as_deref());
+                        self.reported = true;
                     }
                     _ => self.malformed += 1,
                 }

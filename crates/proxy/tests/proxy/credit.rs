@@ -97,3 +97,84 @@ async fn many_requests_share_one_lease_and_shutdown_returns_it() {
     assert_eq!(rows[0].requests, 30);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// OpenAI's `n` asks for that many choices, each up to the output limit; without a limit
+/// each choice may run to the default, so the worst case is `n` times the default output.
+/// An org whose credit covers one choice's default worst case but not four is refused
+/// (402) a request for `n: 4` without a limit, before anything reaches the upstream.
+#[tokio::test]
+async fn n_choices_without_an_output_limit_reserve_n_times_the_default() {
+    // 32,000 default output tokens at 2 µUSD: 64,000 per choice.
+    let app = App::new(100_000).await;
+    let (_, token) = app.workspace("codex", "platform/gpt").await;
+    let mut body = crate::chat("platform/gpt", false, None);
+    body.as_object_mut().unwrap().remove("max_tokens");
+    let one = app.post("/openai/v1/chat/completions", &token, body.clone()).send().await.unwrap();
+    assert_eq!(one.status(), 200, "one choice fits");
+    body["n"] = serde_json::json!(4);
+    let four = app.post("/openai/v1/chat/completions", &token, body).send().await.unwrap();
+    assert_eq!(four.status(), 402, "four choices of 32,000 tokens do not fit in 100,000 µUSD");
+    assert_eq!(app.upstream.requests().len(), 1);
+}
+
+/// A ledger row for `hold`'s request by `ws`, costing `cost`.
+fn entry(ws: &tollgate_policy::WorkspaceId, reserved: Micros, cost: i64) -> tollgate_store::LedgerEntry {
+    tollgate_store::LedgerEntry {
+        request_id: tollgate_store::RequestId::mint(),
+        workspace_id: ws.clone(),
+        model: "platform/ok".to_owned(),
+        reserved,
+        settlement: tollgate_store::Settlement {
+            usage: tollgate_policy::Usage::default(),
+            cost: Micros::new(cost),
+            provider_cost: Micros::new(cost),
+            http_status: Some(200),
+            estimated: false,
+        },
+        rejected: false,
+        created_at: tollgate_store::Timestamp::now(),
+    }
+}
+
+/// A lease the instance returned because it was idle is one it no longer spends from: a
+/// debit's cut must find it among those the instance confirms, or the debit waits for a
+/// confirmation that never comes (it answers after its 3 s wait instead of at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_returned_idle_is_confirmed_by_a_later_cut() {
+    let app = App::new(1_000_000).await;
+    let (ws, _) = app.workspace("claude-code", "platform/ok").await;
+    let config = tollgate_proxy::CreditConfig { idle_return: Duration::ZERO, ..Default::default() };
+    let credit = tollgate_proxy::Credit::new(app.store.clone(), config);
+    let hold = credit.reserve(&app.org, Micros::new(1_000)).await.unwrap();
+    let lease = hold.lease_id().clone();
+    let reserved = hold.amount();
+    credit.settle(hold, entry(&ws, reserved, 10));
+    // The tending (every second) returns the idle lease to the org.
+    for _ in 0..400 {
+        if app.store.leased_credit(&app.org).await.unwrap() == Micros::ZERO {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.store.leased_credit(&app.org).await.unwrap(), Micros::ZERO, "the idle lease was returned");
+    assert!(credit.cut(&app.org).await.contains(&lease), "the idle-returned lease is confirmed as left");
+}
+
+/// A settled cost is clamped to the balance bound (10^15 µUSD): an upstream reporting absurd
+/// usage (whose price saturates at i64::MAX) neither overflows the lease's arithmetic nor
+/// blocks the ledger with a row the database cannot subtract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_cost_is_clamped_when_settled() {
+    let app = App::new(1_000_000).await;
+    let (ws, _) = app.workspace("claude-code", "platform/ok").await;
+    let credit = tollgate_proxy::Credit::new(app.store.clone(), tollgate_proxy::CreditConfig::default());
+    let first = credit.reserve(&app.org, Micros::new(1_000)).await.unwrap();
+    let second = credit.reserve(&app.org, Micros::new(1_000)).await.unwrap();
+    for hold in [first, second] {
+        let reserved = hold.amount();
+        credit.settle(hold, entry(&ws, reserved, i64::MAX));
+    }
+    let u = app.settled(2).await;
+    assert_eq!(u.cost_micros, 2 * tollgate_store::MAX_BALANCE_MICROS, "each row charged the bound");
+    assert!(app.credit().await >= -2 * tollgate_store::MAX_BALANCE_MICROS);
+}

@@ -140,3 +140,30 @@ async fn a_debit_binds_on_every_instance() {
     assert_eq!(app.credit().await, 0, "the balance never goes below zero");
     assert_eq!(app.store.leased_credit(&app.org).await.unwrap().get(), 0);
 }
+
+/// A receiver that lags behind the invalidation channel loses notices, a debit's cut among
+/// them: the proxy then treats everything as changed and drops every lease (their credit goes
+/// back to the org), instead of spending on from a lease the debit closed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lagging_follower_drops_every_lease() {
+    let app = App::new(1_000_000).await;
+    let (_, token) = app.workspace("claude-code", "platform/ok").await;
+    assert_eq!(send(&app, &app.base, &token).await, 200);
+    app.settled(1).await;
+    assert!(app.store.leased_credit(&app.org).await.unwrap().get() > 0, "the instance holds a lease");
+    // On this one thread the follower cannot run until the test yields: the cut, then more
+    // notices than the channel keeps (1024), so the cut is lost to it.
+    let store = &app.store;
+    store.publish_invalidation(&tollgate_store::Invalidation::CreditCut(app.org.clone())).await.unwrap();
+    for i in 0..2_000 {
+        let ws = tollgate_policy::WorkspaceId::parse(&format!("ws-{i}")).unwrap();
+        store.publish_invalidation(&tollgate_store::Invalidation::Workspace(ws)).await.unwrap();
+    }
+    for _ in 0..200 {
+        if app.store.leased_credit(&app.org).await.unwrap().get() == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the lease survived a lost cut: {:?}", app.store.leased_credit(&app.org).await);
+}

@@ -255,3 +255,79 @@ async fn a_client_that_goes_away_cancels_the_upstream_request_on_every_protocol(
     upstream_abandoned(&app, 3).await;
     app.settled(4).await;
 }
+
+/// A stream that ends properly (`message_stop`) without its final usage (`message_delta`):
+/// the output is estimated from the content relayed, not the 1 token of `message_start`.
+#[tokio::test]
+async fn a_completed_anthropic_stream_without_its_final_usage_is_charged_the_estimate() {
+    let app = App::new(CREDIT).await;
+    let (_, token) = app.workspace("claude-code", "platform/ok").await;
+    let r = app.post("/anthropic/v1/messages", &token, messages("platform/nofinal", true, 50)).send().await.unwrap();
+    let text = read_all(r).await;
+    assert!(text.contains("message_stop") && !text.contains("message_delta"), "{text}");
+    let (input, output) = (message_start_input(&text), tokens(anthropic_chars(&text)));
+    assert_eq!(output, 23, "the whole reply, 67 characters");
+    let u = app.settled(1).await;
+    assert_eq!(u.estimated_requests, 1);
+    assert_eq!((u.input_tokens, u.output_tokens), (input, output), "was 1 output token before");
+    assert_eq!(u.cost_micros, cost(input, output));
+}
+
+/// An OpenAI reasoning model's stream cut before its usage hides its reasoning: it is charged
+/// the output limit reserved (the reasoning may have used any of it), not only the 23 tokens
+/// of the content relayed; chat and Responses alike.
+#[tokio::test]
+async fn a_reasoning_models_cut_stream_is_charged_its_output_limit() {
+    let app = App::new(CREDIT).await;
+    let (_, token) = app.workspace("codex", "platform/gpt").await;
+    let mut body = chat("platform/o3-nousage", true, None);
+    body["max_tokens"] = json!(50);
+    let text = read_all(app.post("/openai/v1/chat/completions", &token, body.clone()).send().await.unwrap()).await;
+    assert_eq!(tokens(chat_chars(&text)), 23, "the whole visible reply");
+    let u = app.settled(1).await;
+    assert_eq!((u.input_tokens, u.output_tokens, u.estimated_requests), (input_estimate(&body), 50, 1));
+    let body = json!({"model": "platform/o3-nousage", "stream": true, "max_output_tokens": 40, "input": "hello"});
+    let r = app.http.post(format!("{}/openai/v1/responses", app.base)).bearer_auth(&token).json(&body).send().await;
+    read_all(r.unwrap()).await;
+    let u = app.settled(2).await;
+    assert_eq!((u.output_tokens, u.estimated_requests), (50 + 40, 2));
+}
+
+/// The o200k count of each content piece a client received, as the meter counts them.
+fn o200k_pieces(pieces: impl Iterator<Item = String>) -> i64 {
+    let bpe = tiktoken_rs::o200k_base_singleton();
+    i64::try_from(pieces.map(|p| bpe.encode_ordinary(&p).len()).sum::<usize>()).unwrap()
+}
+
+/// For an OpenAI model (not a reasoning one) a cut stream's content is counted with OpenAI's
+/// tokenizer (`o200k_base` for `gpt-4o`), not the characters-per-token ratio: chat and
+/// Responses.
+#[tokio::test]
+async fn an_openai_models_cut_stream_is_counted_with_its_tokenizer() {
+    let app = App::new(CREDIT).await;
+    let (_, token) = app.workspace("codex", "platform/gpt").await;
+    let mut body = chat("platform/gpt4o-nousage", true, None);
+    body["max_tokens"] = json!(50);
+    let text = read_all(app.post("/openai/v1/chat/completions", &token, body.clone()).send().await.unwrap()).await;
+    let pieces = payloads(&text)
+        .into_iter()
+        .filter_map(|p| p["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect::<Vec<_>>();
+    let counted = o200k_pieces(pieces.into_iter());
+    let ratio = tokens(chat_chars(&text));
+    assert!(counted >= 10 && counted < ratio, "{counted} vs the ratio's {ratio}");
+    let u = app.settled(1).await;
+    assert_eq!((u.input_tokens, u.output_tokens, u.estimated_requests), (input_estimate(&body), counted, 1));
+
+    let body = json!({"model": "platform/gpt4o-nousage", "stream": true, "max_output_tokens": 40, "input": "hello"});
+    let r = app.http.post(format!("{}/openai/v1/responses", app.base)).bearer_auth(&token).json(&body).send().await;
+    let text = read_all(r.unwrap()).await;
+    let pieces = payloads(&text)
+        .into_iter()
+        .filter(|p| p["type"].as_str().is_some_and(|t| t.ends_with(".delta")))
+        .filter_map(|p| p["delta"].as_str().map(str::to_owned));
+    let counted_responses = o200k_pieces(pieces);
+    assert!(counted_responses < tokens(responses_chars(&text)), "the tokenizer, not the ratio");
+    let u = app.settled(2).await;
+    assert_eq!(u.output_tokens, counted + counted_responses);
+}

@@ -13,6 +13,7 @@ mod models;
 mod pricing;
 mod responses;
 mod shapes;
+mod suspension;
 
 pub(crate) use tollgate_testkit::proxy_app::*;
 

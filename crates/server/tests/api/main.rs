@@ -19,5 +19,6 @@ mod persistence;
 mod provision;
 mod schemathesis;
 mod secrets;
+mod suspension;
 mod usage;
 mod workspaces;
