@@ -190,7 +190,7 @@ impl LimitsPatch {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-pub struct RawLimits {
+pub struct LimitsInput {
     /// Micro-USD per UTC day, 0 to 10^15; `null` removes it.
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>))]
@@ -226,7 +226,7 @@ fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resu
     Option::<T>::deserialize(d).map(Some)
 }
 
-impl RawLimits {
+impl LimitsInput {
     /// Parses every given field into a [`LimitsPatch`] (`allowed_models` is passed through:
     /// checking it needs the registry and the runtime).
     ///
@@ -261,7 +261,7 @@ impl RawLimits {
 mod tests {
     use super::*;
 
-    fn raw(json: &str) -> RawLimits {
+    fn raw(json: &str) -> LimitsInput {
         match serde_json::from_str(json) {
             Ok(r) => r,
             Err(e) => panic!("{json}: {e}"),
@@ -307,9 +307,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_wrong_types_do_not_parse() {
-        assert!(serde_json::from_str::<RawLimits>(r#"{"budget_per_day": 5}"#).is_err());
-        assert!(serde_json::from_str::<RawLimits>(r#"{"requests_per_minute": "5"}"#).is_err());
-        assert!(serde_json::from_str::<RawLimits>(r#"{"requests_per_minute": 1.5}"#).is_err());
+        assert!(serde_json::from_str::<LimitsInput>(r#"{"budget_per_day": 5}"#).is_err());
+        assert!(serde_json::from_str::<LimitsInput>(r#"{"requests_per_minute": "5"}"#).is_err());
+        assert!(serde_json::from_str::<LimitsInput>(r#"{"requests_per_minute": 1.5}"#).is_err());
     }
 
     #[test]
