@@ -67,6 +67,8 @@ pub struct ProxyConfig {
     upstreams: BTreeMap<String, UpstreamTarget>,
     /// How credit leases are kept.
     pub credit: CreditConfig,
+    /// The time that decides a request's budget periods (the system clock but in tests).
+    pub clock: crate::budget::Clock,
 }
 
 impl ProxyConfig {
@@ -92,7 +94,7 @@ impl ProxyConfig {
                 );
             }
         }
-        Self { upstreams, credit: CreditConfig::default() }
+        Self { upstreams, credit: CreditConfig::default(), clock: crate::budget::Clock::default() }
     }
 
     /// The upstream called `name`.
@@ -179,6 +181,9 @@ impl Proxy {
             .support_invalidation_closures()
             .build();
         let credit = Credit::new(store.clone(), config.credit.clone());
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(crate::budget::reclaim_loop(Arc::downgrade(&store)));
+        }
         Ok(Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache, credit }) })
     }
 
@@ -694,10 +699,34 @@ impl Proxy {
         let credit = &self.inner.credit;
         let request_id = RequestId::mint();
         let created_at = Timestamp::now();
+        let refusal_row = |request_id: RequestId, model: String| LedgerEntry {
+            request_id,
+            workspace_id: who.workspace_id.clone(),
+            model,
+            reserved: Micros::ZERO,
+            settlement: Settlement {
+                usage: Usage::default(),
+                cost: Micros::ZERO,
+                http_status: Some(StatusCode::PAYMENT_REQUIRED.as_u16()),
+                estimated: false,
+            },
+            rejected: true,
+            created_at,
+        };
+        let budget = match self.reserve_budget(who, &request_id, amount).await {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                if e.status == StatusCode::PAYMENT_REQUIRED {
+                    credit.record_refusal(&who.org_id, refusal_row(request_id, model));
+                }
+                return Err(e);
+            }
+        };
         match credit.reserve(&who.org_id, amount).await {
             Ok(hold) => Ok(SettleGuard {
                 credit: credit.clone(),
                 pending: Some(Pending { hold, request_id, workspace_id: who.workspace_id.clone(), model }),
+                budget: budget.map(|t| (self.inner.store.clone(), t)),
                 created_at,
                 price,
                 meter,
@@ -706,24 +735,10 @@ impl Proxy {
                 status: None,
             }),
             Err(Refusal::Insufficient { available }) => {
-                let refused = Settlement {
-                    usage: Usage::default(),
-                    cost: Micros::ZERO,
-                    http_status: Some(StatusCode::PAYMENT_REQUIRED.as_u16()),
-                    estimated: false,
-                };
-                credit.record_refusal(
-                    &who.org_id,
-                    LedgerEntry {
-                        request_id,
-                        workspace_id: who.workspace_id.clone(),
-                        model,
-                        reserved: Micros::ZERO,
-                        settlement: refused,
-                        rejected: true,
-                        created_at,
-                    },
-                );
+                if let Some(ticket) = budget {
+                    crate::budget::settle(self.inner.store.clone(), ticket, Micros::ZERO);
+                }
+                credit.record_refusal(&who.org_id, refusal_row(request_id, model));
                 Err(ProxyError::new(
                     StatusCode::PAYMENT_REQUIRED,
                     Kind::Billing,
@@ -733,6 +748,9 @@ impl Proxy {
                 ))
             }
             Err(Refusal::Store(e)) => {
+                if let Some(ticket) = budget {
+                    crate::budget::settle(self.inner.store.clone(), ticket, Micros::ZERO);
+                }
                 tracing::error!(error = %e, "credit reservation failed");
                 Err(ProxyError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -741,6 +759,39 @@ impl Proxy {
                 ))
             }
         }
+    }
+
+    /// Reserves `amount` under the hard budgets of the workspace and its org (section 14);
+    /// none set: no IO. A budget that does not cover it is a 402 naming the budget, its period
+    /// and when it resets.
+    async fn reserve_budget(
+        &self,
+        who: &Authorized,
+        request_id: &RequestId,
+        amount: Micros,
+    ) -> Result<Option<crate::budget::BudgetTicket>, ProxyError> {
+        let reserved = crate::budget::reserve(
+            self.inner.store.as_ref(),
+            &self.inner.config.clock,
+            request_id,
+            (who.org_id.as_str(), &who.org_limits),
+            (who.workspace_id.as_str(), &who.limits),
+            amount,
+        )
+        .await;
+        reserved.map_err(|denied| match denied {
+            crate::budget::BudgetDenied::Refused(refusal) => {
+                ProxyError::new(StatusCode::PAYMENT_REQUIRED, Kind::Billing, refusal.to_string())
+            }
+            crate::budget::BudgetDenied::Store(e) => {
+                tracing::error!(error = %e, "budget reservation failed");
+                ProxyError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Kind::Api,
+                    "the proxy cannot reach its database; try again",
+                )
+            }
+        })
     }
 
     /// Sends exactly what was priced (the re-serialised body, not the client's bytes) to the
@@ -890,6 +941,8 @@ struct SettleGuard {
     credit: Credit,
     /// `None` once settled.
     pending: Option<Pending>,
+    /// The request's budget hold, if a budget applies; settled with the credit.
+    budget: Option<(Arc<dyn Store>, crate::budget::BudgetTicket)>,
     created_at: Timestamp,
     price: Price,
     meter: Meter,
@@ -929,6 +982,9 @@ impl SettleGuard {
         let (usage, cost, estimated) = self.charge(hold.amount());
         if estimated {
             metrics::counter!(metric_names::ESTIMATED_SETTLEMENTS).increment(1);
+        }
+        if let Some((store, ticket)) = self.budget.take() {
+            crate::budget::settle(store, ticket, cost);
         }
         let settlement = Settlement { usage, cost, http_status: status, estimated };
         metrics::counter!(metric_names::COST_MICROS).increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
