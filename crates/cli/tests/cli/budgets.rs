@@ -1,0 +1,136 @@
+//! Hard budgets across instances (DESIGN.md section 14): two real `tollgate serve` processes on
+//! one Postgres, a workspace budget set with `tollgate admin workspace limits`, and more demand
+//! than the budget: the admitted spend never exceeds the budget, and at least 90% of it is
+//! admitted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use serde_json::{Value, json};
+use tollgate_testkit::cli_app::{Server, data_dir};
+use tollgate_upstream::Upstream;
+
+const ADMIN_TOKEN: &str = "tg_admin_budget-two-instances";
+const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// The workspace's daily budget, micro-USD: about thirty worst cases of the requests sent.
+const BUDGET: i64 = 100_000;
+/// Requests in flight at once (per instance).
+const WORKERS: usize = 6;
+
+fn serve(url: &str, name: &str, upstream: &str) -> Server {
+    Server::start(
+        crate::bin(),
+        &data_dir(name),
+        &["--database-url", url],
+        &[
+            ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("TOLLGATE_MASTER_KEY", MASTER_KEY),
+            ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", upstream),
+            ("TOLLGATE_UPSTREAM_OPENAI_URL", upstream),
+            ("TOLLGATE_UPSTREAM_ANTHROPIC_KEY", "sk-ant-platform-key-budget-test"),
+            ("TOLLGATE_UPSTREAM_OPENAI_KEY", "sk-proj-platform-key-budget-test"),
+        ],
+    )
+}
+
+async fn send(http: &reqwest::Client, base: &str, token: &str) -> u16 {
+    let body = json!({
+        "model": "platform/sonnet",
+        "max_tokens": 150,
+        "messages": [{"role": "user", "content": "Say hello to the budget, in a few words please."}]
+    });
+    let r = http
+        .post(format!("{base}/anthropic/v1/messages"))
+        .header("x-api-key", token)
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let _ = r.bytes().await;
+    status
+}
+
+#[test]
+fn two_instances_never_exceed_a_budget_and_admit_at_least_90_percent_of_it() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    let url = rt.block_on(tollgate_testkit::postgres().fresh_database()).unwrap();
+    let upstream = rt.block_on(Upstream::start()).unwrap();
+    let a = serve(&url, "budget-a", &upstream.url());
+    let b = serve(&url, "budget-b", &upstream.url());
+    let org = a.admin_json(ADMIN_TOKEN, &["org", "create", "budget-org", "--credit-micros", "1000000000"]);
+    let org = org["id"].as_str().unwrap();
+    let ws = a.admin_json(
+        ADMIN_TOKEN,
+        &["workspace", "create", "--org", org, "--name", "w", "--runtime", "claude-code", "--model", "platform/sonnet"],
+    );
+    let ws = ws["id"].as_str().unwrap();
+    let token = a.admin_json(ADMIN_TOKEN, &["provision", ws])["token"].as_str().unwrap().to_owned();
+    // Set on instance B, shown by A: the limits live in the shared database.
+    let limits = b.admin_json(ADMIN_TOKEN, &["workspace", "limits", ws, "--budget-per-day", &BUDGET.to_string()]);
+    assert_eq!(limits["budget_micros_per_day"], BUDGET);
+    let shown = a.admin_json(ADMIN_TOKEN, &["workspace", "limits", ws]);
+    assert_eq!(shown, limits);
+
+    let http = reqwest::Client::new();
+    let (admitted, refused) = (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
+    rt.block_on(async {
+        // Each worker sends until refused twice in a row (the second after the first one's
+        // in-flight neighbours have settled), on both instances at once.
+        let mut tasks = Vec::new();
+        for i in 0..2 * WORKERS {
+            let base = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
+            let (http, token, admitted, refused) = (http.clone(), token.clone(), admitted.clone(), refused.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut in_a_row = 0;
+                while in_a_row < 2 {
+                    match send(&http, &base, &token).await {
+                        200 => {
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                            in_a_row = 0;
+                        }
+                        402 => {
+                            refused.fetch_add(1, Ordering::SeqCst);
+                            in_a_row += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                        other => panic!("unexpected status {other}"),
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let (admitted, refused) = (admitted.load(Ordering::SeqCst), refused.load(Ordering::SeqCst));
+    assert!(refused > 0, "demand exceeded the budget");
+    assert_eq!(
+        i64::try_from(upstream.requests().len()).unwrap(),
+        admitted,
+        "only admitted requests reached the upstream"
+    );
+
+    // Every ledger row is written (rows are batched after the response).
+    let usage_path = format!("/admin/usage?workspace_id={ws}&group_by=workspace");
+    let mut spent = 0;
+    for _ in 0..200 {
+        let u: Value = rt.block_on(async {
+            let r = http.get(format!("{}{usage_path}", a.url)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+            r.json().await.unwrap()
+        });
+        let row = &u["rows"][0];
+        if row["requests"].as_i64() == Some(admitted + refused) {
+            spent = row["cost_micros"].as_i64().unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(spent > 0, "the ledger rows were written");
+    eprintln!(
+        "two instances: budget {BUDGET} µUSD, admitted spend {spent} µUSD in {admitted} requests, {refused} refusals"
+    );
+    assert!(spent <= BUDGET, "admitted spend {spent} exceeds the budget {BUDGET}");
+    assert!(spent * 10 >= BUDGET * 9, "admitted spend {spent} is under 90% of the budget {BUDGET}");
+}
