@@ -74,14 +74,32 @@ fn two_instances_never_exceed_a_budget_and_admit_at_least_90_percent_of_it() {
     assert_eq!(shown, limits);
 
     let http = reqwest::Client::new();
+    let targets: Vec<(String, String)> =
+        (0..2 * WORKERS).map(|i| (if i % 2 == 0 { a.url.clone() } else { b.url.clone() }, token.clone())).collect();
+    let (admitted, refused) = demand(&rt, &http, targets);
+    assert!(refused > 0, "demand exceeded the budget");
+    assert_eq!(
+        i64::try_from(upstream.requests().len()).unwrap(),
+        admitted,
+        "only admitted requests reached the upstream"
+    );
+    let spent = ledger_cost(&rt, &http, &a.url, &format!("workspace_id={ws}"), admitted + refused);
+    assert!(spent > 0, "the ledger rows were written");
+    eprintln!(
+        "two instances: budget {BUDGET} µUSD, admitted spend {spent} µUSD in {admitted} requests, {refused} refusals"
+    );
+    assert!(spent <= BUDGET, "admitted spend {spent} exceeds the budget {BUDGET}");
+    assert!(spent * 10 >= BUDGET * 9, "admitted spend {spent} is under 90% of the budget {BUDGET}");
+}
+
+/// Sends requests from every (instance URL, token) target at once, each until refused twice
+/// in a row (the second after its in-flight neighbours have settled): (admitted, refused).
+fn demand(rt: &tokio::runtime::Runtime, http: &reqwest::Client, targets: Vec<(String, String)>) -> (i64, i64) {
     let (admitted, refused) = (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
     rt.block_on(async {
-        // Each worker sends until refused twice in a row (the second after the first one's
-        // in-flight neighbours have settled), on both instances at once.
         let mut tasks = Vec::new();
-        for i in 0..2 * WORKERS {
-            let base = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
-            let (http, token, admitted, refused) = (http.clone(), token.clone(), admitted.clone(), refused.clone());
+        for (base, token) in targets {
+            let (http, admitted, refused) = (http.clone(), admitted.clone(), refused.clone());
             tasks.push(tokio::spawn(async move {
                 let mut in_a_row = 0;
                 while in_a_row < 2 {
@@ -104,33 +122,69 @@ fn two_instances_never_exceed_a_budget_and_admit_at_least_90_percent_of_it() {
             t.await.unwrap();
         }
     });
-    let (admitted, refused) = (admitted.load(Ordering::SeqCst), refused.load(Ordering::SeqCst));
-    assert!(refused > 0, "demand exceeded the budget");
-    assert_eq!(
-        i64::try_from(upstream.requests().len()).unwrap(),
-        admitted,
-        "only admitted requests reached the upstream"
-    );
+    (admitted.load(Ordering::SeqCst), refused.load(Ordering::SeqCst))
+}
 
-    // Every ledger row is written (rows are batched after the response).
-    let usage_path = format!("/admin/usage?workspace_id={ws}&group_by=workspace");
-    let mut spent = 0;
-    for _ in 0..200 {
+/// The cost the ledger charged to the requests `filter` selects (`org_id=...` or
+/// `workspace_id=...`), once all `rows` rows are written (they are batched after responses).
+fn ledger_cost(rt: &tokio::runtime::Runtime, http: &reqwest::Client, base: &str, filter: &str, rows: i64) -> i64 {
+    for _ in 0..400 {
         let u: Value = rt.block_on(async {
-            let r = http.get(format!("{}{usage_path}", a.url)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
-            r.json().await.unwrap()
+            let url = format!("{base}/admin/usage?{filter}&group_by=day");
+            http.get(url).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap()
         });
-        let row = &u["rows"][0];
-        if row["requests"].as_i64() == Some(admitted + refused) {
-            spent = row["cost_micros"].as_i64().unwrap();
-            break;
+        let rows_now: i64 = u["rows"].as_array().unwrap().iter().map(|r| r["requests"].as_i64().unwrap()).sum();
+        if rows_now == rows {
+            return u["rows"].as_array().unwrap().iter().map(|r| r["cost_micros"].as_i64().unwrap()).sum();
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
-    assert!(spent > 0, "the ledger rows were written");
+    panic!("the ledger rows were not all written");
+}
+
+/// The org's monthly budget binds its workspaces together: two workspaces, each sending through
+/// both instances, never spend more than the org's budget between them.
+#[test]
+fn two_instances_never_exceed_an_org_budget_shared_by_two_workspaces() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    let url = rt.block_on(tollgate_testkit::postgres().fresh_database()).unwrap();
+    let upstream = rt.block_on(Upstream::start()).unwrap();
+    let a = serve(&url, "org-budget-a", &upstream.url());
+    let b = serve(&url, "org-budget-b", &upstream.url());
+    let org = a.admin_json(ADMIN_TOKEN, &["org", "create", "org-budget", "--credit-micros", "1000000000"]);
+    let org = org["id"].as_str().unwrap();
+    let limits = a.admin_json(ADMIN_TOKEN, &["org", "limits", org, "--budget-per-month", &BUDGET.to_string()]);
+    assert_eq!(limits["budget_micros_per_month"], BUDGET);
+    let mut tokens = Vec::new();
+    for name in ["w1", "w2"] {
+        let ws = a.admin_json(
+            ADMIN_TOKEN,
+            &[
+                "workspace",
+                "create",
+                "--org",
+                org,
+                "--name",
+                name,
+                "--runtime",
+                "claude-code",
+                "--model",
+                "platform/sonnet",
+            ],
+        );
+        let ws = ws["id"].as_str().unwrap();
+        tokens.push(a.admin_json(ADMIN_TOKEN, &["provision", ws])["token"].as_str().unwrap().to_owned());
+    }
+    let http = reqwest::Client::new();
+    let targets: Vec<(String, String)> = (0..2 * WORKERS)
+        .map(|i| (if i % 2 == 0 { a.url.clone() } else { b.url.clone() }, tokens[(i / 2) % 2].clone()))
+        .collect();
+    let (admitted, refused) = demand(&rt, &http, targets);
+    assert!(refused > 0, "demand exceeded the budget");
+    let spent = ledger_cost(&rt, &http, &b.url, &format!("org_id={org}"), admitted + refused);
     eprintln!(
-        "two instances: budget {BUDGET} µUSD, admitted spend {spent} µUSD in {admitted} requests, {refused} refusals"
+        "two instances, org budget: budget {BUDGET} µUSD, admitted spend {spent} µUSD in {admitted} requests, {refused} refusals"
     );
-    assert!(spent <= BUDGET, "admitted spend {spent} exceeds the budget {BUDGET}");
-    assert!(spent * 10 >= BUDGET * 9, "admitted spend {spent} is under 90% of the budget {BUDGET}");
+    assert!(spent <= BUDGET, "admitted spend {spent} exceeds the org's budget {BUDGET}");
+    assert!(spent * 10 >= BUDGET * 9, "admitted spend {spent} is under 90% of the org's budget {BUDGET}");
 }
