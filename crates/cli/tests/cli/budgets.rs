@@ -188,3 +188,51 @@ fn two_instances_never_exceed_an_org_budget_shared_by_two_workspaces() {
     assert!(spent <= BUDGET, "admitted spend {spent} exceeds the org's budget {BUDGET}");
     assert!(spent * 10 >= BUDGET * 9, "admitted spend {spent} is under 90% of the org's budget {BUDGET}");
 }
+
+/// `tollgate admin org|workspace limits`: shows the limits as a table, sets and clears them,
+/// and reports the API's 400 for a bad value.
+#[test]
+fn admin_limits_show_set_and_clear() {
+    let dir = data_dir("limits-cli");
+    let server = Server::start(crate::bin(), &dir, &[], &[("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)]);
+    let org = server.admin_json(ADMIN_TOKEN, &["org", "create", "limits-org"]);
+    let org = org["id"].as_str().unwrap();
+    let (code, table, _) = server.admin(ADMIN_TOKEN, &["org", "limits", org], None);
+    assert_eq!(code, 0);
+    assert!(table.contains("LIMIT") && table.contains("budget_micros_per_day"), "{table}");
+    let set = [
+        "--budget-per-day",
+        "5000000",
+        "--soft-budget-percent",
+        "80",
+        "--requests-per-minute",
+        "60",
+        "--allowed-models",
+        "platform/sonnet,platform/gpt",
+    ];
+    let args: Vec<&str> = ["org", "limits", org].into_iter().chain(set).collect();
+    let (code, table, stderr) = server.admin(ADMIN_TOKEN, &args, None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(table.lines().any(|l| l.contains("budget_micros_per_day") && l.contains("5000000")), "{table}");
+    assert!(
+        table.lines().any(|l| l.contains("allowed_models") && l.contains("platform/sonnet,platform/gpt")),
+        "{table}"
+    );
+    let cleared = server.admin_json(ADMIN_TOKEN, &["org", "limits", org, "--clear-budget-per-day"]);
+    assert_eq!(cleared["budget_micros_per_day"], Value::Null, "cleared");
+    assert_eq!(cleared["soft_budget_percent"], 80, "the others stay");
+    assert_eq!(server.admin_json(ADMIN_TOKEN, &["org", "get", org])["limits"], cleared, "returned with the org");
+    let (code, _, stderr) = server.admin(ADMIN_TOKEN, &["org", "limits", org, "--soft-budget-percent", "0"], None);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("INVALID_LIMITS") && stderr.contains("soft_budget_percent"), "{stderr}");
+    let ws = server.admin_json(
+        ADMIN_TOKEN,
+        &["workspace", "create", "--org", org, "--name", "w", "--runtime", "codex", "--model", "platform/gpt"],
+    );
+    let ws = ws["id"].as_str().unwrap();
+    let l = server.admin_json(ADMIN_TOKEN, &["workspace", "limits", ws, "--max-concurrent-requests", "4"]);
+    assert_eq!(l["max_concurrent_requests"], 4);
+    let l = server.admin_json(ADMIN_TOKEN, &["workspace", "limits", ws, "--clear-max-concurrent-requests"]);
+    assert_eq!(l["max_concurrent_requests"], Value::Null);
+    let _ = std::fs::remove_dir_all(&dir);
+}
