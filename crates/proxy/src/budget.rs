@@ -71,7 +71,8 @@ pub(crate) struct BudgetTicket {
 }
 
 /// Reserves `need` for request `id` under every hard budget of `org` and `workspace` at the
-/// clock's time. `Ok(None)` when no budget applies (no IO).
+/// clock's time. `Ok(None)` when no budget applies or the request is free (`count_tokens`):
+/// no IO, since it cannot spend anything.
 pub(crate) async fn reserve(
     store: &dyn Store,
     clock: &Clock,
@@ -80,7 +81,7 @@ pub(crate) async fn reserve(
     (workspace_id, workspace): (&str, &Limits),
     need: Micros,
 ) -> Result<Option<BudgetTicket>, BudgetDenied> {
-    if !org.has_budget() && !workspace.has_budget() {
+    if need.get() <= 0 || (!org.has_budget() && !workspace.has_budget()) {
         return Ok(None);
     }
     let budgets = applicable(org_id, org, workspace_id, workspace, clock.now_ms());
