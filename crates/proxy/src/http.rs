@@ -262,6 +262,17 @@ impl Proxy {
         }
     }
 
+    /// Drops this instance's cached authorisations that `notice` makes stale (a workspace, an
+    /// org, or all), now, without waiting for the notice to come back through the store's
+    /// channel: the admin API calls it before answering a change. Credit notices are ignored
+    /// here (they are answered by [`Proxy::follow_invalidations`]).
+    pub fn forget(&self, notice: &Invalidation) {
+        match notice {
+            Invalidation::Workspace(_) | Invalidation::Org(_) | Invalidation::All => self.invalidate(notice.clone()),
+            Invalidation::CreditRecall { .. } | Invalidation::CreditCut(_) | Invalidation::CreditCutDone(_) => {}
+        }
+    }
+
     fn invalidate(&self, notice: Invalidation) {
         let cache = &self.inner.cache;
         match notice {

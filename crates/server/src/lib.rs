@@ -100,6 +100,11 @@ impl AppState {
     /// change that may alter a resolution. The change has happened either way: a failed
     /// notification is logged, and caches expire on their own.
     pub async fn invalidate(&self, notice: Invalidation) {
+        // This instance's proxy forgets at once, before the change is answered: the next
+        // request here sees it (other instances learn it through the channel).
+        if let Some(proxy) = &self.proxy {
+            proxy.forget(&notice);
+        }
         if let Err(e) = self.store.publish_invalidation(&notice).await {
             tracing::warn!(error = %e, notice = %notice.encode(), "could not publish a cache invalidation");
         }
