@@ -90,6 +90,10 @@ fn two_instances_never_exceed_a_budget_and_admit_at_least_90_percent_of_it() {
     );
     assert!(spent <= BUDGET, "admitted spend {spent} exceeds the budget {BUDGET}");
     assert!(spent * 10 >= BUDGET * 9, "admitted spend {spent} is under 90% of the budget {BUDGET}");
+    drop((a, b));
+    for name in ["budget-a", "budget-b"] {
+        let _ = std::fs::remove_dir_all(data_dir(name));
+    }
 }
 
 /// Sends requests from every (instance URL, token) target at once, each until refused twice
@@ -187,6 +191,10 @@ fn two_instances_never_exceed_an_org_budget_shared_by_two_workspaces() {
     );
     assert!(spent <= BUDGET, "admitted spend {spent} exceeds the org's budget {BUDGET}");
     assert!(spent * 10 >= BUDGET * 9, "admitted spend {spent} is under 90% of the org's budget {BUDGET}");
+    drop((a, b));
+    for name in ["org-budget-a", "org-budget-b"] {
+        let _ = std::fs::remove_dir_all(data_dir(name));
+    }
 }
 
 /// `tollgate admin org|workspace limits`: shows the limits as a table, sets and clears them,
@@ -234,5 +242,6 @@ fn admin_limits_show_set_and_clear() {
     assert_eq!(l["max_concurrent_requests"], 4);
     let l = server.admin_json(ADMIN_TOKEN, &["workspace", "limits", ws, "--clear-max-concurrent-requests"]);
     assert_eq!(l["max_concurrent_requests"], Value::Null);
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
