@@ -23,7 +23,7 @@ use tollgate_policy::registry::Protocol;
 use tollgate_policy::resolve::{BillingMode, Context, PublicUrl};
 use tollgate_policy::suspension::suspension_in_force;
 use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
-use tollgate_policy::{Charge, Markup, Micros, ModelRefusal, OrgId, Pricing, Registry, WorkspaceId};
+use tollgate_policy::{Charge, Limits, Markup, Micros, ModelRefusal, OrgId, Pricing, Registry, WorkspaceId};
 use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
 
 use crate::credit::{Credit, CreditConfig, Hold, Refusal};
@@ -68,6 +68,8 @@ pub struct ProxyConfig {
     upstreams: BTreeMap<String, UpstreamTarget>,
     /// How credit leases are kept.
     pub credit: CreditConfig,
+    /// The time that decides a request's budget periods (the system clock but in tests).
+    pub clock: crate::budget::Clock,
 }
 
 impl ProxyConfig {
@@ -93,7 +95,7 @@ impl ProxyConfig {
                 );
             }
         }
-        Self { upstreams, credit: CreditConfig::default() }
+        Self { upstreams, credit: CreditConfig::default(), clock: crate::budget::Clock::default() }
     }
 
     /// The upstream called `name`.
@@ -116,12 +118,16 @@ struct Authorized {
     mode: Option<BillingMode>,
     /// The workspace's runtime id: its protocol decides which platform models the token buys.
     runtime: String,
-    /// Its `allowed_models` (section 14), `None` for no narrowing.
+    /// Its `allowed_models` and its org's together (section 14), `None` for no narrowing.
     allowed_models: Option<Vec<String>>,
     /// The org's price plan (section 20): what it is charged over the provider's price.
     markup: Markup,
     /// The refusal's message when the workspace or its org is suspended (section 14).
     suspended: Option<String>,
+    /// The org's limits (its budgets apply to every workspace).
+    org_limits: Limits,
+    /// The workspace's limits.
+    limits: Limits,
 }
 
 /// The proxy's HTTP client could not be built (e.g. the TLS backend failed to initialise).
@@ -184,6 +190,7 @@ impl Proxy {
         // OpenAI request's path.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             drop(handle.spawn_blocking(meter::relayed::TokenCounter::warm_up));
+            handle.spawn(crate::budget::reclaim_loop(Arc::downgrade(&store)));
         }
         Ok(Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache, credit }) })
     }
@@ -281,12 +288,15 @@ impl Proxy {
         }
     }
 
-    /// Drops this instance's cached authorisations that `notice` makes stale, at once. The
-    /// control plane calls it after a change (a suspension, say) before answering, so that the
-    /// instance that made the change never serves one more request on the old state; other
-    /// instances do the same when the notice reaches them ([`Proxy::follow_invalidations`]).
-    pub fn invalidate_now(&self, notice: Invalidation) {
-        self.invalidate(notice);
+    /// Drops this instance's cached authorisations that `notice` makes stale (a workspace, an
+    /// org, or all), now, without waiting for the notice to come back through the store's
+    /// channel: the admin API calls it before answering a change. Credit notices are ignored
+    /// here (they are answered by [`Proxy::follow_invalidations`]).
+    pub fn forget(&self, notice: &Invalidation) {
+        match notice {
+            Invalidation::Workspace(_) | Invalidation::Org(_) | Invalidation::All => self.invalidate(notice.clone()),
+            Invalidation::CreditRecall { .. } | Invalidation::CreditCut(_) | Invalidation::CreditCutDone(_) => {}
+        }
     }
 
     fn invalidate(&self, notice: Invalidation) {
@@ -322,7 +332,12 @@ impl Proxy {
                     org_id: inputs.org.id,
                     mode: r.resolved_mode,
                     runtime: inputs.workspace.runtime.clone(),
-                    allowed_models: inputs.workspace.allowed_models.clone(),
+                    allowed_models: Limits::allowed_models_with(
+                        inputs.org.limits.allowed_models.as_deref(),
+                        inputs.workspace.limits.allowed_models.as_deref(),
+                    ),
+                    org_limits: inputs.org.limits.clone(),
+                    limits: inputs.workspace.limits.clone(),
                     markup: inputs.org.markup_percent,
                     suspended: suspension_in_force(inputs.org.suspended.as_ref(), inputs.workspace.suspended.as_ref())
                         .map(|refusal| refusal.message()),
@@ -731,10 +746,35 @@ impl Proxy {
         let credit = &self.inner.credit;
         let request_id = RequestId::mint();
         let created_at = Timestamp::now();
+        let refusal_row = |request_id: RequestId, model: String| LedgerEntry {
+            request_id,
+            workspace_id: who.workspace_id.clone(),
+            model,
+            reserved: Micros::ZERO,
+            settlement: Settlement {
+                usage: Usage::default(),
+                cost: Micros::ZERO,
+                provider_cost: Micros::ZERO,
+                http_status: Some(StatusCode::PAYMENT_REQUIRED.as_u16()),
+                estimated: false,
+            },
+            rejected: true,
+            created_at,
+        };
+        let budget = match self.reserve_budget(who, &request_id, amount).await {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                if e.status == StatusCode::PAYMENT_REQUIRED {
+                    credit.record_refusal(&who.org_id, refusal_row(request_id, model));
+                }
+                return Err(e);
+            }
+        };
         match credit.reserve(&who.org_id, amount).await {
             Ok(hold) => Ok(SettleGuard {
                 credit: credit.clone(),
                 pending: Some(Pending { hold, request_id, workspace_id: who.workspace_id.clone(), model }),
+                budget: budget.map(|t| (self.inner.store.clone(), t)),
                 created_at,
                 price,
                 markup: who.markup,
@@ -744,25 +784,10 @@ impl Proxy {
                 status: None,
             }),
             Err(Refusal::Insufficient { available }) => {
-                let refused = Settlement {
-                    usage: Usage::default(),
-                    cost: Micros::ZERO,
-                    provider_cost: Micros::ZERO,
-                    http_status: Some(StatusCode::PAYMENT_REQUIRED.as_u16()),
-                    estimated: false,
-                };
-                credit.record_refusal(
-                    &who.org_id,
-                    LedgerEntry {
-                        request_id,
-                        workspace_id: who.workspace_id.clone(),
-                        model,
-                        reserved: Micros::ZERO,
-                        settlement: refused,
-                        rejected: true,
-                        created_at,
-                    },
-                );
+                if let Some(ticket) = budget {
+                    crate::budget::settle(self.inner.store.clone(), ticket, Micros::ZERO);
+                }
+                credit.record_refusal(&who.org_id, refusal_row(request_id, model));
                 Err(ProxyError::new(
                     StatusCode::PAYMENT_REQUIRED,
                     Kind::Billing,
@@ -772,6 +797,9 @@ impl Proxy {
                 ))
             }
             Err(Refusal::Store(e)) => {
+                if let Some(ticket) = budget {
+                    crate::budget::settle(self.inner.store.clone(), ticket, Micros::ZERO);
+                }
                 tracing::error!(error = %e, "credit reservation failed");
                 Err(ProxyError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -779,8 +807,46 @@ impl Proxy {
                     "the proxy cannot reach its database; try again",
                 ))
             }
-            Err(Refusal::Backlog { rows, bytes }) => Err(backlog_refusal(rows, bytes)),
+            Err(Refusal::Backlog { rows, bytes }) => {
+                if let Some(ticket) = budget {
+                    crate::budget::settle(self.inner.store.clone(), ticket, Micros::ZERO);
+                }
+                Err(backlog_refusal(rows, bytes))
+            }
         }
+    }
+
+    /// Reserves `amount` under the hard budgets of the workspace and its org (section 14);
+    /// none set: no IO. A budget that does not cover it is a 402 naming the budget, its period
+    /// and when it resets.
+    async fn reserve_budget(
+        &self,
+        who: &Authorized,
+        request_id: &RequestId,
+        amount: Micros,
+    ) -> Result<Option<crate::budget::BudgetTicket>, ProxyError> {
+        let reserved = crate::budget::reserve(
+            self.inner.store.as_ref(),
+            &self.inner.config.clock,
+            request_id,
+            (who.org_id.as_str(), &who.org_limits),
+            (who.workspace_id.as_str(), &who.limits),
+            amount,
+        )
+        .await;
+        reserved.map_err(|denied| match denied {
+            crate::budget::BudgetDenied::Refused(refusal) => {
+                ProxyError::new(StatusCode::PAYMENT_REQUIRED, Kind::Billing, refusal.to_string())
+            }
+            crate::budget::BudgetDenied::Store(e) => {
+                tracing::error!(error = %e, "budget reservation failed");
+                ProxyError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Kind::Api,
+                    "the proxy cannot reach its database; try again",
+                )
+            }
+        })
     }
 
     /// Sends exactly what was priced (the re-serialised body, not the client's bytes) to the
@@ -926,6 +992,8 @@ struct SettleGuard {
     credit: Credit,
     /// `None` once settled.
     pending: Option<Pending>,
+    /// The request's budget hold, if a budget applies; settled with the credit.
+    budget: Option<(Arc<dyn Store>, crate::budget::BudgetTicket)>,
     created_at: Timestamp,
     price: Pricing,
     /// The org's price plan.
@@ -969,6 +1037,9 @@ impl SettleGuard {
         let (usage, charge, estimated) = self.charge(hold.amount());
         if estimated {
             metrics::counter!(metric_names::ESTIMATED_SETTLEMENTS).increment(1);
+        }
+        if let Some((store, ticket)) = self.budget.take() {
+            crate::budget::settle(store, ticket, charge.cost);
         }
         let settlement =
             Settlement { usage, cost: charge.cost, provider_cost: charge.provider, http_status: status, estimated };
@@ -1123,7 +1194,9 @@ fn refused_model(model: &str, runtime: &str, refusal: &ModelRefusal) -> ProxyErr
             )
         }
         ModelRefusal::WrongProtocol { runtime: None } => format!("the workspace's runtime `{runtime}` is not known"),
-        ModelRefusal::NotAllowed | ModelRefusal::NotServed => "it is not in the workspace's allowed_models".to_owned(),
+        ModelRefusal::NotAllowed | ModelRefusal::NotServed => {
+            "it is not in the allowed_models of the workspace or its org".to_owned()
+        }
     };
     ProxyError::new(
         StatusCode::FORBIDDEN,

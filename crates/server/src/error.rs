@@ -43,6 +43,9 @@ pub enum ApiErrorCode {
     InvalidMarkup,
     /// 400: a suspension reason that is empty, over 500 characters or has control characters.
     InvalidReason,
+    /// 400: a `limits` value out of range (negative, zero where zero means nothing, a percent
+    /// outside 1..=100); the message names the field.
+    InvalidLimits,
     /// 401: no token, or not the right one.
     Unauthorized,
     /// 403: a valid token that does not grant this.
@@ -85,6 +88,7 @@ impl ApiErrorCode {
             Self::InvalidCredit => "INVALID_CREDIT",
             Self::InvalidMarkup => "INVALID_MARKUP",
             Self::InvalidReason => "INVALID_REASON",
+            Self::InvalidLimits => "INVALID_LIMITS",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Forbidden => "FORBIDDEN",
             Self::Suspended => "SUSPENDED",
@@ -114,7 +118,8 @@ impl ApiErrorCode {
             | Self::InvalidModel
             | Self::InvalidCredit
             | Self::InvalidMarkup
-            | Self::InvalidReason => StatusCode::BAD_REQUEST,
+            | Self::InvalidReason
+            | Self::InvalidLimits => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::Suspended => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,

@@ -104,8 +104,10 @@ impl AppState {
     /// out: its follower would do it only when the notice comes back round, after the caller
     /// may already have answered (and a next request been served on the old state).
     pub async fn invalidate(&self, notice: Invalidation) {
+        // This instance's proxy forgets at once, before the change is answered: the next
+        // request here sees it (other instances learn it through the channel).
         if let Some(proxy) = &self.proxy {
-            proxy.invalidate_now(notice.clone());
+            proxy.forget(&notice);
         }
         if let Err(e) = self.store.publish_invalidation(&notice).await {
             tracing::warn!(error = %e, notice = %notice.encode(), "could not publish a cache invalidation");

@@ -13,9 +13,10 @@ mod sql;
 use std::fmt;
 
 use async_trait::async_trait;
+use tollgate_policy::budget::{Applicable, BudgetRefusal};
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind, WorkspaceSpec};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretValue};
-use tollgate_policy::{Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId};
+use tollgate_policy::{Limits, LimitsPatch, Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId};
 
 pub use crypto::{MasterKey, MasterKeyError, TokenHash};
 pub use ids::{LeaseId, RequestId};
@@ -74,6 +75,8 @@ pub struct Org {
     pub markup_percent: tollgate_policy::Markup,
     /// The suspension in force (section 14), if any: it covers all the org's workspaces.
     pub suspended: Option<Suspension>,
+    /// Spend controls (section 14).
+    pub limits: Limits,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -89,6 +92,8 @@ pub struct NewOrg {
     pub default_billing_mode: Option<BillingMode>,
     /// Initial balance.
     pub credit_micros: Micros,
+    /// Spend controls (section 14).
+    pub limits: Limits,
 }
 
 /// Changes to an org; `None` leaves a field as it is.
@@ -100,6 +105,8 @@ pub struct OrgPatch {
     pub default_billing_mode: Option<Option<BillingMode>>,
     /// New price plan.
     pub markup_percent: Option<tollgate_policy::Markup>,
+    /// Changes to its limits.
+    pub limits: LimitsPatch,
 }
 
 /// An agent workspace.
@@ -119,8 +126,8 @@ pub struct Workspace {
     pub billing_mode: Option<BillingMode>,
     /// Agent or concierge.
     pub kind: WorkspaceKind,
-    /// The models it may use (section 14 `limits.allowed_models`); `None`: no narrowing.
-    pub allowed_models: Option<Vec<String>>,
+    /// Spend controls (section 14); `limits.allowed_models` narrows its runtime's models.
+    pub limits: Limits,
     /// The workspace's own suspension in force (section 14), if any; its org's is on [`Org`].
     pub suspended: Option<Suspension>,
     /// Creation time.
@@ -157,8 +164,8 @@ pub struct NewWorkspace {
     pub billing_mode: Option<BillingMode>,
     /// Agent or concierge.
     pub kind: WorkspaceKind,
-    /// The models it may use (section 14 `limits.allowed_models`); `None`: no narrowing.
-    pub allowed_models: Option<Vec<String>>,
+    /// Spend controls (section 14); `limits.allowed_models` narrows its runtime's models.
+    pub limits: Limits,
 }
 
 /// Changes to a workspace; `None` leaves a field as it is, `Some(None)` clears it.
@@ -174,8 +181,8 @@ pub struct WorkspacePatch {
     pub billing_mode: Option<Option<BillingMode>>,
     /// New kind.
     pub kind: Option<WorkspaceKind>,
-    /// New `allowed_models`; `Some(None)` removes the narrowing.
-    pub allowed_models: Option<Option<Vec<String>>>,
+    /// Changes to its limits.
+    pub limits: LimitsPatch,
 }
 
 /// Who a secret belongs to: an org (inherited by its workspaces) or one workspace.
@@ -414,6 +421,20 @@ pub struct Settlement {
     pub estimated: bool,
 }
 
+/// A request's reservation under the hard budgets that apply to it (see
+/// [`Store::reserve_budget`]).
+#[derive(Clone, Debug)]
+pub struct BudgetHold {
+    /// The request; its hold is settled by this id.
+    pub id: RequestId,
+    /// Every budget that applies, in [`tollgate_policy::budget::applicable`]'s order.
+    pub budgets: Vec<Applicable>,
+    /// The request's worst case.
+    pub need: Micros,
+    /// How long the hold lives unsettled before any instance may reclaim it.
+    pub ttl: std::time::Duration,
+}
+
 /// The Postgres `NOTIFY` channel of cache invalidations.
 pub const INVALIDATION_CHANNEL: &str = "tollgate_invalidate";
 
@@ -600,6 +621,34 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Closes every lease past its expiry (its instance died or lost the database), returning
     /// its credit to the org. Returns how many were closed.
     async fn reclaim_expired_leases(&self) -> Result<u64>;
+
+    /// Reserves `hold.need` under every budget of `hold` at once, or under none: admitted
+    /// exactly when, for each, settled spend plus open reservations plus the need fit the
+    /// budget ([`tollgate_policy::budget::fits`]). The budgets' rows are locked in the given
+    /// order for the check and the reservation (SQLite: the whole database), so instances
+    /// sharing the database never admit more than a budget between them.
+    ///
+    /// Returns `Ok(Err(refusal))` naming the first budget that does not fit.
+    async fn reserve_budget(&self, hold: &BudgetHold) -> Result<Result<(), BudgetRefusal>>;
+
+    /// Settles the budget hold of request `id`: what it still reserves is released and `cost`
+    /// counted as spent in each of its budgets (also when the hold was reclaimed meanwhile:
+    /// the request ran after all). Returns whether the hold existed; one already settled is
+    /// not charged again.
+    async fn settle_budget(&self, id: &RequestId, cost: Micros) -> Result<bool>;
+
+    /// Releases the reservation of every budget hold past its expiry (its instance died or
+    /// lost the database); a marker stays a day so that a late settlement is still counted.
+    /// Returns how many.
+    async fn reclaim_expired_budget_holds(&self) -> Result<u64>;
+
+    /// The settled spend and open reservations of one budget period (zero when none).
+    async fn budget_usage(
+        &self,
+        scope: tollgate_policy::budget::BudgetScope,
+        owner_id: &str,
+        period_key: &str,
+    ) -> Result<(Micros, Micros)>;
 
     /// Credit of the org currently held by leases (all instances).
     async fn leased_credit(&self, org_id: &OrgId) -> Result<Micros>;

@@ -85,18 +85,38 @@ pub fn registry() -> Arc<Registry> {
 
 /// Starts the proxy's routes on 127.0.0.1:0 over `store`, forwarding to `upstream_url`.
 pub async fn start_proxy(store: Arc<dyn Store>, upstream_url: &str) -> (Proxy, String) {
-    start_proxy_with(store, upstream_url, registry()).await
+    start_proxy_on(store, upstream_url, registry(), tollgate_proxy::Clock::default()).await
 }
 
 /// [`start_proxy`] with another registry (its upstreams named `anthropic` and `openai`).
 pub async fn start_proxy_with(store: Arc<dyn Store>, upstream_url: &str, registry: Arc<Registry>) -> (Proxy, String) {
+    start_proxy_on(store, upstream_url, registry, tollgate_proxy::Clock::default()).await
+}
+
+/// [`start_proxy`] with `clock` deciding the budget periods (to cross a day or a month).
+pub async fn start_proxy_clocked(
+    store: Arc<dyn Store>,
+    upstream_url: &str,
+    clock: tollgate_proxy::Clock,
+) -> (Proxy, String) {
+    start_proxy_on(store, upstream_url, registry(), clock).await
+}
+
+/// [`start_proxy`] with both a registry and a clock.
+async fn start_proxy_on(
+    store: Arc<dyn Store>,
+    upstream_url: &str,
+    registry: Arc<Registry>,
+    clock: tollgate_proxy::Clock,
+) -> (Proxy, String) {
     let url = upstream_url.to_owned();
-    let config = ProxyConfig::from_env(&registry, |name| match name {
+    let mut config = ProxyConfig::from_env(&registry, |name| match name {
         "TOLLGATE_UPSTREAM_ANTHROPIC_URL" | "TOLLGATE_UPSTREAM_OPENAI_URL" => Some(url.clone()),
         "TOLLGATE_UPSTREAM_ANTHROPIC_KEY" => Some(ANTHROPIC_KEY.to_owned()),
         "TOLLGATE_UPSTREAM_OPENAI_KEY" => Some(OPENAI_KEY.to_owned()),
         _ => None,
     });
+    config.clock = clock;
     let proxy = Proxy::new(store, registry, PublicUrl::parse("http://tollgate.test").unwrap(), config).unwrap();
     let follower = proxy.clone();
     tokio::spawn(async move { follower.follow_invalidations().await });
@@ -162,6 +182,7 @@ impl App {
                 name: format!("org-{}", uuid::Uuid::new_v4().simple()),
                 default_billing_mode: None,
                 credit_micros: Micros::new(credit),
+                ..NewOrg::default()
             })
             .await
             .unwrap()
@@ -180,7 +201,7 @@ impl App {
                 model: Some(model.to_owned()),
                 billing_mode: None,
                 kind: WorkspaceKind::Agent,
-                allowed_models: None,
+                limits: tollgate_policy::Limits::default(),
             })
             .await
             .unwrap();

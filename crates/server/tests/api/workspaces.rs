@@ -37,7 +37,7 @@ async fn workspace_crud_and_shape(backend: Backend) {
             "updated_at"
         ]
     );
-    assert_eq!(ws["limits"], json!({"allowed_models": null}), "no narrowing until set");
+    assert_eq!(ws["limits"]["allowed_models"], json!(null), "no narrowing until set");
     assert_eq!(ws["org_id"], org.as_str());
     assert_eq!(ws["name"], "agent-1");
     assert_eq!(ws["runtime"], "claude-code");
