@@ -476,7 +476,7 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
             let url = c.url(&["admin", "orgs", org.as_str()]);
             let org: Org = match limits.patch() {
                 Some(l) => {
-                    let body = PatchOrg { name: None, default_billing_mode: None, limits: Some(l) };
+                    let body = PatchOrg { name: None, default_billing_mode: None, limits: Some(l), markup_percent: None };
                     c.call(Method::PATCH, url, Some(&body)).await?
                 }
                 None => c.call(Method::GET, url, NO_BODY).await?,
