@@ -223,7 +223,10 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
-    let client = Client { http: reqwest::Client::new(), base, token };
+    let http = crate::tls::client_builder()?
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot build the HTTP client: {e}")))?;
+    let client = Client { http, base, token };
     let out = runtime.block_on(dispatch(&client, &args.command, args.json))?;
     crate::print(&out);
     Ok(ExitCode::from(exit::OK))
@@ -259,7 +262,10 @@ impl Client {
             req = req.json(b);
         }
         let base = &self.base;
-        let resp = req.send().await.map_err(|e| CliError::failure(format!("cannot reach {base}: {e}")))?;
+        let resp = req.send().await.map_err(|e| match crate::tls::untrusted(&e) {
+            Some(why) => CliError::failure(format!("cannot reach {base}: {why}")),
+            None => CliError::failure(format!("cannot reach {base}: {e}")),
+        })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| CliError::failure(format!("reading the response: {e}")))?;
         if status.is_success() {
