@@ -40,21 +40,28 @@ fn with_ca(mut builder: reqwest::ClientBuilder, ca: Option<&Path>) -> Result<req
 /// When `e` failed because the server's certificate did not verify: a message saying why and
 /// what to set. Retrying cannot help such a failure.
 pub(crate) fn untrusted(e: &reqwest::Error) -> Option<String> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        // An io::Error's `source` skips the error it wraps: look at that one too.
-        let inner = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &dyn std::error::Error);
-        for candidate in [Some(c), inner].into_iter().flatten() {
-            if let Some(rustls::Error::InvalidCertificate(why)) = candidate.downcast_ref::<rustls::Error>() {
-                return Some(format!(
-                    "the server's TLS certificate is not trusted ({why:?}): if your own CA signed it, set {CA_VAR} \
-                     to that CA's certificate (a PEM file)"
-                ));
-            }
-        }
-        cause = c.source();
+    match rustls_cause(e) {
+        Some(rustls::Error::InvalidCertificate(why)) => Some(format!(
+            "the server's TLS certificate is not trusted ({why:?}): if your own CA signed it, set {CA_VAR} to that \
+             CA's certificate (a PEM file)"
+        )),
+        _ => None,
     }
-    None
+}
+
+/// The rustls error in `e`'s chain, if any.
+fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(found) = e.downcast_ref::<rustls::Error>() {
+        return Some(found);
+    }
+    // An io::Error's `source` skips the error it wraps: look into that one too.
+    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        let inner: &(dyn std::error::Error + 'static) = inner;
+        if let Some(found) = rustls_cause(inner) {
+            return Some(found);
+        }
+    }
+    e.source().and_then(rustls_cause)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod codex;
 mod exec;
 mod explain;
 mod serve;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
