@@ -3,6 +3,8 @@
 //! Secret values are read from standard input or a file, never from the command line (argv
 //! is visible to every user of the machine through `ps`).
 
+mod reencrypt;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +61,13 @@ enum Command {
     BillingMode {
         /// Workspace id.
         workspace: WorkspaceId,
+    },
+    /// Move every stored secret to the newest master key (after adding a key to
+    /// TOLLGATE_MASTER_KEYS), in batches, with a progress bar.
+    Reencrypt {
+        /// Secrets per request, 1 to 1000.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        batch_size: u32,
     },
 }
 
@@ -486,6 +495,7 @@ async fn dispatch(c: &Client, cmd: &Command, json_out: bool) -> Result<String, C
             }
             Ok(crate::render::resolution(&r, None))
         }
+        Command::Reencrypt { batch_size } => reencrypt::run(c, *batch_size, json_out).await,
     }
 }
 

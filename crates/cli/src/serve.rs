@@ -8,7 +8,7 @@ use std::sync::Arc;
 use secrecy::ExposeSecret;
 use tollgate_policy::resolve::PublicUrl;
 use tollgate_server::tls::CertReloader;
-use tollgate_store::MasterKey;
+use tollgate_store::MasterKeys;
 
 use crate::exit::{self, CliError};
 
@@ -65,8 +65,10 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     };
     let tls = load_tls(args)?;
     create_private_dir(&args.data_dir)?;
+    let keys_env = std::env::var("TOLLGATE_MASTER_KEYS").ok().filter(|k| !k.trim().is_empty());
     let key_env = std::env::var("TOLLGATE_MASTER_KEY").ok();
-    let key = MasterKey::load(key_env.as_deref(), &args.data_dir).map_err(CliError::config)?;
+    let key = MasterKeys::load(keys_env.as_deref(), key_env.as_deref(), &args.data_dir).map_err(CliError::config)?;
+    tracing::info!(newest = %key.current(), keys = key.ids().len(), "master keys loaded");
     let url = match &args.database_url {
         Some(u) => u.clone(),
         None => format!("sqlite://{}", args.data_dir.join("tollgate.db").display()),

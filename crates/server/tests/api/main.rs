@@ -17,6 +17,7 @@ mod orgs;
 mod parity;
 mod persistence;
 mod provision;
+mod rotation;
 mod secrets;
 mod usage;
 mod workspaces;
