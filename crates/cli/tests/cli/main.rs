@@ -5,6 +5,7 @@ mod clients;
 mod codex;
 mod exec;
 mod explain;
+mod keys;
 mod serve;
 mod tls;
 
