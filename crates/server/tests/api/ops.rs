@@ -86,6 +86,7 @@ async fn openapi_lists_every_route() {
         ("/admin/workspaces/{ws}/llm-billing-mode", &["get"]),
         ("/admin/workspaces/{ws}/provision", &["post"]),
         ("/admin/usage", &["get"]),
+        ("/admin/secrets/reencrypt", &["post"]),
         ("/workspaces/{ws}/secrets/values", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
