@@ -187,6 +187,12 @@ pub async fn connect(url: &str, key: impl Into<MasterKeys>) -> Result<Arc<dyn St
     }
 }
 
+/// A walk's position as the (scope, owner id, name) it compares rows with; before every row
+/// when there is none (every scope sorts after the empty string).
+fn cursor_parts(c: Option<&SecretCursor>) -> (&str, &str, &str) {
+    c.map_or(("", "", ""), |c| (c.scope.as_str(), c.owner_id.as_str(), c.name.as_str()))
+}
+
 fn mode_to_text(m: Option<BillingMode>) -> Option<&'static str> {
     m.map(BillingMode::as_str)
 }
@@ -912,7 +918,7 @@ macro_rules! impl_store {
 
             async fn reencrypt_secrets(&self, after: Option<&SecretCursor>, limit: u32) -> Result<ReencryptBatch> {
                 let current = self.key.current().as_str();
-                let (s0, o0, n0) = after.map_or(("", "", ""), |c| (c.scope.as_str(), c.owner_id.as_str(), c.name.as_str()));
+                let (s0, o0, n0) = cursor_parts(after);
                 // Row values compare in primary-key order on both backends: a cursor walk visits
                 // each row once, even those that stay unreadable.
                 let rows = sqlx::query(
@@ -937,12 +943,15 @@ macro_rules! impl_store {
                     let nonce: Vec<u8> = r.try_get("nonce")?;
                     let ct: Vec<u8> = r.try_get("ciphertext")?;
                     batch.next = Some(SecretCursor { scope, owner_id: owner.clone(), name: name.clone() });
-                    let SecretState::Value(value) = self.key.open(scope, &owner, &name, key_id.as_deref(), &nonce, &ct) else {
-                        tracing::warn!(scope = scope.as_str(), owner = %owner, name = %name, key_id = key_id.as_deref().unwrap_or("none"), "secret does not decrypt: left as it is");
+                    let opened = self.key.open(scope, &owner, &name, key_id.as_deref(), &nonce, &ct);
+                    let SecretState::Value(value) = opened else {
+                        let key_id = key_id.as_deref().unwrap_or("none");
+                        tracing::warn!(scope = scope.as_str(), owner = %owner, name = %name, key_id, "secret does not decrypt: left as it is");
                         batch.unreadable += 1;
                         continue;
                     };
-                    let (new_id, new_nonce, new_ct) = self.key.seal(scope, &owner, &name, &value).ok_or(StoreError::Crypto)?;
+                    let sealed = self.key.seal(scope, &owner, &name, &value);
+                    let (new_id, new_nonce, new_ct) = sealed.ok_or(StoreError::Crypto)?;
                     // Only if the row still holds what was read: a value set meanwhile is
                     // already under the newest key and must not be overwritten with the old one.
                     let done = sqlx::query(
@@ -964,9 +973,10 @@ macro_rules! impl_store {
                         batch.changed += 1;
                     }
                 }
-                let (s1, o1, n1) = batch.next.as_ref().map_or((s0, o0, n0), |c| (c.scope.as_str(), c.owner_id.as_str(), c.name.as_str()));
+                let (s1, o1, n1) = if batch.next.is_some() { cursor_parts(batch.next.as_ref()) } else { (s0, o0, n0) };
                 let pending: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM secrets WHERE (key_id IS NULL OR key_id <> $1) AND (scope, owner_id, name) > ($2, $3, $4)",
+                    "SELECT COUNT(*) FROM secrets \
+                     WHERE (key_id IS NULL OR key_id <> $1) AND (scope, owner_id, name) > ($2, $3, $4)",
                 )
                 .bind(current)
                 .bind(s1)
