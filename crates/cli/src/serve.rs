@@ -82,6 +82,11 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| CliError::failure(format!("cannot store the admin token: {e}")))?;
     let shutdown = shutdown_signal()?;
+    // Before "listening" is printed, as the shutdown handlers: SIGHUP's default action is to
+    // terminate, so a reload asked for right after start must find the handler in place.
+    if let Some(reloader) = &tls {
+        spawn_tls_reloads(reloader.clone(), args.tls_reload_interval)?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| CliError::failure(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -131,7 +136,6 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     let served = match tls {
         Some(reloader) => {
             let config = reloader.server_config().map_err(CliError::config)?;
-            spawn_tls_reloads(reloader, args.tls_reload_interval)?;
             tollgate_server::serve_tls(listener, state, config, shutdown).await
         }
         None => tollgate_server::serve(listener, state, shutdown).await,
