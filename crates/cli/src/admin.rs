@@ -3,6 +3,8 @@
 //! Secret values are read from standard input or a file, never from the command line (argv
 //! is visible to every user of the machine through `ps`).
 
+mod reencrypt;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +63,13 @@ enum Command {
     BillingMode {
         /// Workspace id.
         workspace: WorkspaceId,
+    },
+    /// Move every stored secret to the newest master key (after adding a key to
+    /// TOLLGATE_MASTER_KEYS), in batches, with a progress bar.
+    Reencrypt {
+        /// Secrets per request, 1 to 1000.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        batch_size: u32,
     },
 }
 
@@ -270,7 +279,10 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
-    let client = Client { http: reqwest::Client::new(), base, token };
+    let http = crate::tls::client_builder()?
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot build the HTTP client: {e}")))?;
+    let client = Client { http, base, token };
     let out = runtime.block_on(dispatch(&client, &args.command, args.json))?;
     crate::print(&out);
     Ok(ExitCode::from(exit::OK))
@@ -306,7 +318,10 @@ impl Client {
             req = req.json(b);
         }
         let base = &self.base;
-        let resp = req.send().await.map_err(|e| CliError::failure(format!("cannot reach {base}: {e}")))?;
+        let resp = req.send().await.map_err(|e| match crate::tls::untrusted(&e) {
+            Some(why) => CliError::failure(format!("cannot reach {base}: {why}")),
+            None => CliError::failure(format!("cannot reach {base}: {e}")),
+        })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| CliError::failure(format!("reading the response: {e}")))?;
         if status.is_success() {
@@ -392,7 +407,8 @@ async fn secret_cmd<Id: OwnerId>(
     }
 }
 
-const ORG: &[&str] = &["id", "name", "default_billing_mode", "credit_micros", "markup_percent", "updated_at", "suspended"];
+const ORG: &[&str] =
+    &["id", "name", "default_billing_mode", "credit_micros", "markup_percent", "updated_at", "suspended"];
 const LIMITS: &[&str] = &["limit", "value"];
 const WS: &[&str] = &["id", "name", "org_id", "runtime", "model", "billing_mode", "kind", "suspended"];
 
@@ -476,7 +492,8 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
             let url = c.url(&["admin", "orgs", org.as_str()]);
             let org: Org = match limits.patch() {
                 Some(l) => {
-                    let body = PatchOrg { name: None, default_billing_mode: None, limits: Some(l), markup_percent: None };
+                    let body =
+                        PatchOrg { name: None, default_billing_mode: None, limits: Some(l), markup_percent: None };
                     c.call(Method::PATCH, url, Some(&body)).await?
                 }
                 None => c.call(Method::GET, url, NO_BODY).await?,
@@ -590,6 +607,7 @@ async fn dispatch(c: &Client, cmd: &Command, json_out: bool) -> Result<String, C
             }
             Ok(crate::render::resolution(&r, None))
         }
+        Command::Reencrypt { batch_size } => reencrypt::run(c, *batch_size, json_out).await,
     }
 }
 

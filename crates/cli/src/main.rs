@@ -18,6 +18,7 @@ mod logging;
 mod registry;
 mod render;
 mod serve;
+mod tls;
 
 use exit::CliError;
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 use tollgate_policy::resolve::PublicUrl;
-use tollgate_store::MasterKey;
+use tollgate_server::tls::CertReloader;
+use tollgate_store::MasterKeys;
 
 use crate::exit::{self, CliError};
 
@@ -29,6 +30,16 @@ pub(crate) struct Args {
     /// The URL workspaces use to reach this server (default: http://LISTEN_ADDRESS, the --listen address).
     #[arg(long, env = "TOLLGATE_PUBLIC_URL")]
     public_url: Option<String>,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key too). Reloaded on SIGHUP and when
+    /// the file changes.
+    #[arg(long, env = "TOLLGATE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert's first certificate.
+    #[arg(long, env = "TOLLGATE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// How often to check whether the TLS files changed (reload without SIGHUP); 0s: never.
+    #[arg(long, env = "TOLLGATE_TLS_RELOAD_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    tls_reload_interval: std::time::Duration,
     /// Seed an example org with one workspace per interesting case and print their resolutions.
     #[arg(long)]
     demo: bool,
@@ -52,9 +63,12 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         Some(u) => Some(PublicUrl::parse(u).map_err(|e| CliError::config(format!("--public-url `{u}`: {e}")))?),
         None => None,
     };
+    let tls = load_tls(args)?;
     create_private_dir(&args.data_dir)?;
+    let keys_env = std::env::var("TOLLGATE_MASTER_KEYS").ok().filter(|k| !k.trim().is_empty());
     let key_env = std::env::var("TOLLGATE_MASTER_KEY").ok();
-    let key = MasterKey::load(key_env.as_deref(), &args.data_dir).map_err(CliError::config)?;
+    let key = MasterKeys::load(keys_env.as_deref(), key_env.as_deref(), &args.data_dir).map_err(CliError::config)?;
+    tracing::info!(newest = %key.current(), keys = key.ids().len(), "master keys loaded");
     let url = match &args.database_url {
         Some(u) => u.clone(),
         None => format!("sqlite://{}", args.data_dir.join("tollgate.db").display()),
@@ -68,22 +82,28 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| CliError::failure(format!("cannot store the admin token: {e}")))?;
     let shutdown = shutdown_signal()?;
+    // Before "listening" is printed, as the shutdown handlers: SIGHUP's default action is to
+    // terminate, so a reload asked for right after start must find the handler in place.
+    if let Some(reloader) = &tls {
+        spawn_tls_reloads(reloader.clone(), args.tls_reload_interval)?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| CliError::failure(format!("cannot listen on {}: {e}", args.listen)))?;
     let bound = listener.local_addr().map_err(|e| CliError::failure(e.to_string()))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = match explicit_url {
         Some(u) => u,
         None => {
             let mut addr = bound;
             if addr.ip().is_unspecified() {
                 tracing::warn!(
-                    "listening on {addr} without --public-url: workspaces are told http://127.0.0.1:{}",
+                    "listening on {addr} without --public-url: workspaces are told {scheme}://127.0.0.1:{}",
                     addr.port()
                 );
                 addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            PublicUrl::parse(&format!("http://{addr}")).map_err(CliError::config)?
+            PublicUrl::parse(&format!("{scheme}://{addr}")).map_err(CliError::config)?
         }
     };
     let mut out = String::new();
@@ -97,7 +117,7 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         out.push_str(&crate::demo::seed(store.as_ref(), &registry, &public_url).await?);
     }
     out.push_str(&format!(
-        "Tollgate listening on http://{bound} ({} backend, public URL {})\n",
+        "Tollgate listening on {scheme}://{bound} ({} backend, public URL {})\n",
         store.backend(),
         public_url.as_str()
     ));
@@ -115,12 +135,53 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     let follower = proxy.clone();
     tokio::spawn(async move { follower.follow_invalidations().await });
     let state = tollgate_server::AppState::new(store, registry, public_url).with_proxy(proxy.clone());
-    tollgate_server::serve(listener, state, shutdown)
-        .await
-        .map_err(|e| CliError::failure(format!("server error: {e}")))?;
+    let served = match tls {
+        Some(reloader) => {
+            let config = reloader.server_config().map_err(CliError::config)?;
+            tollgate_server::serve_tls(listener, state, config, shutdown).await
+        }
+        None => tollgate_server::serve(listener, state, shutdown).await,
+    };
+    served.map_err(|e| CliError::failure(format!("server error: {e}")))?;
     // In-flight requests have ended: write their ledger rows and give leased credit back.
     proxy.shutdown().await.map_err(|e| CliError::failure(format!("could not write the last ledger rows: {e}")))?;
     Ok(ExitCode::from(exit::OK))
+}
+
+/// The certificate pair of `--tls-cert` and `--tls-key`: both or neither.
+fn load_tls(args: &Args) -> Result<Option<Arc<CertReloader>>, CliError> {
+    let given = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+    match (given(&args.tls_cert), given(&args.tls_key)) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => CertReloader::load(&cert, &key).map(Some).map_err(CliError::config),
+        (Some(_), None) => Err(CliError::config(
+            "--tls-cert (TOLLGATE_TLS_CERT) is set but --tls-key (TOLLGATE_TLS_KEY) is not: HTTPS needs both",
+        )),
+        (None, Some(_)) => Err(CliError::config(
+            "--tls-key (TOLLGATE_TLS_KEY) is set but --tls-cert (TOLLGATE_TLS_CERT) is not: HTTPS needs both",
+        )),
+    }
+}
+
+/// Reloads the certificate pair on SIGHUP and, every `every` (unless zero), when its files
+/// changed. A bad new pair keeps the one in force; the log says why.
+fn spawn_tls_reloads(reloader: Arc<CertReloader>, every: std::time::Duration) -> Result<(), CliError> {
+    #[cfg(unix)]
+    {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| CliError::failure(format!("cannot handle SIGHUP: {e}")))?;
+        let on_signal = reloader.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let outcome = on_signal.reload().map(|()| true);
+                on_signal.reload_logged(outcome, "SIGHUP");
+            }
+        });
+    }
+    if !every.is_zero() {
+        tokio::spawn(reloader.watch(every));
+    }
+    Ok(())
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<(), CliError> {

@@ -580,3 +580,49 @@ impl From<tollgate_store::UsageRow> for UsageRow {
         }
     }
 }
+
+/// A position in the walk over every secret: the last one visited. Opaque to clients: send
+/// back the `next` of the previous answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretCursor {
+    /// `org` or `workspace`.
+    #[schema(pattern = "^(org|workspace)$")]
+    pub scope: String,
+    /// The owner's id.
+    pub owner_id: String,
+    /// The secret's name.
+    pub name: String,
+}
+
+/// `POST /admin/secrets/reencrypt`: one batch of the move to the newest master key.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reencrypt {
+    /// Start after this secret (the previous answer's `next`); absent: from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<SecretCursor>,
+    /// How many secrets to visit, 1 to 1000 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// The outcome of one re-encryption batch.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Reencrypted {
+    /// The id of the newest master key, which every moved secret now uses.
+    pub key_id: String,
+    /// Secrets moved to it in this batch.
+    pub moved: u64,
+    /// Secrets set meanwhile (already under the newest key), left as they are.
+    pub changed: u64,
+    /// Secrets no configured key decrypts, left as they are (and `SECRET_UNREADABLE` for
+    /// their workspaces); the log names them.
+    pub unreadable: u64,
+    /// Secrets after this batch not yet under the newest key.
+    pub pending: u64,
+    /// Where the next batch starts; `null` when every secret has been visited.
+    #[schema(required = true)]
+    pub next: Option<SecretCursor>,
+}

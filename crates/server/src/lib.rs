@@ -17,6 +17,7 @@ mod openapi;
 mod routes;
 mod telemetry;
 mod throttle;
+pub mod tls;
 mod validate;
 
 use std::future::Future;
@@ -141,6 +142,28 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
     });
     // The peer address keys the admin-token throttle.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// As [`serve`], over HTTPS: every connection completes a TLS handshake with `tls` first
+/// (see [`tls::CertReloader::server_config`], whose certificate can be replaced while serving).
+///
+/// # Errors
+/// When the listener's address cannot be read, or as [`serve`].
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: Arc<tls::rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "tollgate API listening (HTTPS)");
+    }
+    // `tap_io` only so that axum's `ConnectInfo<SocketAddr>` (the admin-token throttle's key)
+    // applies to this listener; TCP_NODELAY is set before the handshake.
+    let listener = axum::serve::ListenerExt::tap_io(tls::TlsListener::new(listener, tls)?, |_| {});
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -35,6 +35,15 @@ pub enum MasterKeyError {
     /// The OS random source failed.
     #[error("the operating system's random source failed")]
     Random,
+    /// `TOLLGATE_MASTER_KEYS` is not a list of base64 encodings of 32 bytes.
+    #[error("TOLLGATE_MASTER_KEYS must list the base64 encodings of 32-byte keys, separated by commas, oldest first")]
+    BadList,
+    /// The same key is listed twice.
+    #[error("a master key is listed twice (key id {0})")]
+    Duplicate(String),
+    /// Both `TOLLGATE_MASTER_KEYS` and `TOLLGATE_MASTER_KEY` are set.
+    #[error("set TOLLGATE_MASTER_KEYS or TOLLGATE_MASTER_KEY, not both")]
+    Both,
 }
 
 /// The file name of the generated master key in the data dir.
@@ -83,6 +92,16 @@ impl MasterKey {
         }
     }
 
+    /// The key's id: the first 8 bytes of a domain-separated SHA-256 of the key, in hex. It
+    /// names the key in each ciphertext's row and in logs; it reveals nothing of the key.
+    pub fn id(&self) -> KeyId {
+        let mut h = Sha256::new();
+        h.update(b"tollgate/master-key-id/v1");
+        h.update(self.0.expose_secret());
+        let digest = h.finalize();
+        KeyId(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(self.0.expose_secret().into())
     }
@@ -121,6 +140,151 @@ impl MasterKey {
                 SecretState::Unreadable
             }
         }
+    }
+}
+
+/// The id of a master key (16 hex digits), stored with each ciphertext.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KeyId(String);
+
+impl KeyId {
+    /// The id as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The configured master keys, oldest first: the newest (last) encrypts, every one decrypts.
+/// Never empty; no key twice. Key material is never printed.
+pub struct MasterKeys {
+    keys: Vec<(KeyId, MasterKey)>,
+}
+
+impl std::fmt::Debug for MasterKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterKeys").field("ids", &self.ids()).finish()
+    }
+}
+
+impl From<MasterKey> for MasterKeys {
+    fn from(key: MasterKey) -> Self {
+        Self { keys: vec![(key.id(), key)] }
+    }
+}
+
+impl MasterKeys {
+    /// `keys`, oldest first.
+    ///
+    /// # Errors
+    /// [`MasterKeyError::BadList`] when empty, [`MasterKeyError::Duplicate`] when a key is
+    /// listed twice.
+    pub fn new(keys: Vec<MasterKey>) -> Result<Self, MasterKeyError> {
+        let mut out: Vec<(KeyId, MasterKey)> = Vec::with_capacity(keys.len());
+        for key in keys {
+            let id = key.id();
+            if out.iter().any(|(other, _)| *other == id) {
+                return Err(MasterKeyError::Duplicate(id.0));
+            }
+            out.push((id, key));
+        }
+        if out.is_empty() {
+            return Err(MasterKeyError::BadList);
+        }
+        Ok(Self { keys: out })
+    }
+
+    /// Parses base64 keys separated by commas or whitespace (newlines included), oldest
+    /// first; lines starting with `#` are comments.
+    ///
+    /// # Errors
+    /// [`MasterKeyError::BadList`] when an item is not base64 of 32 bytes or there is none;
+    /// [`MasterKeyError::Duplicate`].
+    pub fn parse_list(text: &str) -> Result<Self, MasterKeyError> {
+        let keys = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .flat_map(|l| l.split(|c: char| c == ',' || c.is_whitespace()))
+            .filter(|item| !item.is_empty())
+            .map(|item| MasterKey::from_base64(item).ok_or(MasterKeyError::BadList))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(keys)
+    }
+
+    /// The keys of the configuration: `TOLLGATE_MASTER_KEYS` (`list`), else
+    /// `TOLLGATE_MASTER_KEY` (`single`), else the key file in `data_dir` (one key per line,
+    /// oldest first; created with one new key, mode 0600, on first start).
+    ///
+    /// # Errors
+    /// [`MasterKeyError::Both`] when both variables are set; otherwise as
+    /// [`MasterKeys::parse_list`] and [`MasterKey::load`].
+    pub fn load(list: Option<&str>, single: Option<&str>, data_dir: &Path) -> Result<Self, MasterKeyError> {
+        match (list, single) {
+            (Some(_), Some(_)) => Err(MasterKeyError::Both),
+            (Some(list), None) => Self::parse_list(list),
+            (None, Some(_)) => MasterKey::load(single, data_dir).map(Self::from),
+            (None, None) => {
+                let path = data_dir.join(MASTER_KEY_FILE);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Self::parse_list(&text).map_err(|e| match e {
+                        MasterKeyError::BadList => MasterKeyError::BadFile(path.display().to_string()),
+                        e => e,
+                    }),
+                    // Not there (created now) or unreadable (the error names it).
+                    Err(_) => MasterKey::load(None, data_dir).map(Self::from),
+                }
+            }
+        }
+    }
+
+    /// The id of the key new ciphertexts use (the newest).
+    pub fn current(&self) -> &KeyId {
+        // Never empty (checked by every constructor).
+        &self.keys[self.keys.len() - 1].0
+    }
+
+    /// The ids of every key, oldest first.
+    pub fn ids(&self) -> Vec<KeyId> {
+        self.keys.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Encrypts `value` for the row with the newest key: (key id, nonce, ciphertext).
+    pub(crate) fn seal(
+        &self,
+        scope: Scope,
+        owner: &str,
+        name: &str,
+        value: &SecretValue,
+    ) -> Option<(KeyId, Vec<u8>, Vec<u8>)> {
+        let (id, key) = self.keys.last()?;
+        let (nonce, ct) = key.seal(scope, owner, name, value)?;
+        Some((id.clone(), nonce, ct))
+    }
+
+    /// Decrypts a row's value with the key its id names. A row without an id (written before
+    /// key ids existed) is tried with every key, newest first: AES-GCM authenticates, so only
+    /// the right key opens it. An unknown id, or nothing that authenticates, is `Unreadable`.
+    pub(crate) fn open(
+        &self,
+        scope: Scope,
+        owner: &str,
+        name: &str,
+        key_id: Option<&str>,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> SecretState {
+        let candidates = self.keys.iter().rev().filter(|(id, _)| key_id.is_none_or(|k| k == id.as_str()));
+        for (_, key) in candidates {
+            if let state @ SecretState::Value(_) = key.open(scope, owner, name, nonce, ciphertext) {
+                return state;
+            }
+        }
+        SecretState::Unreadable
     }
 }
 
@@ -236,6 +400,80 @@ mod tests {
         assert!(MasterKey::load(Some(&ok), &dir).is_ok());
         let long = base64::engine::general_purpose::STANDARD.encode([7u8; 33]);
         assert!(MasterKey::load(Some(&long), &dir).is_err());
+    }
+
+    fn opened(state: SecretState) -> Option<String> {
+        match state {
+            SecretState::Value(v) => Some(v.expose().to_owned()),
+            SecretState::Unreadable => None,
+        }
+    }
+
+    #[test]
+    fn the_newest_key_encrypts_and_every_key_decrypts() {
+        let b64 = |k: &MasterKey| base64::engine::general_purpose::STANDARD.encode(k.0.expose_secret());
+        let (old, new) = (key(), key());
+        let (old_b64, new_b64) = (b64(&old), b64(&new));
+        let v = SecretValue::parse("sk-rotated").unwrap();
+        let only_old = MasterKeys::from(old);
+        let (old_id, n1, c1) = only_old.seal(Scope::Org, "o", "A", &v).unwrap();
+        let both = MasterKeys::parse_list(&format!("{old_b64}, {new_b64}")).unwrap();
+        assert_eq!(both.ids(), [old_id.clone(), new.id()]);
+        assert_eq!(both.current(), &new.id());
+        let (new_id, n2, c2) = both.seal(Scope::Org, "o", "A", &v).unwrap();
+        assert_eq!(new_id, new.id());
+        // Under its id, and without one (a row from before key ids): both open.
+        assert_eq!(
+            opened(both.open(Scope::Org, "o", "A", Some(old_id.as_str()), &n1, &c1)).as_deref(),
+            Some("sk-rotated")
+        );
+        assert_eq!(opened(both.open(Scope::Org, "o", "A", None, &n1, &c1)).as_deref(), Some("sk-rotated"));
+        assert_eq!(
+            opened(both.open(Scope::Org, "o", "A", Some(new_id.as_str()), &n2, &c2)).as_deref(),
+            Some("sk-rotated")
+        );
+        // The wrong id, an unknown id, or a configuration without the key: unreadable.
+        assert_eq!(opened(both.open(Scope::Org, "o", "A", Some(new_id.as_str()), &n1, &c1)), None);
+        assert_eq!(opened(both.open(Scope::Org, "o", "A", Some("0000000000000000"), &n1, &c1)), None);
+        let only_new = MasterKeys::parse_list(&new_b64).unwrap();
+        assert_eq!(opened(only_new.open(Scope::Org, "o", "A", None, &n1, &c1)), None);
+        assert!(!format!("{both:?}").contains(&new_b64), "Debug shows ids only");
+    }
+
+    #[test]
+    fn key_lists_are_checked() {
+        let a = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
+        let b = base64::engine::general_purpose::STANDARD.encode([2u8; 32]);
+        assert!(matches!(MasterKeys::parse_list(""), Err(MasterKeyError::BadList)));
+        assert!(matches!(MasterKeys::parse_list(&format!("{a},short")), Err(MasterKeyError::BadList)));
+        assert!(matches!(MasterKeys::parse_list(&format!("{a},{a}")), Err(MasterKeyError::Duplicate(_))));
+        let file = MasterKeys::parse_list(&format!("# rotated 2026-12\n{a}\n\n{b}\n")).unwrap();
+        assert_eq!(file.ids().len(), 2);
+        let dir = std::env::temp_dir();
+        assert!(matches!(MasterKeys::load(Some(&a), Some(&b), &dir), Err(MasterKeyError::Both)));
+        assert_eq!(MasterKeys::load(None, Some(&b), &dir).unwrap().ids(), [MasterKey::from_base64(&b).unwrap().id()]);
+        let err = MasterKeys::parse_list(&format!("{a},{a}")).unwrap_err().to_string();
+        assert!(!err.contains(&a), "no key material in errors: {err}");
+    }
+
+    #[test]
+    fn a_key_file_may_list_several_keys() {
+        let dir = std::env::temp_dir().join(format!("tollgate-keys-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let created = MasterKeys::load(None, None, &dir).unwrap();
+        assert_eq!(created.ids().len(), 1, "first start: one new key");
+        let again = MasterKeys::load(None, None, &dir).unwrap();
+        assert_eq!(again.ids(), created.ids());
+        let mut text = std::fs::read_to_string(dir.join(MASTER_KEY_FILE)).unwrap();
+        let added = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        text.push_str(&format!("\n{added}\n"));
+        std::fs::write(dir.join(MASTER_KEY_FILE), text).unwrap();
+        let rotated = MasterKeys::load(None, None, &dir).unwrap();
+        assert_eq!(rotated.ids()[0], created.ids()[0]);
+        assert_eq!(rotated.current(), &MasterKey::from_base64(&added).unwrap().id());
+        std::fs::write(dir.join(MASTER_KEY_FILE), "garbage").unwrap();
+        assert!(matches!(MasterKeys::load(None, None, &dir), Err(MasterKeyError::BadFile(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

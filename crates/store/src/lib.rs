@@ -16,9 +16,11 @@ use async_trait::async_trait;
 use tollgate_policy::budget::{Applicable, BudgetRefusal};
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind, WorkspaceSpec};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretValue};
-use tollgate_policy::{Limits, LimitsPatch, Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId};
+use tollgate_policy::{
+    Limits, LimitsPatch, Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId,
+};
 
-pub use crypto::{MasterKey, MasterKeyError, TokenHash};
+pub use crypto::{KeyId, MasterKey, MasterKeyError, MasterKeys, TokenHash};
 pub use ids::{LeaseId, RequestId};
 pub use invalidation::Invalidation;
 pub use sql::{PgStore, SqliteStore, connect};
@@ -220,6 +222,34 @@ pub struct SecretMeta {
     /// Last write.
     #[sqlx(try_from = "i64")]
     pub updated_at: Timestamp,
+}
+
+/// Where a walk over the secrets table stands: the last row visited.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretCursor {
+    /// Its scope.
+    pub scope: Scope,
+    /// Its owner's id.
+    pub owner_id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// The outcome of one [`Store::reencrypt_secrets`] batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReencryptBatch {
+    /// Secrets moved to the newest key.
+    pub moved: u64,
+    /// Secrets set meanwhile (already under the newest key): not touched.
+    pub changed: u64,
+    /// Secrets no configured key decrypts: not touched.
+    pub unreadable: u64,
+    /// Secrets after this batch not yet under the newest key.
+    pub pending: u64,
+    /// Where the next batch starts; `None` when the walk is over.
+    pub next: Option<SecretCursor>,
+    /// The newest key's id.
+    pub key_id: Option<KeyId>,
 }
 
 /// What a successful provision stores, atomically.
@@ -583,6 +613,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The workspace's org and workspace secrets, decrypted and merged. A ciphertext that
     /// does not decrypt is `SecretState::Unreadable`, never absent.
     async fn merged_secrets(&self, workspace: &Workspace) -> Result<MergedSecrets>;
+    /// Moves up to `limit` secrets that are not under the newest master key to it, visiting
+    /// rows in (scope, owner id, name) order after `after`. A row set meanwhile is left as it
+    /// is (it is under the newest key already); a row no configured key opens is left as it
+    /// is and counted. Values do not change, so nothing needs invalidating.
+    async fn reencrypt_secrets(&self, after: Option<&SecretCursor>, limit: u32) -> Result<ReencryptBatch>;
 
     /// Stores a successful provision: the workspace's model, the new token (revoking the
     /// old one) and the record, in one transaction.

@@ -15,20 +15,23 @@ use tollgate_policy::budget::{Applicable, BudgetRefusal, BudgetScope};
 use tollgate_policy::limits::{BudgetMicros, RateLimit, SoftPercent};
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretState, SecretValue};
-use tollgate_policy::{Limits, LimitsPatch, Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId};
+use tollgate_policy::{
+    Limits, LimitsPatch, Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId,
+};
 
-use crate::crypto::{MasterKey, TokenHash};
+use crate::crypto::{MasterKeys, TokenHash};
 use crate::{
     BudgetHold, CreditAdjusted, Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, MAX_BALANCE_MICROS, NewOrg,
-    NewWorkspace, Org, OrgPatch, Overdraft, Owner, Provision, ProvisionRecord, RequestId, Result, SecretMeta, Store,
-    StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
+    NewWorkspace, Org, OrgPatch, Overdraft, Owner, Provision, ProvisionRecord, ReencryptBatch, RequestId, Result,
+    SecretCursor, SecretMeta, Store, StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace,
+    WorkspacePatch,
 };
 
 /// The SQLite store: the embedded default (a file under the data dir, WAL mode).
 #[derive(Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    key: MasterKey,
+    key: MasterKeys,
     invalidations: broadcast::Sender<Invalidation>,
 }
 
@@ -36,7 +39,7 @@ pub struct SqliteStore {
 #[derive(Debug)]
 pub struct PgStore {
     pool: PgPool,
-    key: MasterKey,
+    key: MasterKeys,
     invalidations: broadcast::Sender<Invalidation>,
     listening: tokio::sync::OnceCell<()>,
 }
@@ -46,7 +49,8 @@ impl SqliteStore {
     ///
     /// The database file and its `-wal` and `-shm` companions are readable by the owner only
     /// (0600), whatever the umask (`restrict_database_files`).
-    pub async fn connect(url: &str, key: MasterKey) -> Result<Self> {
+    pub async fn connect(url: &str, key: impl Into<MasterKeys>) -> Result<Self> {
+        let key = key.into();
         let options = SqliteConnectOptions::from_str(url)?;
         restrict_database_files(options.get_filename()).map_err(sqlx::Error::Io)?;
         let options = options
@@ -105,7 +109,8 @@ fn restrict_database_files(_path: &std::path::Path) -> std::io::Result<()> {
 
 impl PgStore {
     /// Connects to Postgres at `url` and applies the migrations.
-    pub async fn connect(url: &str, key: MasterKey) -> Result<Self> {
+    pub async fn connect(url: &str, key: impl Into<MasterKeys>) -> Result<Self> {
+        let key = key.into();
         let pool =
             PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -174,7 +179,10 @@ impl PgStore {
 /// `sqlite:...`. Any other scheme, or a URL the driver cannot read, is
 /// [`StoreError::Config`]; a database that does not answer is [`StoreError::Unavailable`].
 /// This is the one place a database URL is checked.
-pub async fn connect(url: &str, key: MasterKey) -> Result<Arc<dyn Store>> {
+///
+/// `key` is one master key or several ([`MasterKeys`]: the newest encrypts, all decrypt).
+pub async fn connect(url: &str, key: impl Into<MasterKeys>) -> Result<Arc<dyn Store>> {
+    let key = key.into();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::connect(url, key).await?))
     } else if url.starts_with("sqlite:") {
@@ -182,6 +190,12 @@ pub async fn connect(url: &str, key: MasterKey) -> Result<Arc<dyn Store>> {
     } else {
         Err(StoreError::Config("the database URL must start with postgres:// or sqlite://".to_owned()))
     }
+}
+
+/// A walk's position as the (scope, owner id, name) it compares rows with; before every row
+/// when there is none (every scope sorts after the empty string).
+fn cursor_parts(c: Option<&SecretCursor>) -> (&str, &str, &str) {
+    c.map_or(("", "", ""), |c| (c.scope.as_str(), c.owner_id.as_str(), c.name.as_str()))
 }
 
 fn mode_to_text(m: Option<BillingMode>) -> Option<&'static str> {
@@ -773,11 +787,11 @@ macro_rules! impl_store {
             async fn put_secret(&self, owner: &Owner, name: &SecretName, value: &SecretValue) -> Result<()> {
                 let (scope, owner_id) = (owner.scope(), owner.id());
                 self.owner_exists(scope, owner_id).await?;
-                let (nonce, ct) = self.key.seal(scope, owner_id, name.as_str(), value).ok_or(StoreError::Crypto)?;
+                let (key_id, nonce, ct) = self.key.seal(scope, owner_id, name.as_str(), value).ok_or(StoreError::Crypto)?;
                 sqlx::query(
-                    "INSERT INTO secrets (scope, owner_id, name, nonce, ciphertext, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                    "INSERT INTO secrets (scope, owner_id, name, nonce, ciphertext, updated_at, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (scope, owner_id, name) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
-                     updated_at = excluded.updated_at",
+                     updated_at = excluded.updated_at, key_id = excluded.key_id",
                 )
                 .bind(scope.as_str())
                 .bind(owner_id)
@@ -785,6 +799,7 @@ macro_rules! impl_store {
                 .bind(nonce)
                 .bind(ct)
                 .bind(Timestamp::now().0)
+                .bind(key_id.as_str())
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -818,7 +833,7 @@ macro_rules! impl_store {
 
             async fn merged_secrets(&self, workspace: &Workspace) -> Result<MergedSecrets> {
                 let rows = sqlx::query(
-                    "SELECT scope, owner_id, name, nonce, ciphertext FROM secrets \
+                    "SELECT scope, owner_id, name, key_id, nonce, ciphertext FROM secrets \
                      WHERE (scope = 'org' AND owner_id = $1) OR (scope = 'workspace' AND owner_id = $2)",
                 )
                 .bind(workspace.org_id.as_str())
@@ -835,9 +850,11 @@ macro_rules! impl_store {
                     let name = SecretName::parse(&name_text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     let nonce: Vec<u8> = r.try_get("nonce")?;
                     let ct: Vec<u8> = r.try_get("ciphertext")?;
-                    let state: SecretState = self.key.open(scope, &owner, &name_text, &nonce, &ct);
+                    let key_id: Option<String> = r.try_get("key_id")?;
+                    let state: SecretState = self.key.open(scope, &owner, &name_text, key_id.as_deref(), &nonce, &ct);
                     if matches!(state, SecretState::Unreadable) {
-                        tracing::warn!(scope = scope.as_str(), owner = %owner, name = %name_text, "secret does not decrypt");
+                        let key_id = key_id.as_deref().unwrap_or("none");
+                        tracing::warn!(scope = scope.as_str(), owner = %owner, name = %name_text, key_id, "secret does not decrypt");
                     }
                     match scope {
                         Scope::Org => org.push((name, state)),
@@ -1252,6 +1269,82 @@ macro_rules! impl_store {
                 bytes
                     .map(|b| TokenHash::from_bytes(&b).ok_or_else(|| StoreError::Corrupt("admin token hash".to_owned())))
                     .transpose()
+            }
+
+            async fn reencrypt_secrets(&self, after: Option<&SecretCursor>, limit: u32) -> Result<ReencryptBatch> {
+                let current = self.key.current().as_str();
+                let (s0, o0, n0) = cursor_parts(after);
+                // Row values compare in primary-key order on both backends: a cursor walk visits
+                // each row once, even those that stay unreadable.
+                let rows = sqlx::query(
+                    "SELECT scope, owner_id, name, key_id, nonce, ciphertext FROM secrets \
+                     WHERE (key_id IS NULL OR key_id <> $1) AND (scope, owner_id, name) > ($2, $3, $4) \
+                     ORDER BY scope, owner_id, name LIMIT $5",
+                )
+                .bind(current)
+                .bind(s0)
+                .bind(o0)
+                .bind(n0)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut batch = ReencryptBatch::default();
+                for r in &rows {
+                    let scope_text: String = r.try_get("scope")?;
+                    let scope = scope_from_text(&scope_text)?;
+                    let owner: String = r.try_get("owner_id")?;
+                    let name: String = r.try_get("name")?;
+                    let key_id: Option<String> = r.try_get("key_id")?;
+                    let nonce: Vec<u8> = r.try_get("nonce")?;
+                    let ct: Vec<u8> = r.try_get("ciphertext")?;
+                    batch.next = Some(SecretCursor { scope, owner_id: owner.clone(), name: name.clone() });
+                    let opened = self.key.open(scope, &owner, &name, key_id.as_deref(), &nonce, &ct);
+                    let SecretState::Value(value) = opened else {
+                        let key_id = key_id.as_deref().unwrap_or("none");
+                        tracing::warn!(scope = scope.as_str(), owner = %owner, name = %name, key_id, "secret does not decrypt: left as it is");
+                        batch.unreadable += 1;
+                        continue;
+                    };
+                    let sealed = self.key.seal(scope, &owner, &name, &value);
+                    let (new_id, new_nonce, new_ct) = sealed.ok_or(StoreError::Crypto)?;
+                    // Only if the row still holds what was read: a value set meanwhile is
+                    // already under the newest key and must not be overwritten with the old one.
+                    let done = sqlx::query(
+                        "UPDATE secrets SET key_id = $1, nonce = $2, ciphertext = $3 \
+                         WHERE scope = $4 AND owner_id = $5 AND name = $6 AND nonce = $7",
+                    )
+                    .bind(new_id.as_str())
+                    .bind(new_nonce)
+                    .bind(new_ct)
+                    .bind(scope.as_str())
+                    .bind(&owner)
+                    .bind(&name)
+                    .bind(&nonce)
+                    .execute(&self.pool)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        batch.moved += 1;
+                    } else {
+                        batch.changed += 1;
+                    }
+                }
+                let (s1, o1, n1) = if batch.next.is_some() { cursor_parts(batch.next.as_ref()) } else { (s0, o0, n0) };
+                let pending: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM secrets \
+                     WHERE (key_id IS NULL OR key_id <> $1) AND (scope, owner_id, name) > ($2, $3, $4)",
+                )
+                .bind(current)
+                .bind(s1)
+                .bind(o1)
+                .bind(n1)
+                .fetch_one(&self.pool)
+                .await?;
+                batch.pending = u64::try_from(pending).unwrap_or(0);
+                if rows.len() < usize::try_from(limit).unwrap_or(usize::MAX) {
+                    batch.next = None;
+                }
+                batch.key_id = Some(self.key.current().clone());
+                Ok(batch)
             }
 
             async fn set_admin_token_hash(&self, hash: &TokenHash) -> Result<()> {

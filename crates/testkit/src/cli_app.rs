@@ -25,6 +25,8 @@ pub struct Server {
     pub url: String,
     /// What it printed up to and including its "listening on" line.
     pub stdout: String,
+    /// The CA certificate (PEM file) [`Server::admin`] trusts, for a server on HTTPS.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Drop for Server {
@@ -72,7 +74,8 @@ impl Server {
         let mut child = cmd.spawn().unwrap();
         let pipe = child.stdout.take().unwrap();
         // Owned by a `Server` from here on, so a failed assertion still kills and reaps it.
-        let mut server = Server { child, bin: bin.to_owned(), url: String::new(), stdout: String::new() };
+        let mut server =
+            Server { child, bin: bin.to_owned(), url: String::new(), stdout: String::new(), ca_cert: None };
         let mut reader = BufReader::new(pipe);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -90,6 +93,11 @@ impl Server {
             }
             assert!(Instant::now() < deadline, "serve did not start:\n{}", server.stdout);
         }
+    }
+
+    /// The process id, to send it a signal.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM and waits (at most 20 s) for the exit code.
@@ -117,6 +125,7 @@ impl Server {
             .args(args)
             .env("TOLLGATE_ADMIN_URL", &self.url)
             .env("TOLLGATE_ADMIN_TOKEN", token)
+            .env("TOLLGATE_CA_CERT", self.ca_cert.as_deref().unwrap_or(Path::new("")))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -140,6 +149,18 @@ impl Server {
         assert_eq!(code, 0, "tollgate admin {args:?}: {stderr}\n{stdout}");
         serde_json::from_str(&stdout).unwrap()
     }
+}
+
+/// The PEM files of an HTTPS [`Stack`]: the server's certificate and key, and the CA
+/// certificate its clients trust.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain (`--tls-cert`).
+    pub cert: PathBuf,
+    /// Its private key (`--tls-key`).
+    pub key: PathBuf,
+    /// The CA that signed it (`TOLLGATE_CA_CERT`).
+    pub ca: PathBuf,
 }
 
 /// The admin token of every [`Stack`].
@@ -188,6 +209,21 @@ impl Stack {
         name: &str,
         registry: impl FnOnce(&tokio::runtime::Runtime) -> Option<String>,
     ) -> Stack {
+        Stack::start_inner(bin, name, registry, None)
+    }
+
+    /// [`Stack::start`] serving HTTPS with the PEM files `tls` (certificate, key), trusting
+    /// the CA certificate `tls.ca` in its own clients (`tollgate admin` and [`Stack::get`]).
+    pub fn start_https(bin: &Path, name: &str, tls: &TlsFiles) -> Stack {
+        Stack::start_inner(bin, name, |_| None, Some(tls))
+    }
+
+    fn start_inner(
+        bin: &Path,
+        name: &str,
+        registry: impl FnOnce(&tokio::runtime::Runtime) -> Option<String>,
+        tls: Option<&TlsFiles>,
+    ) -> Stack {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let upstream = rt.block_on(Upstream::start()).unwrap();
         let dir = data_dir(&format!("clients-{name}"));
@@ -199,7 +235,10 @@ impl Stack {
             std::fs::write(&providers, yaml).unwrap();
             args = vec!["--providers", providers.to_str().unwrap()];
         }
-        let server = Server::start(
+        if let Some(tls) = tls {
+            args.extend(["--tls-cert", tls.cert.to_str().unwrap(), "--tls-key", tls.key.to_str().unwrap()]);
+        }
+        let mut server = Server::start(
             bin,
             &dir,
             &args,
@@ -212,10 +251,16 @@ impl Stack {
             ],
         );
         let registry = yaml.map_or_else(|| Registry::embedded().unwrap(), |y| Registry::parse("test", &y).unwrap());
+        let mut http = reqwest::Client::builder();
+        if let Some(tls) = tls {
+            server.ca_cert = Some(tls.ca.clone());
+            let pem = std::fs::read(&tls.ca).unwrap();
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        }
         let mut stack = Stack {
             server: Some(server),
             upstream,
-            http: reqwest::Client::new(),
+            http: http.build().unwrap(),
             registry,
             org: String::new(),
             dir,

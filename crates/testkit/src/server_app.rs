@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tollgate_policy::{PublicUrl, Registry};
 use tollgate_server::AppState;
-use tollgate_store::{MasterKey, Store};
+use tollgate_store::{MasterKeys, Store};
 
 /// The two store backends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub struct Db {
     pub url: String,
     /// The SQLite file, removed when the last clone is dropped; `None` for Postgres.
     pub sqlite_file: Option<Arc<SqliteFile>>,
-    /// The master key, base64.
+    /// The master key, base64; or several, oldest first, separated by commas.
     pub key_b64: String,
 }
 
@@ -237,7 +237,8 @@ pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
 
 /// Starts an app on `db` (which may already serve other apps).
 pub async fn spawn_on(db: &Db, options: Options) -> TestApp {
-    let key = MasterKey::from_base64(&db.key_b64).expect("master key");
+    // One key, or several separated by commas (a rotation in progress).
+    let key = MasterKeys::parse_list(&db.key_b64).expect("master keys");
     let store = tollgate_store::connect(&db.url, key).await.expect("connect the store");
     let admin_token = match &options.admin_token {
         AdminToken::Configure(t) => {

@@ -120,7 +120,7 @@ enum Attempt {
 
 async fn fetch_with_retries(source: &Source, bound: Duration) -> Result<Plan, CliError> {
     let endpoint = source.endpoint()?;
-    let client = reqwest::Client::builder()
+    let client = crate::tls::client_builder()?
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| CliError::failure(format!("cannot build the HTTP client: {e}")))?;
@@ -160,7 +160,14 @@ async fn attempt(client: &reqwest::Client, endpoint: &reqwest::Url, source: &Sou
     let sent = client.get(endpoint.clone()).bearer_auth(source.token.expose()).timeout(timeout).send().await;
     let response = match sent {
         Ok(r) => r,
-        Err(e) => return Attempt::Retry(transport_error(&e)),
+        Err(e) => {
+            // A certificate that does not verify will not verify on the next attempt either.
+            if let Some(why) = crate::tls::untrusted(&e) {
+                let message = format!("cannot pull the plan from {}: {why}", source.display_url());
+                return Attempt::Done(Box::new(Err(CliError::failure(message))));
+            }
+            return Attempt::Retry(transport_error(&e));
+        }
     };
     let status = response.status();
     let mut body = match response.text().await {

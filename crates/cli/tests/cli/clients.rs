@@ -69,7 +69,7 @@ fn installed(relative: &str) -> PathBuf {
     path
 }
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     installed("venv/bin/python")
 }
 
@@ -81,7 +81,7 @@ pub(crate) fn codex() -> PathBuf {
     installed("node/node_modules/.bin/codex")
 }
 
-fn script(name: &str) -> PathBuf {
+pub(crate) fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(name)
 }
 
@@ -153,12 +153,15 @@ pub(crate) fn run_client(stack: &Stack, cmd: Command, home: &Path, what: &str) -
 
 /// Runs a client script with the venv's interpreter; its stdout is one JSON object.
 fn run_python(name: &str, base_url: &str, token: &str, model: &str) -> Value {
+    run_python_with(name, base_url, token, model, &[])
+}
+
+/// [`run_python`] with more variables in the client's environment (e.g. `SSL_CERT_FILE`).
+pub(crate) fn run_python_with(name: &str, base_url: &str, token: &str, model: &str, vars: &[(&str, &str)]) -> Value {
     let home = temp_home(name);
-    let mut cmd = clean_command(
-        &python(),
-        &home,
-        &[("CLIENT_BASE_URL", base_url), ("CLIENT_API_KEY", token), ("CLIENT_MODEL", model)],
-    );
+    let mut all = vec![("CLIENT_BASE_URL", base_url), ("CLIENT_API_KEY", token), ("CLIENT_MODEL", model)];
+    all.extend_from_slice(vars);
+    let mut cmd = clean_command(&python(), &home, &all);
     cmd.arg(script(name));
     let out = run(cmd, name);
     let _ = std::fs::remove_dir_all(&home);

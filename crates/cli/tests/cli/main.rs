@@ -7,9 +7,11 @@ mod codex;
 mod crash;
 mod exec;
 mod explain;
+mod keys;
 mod outage;
 mod serve;
 mod suspend;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,5 +1,6 @@
 //! The route table and the layers around it.
 
+mod keys;
 mod ops;
 mod orgs;
 mod resolution;
@@ -41,6 +42,7 @@ pub(crate) fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(suspension::resume_org))
         .routes(routes!(suspension::suspend_workspace))
         .routes(routes!(suspension::resume_workspace))
+        .routes(routes!(keys::reencrypt))
 }
 
 /// The routes without the admin token: the pull (workspace token) and operations.

@@ -18,6 +18,7 @@ mod orgs;
 mod parity;
 mod persistence;
 mod provision;
+mod rotation;
 mod schemathesis;
 mod secrets;
 mod suspension;

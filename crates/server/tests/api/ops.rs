@@ -90,6 +90,7 @@ async fn openapi_lists_every_route() {
         ("/admin/orgs/{org}/resume", &["post"]),
         ("/admin/workspaces/{ws}/suspend", &["post"]),
         ("/admin/workspaces/{ws}/resume", &["post"]),
+        ("/admin/secrets/reencrypt", &["post"]),
         ("/workspaces/{ws}/secrets/values", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),

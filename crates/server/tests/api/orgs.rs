@@ -25,7 +25,17 @@ async fn org_crud_and_shape(backend: Backend) {
     let org = app.create_org(json!({"name": "acme", "default_billing_mode": "byok", "credit_micros": 5_000_000})).await;
     assert_eq!(
         keys(&org),
-        ["created_at", "credit_micros", "default_billing_mode", "id", "limits", "markup_percent", "name", "suspended", "updated_at"]
+        [
+            "created_at",
+            "credit_micros",
+            "default_billing_mode",
+            "id",
+            "limits",
+            "markup_percent",
+            "name",
+            "suspended",
+            "updated_at"
+        ]
     );
     assert_eq!(org["markup_percent"], 0, "no markup by default");
     assert_eq!(org["suspended"], Value::Null);

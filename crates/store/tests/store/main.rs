@@ -4,6 +4,7 @@
 
 #[cfg(unix)]
 mod files;
+mod rotation;
 mod suite;
 
 use std::path::PathBuf;
