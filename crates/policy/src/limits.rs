@@ -192,28 +192,28 @@ impl LimitsPatch {
 #[serde(deny_unknown_fields)]
 pub struct LimitsInput {
     /// Micro-USD per UTC day, 0 to 10^15; `null` removes it.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>))]
+    #[serde(default, deserialize_with = "nullable_integer", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_000_i64))]
     pub budget_micros_per_day: Option<Option<i64>>,
     /// Micro-USD per UTC calendar month, 0 to 10^15; `null` removes it.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>))]
+    #[serde(default, deserialize_with = "nullable_integer", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_000_i64))]
     pub budget_micros_per_month: Option<Option<i64>>,
     /// 1 to 100; `null` removes it.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>))]
+    #[serde(default, deserialize_with = "nullable_integer", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>, minimum = 1, maximum = 100))]
     pub soft_budget_percent: Option<Option<i64>>,
     /// At least 1; `null` removes it.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>))]
+    #[serde(default, deserialize_with = "nullable_integer", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000_000_000_i64))]
     pub requests_per_minute: Option<Option<i64>>,
     /// At least 1; `null` removes it.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>))]
+    #[serde(default, deserialize_with = "nullable_integer", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000_000_000_i64))]
     pub tokens_per_minute: Option<Option<i64>>,
     /// At least 1; `null` removes it.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>))]
+    #[serde(default, deserialize_with = "nullable_integer", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000_000_000_i64))]
     pub max_concurrent_requests: Option<Option<i64>>,
     /// Platform model ids; `null` removes the narrowing.
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
@@ -224,6 +224,24 @@ pub struct LimitsInput {
 /// `Some(None)` for an explicit `null`, `None` for an absent field (with `#[serde(default)]`).
 fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// [`nullable`] for an integer, as JSON Schema counts one: `5` or `5.0` (the OpenAPI
+/// document's `integer` admits a number with no fraction). Beyond 2^53 it must be written
+/// without a fraction, where a float could not hold it exactly.
+fn nullable_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(Some(None));
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(Some(i)));
+    }
+    match n.as_f64() {
+        #[expect(clippy::cast_possible_truncation, reason = "integral and within ±2^53: exact")]
+        Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => Ok(Some(Some(f as i64))),
+        _ => Err(serde::de::Error::custom(format!("invalid type: `{n}`, expected an integer"))),
+    }
 }
 
 impl LimitsInput {

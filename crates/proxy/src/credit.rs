@@ -382,12 +382,15 @@ impl Credit {
     /// the lease, and queues the request's ledger row. No IO: the row is written by the
     /// background task (or [`Credit::shutdown`]).
     ///
-    /// The cost is clamped to `0..=`[`MAX_BALANCE_MICROS`]: a price that saturated on absurd
-    /// usage must neither overflow the lease's arithmetic nor write a row the database cannot
-    /// subtract from a balance (which would block the ledger's batch for good).
+    /// The cost (and the provider's cost beside it) is clamped to `0..=`[`MAX_BALANCE_MICROS`]:
+    /// a price that saturated on absurd usage must neither overflow the lease's arithmetic nor
+    /// write a row the database cannot subtract from a balance or sum (which would block the
+    /// ledger's batch, or every usage report, for good).
     pub fn settle(&self, hold: Hold, mut entry: LedgerEntry) {
         let cost = entry.settlement.cost.get().clamp(0, MAX_BALANCE_MICROS);
         entry.settlement.cost = Micros::new(cost);
+        let provider = entry.settlement.provider_cost.get().clamp(0, MAX_BALANCE_MICROS);
+        entry.settlement.provider_cost = Micros::new(provider);
         {
             let mut s = lock(&hold.org.state);
             if s.lease_id == hold.lease_id {

@@ -149,6 +149,9 @@ struct Inner {
     config: ProxyConfig,
     client: reqwest::Client,
     cache: moka::future::Cache<[u8; 32], Arc<Authorized>>,
+    /// Counts invalidations: an authorisation loaded while one arrived may predate it, and is
+    /// not kept (see [`Proxy::authorize`]).
+    generation: std::sync::atomic::AtomicU64,
     credit: Credit,
 }
 
@@ -192,7 +195,18 @@ impl Proxy {
             drop(handle.spawn_blocking(meter::relayed::TokenCounter::warm_up));
             handle.spawn(crate::budget::reclaim_loop(Arc::downgrade(&store)));
         }
-        Ok(Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache, credit }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                public_url,
+                config,
+                client,
+                cache,
+                generation: std::sync::atomic::AtomicU64::new(0),
+                credit,
+            }),
+        })
     }
 
     /// The proxy's routes: `POST /anthropic/v1/messages` (any query string),
@@ -300,6 +314,11 @@ impl Proxy {
     }
 
     fn invalidate(&self, notice: Invalidation) {
+        if matches!(notice, Invalidation::CreditCutDone(_)) {
+            return;
+        }
+        // Counted before the entries go, so a load racing this one sees the change.
+        self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let cache = &self.inner.cache;
         match notice {
             Invalidation::Workspace(ws) => {
@@ -308,10 +327,10 @@ impl Proxy {
             Invalidation::Org(org) => {
                 let _ = cache.invalidate_entries_if(move |_, a| a.org_id == org);
             }
-            Invalidation::CreditCutDone(_) => {}
-            Invalidation::CreditRecall { .. } | Invalidation::CreditCut(_) | Invalidation::All => {
-                cache.invalidate_all()
-            }
+            Invalidation::CreditRecall { .. }
+            | Invalidation::CreditCut(_)
+            | Invalidation::CreditCutDone(_)
+            | Invalidation::All => cache.invalidate_all(),
         }
     }
 
@@ -320,6 +339,7 @@ impl Proxy {
         let inner = &self.inner;
         // Failures are not cached (moka caches only values): a token minted a moment ago on
         // another instance works at once, and a database hiccup is retried next request.
+        let generation = inner.generation.load(std::sync::atomic::Ordering::SeqCst);
         let found = inner
             .cache
             .try_get_with(*hash.as_bytes(), async {
@@ -344,6 +364,12 @@ impl Proxy {
                 }))
             })
             .await;
+        // An invalidation arrived while this was loaded or read: the value may predate it
+        // (moka's predicates spare entries inserted after them). Serve it, as a request
+        // concurrent with the change, but do not keep it for the next one.
+        if inner.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+            inner.cache.invalidate(hash.as_bytes()).await;
+        }
         found.map_err(|e| match &*e {
             Lookup::Unknown => {
                 ProxyError::new(StatusCode::UNAUTHORIZED, Kind::Authentication, "unknown or revoked workspace token")

@@ -42,6 +42,17 @@ fn opt_integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error
     Option::<serde_json::Number>::deserialize(d)?.map(|n| exact_integer(&n)).transpose()
 }
 
+/// A nested object field (with `#[serde(default)]`; `null` is `None`): serde's derive would
+/// also take a JSON array as the struct's fields in order, which the schema does not allow.
+fn object<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => T::deserialize(v).map(Some).map_err(D::Error::custom),
+        Some(_) => Err(D::Error::custom("invalid type: expected an object")),
+    }
+}
+
 /// A tenant.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Org {
@@ -201,6 +212,11 @@ impl From<&tollgate_policy::Suspension> for Suspended {
 #[serde(deny_unknown_fields)]
 pub struct Suspend {
     /// Why: 1 to 500 characters (trimmed), no control characters. Named in every refusal.
+    #[schema(
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 500
+    )]
     pub reason: String,
 }
 /// A change to `limits`: absent fields are left as they are, `null` removes one, unknown
@@ -249,7 +265,7 @@ pub struct CreateOrg {
     #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub credit_micros: Option<i64>,
     /// Spend controls (section 14).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
 }
 
@@ -272,10 +288,10 @@ pub struct PatchOrg {
     /// New price plan: an integer greater than -100 and at most 1000 (percent over the
     /// provider's price; negative for a discount).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = -99, maximum = 1000)]
     pub markup_percent: Option<serde_json::Number>,
     /// Changes to `limits`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
 }
 
@@ -339,7 +355,7 @@ pub struct CreateWorkspace {
     #[schema(value_type = Option<WorkspaceKind>)]
     pub kind: Option<String>,
     /// Spend controls (section 14).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
 }
 
@@ -371,7 +387,7 @@ pub struct PatchWorkspace {
     #[schema(value_type = Option<WorkspaceKind>)]
     pub kind: Option<String>,
     /// Changes to `limits`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
 }
 
@@ -600,12 +616,12 @@ pub struct SecretCursor {
 #[serde(deny_unknown_fields)]
 pub struct Reencrypt {
     /// Start after this secret (the previous answer's `next`); absent: from the start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub after: Option<SecretCursor>,
     /// How many secrets to visit, 1 to 1000 (default 100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "opt_integral", skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
+    pub limit: Option<i64>,
 }
 
 /// The outcome of one re-encryption batch.

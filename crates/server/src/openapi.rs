@@ -77,6 +77,35 @@ pub(crate) fn describe_runtimes(doc: &mut utoipa::openapi::OpenApi, registry: &t
     }
 }
 
+/// States the registry's platform model ids as the `enum` of the items of `limits.allowed_models`
+/// (each at most once), as [`describe_runtimes`] does for runtimes. A workspace's list is
+/// narrowed further to its runtime's protocol, which OpenAPI cannot state.
+pub(crate) fn describe_models(doc: &mut utoipa::openapi::OpenApi, registry: &tollgate_policy::Registry) {
+    use tollgate_policy::registry::Protocol;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ArrayItems, Schema};
+    let models: Vec<serde_json::Value> = [Protocol::Anthropic, Protocol::Openai]
+        .into_iter()
+        .flat_map(|p| registry.platform_models_for(p))
+        .map(|m| serde_json::Value::from(m.id()))
+        .collect();
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut("LimitsInput") else {
+        return;
+    };
+    let Some(RefOr::T(Schema::Array(list))) = object.properties.get_mut("allowed_models") else {
+        return;
+    };
+    list.unique_items = true;
+    if let ArrayItems::RefOrSchema(item) = &mut list.items
+        && let RefOr::T(Schema::Object(item)) = item.as_mut()
+    {
+        item.enum_values = Some(models);
+    }
+}
+
 /// An optional request body (`Option<T>` in a route's annotation, e.g. provision's `{model?}`)
 /// is derived as `oneOf: [T, null]`; the server takes no body for an absent one, but a body
 /// of `null` is refused like any non-object (400 `INVALID_JSON`). This keeps the body optional

@@ -29,7 +29,7 @@ pub(super) async fn run(c: &Client, batch_size: u32, json_out: bool) -> Result<S
     );
     bar.set_message("re-encrypting");
     let mut totals = Totals::default();
-    let mut body = Reencrypt { after: None, limit: Some(batch_size) };
+    let mut body = Reencrypt { after: None, limit: Some(i64::from(batch_size)) };
     loop {
         let batch: Reencrypted = c.call(Method::POST, url.clone(), Some(&body)).await?;
         totals.batches += 1;

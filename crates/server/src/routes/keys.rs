@@ -36,10 +36,11 @@ pub(super) async fn reencrypt(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Reencrypt>,
 ) -> Result<Json<Reencrypted>, ApiError> {
-    let limit = body.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::new(ApiErrorCode::InvalidJson, format!("limit must be 1 to {MAX_LIMIT}")));
-    }
+    let limit = match body.limit.map(u32::try_from) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(limit)) if (1..=MAX_LIMIT).contains(&limit) => limit,
+        Some(_) => return Err(ApiError::new(ApiErrorCode::InvalidJson, format!("limit must be 1 to {MAX_LIMIT}"))),
+    };
     let after = body.after.map(cursor).transpose()?;
     let batch = state.store().reencrypt_secrets(after.as_ref(), limit).await?;
     let key_id = batch.key_id.map(|k| k.to_string()).unwrap_or_default();

@@ -86,6 +86,7 @@ pub(crate) fn build(state: AppState) -> Router {
     telemetry::install_recorder();
     let (admin, public, mut doc) = assemble();
     crate::openapi::describe_runtimes(&mut doc, state.registry());
+    crate::openapi::describe_models(&mut doc, state.registry());
     crate::openapi::optional_bodies_are_objects(&mut doc);
     let public = public.layer(Extension(OpenApiJson::of(&doc)));
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));

@@ -128,6 +128,12 @@ async fn openapi_lists_every_route() {
         assert!(schemas.contains_key(name), "dangling $ref to {name}");
     }
     assert_eq!(tollgate_server::openapi().paths.paths.len(), expected.len());
+    // The registry's platform models are the only ids `limits.allowed_models` takes, each once.
+    let allowed = &schemas["LimitsInput"]["properties"]["allowed_models"];
+    assert_eq!(allowed["uniqueItems"], true, "{allowed}");
+    let ids = allowed["items"]["enum"].as_array().unwrap_or_else(|| panic!("no enum: {allowed}"));
+    assert!(ids.iter().any(|id| id == "platform/sonnet"), "{ids:?}");
+    assert!(ids.iter().all(|id| id.as_str().is_some_and(|id| id.starts_with("platform/"))), "{ids:?}");
 }
 
 /// Shutdown is graceful: a request in flight when the signal comes is finished and answered,
