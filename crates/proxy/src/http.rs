@@ -24,12 +24,14 @@ use tollgate_policy::resolve::{BillingMode, Context, PublicUrl};
 use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
 use tollgate_policy::{Micros, ModelRefusal, OrgId, Registry, WorkspaceId};
 use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
+use tracing::Instrument;
 
 use crate::credit::{Credit, CreditConfig, Hold, Refusal};
 
 use crate::meter::{self, Meter};
 use crate::metric_names;
 use crate::models;
+use crate::observe::Observed;
 use crate::rewrite;
 use crate::strip::UsageChunkStripper;
 
@@ -495,10 +497,10 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 const PASS_HEADERS: [&str; 7] =
     ["anthropic-version", "anthropic-beta", "openai-beta", "session-id", "session_id", "content-type", "accept"];
 /// Response headers passed back to the client.
-const RETURN_HEADERS: [&str; 8] = [
+/// Not the upstream's `x-request-id`: that header carries the proxy's own (the ledger's) id.
+const RETURN_HEADERS: [&str; 7] = [
     "content-type",
     "request-id",
-    "x-request-id",
     "retry-after",
     "anthropic-ratelimit-requests-remaining",
     "anthropic-ratelimit-tokens-remaining",
@@ -534,15 +536,23 @@ impl Proxy {
         headers: &HeaderMap,
         body: Result<Bytes, BytesRejection>,
     ) -> Response {
-        let started = Instant::now();
-        let body = match body {
-            Ok(body) => body,
-            Err(rejection) => return refused(unreadable_body(&rejection), protocol),
+        let mut obs = Observed::begin(protocol, headers);
+        let result = match body {
+            Ok(body) => {
+                let span = obs.span.clone();
+                self.forward(protocol, path, uri, headers, body, &mut obs).instrument(span).await
+            }
+            Err(rejection) => Err(unreadable_body(&rejection)),
         };
-        match self.forward(protocol, path, uri, headers, body, started).await {
+        let mut response = match result {
             Ok(response) => response,
-            Err(e) => refused(e, protocol),
-        }
+            Err(e) => {
+                obs.refused(e.status.as_u16());
+                refused(e, protocol)
+            }
+        };
+        obs.stamp(&mut response);
+        response
     }
 
     /// One request's life in order: authenticate, admit the model, reserve credit, send it
@@ -555,26 +565,28 @@ impl Proxy {
         uri: &Uri,
         headers: &HeaderMap,
         body: Bytes,
-        started: Instant,
+        obs: &mut Observed,
     ) -> Result<Response, ProxyError> {
         let who = self.authenticate(headers).await?;
-        let mut admitted = self.admit(&who, protocol, path, &body)?;
+        obs.who(&who.workspace_id, &who.org_id, who.mode);
+        let admitted = self.admit(&who, protocol, path, &body)?;
+        obs.model(&admitted.model);
         let amount = if admitted.count_only {
             Micros::ZERO
         } else {
             worst_case(&admitted.price, &admitted.json, body.len(), protocol)
         };
-        let model = std::mem::take(&mut admitted.model);
         let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
         let bounds = EstimateBounds {
             input_tokens: meter::relayed::estimate_input_tokens(body.len()),
             max_output_tokens: rewrite::max_output_tokens(&admitted.json, protocol)
                 .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
         };
-        let mut guard = self.reserve(&who, meter, bounds, model, admitted.price, amount).await?;
+        let mut guard = self.reserve(&who, meter, bounds, admitted.price, amount, obs).await?;
+        obs.handed_over = true;
         let (upstream_response, upstream_latency) =
             self.send(protocol, path, uri, headers, &admitted, &mut guard).await?;
-        relay(upstream_response, guard, admitted.strip_usage, started, upstream_latency)
+        relay(upstream_response, guard, admitted.strip_usage, upstream_latency)
     }
 
     /// Authentication: a workspace token is presented, is known, and its workspace resolves
@@ -672,23 +684,26 @@ impl Proxy {
 
     /// Reserves `amount` (the worst case) from the org's credit before anything is forwarded.
     /// A refusal is recorded in the ledger and answered 402; on success the returned guard
-    /// settles the reservation exactly once, whatever happens next.
+    /// settles the reservation exactly once, whatever happens next. The ledger row takes its
+    /// id, session and model from `obs`.
     async fn reserve(
         &self,
         who: &Authorized,
         meter: Meter,
         bounds: EstimateBounds,
-        model: String,
         price: Price,
         amount: Micros,
+        obs: &Observed,
     ) -> Result<SettleGuard, ProxyError> {
         let credit = &self.inner.credit;
-        let request_id = RequestId::mint();
+        let request_id = obs.request_id.clone();
+        let model = obs.model.clone().unwrap_or_default();
         let created_at = Timestamp::now();
         match credit.reserve(&who.org_id, amount).await {
             Ok(hold) => Ok(SettleGuard {
                 credit: credit.clone(),
                 pending: Some(Pending { hold, request_id, workspace_id: who.workspace_id.clone(), model }),
+                obs: obs.clone(),
                 created_at,
                 price,
                 meter,
@@ -713,6 +728,7 @@ impl Proxy {
                         settlement: refused,
                         rejected: true,
                         created_at,
+                        session_id: obs.session.clone(),
                     },
                 );
                 Err(ProxyError::new(
@@ -825,7 +841,6 @@ fn relay(
     upstream_response: reqwest::Response,
     mut guard: SettleGuard,
     strip_usage: bool,
-    started: Instant,
     upstream_latency: Duration,
 ) -> Result<Response, ProxyError> {
     metrics::histogram!(metric_names::UPSTREAM_LATENCY).record(upstream_latency.as_secs_f64());
@@ -847,8 +862,9 @@ fn relay(
     guard.streamed = sse;
     metrics::counter!(metric_names::REQUESTS, "status" => status.as_u16().to_string()).increment(1);
     // What the proxy added: everything but the wait for the upstream's headers.
-    metrics::histogram!(metric_names::ADDED_LATENCY)
-        .record(started.elapsed().saturating_sub(upstream_latency).as_secs_f64());
+    guard.obs.responded(upstream_latency);
+    let added = guard.obs.added_latency.unwrap_or_default();
+    metrics::histogram!(metric_names::ADDED_LATENCY).record(added.as_secs_f64());
     let stream = Metered {
         inner: Box::pin(upstream_response.bytes_stream()),
         sse,
@@ -881,6 +897,8 @@ struct SettleGuard {
     credit: Credit,
     /// `None` once settled.
     pending: Option<Pending>,
+    /// The request's id, session, span and timings, for its log line and span.
+    obs: Observed,
     created_at: Timestamp,
     price: Price,
     meter: Meter,
@@ -922,6 +940,7 @@ impl SettleGuard {
             metrics::counter!(metric_names::ESTIMATED_SETTLEMENTS).increment(1);
         }
         let settlement = Settlement { usage, cost, http_status: status, estimated };
+        self.obs.finish(status, &usage, cost, estimated);
         metrics::counter!(metric_names::COST_MICROS).increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
         metrics::counter!(metric_names::TOKENS, "kind" => "input").increment(usage.input_tokens);
         metrics::counter!(metric_names::TOKENS, "kind" => "output").increment(usage.output_tokens);
@@ -935,6 +954,7 @@ impl SettleGuard {
             settlement,
             rejected: false,
             created_at: self.created_at,
+            session_id: self.obs.session.clone(),
         };
         self.credit.settle(hold, entry);
     }

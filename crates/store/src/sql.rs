@@ -722,8 +722,8 @@ macro_rules! impl_store {
                     // transit, say) is not written, nor charged, twice.
                     let written = sqlx::query(
                         "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, \
-                         cost_micros, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, settled_at, estimated) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (request_id) DO NOTHING",
+                         cost_micros, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, settled_at, estimated, session_id) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (request_id) DO NOTHING",
                     )
                     .bind(e.request_id.as_str())
                     .bind(org_id.as_str())
@@ -740,6 +740,7 @@ macro_rules! impl_store {
                     .bind(e.created_at.0)
                     .bind(now)
                     .bind(s.estimated)
+                    .bind(e.session_id.as_ref().map(crate::AgentSessionId::as_str))
                     .execute(&mut *tx)
                     .await?;
                     if written.rows_affected() == 1 {
@@ -870,6 +871,7 @@ macro_rules! impl_store {
                     UsageGroup::Day => $day,
                     UsageGroup::Model => "model",
                     UsageGroup::Workspace => "workspace_id",
+                    UsageGroup::Session => "COALESCE(session_id, '')",
                 };
                 let sql = format!(
                     "SELECT {key} AS key, CAST(COUNT(*) AS BIGINT) AS requests, \
