@@ -10,6 +10,7 @@ mod estimate;
 mod faults;
 mod flows;
 mod models;
+mod observe;
 mod responses;
 mod shapes;
 
