@@ -373,14 +373,15 @@ pub struct UsageParams {
     pub since: Option<String>,
     /// Up to this time (RFC 3339, or a UTC date `YYYY-MM-DD`), exclusive.
     pub until: Option<String>,
-    /// `day` (default), `model` or `workspace`.
+    /// `day` (default), `model`, `workspace` or `session` (the agent's session id; requests
+    /// without one under the empty key).
     pub group_by: Option<String>,
 }
 
 /// One group of proxied requests, failed ones included.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsageRow {
-    /// The UTC day (`YYYY-MM-DD`), model id or workspace id.
+    /// The UTC day (`YYYY-MM-DD`), model id, workspace id or agent session id.
     pub key: String,
     /// Proxied requests.
     pub requests: i64,
