@@ -95,10 +95,8 @@ impl Traces {
         if env("OTEL_SERVICE_NAME").is_none_or(|s| s.is_empty()) {
             resource = resource.with_service_name("tollgate");
         }
-        let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(Counted(exporter))
-            .with_resource(resource.build())
-            .build();
+        let provider =
+            SdkTracerProvider::builder().with_batch_exporter(Counted(exporter)).with_resource(resource.build()).build();
         Ok(Some(Self { provider }))
     }
 

@@ -538,10 +538,7 @@ impl Proxy {
     ) -> Response {
         let mut obs = Observed::begin(protocol, headers);
         let result = match body {
-            Ok(body) => {
-                let span = obs.span.clone();
-                self.forward(protocol, path, uri, headers, body, &mut obs).instrument(span).await
-            }
+            Ok(body) => self.forward(protocol, path, uri, headers, body, &mut obs).await,
             Err(rejection) => Err(unreadable_body(&rejection)),
         };
         let mut response = match result {
@@ -582,10 +579,11 @@ impl Proxy {
             max_output_tokens: rewrite::max_output_tokens(&admitted.json, protocol)
                 .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
         };
-        let mut guard = self.reserve(&who, meter, bounds, admitted.price, amount, obs).await?;
+        let mut guard =
+            self.reserve(&who, meter, bounds, admitted.price, amount, obs).instrument(obs.span.clone()).await?;
         obs.handed_over = true;
         let (upstream_response, upstream_latency) =
-            self.send(protocol, path, uri, headers, &admitted, &mut guard).await?;
+            self.send(protocol, path, uri, headers, &admitted, &mut guard).instrument(obs.span.clone()).await?;
         relay(upstream_response, guard, admitted.strip_usage, upstream_latency)
     }
 

@@ -72,44 +72,13 @@ fn system(protocol: Protocol) -> &'static str {
 }
 
 impl Observed {
-    /// A new request: a fresh id, the agent's session from `headers`, and (when spans are
-    /// enabled) its span, a child of the current one.
+    /// A new request: a fresh id and the agent's session from `headers`. Its span is made once
+    /// the model is known (see [`Observed::model`]).
     pub(crate) fn begin(protocol: Protocol, headers: &HeaderMap) -> Self {
-        let request_id = RequestId::mint();
-        let session = session_from(headers);
-        let span = if spans_enabled() {
-            let system = system(protocol);
-            let span = tracing::info_span!(
-                target: "tollgate::proxy",
-                "proxy",
-                otel.name = Empty,
-                otel.kind = "server",
-                otel.status_code = Empty,
-                gen_ai.system = system,
-                gen_ai.operation.name = "chat",
-                gen_ai.request.model = Empty,
-                gen_ai.usage.input_tokens = Empty,
-                gen_ai.usage.output_tokens = Empty,
-                tollgate.request_id = request_id.as_str(),
-                tollgate.session_id = Empty,
-                tollgate.workspace_id = Empty,
-                tollgate.org_id = Empty,
-                tollgate.billing_mode = Empty,
-                tollgate.cost_micros = Empty,
-                tollgate.estimated = Empty,
-                http.response.status_code = Empty,
-            );
-            if let Some(s) = &session {
-                span.record("tollgate.session_id", s.as_str());
-            }
-            span
-        } else {
-            Span::none()
-        };
         Self {
-            request_id,
-            session,
-            span,
+            request_id: RequestId::mint(),
+            session: session_from(headers),
+            span: Span::none(),
             started: Instant::now(),
             protocol,
             workspace_id: None,
@@ -127,18 +96,36 @@ impl Observed {
         self.workspace_id = Some(workspace_id.clone());
         self.org_id = Some(org_id.clone());
         self.mode = mode;
-        self.span.record("tollgate.workspace_id", workspace_id.as_str());
-        self.span.record("tollgate.org_id", org_id.as_str());
-        if let Some(m) = mode {
-            self.span.record("tollgate.billing_mode", m.as_str());
-        }
     }
 
-    /// The model the client asked for is known.
+    /// The model the client asked for is known: when spans are enabled, the request's span
+    /// (named `chat {model}`, a child of the current span) is made now, since OpenTelemetry
+    /// names a span once.
     pub(crate) fn model(&mut self, model: &str) {
         self.model = Some(model.to_owned());
-        self.span.record("gen_ai.request.model", model);
-        self.span.record("otel.name", format!("chat {model}"));
+        if !spans_enabled() {
+            return;
+        }
+        self.span = tracing::info_span!(
+            target: "tollgate::proxy",
+            "proxy",
+            otel.name = format!("chat {model}"),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            gen_ai.system = system(self.protocol),
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = model,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            tollgate.request_id = self.request_id.as_str(),
+            tollgate.session_id = self.session.as_ref().map(AgentSessionId::as_str),
+            tollgate.workspace_id = self.workspace_id.as_ref().map(WorkspaceId::as_str),
+            tollgate.org_id = self.org_id.as_ref().map(OrgId::as_str),
+            tollgate.billing_mode = self.mode.map(BillingMode::as_str),
+            tollgate.cost_micros = Empty,
+            tollgate.estimated = Empty,
+            http.response.status_code = Empty,
+        );
     }
 
     /// The upstream's response head arrived after `upstream` of the request's life so far.

@@ -5,6 +5,7 @@ mod clients;
 mod codex;
 mod exec;
 mod explain;
+mod otel;
 mod serve;
 
 use std::path::{Path, PathBuf};

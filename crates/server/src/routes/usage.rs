@@ -42,8 +42,9 @@ pub(super) async fn usage(
     let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let group_by = match non_empty(params.group_by) {
         None => UsageGroup::Day,
-        Some(g) => UsageGroup::parse(&g)
-            .ok_or_else(|| ApiError::new(ApiErrorCode::InvalidQuery, "`group_by` must be day, model, workspace or session"))?,
+        Some(g) => UsageGroup::parse(&g).ok_or_else(|| {
+            ApiError::new(ApiErrorCode::InvalidQuery, "`group_by` must be day, model, workspace or session")
+        })?,
     };
     let query = UsageQuery {
         org_id: non_empty(params.org_id).map(|o| validate::org_id(&o)).transpose()?,
