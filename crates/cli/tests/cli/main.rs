@@ -7,6 +7,7 @@ mod exec;
 mod explain;
 mod otel;
 mod serve;
+mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
