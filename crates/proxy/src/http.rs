@@ -446,19 +446,19 @@ fn bad_method(method: &axum::http::Method, uri: &Uri) -> ProxyError {
 }
 
 async fn anthropic_no_route(method: axum::http::Method, uri: Uri) -> Response {
-    refused(no_route(&method, &uri), Protocol::Anthropic)
+    crate::observe::with_request_id(refused(no_route(&method, &uri), Protocol::Anthropic))
 }
 
 async fn openai_no_route(method: axum::http::Method, uri: Uri) -> Response {
-    refused(no_route(&method, &uri), Protocol::Openai)
+    crate::observe::with_request_id(refused(no_route(&method, &uri), Protocol::Openai))
 }
 
 async fn anthropic_bad_method(method: axum::http::Method, uri: Uri) -> Response {
-    refused(bad_method(&method, &uri), Protocol::Anthropic)
+    crate::observe::with_request_id(refused(bad_method(&method, &uri), Protocol::Anthropic))
 }
 
 async fn openai_bad_method(method: axum::http::Method, uri: Uri) -> Response {
-    refused(bad_method(&method, &uri), Protocol::Openai)
+    crate::observe::with_request_id(refused(bad_method(&method, &uri), Protocol::Openai))
 }
 
 /// Claude Code's connectivity probe (`HEAD {base}/api/hello` at start, before any request):

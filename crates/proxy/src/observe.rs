@@ -44,6 +44,15 @@ pub fn session_from(headers: &HeaderMap) -> Option<AgentSessionId> {
     AgentSessionId::parse(value.to_str().ok()?)
 }
 
+/// Sets a fresh `x-request-id` on a refusal that no handler saw (an unknown path or method
+/// under the proxy's prefixes), so that every answer there carries one.
+pub(crate) fn with_request_id(mut response: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(RequestId::mint().as_str()) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
 /// One request's observable facts, filled in as the request goes.
 #[derive(Clone, Debug)]
 pub(crate) struct Observed {

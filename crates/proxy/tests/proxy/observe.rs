@@ -50,6 +50,22 @@ async fn every_answer_carries_the_ledgers_request_id() {
     let no_model = app.post("/anthropic/v1/messages", &token, messages("nope", false, 5)).send().await.unwrap();
     assert_eq!(no_model.status(), 404);
     assert!(!request_id(&no_model).is_empty());
+    let no_route = app.post("/openai/v1/embeddings", &token, messages("platform/ok", false, 5)).send().await.unwrap();
+    assert_eq!(no_route.status(), 404);
+    assert!(!request_id(&no_route).is_empty());
+    let bad_method = app.http.delete(format!("{}/anthropic/v1/messages", app.base)).send().await.unwrap();
+    assert_eq!(bad_method.status(), 405);
+    assert!(!request_id(&bad_method).is_empty());
+    let too_big = app
+        .http
+        .post(format!("{}/anthropic/v1/messages", app.base))
+        .header("x-api-key", &token)
+        .body(vec![b' '; tollgate_proxy::MAX_REQUEST_BYTES + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), 413);
+    assert!(!request_id(&too_big).is_empty());
     app.settled(2).await;
     let rows = ledger(&url).await;
     let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
