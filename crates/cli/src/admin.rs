@@ -17,7 +17,7 @@ use tollgate_policy::{OrgId, Resolution, WorkspaceId};
 use tollgate_server::api::doc::ErrorResponse;
 use tollgate_server::api::{
     CreateOrg, CreateWorkspace, Credit, CreditAdjustment, Org, PatchOrg, PatchWorkspace, ProvisionRequest, Provisioned,
-    PutSecret, SecretMeta, Suspend, Suspended, Workspace,
+    PutSecret, SecretMeta, Suspend, Suspended, Usage, Workspace,
 };
 
 use crate::exit::{self, CliError};
@@ -71,6 +71,88 @@ enum Command {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         batch_size: u32,
     },
+    /// Usage of the metering proxy: requests, tokens and cost by day, model, workspace or
+    /// agent session.
+    Usage(UsageArgs),
+}
+
+/// Arguments of `tollgate admin usage`.
+#[derive(Debug, clap::Args)]
+struct UsageArgs {
+    /// Only this org's requests.
+    #[arg(long)]
+    org: Option<OrgId>,
+    /// Only this workspace's requests.
+    #[arg(long)]
+    workspace: Option<WorkspaceId>,
+    /// From this time on (RFC 3339 or YYYY-MM-DD, UTC), inclusive.
+    #[arg(long)]
+    since: Option<String>,
+    /// Up to this time (RFC 3339 or YYYY-MM-DD, UTC), exclusive.
+    #[arg(long)]
+    until: Option<String>,
+    /// How rows are grouped.
+    #[arg(long, value_enum, default_value_t = GroupBy::Day)]
+    group_by: GroupBy,
+}
+
+/// The groupings of `GET /admin/usage`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum GroupBy {
+    /// One row per UTC day.
+    Day,
+    /// One row per model.
+    Model,
+    /// One row per workspace.
+    Workspace,
+    /// One row per agent session (Claude Code's or Codex's session id).
+    Session,
+}
+
+impl GroupBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Model => "model",
+            Self::Workspace => "workspace",
+            Self::Session => "session",
+        }
+    }
+}
+
+/// `tollgate admin usage`: the API's rows as a table (cost in USD), or its JSON.
+async fn usage_cmd(c: &Client, a: &UsageArgs, json_out: bool) -> Result<String, CliError> {
+    let mut url = c.url(&["admin", "usage"]);
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("group_by", a.group_by.as_str());
+        let pairs = [
+            ("org_id", a.org.as_ref().map(OrgId::as_str)),
+            ("workspace_id", a.workspace.as_ref().map(WorkspaceId::as_str)),
+            ("since", a.since.as_deref()),
+            ("until", a.until.as_deref()),
+        ];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+    }
+    let usage: Usage = c.call(Method::GET, url, NO_BODY).await?;
+    let columns = [a.group_by.as_str(), "requests", "errors", "input", "output", "cache_write", "cache_read", "cost"];
+    let rows = usage.rows.iter().map(|r| {
+        vec![
+            if r.key.is_empty() { "-".to_owned() } else { r.key.clone() },
+            r.requests.to_string(),
+            r.errors.to_string(),
+            r.input_tokens.to_string(),
+            r.output_tokens.to_string(),
+            r.cache_write_tokens.to_string(),
+            r.cache_read_tokens.to_string(),
+            tollgate_policy::Micros::new(r.cost_micros).to_string(),
+        ]
+    });
+    render(&usage, json_out, &columns, rows)
 }
 
 #[derive(Debug, Subcommand)]
@@ -599,6 +681,7 @@ async fn dispatch(c: &Client, cmd: &Command, json_out: bool) -> Result<String, C
             out.push_str(&format!("\nworkspace token: {token}\n"));
             Ok(out)
         }
+        Command::Usage(a) => usage_cmd(c, a, json_out).await,
         Command::BillingMode { workspace } => {
             let url = c.url(&["admin", "workspaces", workspace.as_str(), "llm-billing-mode"]);
             let r: Resolution = c.call(Method::GET, url, NO_BODY).await?;

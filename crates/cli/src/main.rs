@@ -15,6 +15,7 @@ mod exec;
 mod exit;
 mod explain;
 mod logging;
+mod otel;
 mod registry;
 mod render;
 mod serve;

@@ -47,12 +47,17 @@ pub(crate) struct Args {
 
 /// Runs `tollgate serve` until SIGTERM or Ctrl-C.
 pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
-    crate::logging::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(serve(args))
+    let traces = crate::logging::init(runtime.handle());
+    let outcome = runtime.block_on(serve(args));
+    // The last spans go out while the runtime (which runs the exporter's requests) still runs.
+    if let Some(t) = traces {
+        t.shutdown();
+    }
+    outcome
 }
 
 async fn serve(args: &Args) -> Result<ExitCode, CliError> {

@@ -705,6 +705,7 @@ mod tests {
             },
             rejected: false,
             created_at: tollgate_store::Timestamp(0),
+            session_id: None,
         };
         let org = OrgId::parse("0f0c7d9e-1a2b-4c3d-8e4f-0a1b2c3d4e5f").unwrap_or_else(|e| panic!("{e}"));
         let bytes = backlog_bytes_of(&entry);

@@ -25,12 +25,14 @@ use tollgate_policy::suspension::suspension_in_force;
 use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
 use tollgate_policy::{Charge, Limits, Markup, Micros, ModelRefusal, OrgId, Pricing, Registry, WorkspaceId};
 use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
+use tracing::Instrument;
 
 use crate::credit::{Credit, CreditConfig, Hold, Refusal};
 
 use crate::meter::{self, Meter};
 use crate::metric_names;
 use crate::models;
+use crate::observe::Observed;
 use crate::rewrite;
 use crate::strip::UsageChunkStripper;
 
@@ -524,19 +526,19 @@ fn bad_method(method: &axum::http::Method, uri: &Uri) -> ProxyError {
 }
 
 async fn anthropic_no_route(method: axum::http::Method, uri: Uri) -> Response {
-    refused(no_route(&method, &uri), Protocol::Anthropic)
+    crate::observe::with_request_id(refused(no_route(&method, &uri), Protocol::Anthropic))
 }
 
 async fn openai_no_route(method: axum::http::Method, uri: Uri) -> Response {
-    refused(no_route(&method, &uri), Protocol::Openai)
+    crate::observe::with_request_id(refused(no_route(&method, &uri), Protocol::Openai))
 }
 
 async fn anthropic_bad_method(method: axum::http::Method, uri: Uri) -> Response {
-    refused(bad_method(&method, &uri), Protocol::Anthropic)
+    crate::observe::with_request_id(refused(bad_method(&method, &uri), Protocol::Anthropic))
 }
 
 async fn openai_bad_method(method: axum::http::Method, uri: Uri) -> Response {
-    refused(bad_method(&method, &uri), Protocol::Openai)
+    crate::observe::with_request_id(refused(bad_method(&method, &uri), Protocol::Openai))
 }
 
 /// Claude Code's connectivity probe (`HEAD {base}/api/hello` at start, before any request):
@@ -575,10 +577,10 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 const PASS_HEADERS: [&str; 7] =
     ["anthropic-version", "anthropic-beta", "openai-beta", "session-id", "session_id", "content-type", "accept"];
 /// Response headers passed back to the client.
-const RETURN_HEADERS: [&str; 8] = [
+/// Not the upstream's `x-request-id`: that header carries the proxy's own (the ledger's) id.
+const RETURN_HEADERS: [&str; 7] = [
     "content-type",
     "request-id",
-    "x-request-id",
     "retry-after",
     "anthropic-ratelimit-requests-remaining",
     "anthropic-ratelimit-tokens-remaining",
@@ -614,15 +616,20 @@ impl Proxy {
         headers: &HeaderMap,
         body: Result<Bytes, BytesRejection>,
     ) -> Response {
-        let started = Instant::now();
-        let body = match body {
-            Ok(body) => body,
-            Err(rejection) => return refused(unreadable_body(&rejection), protocol),
+        let mut obs = Observed::begin(protocol, headers);
+        let result = match body {
+            Ok(body) => self.forward(protocol, path, uri, headers, body, &mut obs).await,
+            Err(rejection) => Err(unreadable_body(&rejection)),
         };
-        match self.forward(protocol, path, uri, headers, body, started).await {
+        let mut response = match result {
             Ok(response) => response,
-            Err(e) => refused(e, protocol),
-        }
+            Err(e) => {
+                obs.refused(e.status.as_u16());
+                refused(e, protocol)
+            }
+        };
+        obs.stamp(&mut response);
+        response
     }
 
     /// One request's life in order: authenticate, admit the model, reserve credit, send it
@@ -635,17 +642,17 @@ impl Proxy {
         uri: &Uri,
         headers: &HeaderMap,
         body: Bytes,
-        started: Instant,
+        obs: &mut Observed,
     ) -> Result<Response, ProxyError> {
         let who = self.authenticate(headers).await?;
-        let mut admitted = self.admit(&who, protocol, path, &body)?;
+        obs.who(&who.workspace_id, &who.org_id, who.mode);
+        let admitted = self.admit(&who, protocol, path, &body)?;
+        obs.model(&admitted.model);
         let amount = if admitted.count_only {
             Micros::ZERO
         } else {
             worst_case(&admitted.price, &admitted.json, body.len(), protocol, who.markup)
         };
-        let model = std::mem::take(&mut admitted.model);
-
         let upstream_model = rewrite::requested_model(&admitted.json).unwrap_or_default();
         let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
         let meter = meter.with_counter(meter::relayed::TokenCounter::for_model(protocol, upstream_model));
@@ -655,10 +662,12 @@ impl Proxy {
             hidden_reasoning: protocol == Protocol::Openai
                 && meter::relayed::hides_reasoning(upstream_model, &admitted.json),
         };
-        let mut guard = self.reserve(&who, meter, bounds, model, admitted.price.clone(), amount).await?;
+        let mut guard =
+            self.reserve(&who, meter, bounds, admitted.price.clone(), amount, obs).instrument(obs.span.clone()).await?;
+        obs.handed_over = true;
         let (upstream_response, upstream_latency) =
-            self.send(protocol, path, uri, headers, &admitted, &mut guard).await?;
-        relay(upstream_response, guard, admitted.strip_usage, started, upstream_latency)
+            self.send(protocol, path, uri, headers, &admitted, &mut guard).instrument(obs.span.clone()).await?;
+        relay(upstream_response, guard, admitted.strip_usage, upstream_latency)
     }
 
     /// Authentication: a workspace token is presented, is known, and its workspace resolves
@@ -759,18 +768,20 @@ impl Proxy {
 
     /// Reserves `amount` (the worst case) from the org's credit before anything is forwarded.
     /// A refusal is recorded in the ledger and answered 402; on success the returned guard
-    /// settles the reservation exactly once, whatever happens next.
+    /// settles the reservation exactly once, whatever happens next. The ledger row takes its
+    /// id, session and model from `obs`.
     async fn reserve(
         &self,
         who: &Authorized,
         meter: Meter,
         bounds: EstimateBounds,
-        model: String,
         price: Pricing,
         amount: Micros,
+        obs: &Observed,
     ) -> Result<SettleGuard, ProxyError> {
         let credit = &self.inner.credit;
-        let request_id = RequestId::mint();
+        let request_id = obs.request_id.clone();
+        let model = obs.model.clone().unwrap_or_default();
         let created_at = Timestamp::now();
         let refusal_row = |request_id: RequestId, model: String| LedgerEntry {
             request_id,
@@ -786,6 +797,7 @@ impl Proxy {
             },
             rejected: true,
             created_at,
+            session_id: obs.session.clone(),
         };
         let budget = match self.reserve_budget(who, &request_id, amount).await {
             Ok(ticket) => ticket,
@@ -801,6 +813,7 @@ impl Proxy {
                 credit: credit.clone(),
                 pending: Some(Pending { hold, request_id, workspace_id: who.workspace_id.clone(), model }),
                 budget: budget.map(|t| (self.inner.store.clone(), t)),
+                obs: obs.clone(),
                 created_at,
                 price,
                 markup: who.markup,
@@ -966,7 +979,6 @@ fn relay(
     upstream_response: reqwest::Response,
     mut guard: SettleGuard,
     strip_usage: bool,
-    started: Instant,
     upstream_latency: Duration,
 ) -> Result<Response, ProxyError> {
     metrics::histogram!(metric_names::UPSTREAM_LATENCY).record(upstream_latency.as_secs_f64());
@@ -988,8 +1000,9 @@ fn relay(
     guard.streamed = sse;
     metrics::counter!(metric_names::REQUESTS, "status" => status.as_u16().to_string()).increment(1);
     // What the proxy added: everything but the wait for the upstream's headers.
-    metrics::histogram!(metric_names::ADDED_LATENCY)
-        .record(started.elapsed().saturating_sub(upstream_latency).as_secs_f64());
+    guard.obs.responded(upstream_latency);
+    let added = guard.obs.added_latency.unwrap_or_default();
+    metrics::histogram!(metric_names::ADDED_LATENCY).record(added.as_secs_f64());
     let stream = Metered {
         inner: Box::pin(upstream_response.bytes_stream()),
         sse,
@@ -1020,6 +1033,8 @@ struct SettleGuard {
     pending: Option<Pending>,
     /// The request's budget hold, if a budget applies; settled with the credit.
     budget: Option<(Arc<dyn Store>, crate::budget::BudgetTicket)>,
+    /// The request's id, session, span and timings, for its log line and span.
+    obs: Observed,
     created_at: Timestamp,
     price: Pricing,
     /// The org's price plan.
@@ -1069,6 +1084,7 @@ impl SettleGuard {
         }
         let settlement =
             Settlement { usage, cost: charge.cost, provider_cost: charge.provider, http_status: status, estimated };
+        self.obs.finish(status, &usage, charge.cost, estimated);
         metrics::counter!(metric_names::COST_MICROS).increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
         metrics::counter!(metric_names::TOKENS, "kind" => "input").increment(usage.input_tokens);
         metrics::counter!(metric_names::TOKENS, "kind" => "output").increment(usage.output_tokens);
@@ -1082,6 +1098,7 @@ impl SettleGuard {
             settlement,
             rejected: false,
             created_at: self.created_at,
+            session_id: self.obs.session.clone(),
         };
         self.credit.settle(hold, entry);
     }

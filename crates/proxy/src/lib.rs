@@ -56,6 +56,7 @@ mod http;
 pub mod meter;
 pub mod metric_names;
 pub mod models;
+pub mod observe;
 pub mod rewrite;
 pub mod sse;
 pub mod strip;

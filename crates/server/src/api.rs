@@ -532,15 +532,16 @@ pub struct UsageParams {
         pattern = r"^(|(19[7-9]\d|[2-9]\d{3})-((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)|02-(0[1-9]|1\d|2[0-8]))(T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?Z)?)$"
     )]
     pub until: Option<String>,
-    /// `day` (default), `model` or `workspace`.
-    #[param(pattern = r"^(|day|model|workspace)$")]
+    /// `day` (default), `model`, `workspace` or `session` (the agent's session id; requests
+    /// without one under the empty key).
+    #[param(pattern = r"^(|day|model|workspace|session)$")]
     pub group_by: Option<String>,
 }
 
 /// One group of proxied requests, failed ones included.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsageRow {
-    /// The UTC day (`YYYY-MM-DD`), model id or workspace id.
+    /// The UTC day (`YYYY-MM-DD`), model id, workspace id or agent session id.
     pub key: String,
     /// Proxied requests.
     pub requests: i64,

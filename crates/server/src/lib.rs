@@ -30,6 +30,7 @@ use tollgate_store::{Invalidation, Store, StoreError, TokenHash};
 
 pub use error::{ApiError, ApiErrorCode};
 pub use routes::openapi;
+pub use telemetry::set_trace_context;
 pub use throttle::AdminThrottleConfig;
 
 /// The largest request body the API reads, in bytes (512 KiB). Larger bodies are answered

@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -111,9 +112,34 @@ pub(crate) async fn track(req: Request, next: Next) -> Response {
     response
 }
 
+static TRACE_CONTEXT: AtomicBool = AtomicBool::new(false);
+
+/// Turns on trace export's share of request tracing: each request span is named for
+/// OpenTelemetry (`GET /admin/orgs`, by route template) and continues the W3C `traceparent`
+/// the client sent (through the global propagator). Off (the default), spans are as before.
+pub fn set_trace_context(on: bool) {
+    TRACE_CONTEXT.store(on, Ordering::Relaxed);
+}
+
 fn make_span(req: &Request<Body>) -> Span {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-    tracing::info_span!("request", method = %req.method(), route, path = %req.uri().path())
+    if !TRACE_CONTEXT.load(Ordering::Relaxed) {
+        return tracing::info_span!("request", method = %req.method(), route, path = %req.uri().path());
+    }
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route,
+        path = %req.uri().path(),
+        otel.name = format!("{} {route}", req.method()),
+        otel.kind = "server",
+    );
+    let parent = opentelemetry::global::get_text_map_propagator(|p| {
+        p.extract(&opentelemetry_http::HeaderExtractor(req.headers()))
+    });
+    // A request without a (valid) traceparent starts its own trace.
+    let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
+    span
 }
 
 /// The request tracing layer's type.

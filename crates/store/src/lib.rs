@@ -21,7 +21,7 @@ use tollgate_policy::{
 };
 
 pub use crypto::{KeyId, MasterKey, MasterKeyError, MasterKeys, TokenHash};
-pub use ids::{LeaseId, RequestId};
+pub use ids::{AgentSessionId, LeaseId, RequestId};
 pub use invalidation::Invalidation;
 pub use sql::{PgStore, SqliteStore, connect};
 
@@ -329,15 +329,18 @@ pub enum UsageGroup {
     Model,
     /// By workspace id.
     Workspace,
+    /// By the agent's session id (requests without one under the empty key).
+    Session,
 }
 
 impl UsageGroup {
-    /// Parses `day`, `model` or `workspace`.
+    /// Parses `day`, `model`, `workspace` or `session`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "day" => Some(Self::Day),
             "model" => Some(Self::Model),
             "workspace" => Some(Self::Workspace),
+            "session" => Some(Self::Session),
             _ => None,
         }
     }
@@ -361,7 +364,7 @@ pub struct UsageQuery {
 /// Totals of one group of proxied requests (failed ones included).
 #[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageRow {
-    /// The day, model or workspace id.
+    /// The day, model, workspace id or agent session id.
     pub key: String,
     /// Proxied requests.
     pub requests: i64,
@@ -434,6 +437,8 @@ pub struct LedgerEntry {
     pub rejected: bool,
     /// When the request arrived.
     pub created_at: Timestamp,
+    /// The agent's session id, when the client sent a valid one.
+    pub session_id: Option<AgentSessionId>,
 }
 
 /// The final accounting of one proxied request.

@@ -379,7 +379,7 @@ fn split_budget_key(line: &str) -> Result<(String, String, String)> {
     }
 }
 
-/// Ledger rows per INSERT statement in `record_usage`: 18 parameters each, well under
+/// Ledger rows per INSERT statement in `record_usage`: 19 parameters each, well under
 /// SQLite's 32766 and Postgres's 65535 bound parameters.
 const LEDGER_INSERT_CHUNK: usize = 500;
 
@@ -992,7 +992,7 @@ macro_rules! impl_store {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, \
                          cost_micros, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, settled_at, estimated, \
-                         provider_cost_micros, cache_write_1h_tokens, service_tier) ",
+                         provider_cost_micros, cache_write_1h_tokens, service_tier, session_id) ",
                     );
                     q.push_values(chunk, |mut b, e| {
                         let s = &e.settlement;
@@ -1013,7 +1013,8 @@ macro_rules! impl_store {
                             .push_bind(s.estimated)
                             .push_bind(s.provider_cost.get())
                             .push_bind(to_i64(s.usage.cache_write_split().1))
-                            .push_bind(s.usage.service_tier.map(|t| t.as_str()));
+                            .push_bind(s.usage.service_tier.map(|t| t.as_str()))
+                            .push_bind(e.session_id.as_ref().map(crate::AgentSessionId::as_str));
                     });
                     q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING cost_micros");
                     let costs: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
@@ -1237,6 +1238,7 @@ macro_rules! impl_store {
                     UsageGroup::Day => $day,
                     UsageGroup::Model => "model",
                     UsageGroup::Workspace => "workspace_id",
+                    UsageGroup::Session => "COALESCE(session_id, '')",
                 };
                 let sql = format!(
                     "SELECT {key} AS key, CAST(COUNT(*) AS BIGINT) AS requests, \

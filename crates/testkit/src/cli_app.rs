@@ -58,6 +58,18 @@ impl Server {
     /// # Panics
     /// When it exits early or does not start within 60 s.
     pub fn start_on(bin: &Path, data: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::launch(bin, data, listen, args, env, Stdio::null())
+    }
+
+    /// As [`Server::start`], its standard error (the log) written to the file `log`.
+    ///
+    /// # Panics
+    /// When it exits early or does not start within 60 s.
+    pub fn start_logged(bin: &Path, data: &Path, args: &[&str], env: &[(&str, &str)], log: &Path) -> Server {
+        Self::launch(bin, data, "127.0.0.1:0", args, env, Stdio::from(std::fs::File::create(log).unwrap()))
+    }
+
+    fn launch(bin: &Path, data: &Path, listen: &str, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--listen", listen, "--data-dir", data.to_str().unwrap()])
             .args(args)
@@ -67,7 +79,7 @@ impl Server {
             .env_remove("TOLLGATE_PUBLIC_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -209,13 +221,25 @@ impl Stack {
         name: &str,
         registry: impl FnOnce(&tokio::runtime::Runtime) -> Option<String>,
     ) -> Stack {
-        Stack::start_inner(bin, name, registry, None)
+        Stack::start_inner(bin, name, registry, None, &[], None)
     }
 
     /// [`Stack::start`] serving HTTPS with the PEM files `tls` (certificate, key), trusting
     /// the CA certificate `tls.ca` in its own clients (`tollgate admin` and [`Stack::get`]).
     pub fn start_https(bin: &Path, name: &str, tls: &TlsFiles) -> Stack {
-        Stack::start_inner(bin, name, |_| None, Some(tls))
+        Stack::start_inner(bin, name, |_| None, Some(tls), &[], None)
+    }
+
+    /// [`Stack::start_with`], the server also given `env` (e.g. `OTEL_*`) and, with `log`, its
+    /// standard error written to that file.
+    pub fn start_observed(
+        bin: &Path,
+        name: &str,
+        registry: impl FnOnce(&tokio::runtime::Runtime) -> Option<String>,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Stack {
+        Stack::start_inner(bin, name, registry, None, env, log)
     }
 
     fn start_inner(
@@ -223,6 +247,8 @@ impl Stack {
         name: &str,
         registry: impl FnOnce(&tokio::runtime::Runtime) -> Option<String>,
         tls: Option<&TlsFiles>,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
     ) -> Stack {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let upstream = rt.block_on(Upstream::start()).unwrap();
@@ -238,18 +264,18 @@ impl Stack {
         if let Some(tls) = tls {
             args.extend(["--tls-cert", tls.cert.to_str().unwrap(), "--tls-key", tls.key.to_str().unwrap()]);
         }
-        let mut server = Server::start(
-            bin,
-            &dir,
-            &args,
-            &[
-                ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
-                ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", &url),
-                ("TOLLGATE_UPSTREAM_OPENAI_URL", &url),
-                ("TOLLGATE_UPSTREAM_ANTHROPIC_KEY", ANTHROPIC_KEY),
-                ("TOLLGATE_UPSTREAM_OPENAI_KEY", OPENAI_KEY),
-            ],
-        );
+        let mut vars = vec![
+            ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", url.as_str()),
+            ("TOLLGATE_UPSTREAM_OPENAI_URL", url.as_str()),
+            ("TOLLGATE_UPSTREAM_ANTHROPIC_KEY", ANTHROPIC_KEY),
+            ("TOLLGATE_UPSTREAM_OPENAI_KEY", OPENAI_KEY),
+        ];
+        vars.extend_from_slice(env);
+        let mut server = match log {
+            Some(log) => Server::start_logged(bin, &dir, &args, &vars, log),
+            None => Server::start(bin, &dir, &args, &vars),
+        };
         let registry = yaml.map_or_else(|| Registry::embedded().unwrap(), |y| Registry::parse("test", &y).unwrap());
         let mut http = reqwest::Client::builder();
         if let Some(tls) = tls {

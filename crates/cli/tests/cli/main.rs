@@ -8,8 +8,10 @@ mod crash;
 mod exec;
 mod explain;
 mod keys;
+mod otel;
 mod outage;
 mod serve;
+mod sessions;
 mod suspend;
 mod tls;
 

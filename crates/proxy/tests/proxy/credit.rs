@@ -133,6 +133,7 @@ fn entry(ws: &tollgate_policy::WorkspaceId, reserved: Micros, cost: i64) -> toll
         },
         rejected: false,
         created_at: tollgate_store::Timestamp::now(),
+        session_id: None,
     }
 }
 

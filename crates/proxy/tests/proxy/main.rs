@@ -11,6 +11,7 @@ mod estimate;
 mod faults;
 mod flows;
 mod models;
+mod observe;
 mod pricing;
 mod responses;
 mod shapes;

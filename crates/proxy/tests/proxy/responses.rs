@@ -57,7 +57,7 @@ async fn a_response_is_forwarded_with_the_platform_key_and_charged_exactly() {
     let (_, token) = app.workspace("codex", "platform/gpt").await;
     let r = responses(&app, &token, &request("platform/gpt", false)).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers().get("x-request-id").is_some(), "the upstream's request id is returned");
+    assert!(r.headers().get("x-request-id").is_some(), "the request id is returned");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["object"], "response");
     assert_eq!(body["usage"]["input_tokens"], 120);

@@ -82,6 +82,7 @@ pub(super) async fn billing_mode(
     ),
     security(("admin_token" = [])),
 )]
+#[tracing::instrument(name = "provision", skip_all, fields(otel.name = "provision", tollgate.workspace_id = %ws))]
 pub(super) async fn provision(
     State(state): State<AppState>,
     ApiPath(ws): ApiPath<String>,

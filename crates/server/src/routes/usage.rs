@@ -1,4 +1,4 @@
-//! `GET /admin/usage`: the ledger's totals by day, model or workspace.
+//! `GET /admin/usage`: the ledger's totals by day, model, workspace or agent session.
 
 use axum::Json;
 use axum::extract::State;
@@ -20,8 +20,9 @@ fn time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
     Ok(Timestamp(i64::try_from(ms).map_err(|_| bad())?))
 }
 
-/// Usage of the metering proxy: one row per UTC day (default), model or workspace, counting
-/// every proxied request, failed ones included.
+/// Usage of the metering proxy: one row per UTC day (default), model, workspace or agent
+/// session (requests without one under the empty key), counting every proxied request, failed
+/// ones included.
 #[utoipa::path(
     get, path = "/admin/usage", tag = "usage",
     params(UsageParams),
@@ -42,8 +43,9 @@ pub(super) async fn usage(
     let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let group_by = match non_empty(params.group_by) {
         None => UsageGroup::Day,
-        Some(g) => UsageGroup::parse(&g)
-            .ok_or_else(|| ApiError::new(ApiErrorCode::InvalidQuery, "`group_by` must be day, model or workspace"))?,
+        Some(g) => UsageGroup::parse(&g).ok_or_else(|| {
+            ApiError::new(ApiErrorCode::InvalidQuery, "`group_by` must be day, model, workspace or session")
+        })?,
     };
     let query = UsageQuery {
         org_id: non_empty(params.org_id).map(|o| validate::org_id(&o)).transpose()?,

@@ -1,5 +1,6 @@
-//! LOG: every log line of a full flow, captured at TRACE, holds no secret value, no
-//! workspace token, no admin token and no master key.
+//! LOG: every log line of a full flow, captured at TRACE, as text and as JSON
+//! (`TOLLGATE_LOG_FORMAT=json`), holds no secret value, no workspace token, no admin token and
+//! no master key.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -32,23 +33,43 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
     }
 }
 
+/// The log line formats `tollgate serve` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
 #[test]
 fn no_secret_reaches_the_logs_sqlite() {
-    no_secret_reaches_the_logs(Backend::Sqlite);
+    no_secret_reaches_the_logs(Backend::Sqlite, Format::Text);
 }
 
 #[test]
 fn no_secret_reaches_the_logs_postgres() {
-    no_secret_reaches_the_logs(Backend::Postgres);
+    no_secret_reaches_the_logs(Backend::Postgres, Format::Text);
 }
 
-fn no_secret_reaches_the_logs(backend: Backend) {
+#[test]
+fn no_secret_reaches_the_json_logs_sqlite() {
+    no_secret_reaches_the_logs(Backend::Sqlite, Format::Json);
+}
+
+#[test]
+fn no_secret_reaches_the_json_logs_postgres() {
+    no_secret_reaches_the_logs(Backend::Postgres, Format::Json);
+}
+
+fn no_secret_reaches_the_logs(backend: Backend, format: Format) {
     let buffer = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(buffer.clone())
-        .finish();
+    let builder = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false);
+    // As `tollgate serve` sets it up for TOLLGATE_LOG_FORMAT=json: one flat object per line.
+    let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = match format {
+        Format::Text => Box::new(builder.with_writer(buffer.clone()).finish()),
+        Format::Json => {
+            Box::new(builder.json().flatten_event(true).with_span_list(false).with_writer(buffer.clone()).finish())
+        }
+    };
     let _guard = tracing::subscriber::set_default(subscriber);
     // A current-thread runtime on this thread: the server's tasks run here, under the
     // subscriber set above.
@@ -114,7 +135,15 @@ fn no_secret_reaches_the_logs(backend: Backend) {
     assert!(!logs.is_empty(), "logging captured nothing");
     assert!(logs.contains("/admin/orgs"), "the request path is logged:\n{logs}");
     assert!(logs.contains("/admin/workspaces/{ws}/provision"), "the route template is logged");
-    assert!(logs.contains("status=200") || logs.contains("status=200 "), "responses are logged:\n{logs}");
+    match format {
+        Format::Text => assert!(logs.contains("status=200"), "responses are logged:\n{logs}"),
+        Format::Json => {
+            for line in logs.lines() {
+                serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            }
+            assert!(logs.contains("\"status\":200"), "responses are logged:\n{logs}");
+        }
+    }
     assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "verbose levels are captured");
     for s in &secrets {
         assert!(!logs.contains(s.as_str()), "a secret value leaked into the logs: {s}");

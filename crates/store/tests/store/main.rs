@@ -117,6 +117,7 @@ on_both_backends!(
     data_survives_a_reopen,
     reads_are_never_stale,
     usage_groups_the_ledger,
+    usage_groups_by_agent_session,
     credit_is_leased_recorded_and_returned,
     debits_cut_leases_and_are_bounded,
     concurrent_leases_never_overspend,

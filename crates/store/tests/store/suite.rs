@@ -500,7 +500,42 @@ fn entry(id: &str, cost: i64, status: Option<u16>) -> tollgate_store::LedgerEntr
         settlement: settlement(cost, status),
         rejected: false,
         created_at: Timestamp::now(),
+        session_id: None,
     }
+}
+
+/// Rows carry the agent's session id; usage grouped by session gives each session its own
+/// totals, and rows without one fall under the empty key.
+pub(crate) async fn usage_groups_by_agent_session(h: Harness) {
+    use tollgate_store::AgentSessionId;
+    let s = &h.store;
+    let ttl = std::time::Duration::from_secs(60);
+    let org = s.create_org(&new_org("sessions")).await.unwrap();
+    assert!(matches!(
+        s.lease_credit(&lease("s", &org.id, 100, 100)).await.unwrap(),
+        tollgate_store::Leased::Granted(_)
+    ));
+    let with = |id: &str, cost: i64, session: Option<&str>| {
+        let mut e = entry(id, cost, Some(200));
+        e.session_id = session.map(|v| AgentSessionId::parse(v).unwrap());
+        e
+    };
+    let rows = [
+        with("s1", 10, Some("sess-a")),
+        with("s2", 5, Some("sess-b")),
+        with("s3", 20, Some("sess-a")),
+        with("s4", 1, None),
+    ];
+    s.record_usage(&lid("s"), &org.id, &rows, ttl).await.unwrap();
+    let by_session = s
+        .usage(&UsageQuery { org_id: Some(org.id.clone()), group_by: UsageGroup::Session, ..UsageQuery::default() })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_session.iter().map(|r| (r.key.as_str(), r.requests, r.cost_micros, r.input_tokens)).collect::<Vec<_>>(),
+        [("", 1, 1, 10), ("sess-a", 2, 30, 20), ("sess-b", 1, 5, 10)]
+    );
+    assert_eq!(UsageGroup::parse("session"), Some(UsageGroup::Session));
 }
 
 /// Lease, record, return: the org's balance counts leased credit until it is spent, a
