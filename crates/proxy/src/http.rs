@@ -1074,3 +1074,11 @@ fn refused_model(model: &str, runtime: &str, refusal: &ModelRefusal) -> ProxyErr
         format!("model `{model}` is not allowed for this workspace: {why}"),
     )
 }
+
+impl Proxy {
+    /// The platform upstreams (registry names) this proxy holds a key for; the audit's
+    /// `PLATFORM_KEY_MISSING` reports platform-managed workspaces whose upstream is not among them.
+    pub fn keyed_upstreams(&self) -> std::collections::BTreeSet<String> {
+        self.inner.config.upstreams().filter(|(_, t)| t.key.is_some()).map(|(name, _)| name.to_owned()).collect()
+    }
+}

@@ -1,5 +1,6 @@
 //! The route table and the layers around it.
 
+mod audit;
 mod ops;
 mod orgs;
 mod resolution;
@@ -36,6 +37,7 @@ pub(crate) fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resolution::billing_mode))
         .routes(routes!(resolution::provision))
         .routes(routes!(usage::usage))
+        .routes(routes!(audit::audit))
 }
 
 /// The routes without the admin token: the pull (workspace token) and operations.

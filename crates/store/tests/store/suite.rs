@@ -264,6 +264,7 @@ pub(crate) async fn provision_swaps_tokens_atomically(h: Harness) {
         model_after: Some(model.to_owned()),
         resolution_json: format!("{{\"effective_model\":\"{model}\"}}"),
         token_hash: t,
+        fingerprint: None,
     };
     assert_eq!(s.workspace_for_token(&t1).await.unwrap(), None);
     s.record_provision(&ws.id, &record(t1, "platform/opus")).await.unwrap();
@@ -295,7 +296,13 @@ pub(crate) async fn delete_workspace_removes_its_secrets_and_tokens(h: Harness) 
     let t = TokenHash::of("tg_ws_x");
     s.record_provision(
         &ws.id,
-        &ProvisionRecord { request_model: None, model_after: None, resolution_json: "{}".into(), token_hash: t },
+        &ProvisionRecord {
+            request_model: None,
+            model_after: None,
+            resolution_json: "{}".into(),
+            token_hash: t,
+            fingerprint: None,
+        },
     )
     .await
     .unwrap();
@@ -345,6 +352,7 @@ pub(crate) async fn reads_are_never_stale(h: Harness) {
                 model_after: Some(model.clone()),
                 resolution_json: "{}".into(),
                 token_hash: t,
+                fingerprint: None,
             },
         )
         .await
