@@ -86,6 +86,7 @@ async fn openapi_lists_every_route() {
         ("/admin/workspaces/{ws}/llm-billing-mode", &["get"]),
         ("/admin/workspaces/{ws}/provision", &["post"]),
         ("/admin/usage", &["get"]),
+        ("/admin/audit", &["get"]),
         ("/workspaces/{ws}/secrets/values", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
@@ -110,6 +111,8 @@ async fn openapi_lists_every_route() {
         "ErrorResponse",
         "CreateOrg",
         "PutSecret",
+        "AuditReport",
+        "Finding",
     ] {
         assert!(schemas.contains_key(s), "schema {s} missing: {:?}", schemas.keys().collect::<Vec<_>>());
     }
