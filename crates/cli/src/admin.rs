@@ -15,7 +15,7 @@ use tollgate_policy::{OrgId, Resolution, WorkspaceId};
 use tollgate_server::api::doc::ErrorResponse;
 use tollgate_server::api::{
     CreateOrg, CreateWorkspace, Credit, CreditAdjustment, Org, PatchOrg, PatchWorkspace, ProvisionRequest, Provisioned,
-    PutSecret, SecretMeta, Workspace,
+    PutSecret, SecretMeta, Suspend, Suspended, Workspace,
 };
 
 use crate::exit::{self, CliError};
@@ -107,6 +107,19 @@ enum OrgCommand {
         #[arg(long)]
         allow_negative: bool,
     },
+    /// Suspend an org: every request of its workspaces is refused, naming the reason.
+    Suspend {
+        /// Org id.
+        org: OrgId,
+        /// Why (shown to the agents refused).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift an org's suspension.
+    Resume {
+        /// Org id.
+        org: OrgId,
+    },
     /// Org-scope secrets, inherited by every workspace of the org.
     #[command(subcommand)]
     Secret(SecretCommand<OrgId>),
@@ -168,6 +181,19 @@ enum WorkspaceCommand {
     },
     /// Delete a workspace with its secrets and token.
     Delete {
+        /// Workspace id.
+        workspace: WorkspaceId,
+    },
+    /// Suspend a workspace: its requests, pull and provision are refused, naming the reason.
+    Suspend {
+        /// Workspace id.
+        workspace: WorkspaceId,
+        /// Why (shown to the agent refused).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a workspace's own suspension (its org's still applies).
+    Resume {
         /// Workspace id.
         workspace: WorkspaceId,
     },
@@ -367,12 +393,24 @@ async fn secret_cmd<Id: OwnerId>(
     }
 }
 
-const ORG: &[&str] = &["id", "name", "default_billing_mode", "credit_micros", "updated_at"];
-const WS: &[&str] = &["id", "name", "org_id", "runtime", "model", "billing_mode", "kind"];
+const ORG: &[&str] = &["id", "name", "default_billing_mode", "credit_micros", "updated_at", "suspended"];
+const WS: &[&str] = &["id", "name", "org_id", "runtime", "model", "billing_mode", "kind", "suspended"];
+
+/// The table cell of a suspension: its reason, or `-`.
+fn suspended_cell(s: Option<&Suspended>) -> String {
+    s.map_or_else(|| "-".to_owned(), |s| s.reason.clone())
+}
 
 fn org_row(o: &Org) -> Vec<String> {
     let mode = o.default_billing_mode.map_or("-", |m| m.as_str());
-    vec![o.id.clone(), o.name.clone(), mode.to_owned(), o.credit_micros.to_string(), o.updated_at.clone()]
+    vec![
+        o.id.clone(),
+        o.name.clone(),
+        mode.to_owned(),
+        o.credit_micros.to_string(),
+        o.updated_at.clone(),
+        suspended_cell(o.suspended.as_ref()),
+    ]
 }
 
 fn ws_row(w: &Workspace) -> Vec<String> {
@@ -384,6 +422,7 @@ fn ws_row(w: &Workspace) -> Vec<String> {
         w.model.clone().unwrap_or_else(|| "-".to_owned()),
         w.billing_mode.map_or("-", |m| m.as_str()).to_owned(),
         w.kind.as_str().to_owned(),
+        suspended_cell(w.suspended.as_ref()),
     ]
 }
 
@@ -418,6 +457,13 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
                 c.call(Method::POST, c.url(&["admin", "orgs", org.as_str(), "credit"]), Some(&body)).await?;
             let row = vec![credit.credit_micros.to_string()];
             return render(&credit, json_out, &["credit_micros"], [row].into_iter());
+        }
+        OrgCommand::Suspend { org, reason } => {
+            let body = Suspend { reason: reason.clone() };
+            c.call(Method::POST, c.url(&["admin", "orgs", org.as_str(), "suspend"]), Some(&body)).await?
+        }
+        OrgCommand::Resume { org } => {
+            c.call(Method::POST, c.url(&["admin", "orgs", org.as_str(), "resume"]), NO_BODY).await?
         }
         OrgCommand::Secret(s) => return secret_cmd(c, "orgs", s, json_out).await,
     };
@@ -465,6 +511,13 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
         WorkspaceCommand::Delete { workspace } => {
             c.send(Method::DELETE, c.url(&["admin", "workspaces", workspace.as_str()]), NO_BODY).await?;
             return Ok(format!("deleted {workspace}\n"));
+        }
+        WorkspaceCommand::Suspend { workspace, reason } => {
+            let body = Suspend { reason: reason.clone() };
+            c.call(Method::POST, c.url(&["admin", "workspaces", workspace.as_str(), "suspend"]), Some(&body)).await?
+        }
+        WorkspaceCommand::Resume { workspace } => {
+            c.call(Method::POST, c.url(&["admin", "workspaces", workspace.as_str(), "resume"]), NO_BODY).await?
         }
         WorkspaceCommand::Secret(s) => return secret_cmd(c, "workspaces", s, json_out).await,
     };

@@ -14,6 +14,7 @@ use crate::money::Micros;
 use crate::registry::Registry;
 use crate::resolve::{BillingMode, EnvPlan, ModeSource, Resolution, Resolved};
 use crate::secret::Origin;
+use crate::suspension::Suspension;
 
 /// How urgent a finding is. Ordered: `Info` < `Warning` < `Error`.
 #[derive(
@@ -199,17 +200,6 @@ pub enum LastProvision {
     Recorded(PlanFingerprint),
 }
 
-/// A suspension (DESIGN.md section 14): why, since when, by whom.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Suspension {
-    /// The reason given.
-    pub reason: String,
-    /// When, in milliseconds since the Unix epoch.
-    pub since_ms: i64,
-    /// `admin` or the alarm that suspended it.
-    pub by: String,
-}
-
 /// The deployment-wide inputs of an audit.
 #[derive(Clone, Copy, Debug)]
 pub struct AuditContext<'a> {
@@ -373,7 +363,11 @@ impl<'a> Auditor<'a> {
 
     fn suspended_message(&self, what: &str, s: &Suspension) -> String {
         let hours = self.ctx.now_ms.saturating_sub(s.since_ms).max(0) / 3_600_000;
-        format!("{what} suspended by {} for {hours} h: {}", s.by, crate::text::truncate(&s.reason, 200))
+        format!(
+            "{what} suspended by {} for {hours} h: {}",
+            s.by.as_str(),
+            crate::text::truncate(s.reason.as_str(), 200)
+        )
     }
 
     /// Checks one org: `LOW_CREDIT` and `SUSPENDED`.

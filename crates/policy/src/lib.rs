@@ -16,6 +16,7 @@ pub mod registry;
 pub mod resolve;
 pub mod scenario;
 pub mod secret;
+pub mod suspension;
 pub mod text;
 pub mod token;
 
@@ -29,4 +30,5 @@ pub use resolve::{
     PublicUrl, Resolution, ResolutionError, Resolved, WorkspaceKind, WorkspaceSpec, resolve,
 };
 pub use secret::{MergedSecrets, Origin, Scope, SecretState, SecretValue};
+pub use suspension::{SuspendedBy, Suspension, SuspensionReason};
 pub use token::WorkspaceToken;

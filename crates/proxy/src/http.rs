@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tollgate_policy::money::{Price, Usage};
 use tollgate_policy::registry::Protocol;
 use tollgate_policy::resolve::{BillingMode, Context, PublicUrl};
+use tollgate_policy::suspension::suspension_in_force;
 use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
 use tollgate_policy::{Micros, ModelRefusal, OrgId, Registry, WorkspaceId};
 use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
@@ -117,6 +118,8 @@ struct Authorized {
     runtime: String,
     /// Its `allowed_models` (section 14), `None` for no narrowing.
     allowed_models: Option<Vec<String>>,
+    /// The refusal's message when the workspace or its org is suspended (section 14).
+    suspended: Option<String>,
 }
 
 /// The proxy's HTTP client could not be built (e.g. the TLS backend failed to initialise).
@@ -253,6 +256,14 @@ impl Proxy {
         }
     }
 
+    /// Drops this instance's cached authorisations that `notice` makes stale, at once. The
+    /// control plane calls it after a change (a suspension, say) before answering, so that the
+    /// instance that made the change never serves one more request on the old state; other
+    /// instances do the same when the notice reaches them ([`Proxy::follow_invalidations`]).
+    pub fn invalidate_now(&self, notice: Invalidation) {
+        self.invalidate(notice);
+    }
+
     fn invalidate(&self, notice: Invalidation) {
         let cache = &self.inner.cache;
         match notice {
@@ -287,6 +298,8 @@ impl Proxy {
                     mode: r.resolved_mode,
                     runtime: inputs.workspace.runtime.clone(),
                     allowed_models: inputs.workspace.allowed_models.clone(),
+                    suspended: suspension_in_force(inputs.org.suspended.as_ref(), inputs.workspace.suspended.as_ref())
+                        .map(|refusal| refusal.message()),
                 }))
             })
             .await;
@@ -568,8 +581,7 @@ impl Proxy {
         let meter = if path == RESPONSES_PATH { Meter::responses() } else { Meter::new(protocol) };
         let bounds = EstimateBounds {
             input_tokens: meter::relayed::estimate_input_tokens(body.len()),
-            max_output_tokens: rewrite::max_output_tokens(&admitted.json, protocol)
-                .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+            max_output_tokens: rewrite::output_token_bound(&admitted.json, protocol, DEFAULT_MAX_OUTPUT_TOKENS),
         };
         let mut guard = self.reserve(&who, meter, bounds, model, admitted.price, amount).await?;
         let (upstream_response, upstream_latency) =
@@ -582,6 +594,9 @@ impl Proxy {
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Authorized>, ProxyError> {
         let token = workspace_token(headers)?;
         let who = self.authorize(token).await?;
+        if let Some(message) = &who.suspended {
+            return Err(ProxyError::new(StatusCode::FORBIDDEN, Kind::Permission, message.clone()));
+        }
         if who.mode != Some(BillingMode::PlatformManaged) {
             let now = who.mode.map_or("not resolvable", BillingMode::as_str);
             return Err(ProxyError::new(
@@ -868,7 +883,7 @@ fn worst_case(price: &Price, json: &Value, body_len: usize, protocol: Protocol) 
     let priced = Price { input: input_price, ..*price };
     let usage = Usage {
         input_tokens: rewrite::estimate_input_tokens(body_len),
-        output_tokens: rewrite::max_output_tokens(json, protocol).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+        output_tokens: rewrite::output_token_bound(json, protocol, DEFAULT_MAX_OUTPUT_TOKENS),
         cache_write_tokens: 0,
         cache_read_tokens: 0,
     };
@@ -951,7 +966,9 @@ impl SettleGuard {
             return self.charge_body(seen, reserved);
         }
         let relayed = self.meter.relayed_chars();
-        let unreported = seen.output_tokens == 0 && relayed > 0;
+        // Completed is not enough: an Anthropic stream that ends (`message_stop`) without its
+        // `message_delta` shows only the 1 output token of `message_start`.
+        let unreported = !self.meter.usage_reported() || (seen.output_tokens == 0 && relayed > 0);
         if self.meter.completed() && !unreported {
             return (seen, self.price.cost(&seen), false);
         }

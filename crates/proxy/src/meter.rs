@@ -138,6 +138,12 @@ impl AnthropicMeter {
         self.state.completed
     }
 
+    /// Whether the final output count arrived (a `message_delta` with usage, or a whole
+    /// body's usage): without it the output is only `message_start`'s initial count.
+    pub fn usage_reported(&self) -> bool {
+        self.state.latest_output.is_some()
+    }
+
     /// Events that should have carried usage but did not parse.
     pub fn malformed_events(&self) -> u64 {
         self.state.malformed
@@ -214,6 +220,8 @@ pub struct OpenAiMeter {
 #[derive(Debug, Default)]
 struct OpenAiState {
     usage: Usage,
+    /// A usage object was read.
+    reported: bool,
     completed: bool,
     malformed: u64,
     /// Content characters relayed (see [`relayed`]).
@@ -296,6 +304,7 @@ impl OpenAiMeter {
         match serde_json::from_slice::<OpenAiPayload>(body) {
             Ok(OpenAiPayload { usage: Some(usage), .. }) => {
                 self.state.usage = usage.to_usage();
+                self.state.reported = true;
                 self.state.completed = true;
             }
             Ok(_) => {}
@@ -312,6 +321,11 @@ impl OpenAiMeter {
     /// body with usage.
     pub fn completed(&self) -> bool {
         self.state.completed
+    }
+
+    /// Whether a usage object arrived.
+    pub fn usage_reported(&self) -> bool {
+        self.state.reported
     }
 
     /// Chunks that looked as if they carried usage but did not parse.
@@ -344,6 +358,7 @@ impl OpenAiState {
             Ok(payload) => {
                 if let Some(usage) = &payload.usage {
                     self.usage = usage.to_usage();
+                    self.reported = true;
                     self.completed |= payload.is_usage_chunk();
                 }
             }
@@ -410,6 +425,16 @@ impl Meter {
             Self::Anthropic(m) => m.completed(),
             Self::OpenAi(m) => m.completed(),
             Self::Responses(m) => m.completed(),
+        }
+    }
+
+    /// Whether the response's usage (its final output count) arrived: a stream that
+    /// completed without it is charged the estimate, like a cut one.
+    pub fn usage_reported(&self) -> bool {
+        match self {
+            Self::Anthropic(m) => m.usage_reported(),
+            Self::OpenAi(m) => m.usage_reported(),
+            Self::Responses(m) => m.usage_reported(),
         }
     }
 

@@ -191,6 +191,18 @@ pub fn max_output_tokens(body: &Value, protocol: Protocol) -> Option<u64> {
     }
 }
 
+/// The most output tokens a request may cost: [`max_output_tokens`], or, when the request sets
+/// no limit, `default` per choice (OpenAI's `n` choices each run to the default).
+pub fn output_token_bound(body: &Value, protocol: Protocol, default: u64) -> u64 {
+    max_output_tokens(body, protocol).unwrap_or_else(|| {
+        let choices = match protocol {
+            Protocol::Anthropic => 1,
+            Protocol::Openai => body.get("n").and_then(Value::as_u64).unwrap_or(1).max(1),
+        };
+        default.saturating_mul(choices)
+    })
+}
+
 /// Tokens added to every input estimate for what the body does not carry: the provider's
 /// chat template and, for an Anthropic request with tools, the tool-use system prompt that
 /// the provider adds (documented at a few hundred tokens).

@@ -29,6 +29,9 @@ pub struct Org {
     pub default_billing_mode: Option<BillingMode>,
     /// Balance in micro-USD.
     pub credit_micros: i64,
+    /// The suspension in force, covering all the org's workspaces; `null` when none.
+    #[schema(required = true)]
+    pub suspended: Option<Suspended>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -42,6 +45,7 @@ impl From<&tollgate_store::Org> for Org {
             name: o.name.clone(),
             default_billing_mode: o.default_billing_mode,
             credit_micros: o.credit_micros.get(),
+            suspended: o.suspended.as_ref().map(Suspended::from),
             created_at: o.created_at.rfc3339(),
             updated_at: o.updated_at.rfc3339(),
         }
@@ -69,6 +73,10 @@ pub struct Workspace {
     pub kind: WorkspaceKind,
     /// Spend controls (section 14).
     pub limits: WorkspaceLimits,
+    /// The workspace's own suspension in force; `null` when none. Its org's suspension (on
+    /// the org) stops it too.
+    #[schema(required = true)]
+    pub suspended: Option<Suspended>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -86,6 +94,7 @@ impl From<&tollgate_store::Workspace> for Workspace {
             billing_mode: w.billing_mode,
             kind: w.kind,
             limits: WorkspaceLimits { allowed_models: w.allowed_models.clone() },
+            suspended: w.suspended.as_ref().map(Suspended::from),
             created_at: w.created_at.rfc3339(),
             updated_at: w.updated_at.rfc3339(),
         }
@@ -108,6 +117,35 @@ pub struct PatchWorkspaceLimits {
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>)]
     pub allowed_models: Option<Option<Vec<String>>>,
+}
+
+/// A suspension in force (section 14).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Suspended {
+    /// Why, as given when suspending.
+    pub reason: String,
+    /// Since when (RFC 3339): the start of the unbroken suspension.
+    pub since: String,
+    /// Who suspended it: `admin` (the drain alarms add their own).
+    pub by: String,
+}
+
+impl From<&tollgate_policy::Suspension> for Suspended {
+    fn from(s: &tollgate_policy::Suspension) -> Self {
+        Self {
+            reason: s.reason.as_str().to_owned(),
+            since: tollgate_store::Timestamp(s.since_ms).rfc3339(),
+            by: s.by.as_str().to_owned(),
+        }
+    }
+}
+
+/// `POST /admin/orgs/{org}/suspend`, `POST /admin/workspaces/{ws}/suspend`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Suspend {
+    /// Why: 1 to 500 characters (trimmed), no control characters. Named in every refusal.
+    pub reason: String,
 }
 
 /// A secret's name and last write; never its value.

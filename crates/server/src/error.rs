@@ -39,10 +39,14 @@ pub enum ApiErrorCode {
     InvalidModel,
     /// 400: a credit amount beyond 10^15 micro-USD, an empty reason, or an overflow.
     InvalidCredit,
+    /// 400: a suspension reason that is empty, over 500 characters or has control characters.
+    InvalidReason,
     /// 401: no token, or not the right one.
     Unauthorized,
     /// 403: a valid token that does not grant this.
     Forbidden,
+    /// 403: the workspace or its org is suspended (section 14): no pull, no provision.
+    Suspended,
     /// 404: no such org, workspace, secret or route.
     NotFound,
     /// 405: the route exists, the method does not.
@@ -77,8 +81,10 @@ impl ApiErrorCode {
             Self::InvalidName => "INVALID_NAME",
             Self::InvalidModel => "INVALID_MODEL",
             Self::InvalidCredit => "INVALID_CREDIT",
+            Self::InvalidReason => "INVALID_REASON",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Forbidden => "FORBIDDEN",
+            Self::Suspended => "SUSPENDED",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::Conflict => "CONFLICT",
@@ -103,9 +109,10 @@ impl ApiErrorCode {
             | Self::InvalidKind
             | Self::InvalidName
             | Self::InvalidModel
-            | Self::InvalidCredit => StatusCode::BAD_REQUEST,
+            | Self::InvalidCredit
+            | Self::InvalidReason => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::Suspended => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict | Self::InsufficientCredit => StatusCode::CONFLICT,

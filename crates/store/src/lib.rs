@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use tollgate_policy::audit::{LastProvision, PlanFingerprint};
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind, WorkspaceSpec};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretValue};
-use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
+use tollgate_policy::{Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId};
 
 pub use crypto::{MasterKey, MasterKeyError, TokenHash};
 pub use ids::{LeaseId, RequestId};
@@ -70,6 +70,8 @@ pub struct Org {
     /// hold in leases for requests they are serving (their cost is charged when the request's
     /// ledger row is written).
     pub credit_micros: Micros,
+    /// The suspension in force (section 14), if any: it covers all the org's workspaces.
+    pub suspended: Option<Suspension>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -115,6 +117,8 @@ pub struct Workspace {
     pub kind: WorkspaceKind,
     /// The models it may use (section 14 `limits.allowed_models`); `None`: no narrowing.
     pub allowed_models: Option<Vec<String>>,
+    /// The workspace's own suspension in force (section 14), if any; its org's is on [`Org`].
+    pub suspended: Option<Suspension>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -552,6 +556,15 @@ pub trait Store: Send + Sync + fmt::Debug {
         reason: &str,
         overdraft: Overdraft,
     ) -> Result<CreditAdjusted>;
+
+    /// Suspends the org or workspace `owner` (section 14) with `reason`, by `by`, as of now;
+    /// an owner already suspended keeps its `since` and takes the new reason and `by`. The
+    /// caller publishes the invalidation that makes every instance refuse it. An unknown
+    /// owner is `NotFound`. Returns the suspension in force.
+    async fn suspend(&self, owner: &Owner, reason: &SuspensionReason, by: &SuspendedBy) -> Result<Suspension>;
+    /// Lifts the suspension of `owner` (a no-op when it is not suspended). An unknown owner
+    /// is `NotFound`.
+    async fn resume(&self, owner: &Owner) -> Result<()>;
 
     /// Creates a workspace. An unknown org is `NotFound`, a name taken in the org `Conflict`.
     async fn create_workspace(&self, new: &NewWorkspace) -> Result<Workspace>;

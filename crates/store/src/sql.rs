@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::broadcast;
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretState, SecretValue};
-use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
+use tollgate_policy::{Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId};
 
 use tollgate_policy::audit::{LastProvision, PlanFingerprint};
 
@@ -213,6 +213,14 @@ fn unique(e: sqlx::Error, message: &str) -> StoreError {
     }
 }
 
+/// The table holding `owner`'s row, and what to call it when it is missing.
+fn suspendable(owner: &Owner) -> (&'static str, &'static str) {
+    match owner {
+        Owner::Org(_) => ("orgs", "org"),
+        Owner::Workspace(_) => ("workspaces", "workspace"),
+    }
+}
+
 /// `ttl` in milliseconds, saturating.
 fn ttl_millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
@@ -240,11 +248,14 @@ fn new_id() -> String {
 }
 
 const ORG_COLUMNS: &str = "id, name, default_billing_mode, credit_micros, created_at, updated_at";
+/// The suspension columns of orgs and workspaces, read with every row and written only by
+/// `suspend` and `resume`.
+const SUSPENSION_COLUMNS: &str = "suspended_reason, suspended_at, suspended_by";
 /// An org as read: its balance includes the credit its instances' leases hold, which is not
 /// spent until the requests it covers are recorded.
 const ORG_SELECT: &str = "SELECT o.id, o.name, o.default_billing_mode, \
      CAST(o.credit_micros + COALESCE((SELECT SUM(l.amount) FROM credit_leases l WHERE l.org_id = o.id), 0) AS BIGINT) AS credit_micros, \
-     o.created_at, o.updated_at FROM orgs o";
+     o.created_at, o.updated_at, o.suspended_reason, o.suspended_at, o.suspended_by FROM orgs o";
 /// The credit an org's leases hold.
 const LEASED_SUM: &str = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_leases WHERE org_id = $1";
 /// `allowed_models` as stored: ids one per line (ids are registry model ids, which hold no
@@ -260,6 +271,18 @@ fn models_from_text(text: Option<String>) -> Option<Vec<String>> {
 
 const WS_COLUMNS: &str = "id, org_id, name, runtime, model, billing_mode, kind, allowed_models, created_at, updated_at";
 
+/// The suspension stored in a row's `suspended_reason`, `suspended_at` and `suspended_by`
+/// (all NULL when there is none).
+fn suspension_from_columns(reason: Option<String>, at: Option<i64>, by: Option<String>) -> Result<Option<Suspension>> {
+    let Some(reason) = reason else { return Ok(None) };
+    let reason =
+        SuspensionReason::parse(&reason).map_err(|e| StoreError::Corrupt(format!("suspension reason: {e}")))?;
+    let by = by.as_deref().unwrap_or_default();
+    let by = SuspendedBy::parse(by).ok_or_else(|| StoreError::Corrupt(format!("suspended by `{by}`")))?;
+    let since_ms = at.ok_or_else(|| StoreError::Corrupt("suspension without a time".to_owned()))?;
+    Ok(Some(Suspension { reason, since_ms, by }))
+}
+
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $begin:literal, $lock:literal, $day:literal) => {
         impl $store {
@@ -269,6 +292,7 @@ macro_rules! impl_store {
                     name: row.try_get("name")?,
                     default_billing_mode: mode_from_text(row.try_get("default_billing_mode")?)?,
                     credit_micros: Micros::new(row.try_get("credit_micros")?),
+                    suspended: Self::suspension_from_row(row)?,
                     created_at: Timestamp(row.try_get("created_at")?),
                     updated_at: Timestamp(row.try_get("updated_at")?),
                 })
@@ -285,9 +309,18 @@ macro_rules! impl_store {
                     billing_mode: mode_from_text(row.try_get("billing_mode")?)?,
                     kind: kind_from_text(&kind)?,
                     allowed_models: models_from_text(row.try_get("allowed_models")?),
+                    suspended: Self::suspension_from_row(row)?,
                     created_at: Timestamp(row.try_get("created_at")?),
                     updated_at: Timestamp(row.try_get("updated_at")?),
                 })
+            }
+
+            fn suspension_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Option<Suspension>> {
+                suspension_from_columns(
+                    row.try_get("suspended_reason")?,
+                    row.try_get("suspended_at")?,
+                    row.try_get("suspended_by")?,
+                )
             }
 
             async fn owner_exists(&self, scope: Scope, owner_id: &str) -> Result<()> {
@@ -316,7 +349,7 @@ macro_rules! impl_store {
             async fn create_org(&self, new: &NewOrg) -> Result<Org> {
                 let now = Timestamp::now().0;
                 let sql = format!(
-                    "INSERT INTO orgs ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {ORG_COLUMNS}"
+                    "INSERT INTO orgs ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {ORG_COLUMNS}, {SUSPENSION_COLUMNS}"
                 );
                 let row = sqlx::query(&sql)
                     .bind(new_id())
@@ -429,11 +462,43 @@ macro_rules! impl_store {
                 Ok(CreditAdjusted { balance: Micros::new(balance), closed_leases: closed })
             }
 
+            async fn suspend(&self, owner: &Owner, reason: &SuspensionReason, by: &SuspendedBy) -> Result<Suspension> {
+                let (table, what) = suspendable(owner);
+                let now = Timestamp::now().0;
+                // `since` is the start of an unbroken suspension: a second suspend keeps it.
+                let sql = format!(
+                    "UPDATE {table} SET suspended_reason = $1, suspended_by = $2, \
+                     suspended_at = COALESCE(suspended_at, $3), updated_at = $3 WHERE id = $4 RETURNING suspended_at"
+                );
+                let since: Option<i64> = sqlx::query_scalar(&sql)
+                    .bind(reason.as_str())
+                    .bind(by.as_str())
+                    .bind(now)
+                    .bind(owner.id())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let since_ms = since.ok_or(StoreError::NotFound(what))?;
+                Ok(Suspension { reason: reason.clone(), since_ms, by: by.clone() })
+            }
+
+            async fn resume(&self, owner: &Owner) -> Result<()> {
+                let (table, what) = suspendable(owner);
+                let sql = format!(
+                    "UPDATE {table} SET suspended_reason = NULL, suspended_at = NULL, suspended_by = NULL, \
+                     updated_at = CASE WHEN suspended_reason IS NULL THEN updated_at ELSE $1 END WHERE id = $2"
+                );
+                let done = sqlx::query(&sql).bind(Timestamp::now().0).bind(owner.id()).execute(&self.pool).await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound(what));
+                }
+                Ok(())
+            }
+
             async fn create_workspace(&self, new: &NewWorkspace) -> Result<Workspace> {
                 self.owner_exists(Scope::Org, new.org_id.as_str()).await?;
                 let now = Timestamp::now().0;
                 let sql = format!(
-                    "INSERT INTO workspaces ({WS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {WS_COLUMNS}"
+                    "INSERT INTO workspaces ({WS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {WS_COLUMNS}, {SUSPENSION_COLUMNS}"
                 );
                 let row = sqlx::query(&sql)
                     .bind(new_id())
@@ -452,7 +517,7 @@ macro_rules! impl_store {
             }
 
             async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace> {
-                let sql = format!("SELECT {WS_COLUMNS} FROM workspaces WHERE id = $1");
+                let sql = format!("SELECT {WS_COLUMNS}, {SUSPENSION_COLUMNS} FROM workspaces WHERE id = $1");
                 let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&self.pool).await?;
                 row.map_or(Err(StoreError::NotFound("workspace")), |r| Self::ws_from_row(&r))
             }
@@ -461,11 +526,11 @@ macro_rules! impl_store {
                 let rows = match org_id {
                     Some(org) => {
                         self.owner_exists(Scope::Org, org.as_str()).await?;
-                        let sql = format!("SELECT {WS_COLUMNS} FROM workspaces WHERE org_id = $1 ORDER BY name, id");
+                        let sql = format!("SELECT {WS_COLUMNS}, {SUSPENSION_COLUMNS} FROM workspaces WHERE org_id = $1 ORDER BY name, id");
                         sqlx::query(&sql).bind(org.as_str()).fetch_all(&self.pool).await?
                     }
                     None => {
-                        let sql = format!("SELECT {WS_COLUMNS} FROM workspaces ORDER BY org_id, name, id");
+                        let sql = format!("SELECT {WS_COLUMNS}, {SUSPENSION_COLUMNS} FROM workspaces ORDER BY org_id, name, id");
                         sqlx::query(&sql).fetch_all(&self.pool).await?
                     }
                 };
@@ -482,7 +547,7 @@ macro_rules! impl_store {
                      billing_mode = CASE WHEN $7 THEN $8 ELSE billing_mode END, \
                      kind = CASE WHEN $9 THEN $10 ELSE kind END, \
                      allowed_models = CASE WHEN $11 THEN $12 ELSE allowed_models END, \
-                     updated_at = $13 WHERE id = $14 RETURNING {WS_COLUMNS}"
+                     updated_at = $13 WHERE id = $14 RETURNING {WS_COLUMNS}, {SUSPENSION_COLUMNS}"
                 );
                 let row = sqlx::query(&sql)
                     .bind(patch.name.is_some())
@@ -651,7 +716,7 @@ macro_rules! impl_store {
                 let sql = format!(
                     "SELECT {} FROM workspace_tokens t JOIN workspaces w ON w.id = t.workspace_id \
                      WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
-                    WS_COLUMNS.split(", ").map(|c| format!("w.{c}")).collect::<Vec<_>>().join(", ")
+                    WS_COLUMNS.split(", ").chain(SUSPENSION_COLUMNS.split(", ")).map(|c| format!("w.{c}")).collect::<Vec<_>>().join(", ")
                 );
                 let row = sqlx::query(&sql).bind(hash.as_bytes().to_vec()).fetch_optional(&self.pool).await?;
                 row.map(|r| Self::ws_from_row(&r)).transpose()
@@ -883,7 +948,7 @@ macro_rules! impl_store {
                     snap.orgs.push(Self::org_from_row(&row)?);
                 }
                 let sql = format!(
-                    "SELECT {WS_COLUMNS} FROM workspaces WHERE (CAST($1 AS TEXT) IS NULL OR org_id = $1) ORDER BY org_id, name, id"
+                    "SELECT {WS_COLUMNS}, {SUSPENSION_COLUMNS} FROM workspaces WHERE (CAST($1 AS TEXT) IS NULL OR org_id = $1) ORDER BY org_id, name, id"
                 );
                 for row in sqlx::query(&sql).bind(org).fetch_all(&mut *tx).await? {
                     snap.workspaces.push(Self::ws_from_row(&row)?);

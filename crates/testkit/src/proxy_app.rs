@@ -31,6 +31,7 @@ providers:
       - {id: platform/slow, upstream: anthropic, upstream_model: stub-sonnet-slow, price: {input: 1, output: 2}}
       - {id: platform/overloaded, upstream: anthropic, upstream_model: stub-sonnet-overloaded, price: {input: 1, output: 2}}
       - {id: platform/nousage, upstream: anthropic, upstream_model: stub-sonnet-nousage, price: {input: 1, output: 2}}
+      - {id: platform/nofinal, upstream: anthropic, upstream_model: stub-sonnet-nofinal, price: {input: 1, output: 2}}
       - {id: platform/streams, upstream: anthropic, upstream_model: stub-sonnet-streams, price: {input: 1, output: 2}}
       - {id: platform/gpt, upstream: openai, upstream_model: stub-gpt, price: {input: 1, output: 2, cache_read: 0.5}}
       - {id: platform/gpt-cut, upstream: openai, upstream_model: stub-gpt-cut, price: {input: 1, output: 2}}

@@ -190,6 +190,9 @@ pub(crate) async fn messages(state: &UpstreamState, body: &[u8]) -> Response {
     } else if fault == Fault::NoUsage {
         // Through `content_block_stop`: without `message_delta` and `message_stop`.
         frames.truncate(frames.len() - 2);
+    } else if fault == Fault::NoFinal {
+        // `message_stop` without the `message_delta` that carries the output count.
+        frames.remove(frames.len() - 2);
     }
     PROVIDER.event_stream(frames_body(frames, fault, cut, Some(state)))
 }

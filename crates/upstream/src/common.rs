@@ -53,6 +53,9 @@ pub(crate) enum Fault {
     Cut,
     /// Streams the whole content, then closes before the usage (see each provider).
     NoUsage,
+    /// Anthropic: ends the stream properly (`message_stop`) but never sends the final usage
+    /// (`message_delta`); others: as `None`.
+    NoFinal,
     Slow,
     Hang,
     /// Streams whatever the request's `stream` said (an upstream that ignores it).
@@ -66,6 +69,7 @@ impl Fault {
             ("-unauthorized", Fault::Unauthorized),
             ("-cut", Fault::Cut),
             ("-nousage", Fault::NoUsage),
+            ("-nofinal", Fault::NoFinal),
             ("-slow", Fault::Slow),
             ("-hang", Fault::Hang),
             ("-streams", Fault::Streams),
@@ -352,7 +356,7 @@ impl Provider {
                 state.closed().await;
                 Some(self.overloaded())
             }
-            Fault::None | Fault::Cut | Fault::NoUsage | Fault::Slow | Fault::Streams => None,
+            Fault::None | Fault::Cut | Fault::NoUsage | Fault::NoFinal | Fault::Slow | Fault::Streams => None,
         }
     }
 }

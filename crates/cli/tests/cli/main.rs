@@ -7,6 +7,7 @@ mod codex;
 mod exec;
 mod explain;
 mod serve;
+mod suspend;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

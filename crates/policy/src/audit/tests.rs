@@ -186,7 +186,11 @@ fn suspensions_name_the_reason() {
     let run = Run::new();
     let r = resolved(&run.registry, "claude-code", Some("platform/sonnet"), &secrets(&[], &[]));
     let last = LastProvision::Recorded(fingerprint(&run.registry, &r));
-    let s = Suspension { reason: "drain on 2026-11-30".into(), since_ms: 0, by: "admin".into() };
+    let s = Suspension {
+        reason: crate::suspension::SuspensionReason::parse("drain on 2026-11-30").unwrap(),
+        since_ms: 0,
+        by: crate::suspension::SuspendedBy::Admin,
+    };
     let o = org();
     let orgs = [OrgFacts { org_id: &o, credit: Micros::new(10), spend_24h: Micros::ZERO, suspension: Some(&s) }];
     let f = run.audit(&[(&r, last, Some(s.clone()))], &orgs);

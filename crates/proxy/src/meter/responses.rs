@@ -27,6 +27,8 @@ pub struct ResponsesMeter {
 #[derive(Debug, Default)]
 struct ResponsesState {
     usage: Usage,
+    /// The terminal event carried usage.
+    reported: bool,
     completed: bool,
     malformed: u64,
     /// Content characters relayed (see [`relayed`]).
@@ -91,6 +93,7 @@ impl ResponsesMeter {
         match serde_json::from_slice::<ResponseBody>(body) {
             Ok(ResponseBody { usage: Some(usage) }) => {
                 self.state.usage = usage.to_usage();
+                self.state.reported = true;
                 self.state.completed = true;
             }
             Ok(_) => {}
@@ -107,6 +110,11 @@ impl ResponsesMeter {
     /// is a complete, billed answer), or a whole body with usage.
     pub fn completed(&self) -> bool {
         self.state.completed
+    }
+
+    /// Whether a usage object arrived (in the terminal event or a whole body).
+    pub fn usage_reported(&self) -> bool {
+        self.state.reported
     }
 
     /// Terminal events (or bodies) that did not parse.
@@ -143,7 +151,10 @@ impl ResponsesState {
                     return;
                 }
                 match payload.response.and_then(|r| r.usage) {
-                    Some(usage) => self.usage = usage.to_usage(),
+                    Some(usage) => {
+                        self.usage = usage.to_usage();
+                        self.reported = true;
+                    }
                     None => self.malformed += 1,
                 }
                 self.completed = true;

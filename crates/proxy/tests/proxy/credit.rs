@@ -97,3 +97,22 @@ async fn many_requests_share_one_lease_and_shutdown_returns_it() {
     assert_eq!(rows[0].requests, 30);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// OpenAI's `n` asks for that many choices, each up to the output limit; without a limit
+/// each choice may run to the default, so the worst case is `n` times the default output.
+/// An org whose credit covers one choice's default worst case but not four is refused
+/// (402) a request for `n: 4` without a limit, before anything reaches the upstream.
+#[tokio::test]
+async fn n_choices_without_an_output_limit_reserve_n_times_the_default() {
+    // 32,000 default output tokens at 2 µUSD: 64,000 per choice.
+    let app = App::new(100_000).await;
+    let (_, token) = app.workspace("codex", "platform/gpt").await;
+    let mut body = crate::chat("platform/gpt", false, None);
+    body.as_object_mut().unwrap().remove("max_tokens");
+    let one = app.post("/openai/v1/chat/completions", &token, body.clone()).send().await.unwrap();
+    assert_eq!(one.status(), 200, "one choice fits");
+    body["n"] = serde_json::json!(4);
+    let four = app.post("/openai/v1/chat/completions", &token, body).send().await.unwrap();
+    assert_eq!(four.status(), 402, "four choices of 32,000 tokens do not fit in 100,000 µUSD");
+    assert_eq!(app.upstream.requests().len(), 1);
+}

@@ -255,3 +255,20 @@ async fn a_client_that_goes_away_cancels_the_upstream_request_on_every_protocol(
     upstream_abandoned(&app, 3).await;
     app.settled(4).await;
 }
+
+/// A stream that ends properly (`message_stop`) without its final usage (`message_delta`):
+/// the output is estimated from the content relayed, not the 1 token of `message_start`.
+#[tokio::test]
+async fn a_completed_anthropic_stream_without_its_final_usage_is_charged_the_estimate() {
+    let app = App::new(CREDIT).await;
+    let (_, token) = app.workspace("claude-code", "platform/ok").await;
+    let r = app.post("/anthropic/v1/messages", &token, messages("platform/nofinal", true, 50)).send().await.unwrap();
+    let text = read_all(r).await;
+    assert!(text.contains("message_stop") && !text.contains("message_delta"), "{text}");
+    let (input, output) = (message_start_input(&text), tokens(anthropic_chars(&text)));
+    assert_eq!(output, 23, "the whole reply, 67 characters");
+    let u = app.settled(1).await;
+    assert_eq!(u.estimated_requests, 1);
+    assert_eq!((u.input_tokens, u.output_tokens), (input, output), "was 1 output token before");
+    assert_eq!(u.cost_micros, cost(input, output));
+}

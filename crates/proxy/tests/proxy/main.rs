@@ -12,6 +12,7 @@ mod flows;
 mod models;
 mod responses;
 mod shapes;
+mod suspension;
 
 pub(crate) use tollgate_testkit::proxy_app::*;
 

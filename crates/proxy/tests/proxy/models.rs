@@ -26,8 +26,15 @@ async fn each_route_lists_the_platform_models_the_token_may_use() {
     let r = get(&app, "/anthropic/v1/models", Some(&token)).await;
     assert_eq!(r.status(), 200);
     let list: Value = r.json().await.unwrap();
-    let anthropic =
-        ["platform/ok", "platform/cut", "platform/slow", "platform/overloaded", "platform/nousage", "platform/streams"];
+    let anthropic = [
+        "platform/ok",
+        "platform/cut",
+        "platform/slow",
+        "platform/overloaded",
+        "platform/nousage",
+        "platform/nofinal",
+        "platform/streams",
+    ];
     assert_eq!(ids(&list), anthropic);
     assert_eq!(
         list["data"][0],

@@ -61,7 +61,7 @@ pub(super) async fn audit(
             runtime: &ws.runtime,
             resolved: &resolved,
             last_provision: &last,
-            suspension: None,
+            suspension: ws.suspended.as_ref(),
         });
     }
     for org in &snap.orgs {
@@ -69,7 +69,7 @@ pub(super) async fn audit(
             org_id: &org.id,
             credit: org.credit_micros,
             spend_24h: snap.spend.get(&org.id).copied().unwrap_or(Micros::ZERO),
-            suspension: None,
+            suspension: org.suspended.as_ref(),
         });
     }
     let (findings, workspaces_checked) = auditor.finish();

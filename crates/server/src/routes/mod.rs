@@ -5,6 +5,7 @@ mod ops;
 mod orgs;
 mod resolution;
 mod secrets;
+mod suspension;
 mod usage;
 mod workspaces;
 
@@ -38,6 +39,10 @@ pub(crate) fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resolution::provision))
         .routes(routes!(usage::usage))
         .routes(routes!(audit::audit))
+        .routes(routes!(suspension::suspend_org))
+        .routes(routes!(suspension::resume_org))
+        .routes(routes!(suspension::suspend_workspace))
+        .routes(routes!(suspension::resume_workspace))
 }
 
 /// The routes without the admin token: the pull (workspace token) and operations.

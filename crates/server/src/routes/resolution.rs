@@ -77,6 +77,7 @@ pub(super) async fn billing_mode(
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
+        (status = 403, description = "SUSPENDED: the workspace or its org is suspended (the message names the reason)", body = ErrorResponse),
         (status = 404, description = "NOT_FOUND", body = ErrorResponse),
         (status = 422, description = "The resolution's code (e.g. MISSING_BYOK_CREDENTIAL) and the resolution; nothing stored", body = ErrorResponse),
     ),
@@ -90,6 +91,7 @@ pub(super) async fn provision(
     let id = validate::workspace_id(&ws)?;
     let request_model = validate::opt_model(body.model)?;
     let ws = state.store().get_workspace(&id).await?;
+    super::suspension::refuse_suspended(&state, &ws).await?;
     let resolved = resolve_stored(&state, &ws, request_model.as_deref()).await?;
     record_resolution("provision", resolved.resolution());
     let (resolution, plan) = match resolved.into_result() {
@@ -128,7 +130,7 @@ pub(super) async fn provision(
     responses(
         (status = 200, description = "The resolution and the environment", body = PullResponse),
         (status = 401, description = "UNAUTHORIZED: unknown or revoked token", body = ErrorResponse),
-        (status = 403, description = "FORBIDDEN: the token of another workspace", body = ErrorResponse),
+        (status = 403, description = "FORBIDDEN: the token of another workspace; SUSPENDED: the workspace or its org is suspended (the message names the reason)", body = ErrorResponse),
         (status = 422, description = "The resolution's code and the resolution", body = ErrorResponse),
     ),
     security(("workspace_token" = []), ("workspace_api_key" = [])),
@@ -142,6 +144,7 @@ pub(super) async fn pull(
     if workspace.id.as_str() != ws {
         return Err(ApiError::new(ApiErrorCode::Forbidden, "this workspace token belongs to another workspace"));
     }
+    super::suspension::refuse_suspended(&state, &workspace).await?;
     let resolved = resolve_stored(&state, &workspace, None).await?;
     record_resolution("pull", resolved.resolution());
     let (resolution, plan) = match resolved.into_result() {

@@ -16,6 +16,7 @@ both_backends!(
     fallback_mode_is_reported,
     platform_key_missing_without_a_keyed_upstream,
     low_credit_from_the_last_days_spend,
+    suspended_orgs_and_workspaces_with_the_reason,
 );
 
 async fn audit(app: &TestApp, query: &str) -> Value {
@@ -200,4 +201,28 @@ async fn low_credit_from_the_last_days_spend(backend: Backend) {
     assert_eq!(codes(&report, &org, None), ["LOW_CREDIT"]);
     let m = finding(&report, "LOW_CREDIT", None)["message"].as_str().unwrap().to_owned();
     assert!(m.contains("$1.000000") && m.contains("$1.200000"), "{m}");
+}
+
+async fn suspended_orgs_and_workspaces_with_the_reason(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let org = app.org("acme").await;
+    let ws = app.workspace(&org, "w", "claude-code", json!({"billing_mode": "disabled"})).await;
+    let other = app.workspace(&org, "v", "claude-code", json!({"billing_mode": "disabled"})).await;
+    assert_eq!(audit(&app, "").await["summary"]["SUSPENDED"], 0);
+    app.post(&format!("/admin/workspaces/{ws}/suspend"), json!({"reason": "runaway agent"})).await.assert_status(200);
+    let report = audit(&app, "").await;
+    let f = finding(&report, "SUSPENDED", Some(&ws));
+    assert_eq!(f["severity"], "warning");
+    let m = f["message"].as_str().unwrap();
+    assert!(m.starts_with("workspace suspended by admin") && m.ends_with("runaway agent"), "{m}");
+    assert!(!codes(&report, &org, Some(&other)).contains(&"SUSPENDED".to_owned()));
+    assert_eq!(report["summary"]["SUSPENDED"], 1);
+    // An org's suspension is one org-wide finding, not one per workspace.
+    app.post(&format!("/admin/orgs/{org}/suspend"), json!({"reason": "unpaid invoice"})).await.assert_status(200);
+    let report = audit(&app, "").await;
+    assert!(finding(&report, "SUSPENDED", None)["message"].as_str().unwrap().ends_with("unpaid invoice"));
+    assert_eq!(report["summary"]["SUSPENDED"], 2);
+    app.post(&format!("/admin/workspaces/{ws}/resume"), json!({})).await.assert_status(200);
+    app.post(&format!("/admin/orgs/{org}/resume"), json!({})).await.assert_status(200);
+    assert_eq!(audit(&app, "").await["summary"]["SUSPENDED"], 0);
 }

@@ -19,5 +19,6 @@ mod parity;
 mod persistence;
 mod provision;
 mod secrets;
+mod suspension;
 mod usage;
 mod workspaces;

@@ -23,7 +23,19 @@ async fn workspace_crud_and_shape(backend: Backend) {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["billing_mode", "created_at", "id", "kind", "limits", "model", "name", "org_id", "runtime", "updated_at"]
+        [
+            "billing_mode",
+            "created_at",
+            "id",
+            "kind",
+            "limits",
+            "model",
+            "name",
+            "org_id",
+            "runtime",
+            "suspended",
+            "updated_at"
+        ]
     );
     assert_eq!(ws["limits"], json!({"allowed_models": null}), "no narrowing until set");
     assert_eq!(ws["org_id"], org.as_str());

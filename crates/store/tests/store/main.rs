@@ -121,6 +121,7 @@ on_both_backends!(
     concurrent_leases_never_overspend,
     invalidations_reach_every_instance,
     concurrent_patches_of_different_fields_all_land,
+    suspensions_are_stored_read_back_and_lifted,
 );
 
 /// The invalidation channel's text form: what one instance encodes, every other decodes to

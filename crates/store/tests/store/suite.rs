@@ -745,3 +745,46 @@ pub(crate) async fn debits_cut_leases_and_are_bounded(h: Harness) {
     assert!(matches!(high, Err(StoreError::Overflow)));
     assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(MAX_BALANCE_MICROS));
 }
+
+pub(crate) async fn suspensions_are_stored_read_back_and_lifted(h: Harness) {
+    use tollgate_policy::{SuspendedBy, SuspensionReason};
+    let s = &h.store;
+    let org = s.create_org(&new_org("acme")).await.unwrap();
+    let ws = s.create_workspace(&new_ws(&org.id, "w1")).await.unwrap();
+    assert_eq!((org.suspended.clone(), ws.suspended.clone()), (None, None), "new objects are not suspended");
+    let unpaid = SuspensionReason::parse("unpaid invoice").unwrap();
+    let by = SuspendedBy::Admin;
+    let first = s.suspend(&Owner::Org(org.id.clone()), &unpaid, &by).await.unwrap();
+    assert_eq!(first.reason, unpaid);
+    let read = s.get_org(&org.id).await.unwrap();
+    assert_eq!(read.suspended.as_ref(), Some(&first));
+    assert_eq!(s.list_orgs().await.unwrap()[0].suspended.as_ref(), Some(&first));
+    assert_eq!(s.get_workspace(&ws.id).await.unwrap().suspended, None, "an org's suspension is the org's");
+    // A second suspend takes the new reason and keeps `since`.
+    let fraud = SuspensionReason::parse("fraud review").unwrap();
+    let second = s.suspend(&Owner::Org(org.id.clone()), &fraud, &by).await.unwrap();
+    assert_eq!((second.reason.as_str(), second.since_ms), ("fraud review", first.since_ms));
+    let runaway = SuspensionReason::parse("runaway agent").unwrap();
+    let w = s.suspend(&Owner::Workspace(ws.id.clone()), &runaway, &by).await.unwrap();
+    assert_eq!(s.get_workspace(&ws.id).await.unwrap().suspended.as_ref(), Some(&w));
+    assert_eq!(s.list_workspaces(Some(&org.id)).await.unwrap()[0].suspended.as_ref(), Some(&w));
+    let hash = TokenHash::of("tg_ws_suspension_test_token");
+    let record = ProvisionRecord {
+        request_model: None,
+        model_after: None,
+        resolution_json: "{}".to_owned(),
+        token_hash: hash,
+        fingerprint: None,
+    };
+    s.record_provision(&ws.id, &record).await.unwrap();
+    let by_token = s.workspace_for_token(&hash).await.unwrap().unwrap();
+    assert_eq!(by_token.suspended.as_ref(), Some(&w), "the proxy's look-up sees the suspension");
+    s.resume(&Owner::Org(org.id.clone())).await.unwrap();
+    s.resume(&Owner::Org(org.id.clone())).await.unwrap();
+    assert_eq!(s.get_org(&org.id).await.unwrap().suspended, None);
+    assert!(s.get_workspace(&ws.id).await.unwrap().suspended.is_some(), "resuming the org leaves the workspace's");
+    s.resume(&Owner::Workspace(ws.id.clone())).await.unwrap();
+    assert_eq!(s.get_workspace(&ws.id).await.unwrap().suspended, None);
+    assert!(matches!(s.suspend(&Owner::Org(oid("nope")), &unpaid, &by).await, Err(StoreError::NotFound("org"))));
+    assert!(matches!(s.resume(&Owner::Workspace(wid("nope"))).await, Err(StoreError::NotFound("workspace"))));
+}

@@ -1,0 +1,115 @@
+//! Suspension across real processes (DESIGN.md section 14): two `tollgate serve` processes on
+//! one Postgres; a suspension made with `tollgate admin` through one instance refuses the next
+//! request through the other as soon as the database's notification arrives (polled, no
+//! fixed sleep), far inside the token cache's 30 s TTL.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tollgate_testkit::cli_app::{ADMIN_TOKEN, ANTHROPIC_KEY, OPENAI_KEY, Server, data_dir};
+
+/// The master key both instances share (test data only).
+const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// Sends one small Messages request to `base` with `token`: its status and body.
+async fn send(http: &reqwest::Client, base: &str, token: &str) -> (u16, Value) {
+    let body = serde_json::json!({
+        "model": "platform/sonnet", "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hello"}]
+    });
+    let r = http
+        .post(format!("{base}/anthropic/v1/messages"))
+        .header("x-api-key", token)
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Polls `base` until a request is answered `want`; how long that took (at most `limit`).
+async fn until(http: &reqwest::Client, base: &str, token: &str, want: u16, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (status, body) = send(http, base, token).await;
+        if status == want {
+            return start.elapsed();
+        }
+        assert!(matches!(status, 200 | 403), "unexpected {status}: {body}");
+        assert!(start.elapsed() < limit, "still {status} after {limit:?}: {body}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[test]
+fn a_suspension_through_one_serve_process_binds_on_the_other() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let upstream = rt.block_on(tollgate_upstream::Upstream::start()).unwrap();
+    let db = rt.block_on(tollgate_testkit::postgres().fresh_database()).unwrap();
+    let url = upstream.url();
+    let env = [
+        ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("TOLLGATE_MASTER_KEY", MASTER_KEY),
+        ("TOLLGATE_DATABASE_URL", db.as_str()),
+        ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", url.as_str()),
+        ("TOLLGATE_UPSTREAM_OPENAI_URL", url.as_str()),
+        ("TOLLGATE_UPSTREAM_ANTHROPIC_KEY", ANTHROPIC_KEY),
+        ("TOLLGATE_UPSTREAM_OPENAI_KEY", OPENAI_KEY),
+    ];
+    let (dir_a, dir_b) = (data_dir("suspend-a"), data_dir("suspend-b"));
+    let a = Server::start(crate::bin(), &dir_a, &[], &env);
+    let b = Server::start(crate::bin(), &dir_b, &[], &env);
+    let admin = |server: &Server, args: &[&str]| server.admin_json(ADMIN_TOKEN, args);
+    let org = admin(&a, &["org", "create", "suspend-e2e", "--credit-micros", "20000000"]);
+    let org = org["id"].as_str().unwrap().to_owned();
+    let args =
+        ["workspace", "create", "--org", &org, "--name", "w", "--runtime", "claude-code", "--model", "platform/sonnet"];
+    let ws = admin(&a, &args)["id"].as_str().unwrap().to_owned();
+    let token = admin(&a, &["provision", &ws])["token"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    rt.block_on(async {
+        // Both instances have the token's authorisation cached.
+        assert_eq!(send(&http, &a.url, &token).await.0, 200);
+        assert_eq!(send(&http, &b.url, &token).await.0, 200);
+    });
+
+    let shown = admin(&a, &["workspace", "suspend", &ws, "--reason", "runaway agent"]);
+    assert_eq!(shown["suspended"]["reason"], "runaway agent", "{shown}");
+    assert_eq!(shown["suspended"]["by"], "admin");
+    let (code, table, _) = a.admin(ADMIN_TOKEN, &["workspace", "get", &ws], None);
+    assert_eq!(code, 0);
+    assert!(table.contains("runaway agent"), "the table shows the suspension: {table}");
+    rt.block_on(async {
+        let (status, body) = send(&http, &a.url, &token).await;
+        assert_eq!((status, body["error"]["type"].as_str()), (403, Some("permission_error")), "{body}");
+        let took = until(&http, &b.url, &token, 403, Duration::from_secs(5)).await;
+        eprintln!("workspace suspension through A refused on B after {took:?}");
+        let (_, body) = send(&http, &b.url, &token).await;
+        assert!(body["error"]["message"].as_str().unwrap().contains("runaway agent"), "{body}");
+    });
+
+    let resumed = admin(&a, &["workspace", "resume", &ws]);
+    assert_eq!(resumed["suspended"], Value::Null);
+    rt.block_on(async {
+        let took = until(&http, &b.url, &token, 200, Duration::from_secs(5)).await;
+        eprintln!("resume through A served on B after {took:?}");
+    });
+
+    // The org's suspension, through B, binds on A; its reason is named.
+    let shown = admin(&b, &["org", "suspend", &org, "--reason", "unpaid invoice"]);
+    assert_eq!(shown["suspended"]["reason"], "unpaid invoice");
+    rt.block_on(async {
+        let took = until(&http, &a.url, &token, 403, Duration::from_secs(5)).await;
+        eprintln!("org suspension through B refused on A after {took:?}");
+        let (_, body) = send(&http, &a.url, &token).await;
+        assert!(body["error"]["message"].as_str().unwrap().contains("org is suspended: unpaid invoice"), "{body}");
+    });
+    admin(&b, &["org", "resume", &org]);
+    rt.block_on(async {
+        until(&http, &a.url, &token, 200, Duration::from_secs(5)).await;
+    });
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir_a);
+    let _ = std::fs::remove_dir_all(dir_b);
+}
