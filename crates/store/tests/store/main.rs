@@ -122,6 +122,7 @@ on_both_backends!(
     invalidations_reach_every_instance,
     concurrent_patches_of_different_fields_all_land,
     suspensions_are_stored_read_back_and_lifted,
+    audit_snapshot_reads_everything_an_audit_needs,
 );
 
 /// The invalidation channel's text form: what one instance encodes, every other decodes to
