@@ -351,26 +351,18 @@ impl<T> OwnerId for T where
 
 /// Runs `tollgate admin`.
 pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
-    let token = args.token.clone().filter(|t| !t.is_empty()).ok_or_else(|| {
-        CliError::config("no admin token: set TOLLGATE_ADMIN_TOKEN or pass --token (serve prints one at first start)")
-    })?;
-    let base = Url::parse(&args.url).ok().filter(|u| !u.cannot_be_a_base()).ok_or_else(|| {
-        CliError::config(format!("--url `{}` is not an http(s) URL: fix TOLLGATE_ADMIN_URL or --url", args.url))
-    })?;
+    let client = Client::new(&args.url, args.token.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
-    let http = crate::tls::client_builder()?
-        .build()
-        .map_err(|e| CliError::failure(format!("cannot build the HTTP client: {e}")))?;
-    let client = Client { http, base, token };
     let out = runtime.block_on(dispatch(&client, &args.command, args.json))?;
     crate::print(&out);
     Ok(ExitCode::from(exit::OK))
 }
 
-struct Client {
+/// The admin API's client, shared by `tollgate admin` and `tollgate audit`.
+pub(crate) struct Client {
     http: reqwest::Client,
     base: Url,
     token: String,
@@ -380,6 +372,36 @@ struct Client {
 const NO_BODY: Option<&()> = None;
 
 impl Client {
+    /// A client of the server at `url` with the admin `token`; a missing token or a URL that
+    /// is not http(s) is a configuration error (exit 78).
+    pub(crate) fn new(url: &str, token: Option<&str>) -> Result<Self, CliError> {
+        let token = token.filter(|t| !t.is_empty()).map(str::to_owned).ok_or_else(|| {
+            CliError::config(
+                "no admin token: set TOLLGATE_ADMIN_TOKEN or pass --token (serve prints one at first start)",
+            )
+        })?;
+        let base = Url::parse(url).ok().filter(|u| !u.cannot_be_a_base()).ok_or_else(|| {
+            CliError::config(format!("--url `{url}` is not an http(s) URL: fix TOLLGATE_ADMIN_URL or --url"))
+        })?;
+        let http = crate::tls::client_builder()?
+            .build()
+            .map_err(|e| CliError::failure(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self { http, base, token })
+    }
+
+    /// `GET` of the path `segments` with `query` pairs, read as `R`.
+    pub(crate) async fn get<R: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<R, CliError> {
+        let mut url = self.url(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        self.call(Method::GET, url, NO_BODY).await
+    }
+
     /// The base URL with `segments` appended, each escaped as one path segment (an id or a
     /// name can never add a segment, a query or a fragment).
     fn url(&self, segments: &[&str]) -> Url {

@@ -3,13 +3,15 @@
 //! Exit codes: 0 success, 1 failure (e.g. a scenario's expectations do not hold, a server that
 //! stays unreachable), 2 usage error, 78 configuration error (unreadable or invalid registry or
 //! scenario, a refused token, a failed `exec` preflight); `exec` also exits 126 when the command
-//! cannot be executed and 127 when it is not found, as POSIX shells do.
+//! cannot be executed and 127 when it is not found, as POSIX shells do. `audit` exits 1 when a
+//! finding is at or above `--fail-on` (see `audit.rs`).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod audit;
 mod demo;
 mod exec;
 mod exit;
@@ -42,6 +44,9 @@ enum Command {
     Admin(admin::Args),
     /// Inside a workspace: pull its plan, normalise the environment, preflight, and exec the agent.
     Exec(exec::Args),
+    /// Resolve every workspace now and report what needs attention; exit 1 on a finding at or
+    /// above --fail-on (default error).
+    Audit(audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,5 +72,6 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Serve(args) => serve::run(&args),
         Command::Admin(args) => admin::run(&args),
         Command::Exec(args) => exec::run(&args),
+        Command::Audit(args) => audit::run(&args),
     }
 }

@@ -6,6 +6,7 @@
 //! task, reads no clock and draws no random number; callers pass everything in.
 
 pub mod access;
+pub mod audit;
 pub mod budget;
 pub mod codex;
 pub mod ids;

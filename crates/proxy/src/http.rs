@@ -1258,3 +1258,11 @@ fn backlog_refusal(rows: usize, bytes: usize) -> ProxyError {
         "the proxy cannot record usage right now (its ledger backlog is full); try again later",
     )
 }
+
+impl Proxy {
+    /// The platform upstreams (registry names) this proxy holds a key for; the audit's
+    /// `PLATFORM_KEY_MISSING` reports platform-managed workspaces whose upstream is not among them.
+    pub fn keyed_upstreams(&self) -> std::collections::BTreeSet<String> {
+        self.inner.config.upstreams().filter(|(_, t)| t.key.is_some()).map(|(name, _)| name.to_owned()).collect()
+    }
+}

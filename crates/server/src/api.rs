@@ -512,6 +512,8 @@ pub mod doc {
     }
 }
 
+pub mod audit;
+
 /// `GET /admin/usage` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -13,6 +13,7 @@ mod sql;
 use std::fmt;
 
 use async_trait::async_trait;
+use tollgate_policy::audit::{LastProvision, PlanFingerprint};
 use tollgate_policy::budget::{Applicable, BudgetRefusal};
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind, WorkspaceSpec};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretValue};
@@ -263,6 +264,8 @@ pub struct ProvisionRecord {
     pub resolution_json: String,
     /// The hash of the newly minted token; the previous token is revoked.
     pub token_hash: TokenHash,
+    /// The plan's fingerprint (names, mode, provider; never values), for `PLAN_DRIFT`.
+    pub fingerprint: Option<PlanFingerprint>,
 }
 
 /// A stored provision: what was decided, and when.
@@ -316,6 +319,38 @@ impl ResolutionInputs {
     ) -> tollgate_policy::Resolved {
         let org = tollgate_policy::OrgSpec { default_billing_mode: self.org.default_billing_mode };
         tollgate_policy::resolve(ctx, &self.workspace.spec(), &org, &self.secrets, request_model)
+    }
+}
+
+/// Everything an audit needs (DESIGN.md section 16), read with one query per table rather
+/// than one per workspace, so that an audit of 100,000 workspaces stays a matter of seconds.
+#[derive(Debug, Default)]
+pub struct AuditSnapshot {
+    /// The orgs audited (one, or all), balances including leased credit.
+    pub orgs: Vec<Org>,
+    /// Their workspaces, by org then name.
+    pub workspaces: Vec<Workspace>,
+    /// Org-scope secrets, decrypted, by org.
+    pub org_secrets: std::collections::HashMap<OrgId, Vec<(SecretName, tollgate_policy::SecretState)>>,
+    /// Workspace-scope secrets, decrypted, by workspace.
+    pub workspace_secrets: std::collections::HashMap<WorkspaceId, Vec<(SecretName, tollgate_policy::SecretState)>>,
+    /// The last provision of each provisioned workspace; absent means never provisioned.
+    pub last_provisions: std::collections::HashMap<WorkspaceId, LastProvision>,
+    /// Each org's settled spend since the snapshot's `spend_since`; absent means none.
+    pub spend: std::collections::HashMap<OrgId, Micros>,
+}
+
+impl AuditSnapshot {
+    /// The merged secrets of `workspace`, as [`Store::merged_secrets`] would load them.
+    pub fn merged_secrets(&self, workspace: &Workspace) -> MergedSecrets {
+        let org = self.org_secrets.get(&workspace.org_id).into_iter().flatten().cloned();
+        let ws = self.workspace_secrets.get(&workspace.id).into_iter().flatten().cloned();
+        MergedSecrets::merge(org, ws)
+    }
+
+    /// The last provision of `workspace`.
+    pub fn last_provision(&self, workspace: &WorkspaceId) -> LastProvision {
+        self.last_provisions.get(workspace).cloned().unwrap_or(LastProvision::Never)
     }
 }
 
@@ -702,6 +737,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// After a lost connection it receives [`Invalidation::All`], since notifications sent
     /// meanwhile are lost.
     async fn invalidations(&self) -> Result<tokio::sync::broadcast::Receiver<Invalidation>>;
+
+    /// What an audit of one org (or all) needs, in one query per table; `spend_since` is the
+    /// start of the spend window (the last 24 hours for `LOW_CREDIT`). An unknown org is
+    /// `NotFound`.
+    async fn audit_snapshot(&self, org_id: Option<&OrgId>, spend_since: Timestamp) -> Result<AuditSnapshot>;
 
     /// Usage totals of the ledger, grouped and ordered by key.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>>;

@@ -19,12 +19,14 @@ use tollgate_policy::{
     Limits, LimitsPatch, Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId,
 };
 
+use tollgate_policy::audit::{LastProvision, PlanFingerprint};
+
 use crate::crypto::{MasterKeys, TokenHash};
 use crate::{
-    BudgetHold, CreditAdjusted, Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, MAX_BALANCE_MICROS, NewOrg,
-    NewWorkspace, Org, OrgPatch, Overdraft, Owner, Provision, ProvisionRecord, ReencryptBatch, RequestId, Result,
-    SecretCursor, SecretMeta, Store, StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace,
-    WorkspacePatch,
+    AuditSnapshot, BudgetHold, CreditAdjusted, Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry,
+    MAX_BALANCE_MICROS, NewOrg, NewWorkspace, Org, OrgPatch, Overdraft, Owner, Provision, ProvisionRecord,
+    ReencryptBatch, RequestId, Result, SecretCursor, SecretMeta, Store, StoreError, Timestamp, UsageGroup, UsageQuery,
+    UsageRow, Workspace, WorkspacePatch,
 };
 
 /// The SQLite store: the embedded default (a file under the data dir, WAL mode).
@@ -888,13 +890,15 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(
-                    "INSERT INTO provisions (id, workspace_id, request_model, resolution, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO provisions (id, workspace_id, request_model, resolution, created_at, fingerprint) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(new_id())
                 .bind(workspace_id.as_str())
                 .bind(&record.request_model)
                 .bind(&record.resolution_json)
                 .bind(now)
+                .bind(record.fingerprint.as_ref().map(PlanFingerprint::encode))
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -1231,6 +1235,84 @@ macro_rules! impl_store {
 
             async fn invalidations(&self) -> Result<broadcast::Receiver<Invalidation>> {
                 self.subscribe().await
+            }
+
+            async fn audit_snapshot(&self, org_id: Option<&OrgId>, spend_since: Timestamp) -> Result<AuditSnapshot> {
+                if let Some(org) = org_id {
+                    self.owner_exists(Scope::Org, org.as_str()).await?;
+                }
+                let org = org_id.map(OrgId::as_str);
+                let mut snap = AuditSnapshot::default();
+                // One read transaction: the tables are read as of one moment (SQLite), or
+                // close to it (Postgres, read committed); an audit is a report, not a lock.
+                let mut tx = self.pool.begin().await?;
+                let sql = format!("{ORG_SELECT} WHERE (CAST($1 AS TEXT) IS NULL OR o.id = $1) ORDER BY o.name");
+                for row in sqlx::query(&sql).bind(org).fetch_all(&mut *tx).await? {
+                    snap.orgs.push(Self::org_from_row(&row)?);
+                }
+                let sql = format!(
+                    "SELECT {WS_COLUMNS}, {SUSPENSION_COLUMNS} FROM workspaces WHERE (CAST($1 AS TEXT) IS NULL OR org_id = $1) ORDER BY org_id, name, id"
+                );
+                for row in sqlx::query(&sql).bind(org).fetch_all(&mut *tx).await? {
+                    snap.workspaces.push(Self::ws_from_row(&row)?);
+                }
+                let rows = sqlx::query(
+                    "SELECT scope, owner_id, name, key_id, nonce, ciphertext FROM secrets WHERE CAST($1 AS TEXT) IS NULL \
+                     OR (scope = 'org' AND owner_id = $1) \
+                     OR (scope = 'workspace' AND owner_id IN (SELECT id FROM workspaces WHERE org_id = $1))",
+                )
+                .bind(org)
+                .fetch_all(&mut *tx)
+                .await?;
+                for r in &rows {
+                    let scope = scope_from_text(&r.try_get::<String, _>("scope")?)?;
+                    let owner: String = r.try_get("owner_id")?;
+                    let name_text: String = r.try_get("name")?;
+                    let name = SecretName::parse(&name_text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let nonce: Vec<u8> = r.try_get("nonce")?;
+                    let ct: Vec<u8> = r.try_get("ciphertext")?;
+                    let key_id: Option<String> = r.try_get("key_id")?;
+                    let state = self.key.open(scope, &owner, &name_text, key_id.as_deref(), &nonce, &ct);
+                    match scope {
+                        Scope::Org => snap.org_secrets.entry(parse_org_id(owner)?).or_default().push((name, state)),
+                        Scope::Workspace => {
+                            snap.workspace_secrets.entry(parse_workspace_id(owner)?).or_default().push((name, state));
+                        }
+                    }
+                }
+                let rows = sqlx::query(
+                    "SELECT p.workspace_id, p.fingerprint FROM provisions p JOIN \
+                     (SELECT workspace_id, MAX(seq) AS seq FROM provisions \
+                      WHERE CAST($1 AS TEXT) IS NULL OR workspace_id IN (SELECT id FROM workspaces WHERE org_id = $1) \
+                      GROUP BY workspace_id) l ON p.seq = l.seq",
+                )
+                .bind(org)
+                .fetch_all(&mut *tx)
+                .await?;
+                for r in &rows {
+                    let fingerprint: Option<String> = r.try_get("fingerprint")?;
+                    let last = match fingerprint.as_deref().and_then(PlanFingerprint::decode) {
+                        Some(f) => LastProvision::Recorded(f),
+                        None => LastProvision::Unknown,
+                    };
+                    snap.last_provisions.insert(parse_workspace_id(r.try_get("workspace_id")?)?, last);
+                }
+                let rows = sqlx::query(
+                    "SELECT org_id, CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS spent FROM ledger \
+                     WHERE created_at >= $1 AND (CAST($2 AS TEXT) IS NULL OR org_id = $2) GROUP BY org_id",
+                )
+                .bind(spend_since.0)
+                .bind(org)
+                .fetch_all(&mut *tx)
+                .await?;
+                for r in &rows {
+                    // Ledger rows name orgs that may since have been deleted: skip what does not parse.
+                    if let Ok(id) = OrgId::try_from(r.try_get::<String, _>("org_id")?) {
+                        snap.spend.insert(id, Micros::new(r.try_get("spent")?));
+                    }
+                }
+                tx.commit().await?;
+                Ok(snap)
             }
 
             async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {

@@ -217,6 +217,7 @@ impl App {
             model_after: None,
             resolution_json: "{}".into(),
             token_hash: TokenHash::of(token.expose()),
+            fingerprint: None,
         };
         let current = self.store.get_workspace(ws).await.unwrap();
         self.store.record_provision(ws, &ProvisionRecord { model_after: current.model, ..record }).await.unwrap();

@@ -1,5 +1,6 @@
 //! The route table and the layers around it.
 
+mod audit;
 mod keys;
 mod ops;
 mod orgs;
@@ -38,6 +39,7 @@ pub(crate) fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resolution::billing_mode))
         .routes(routes!(resolution::provision))
         .routes(routes!(usage::usage))
+        .routes(routes!(audit::audit))
         .routes(routes!(suspension::suspend_org))
         .routes(routes!(suspension::resume_org))
         .routes(routes!(suspension::suspend_workspace))

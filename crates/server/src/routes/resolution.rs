@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use tollgate_policy::audit::PlanFingerprint;
 use tollgate_policy::{Context, Resolution, Resolved};
 use tollgate_store::{Invalidation, ProvisionRecord, ResolutionInputs, TokenHash, Workspace};
 
@@ -112,6 +113,7 @@ pub(super) async fn provision(
         request_model,
         resolution_json,
         token_hash: TokenHash::of(token.expose()),
+        fingerprint: PlanFingerprint::of(state.registry(), &resolution, &plan),
     };
     state.store().record_provision(&ws.id, &record).await?;
     state.invalidate(Invalidation::Workspace(ws.id.clone())).await;

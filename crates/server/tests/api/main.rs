@@ -7,6 +7,7 @@ mod throttle;
 pub(crate) use tollgate_testkit::both_backends;
 
 mod atomic;
+mod audit;
 mod auth;
 mod bodies;
 mod encryption;

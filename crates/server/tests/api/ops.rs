@@ -86,6 +86,7 @@ async fn openapi_lists_every_route() {
         ("/admin/workspaces/{ws}/llm-billing-mode", &["get"]),
         ("/admin/workspaces/{ws}/provision", &["post"]),
         ("/admin/usage", &["get"]),
+        ("/admin/audit", &["get"]),
         ("/admin/orgs/{org}/suspend", &["post"]),
         ("/admin/orgs/{org}/resume", &["post"]),
         ("/admin/workspaces/{ws}/suspend", &["post"]),
@@ -115,6 +116,8 @@ async fn openapi_lists_every_route() {
         "ErrorResponse",
         "CreateOrg",
         "PutSecret",
+        "AuditReport",
+        "Finding",
     ] {
         assert!(schemas.contains_key(s), "schema {s} missing: {:?}", schemas.keys().collect::<Vec<_>>());
     }

@@ -284,6 +284,7 @@ pub(crate) async fn provision_swaps_tokens_atomically(h: Harness) {
         model_after: Some(model.to_owned()),
         resolution_json: format!("{{\"effective_model\":\"{model}\"}}"),
         token_hash: t,
+        fingerprint: None,
     };
     assert_eq!(s.workspace_for_token(&t1).await.unwrap(), None);
     s.record_provision(&ws.id, &record(t1, "platform/opus")).await.unwrap();
@@ -315,7 +316,13 @@ pub(crate) async fn delete_workspace_removes_its_secrets_and_tokens(h: Harness) 
     let t = TokenHash::of("tg_ws_x");
     s.record_provision(
         &ws.id,
-        &ProvisionRecord { request_model: None, model_after: None, resolution_json: "{}".into(), token_hash: t },
+        &ProvisionRecord {
+            request_model: None,
+            model_after: None,
+            resolution_json: "{}".into(),
+            token_hash: t,
+            fingerprint: None,
+        },
     )
     .await
     .unwrap();
@@ -365,6 +372,7 @@ pub(crate) async fn reads_are_never_stale(h: Harness) {
                 model_after: Some(model.clone()),
                 resolution_json: "{}".into(),
                 token_hash: t,
+                fingerprint: None,
             },
         )
         .await
@@ -838,8 +846,13 @@ pub(crate) async fn suspensions_are_stored_read_back_and_lifted(h: Harness) {
     assert_eq!(s.get_workspace(&ws.id).await.unwrap().suspended.as_ref(), Some(&w));
     assert_eq!(s.list_workspaces(Some(&org.id)).await.unwrap()[0].suspended.as_ref(), Some(&w));
     let hash = TokenHash::of("tg_ws_suspension_test_token");
-    let record =
-        ProvisionRecord { request_model: None, model_after: None, resolution_json: "{}".to_owned(), token_hash: hash };
+    let record = ProvisionRecord {
+        request_model: None,
+        model_after: None,
+        resolution_json: "{}".to_owned(),
+        token_hash: hash,
+        fingerprint: None,
+    };
     s.record_provision(&ws.id, &record).await.unwrap();
     let by_token = s.workspace_for_token(&hash).await.unwrap().unwrap();
     assert_eq!(by_token.suspended.as_ref(), Some(&w), "the proxy's look-up sees the suspension");
@@ -962,4 +975,65 @@ pub(crate) async fn budgets_reserve_settle_and_never_overspend(h: Harness) {
         s.budget_usage(BudgetScope::Workspace, "w2", "2026-12-31").await.unwrap(),
         (Micros::new(7), Micros::ZERO)
     );
+}
+
+pub(crate) async fn audit_snapshot_reads_everything_an_audit_needs(h: Harness) {
+    use tollgate_policy::audit::{LastProvision, PlanFingerprint};
+    let s = &h.store;
+    let a = s.create_org(&new_org("a")).await.unwrap();
+    let b = s.create_org(&new_org("b")).await.unwrap();
+    let a1 = s.create_workspace(&new_ws(&a.id, "a1")).await.unwrap();
+    let a2 = s.create_workspace(&new_ws(&a.id, "a2")).await.unwrap();
+    let b1 = s.create_workspace(&new_ws(&b.id, "b1")).await.unwrap();
+    s.put_secret(&Owner::Org(a.id.clone()), &name("CLAUDE_CODE_OAUTH_TOKEN"), &value("oat")).await.unwrap();
+    s.put_secret(&Owner::Org(b.id.clone()), &name("OTHER"), &value("o")).await.unwrap();
+    s.put_secret(&Owner::Workspace(a1.id.clone()), &name("MINIMAX_API_KEY"), &value("mm")).await.unwrap();
+    let print = |provider: &str| PlanFingerprint {
+        mode: BillingMode::Byok,
+        provider: Some(provider.to_owned()),
+        credentials: vec!["MINIMAX_API_KEY".to_owned()],
+        routing: vec!["ANTHROPIC_BASE_URL".to_owned()],
+    };
+    let record = |t: &str, fingerprint: Option<PlanFingerprint>| ProvisionRecord {
+        request_model: None,
+        model_after: None,
+        resolution_json: "{}".into(),
+        token_hash: TokenHash::of(t),
+        fingerprint,
+    };
+    s.record_provision(&a1.id, &record("tg_ws_1", Some(print("first")))).await.unwrap();
+    s.record_provision(&a1.id, &record("tg_ws_2", Some(print("minimax")))).await.unwrap();
+    s.record_provision(&a2.id, &record("tg_ws_3", None)).await.unwrap();
+    let now = Timestamp::now().0;
+    for (id, org, cost, at) in
+        [("r1", &a.id, 100, now - 1_000), ("r2", &a.id, 20, now - 2_000), ("old", &a.id, 5_000, now - 90_000_000)]
+    {
+        h.raw(&format!(
+            "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, reserved_micros, cost_micros, created_at) \
+             VALUES ('{id}', '{}', 'w', 'm', 'settled', 0, {cost}, {at})",
+            org.as_str()
+        ))
+        .await;
+    }
+    let since = Timestamp(now - 86_400_000);
+
+    let only_a = s.audit_snapshot(Some(&a.id), since).await.unwrap();
+    assert_eq!(only_a.orgs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["a"]);
+    assert_eq!(only_a.workspaces.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["a1", "a2"]);
+    assert_eq!(only_a.last_provision(&a1.id), LastProvision::Recorded(print("minimax")), "the latest provision");
+    assert_eq!(only_a.last_provision(&a2.id), LastProvision::Unknown, "no fingerprint recorded");
+    assert_eq!(only_a.spend.get(&a.id), Some(&Micros::new(120)), "only the window's spend");
+    let merged = only_a.merged_secrets(&a1);
+    assert_eq!(merged.get("CLAUDE_CODE_OAUTH_TOKEN").map(|m| m.origin), Some(Origin::Org));
+    assert_eq!(merged.get("MINIMAX_API_KEY").map(|m| m.origin), Some(Origin::Workspace));
+    assert!(matches!(&merged.get("MINIMAX_API_KEY").unwrap().state, SecretState::Value(v) if v.expose() == "mm"));
+    assert!(only_a.merged_secrets(&a2).get("MINIMAX_API_KEY").is_none());
+    assert!(!only_a.org_secrets.contains_key(&b.id), "another org's secrets are not read");
+
+    let all = s.audit_snapshot(None, since).await.unwrap();
+    assert_eq!(all.workspaces.len(), 3);
+    assert_eq!(all.last_provision(&b1.id), LastProvision::Never);
+    assert_eq!(all.merged_secrets(&b1).get("OTHER").map(|m| m.origin), Some(Origin::Org));
+    assert!(!all.spend.contains_key(&b.id));
+    assert!(matches!(s.audit_snapshot(Some(&oid("nope")), since).await, Err(StoreError::NotFound("org"))));
 }
