@@ -11,6 +11,7 @@ pub mod ids;
 pub mod money;
 pub mod names;
 pub mod normalise;
+pub mod rate;
 pub mod registry;
 pub mod resolve;
 pub mod scenario;
