@@ -15,6 +15,8 @@ use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretState, SecretValue};
 use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
 
+mod rate;
+
 use crate::crypto::{MasterKey, TokenHash};
 use crate::{
     CreditAdjusted, Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, MAX_BALANCE_MICROS, NewOrg, NewWorkspace,
