@@ -26,6 +26,7 @@ use tollgate_policy::{Micros, ModelRefusal, OrgId, Registry, WorkspaceId};
 use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
 
 use crate::credit::{Credit, CreditConfig, Hold, Refusal};
+use crate::rate::{RateHandles, RatePermit, RateRefusal, Rates};
 
 use crate::meter::{self, Meter};
 use crate::metric_names;
@@ -117,6 +118,8 @@ struct Authorized {
     runtime: String,
     /// Its `allowed_models` (section 14), `None` for no narrowing.
     allowed_models: Option<Vec<String>>,
+    /// The rate limiters of the workspace and its org; `None` when neither sets a limit.
+    rate: Option<Arc<RateHandles>>,
 }
 
 /// The proxy's HTTP client could not be built (e.g. the TLS backend failed to initialise).
@@ -139,6 +142,7 @@ struct Inner {
     client: reqwest::Client,
     cache: moka::future::Cache<[u8; 32], Arc<Authorized>>,
     credit: Credit,
+    rates: Rates,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -175,7 +179,8 @@ impl Proxy {
             .support_invalidation_closures()
             .build();
         let credit = Credit::new(store.clone(), config.credit.clone());
-        Ok(Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache, credit }) })
+        let rates = Rates::new(store.clone());
+        Ok(Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache, credit, rates }) })
     }
 
     /// The proxy's routes: `POST /anthropic/v1/messages` (any query string),
@@ -281,12 +286,15 @@ impl Proxy {
                 let inputs = ResolutionInputs::for_workspace(inner.store.as_ref(), ws).await.map_err(Lookup::Store)?;
                 let ctx = Context { registry: &inner.registry, public_url: &inner.public_url };
                 let r = inputs.resolve(&ctx, None).into_resolution();
+                let (ws_rates, org_rates) = crate::rate::limits_of(&inputs);
+                let rate = inner.rates.handles(&inputs.workspace.id, &ws_rates, &inputs.org.id, &org_rates);
                 Ok::<_, Lookup>(Arc::new(Authorized {
                     workspace_id: inputs.workspace.id,
                     org_id: inputs.org.id,
                     mode: r.resolved_mode,
                     runtime: inputs.workspace.runtime.clone(),
                     allowed_models: inputs.workspace.allowed_models.clone(),
+                    rate,
                 }))
             })
             .await;
@@ -327,6 +335,8 @@ enum Kind {
     Permission,
     NotFound,
     Billing,
+    /// A rate limit (section 14): 429 with `retry-after`.
+    RateLimit,
     Api,
 }
 
@@ -336,11 +346,13 @@ struct ProxyError {
     status: StatusCode,
     kind: Kind,
     message: String,
+    /// Seconds for a `retry-after` header.
+    retry_after: Option<u64>,
 }
 
 impl ProxyError {
     fn new(status: StatusCode, kind: Kind, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into() }
+        Self { status, kind, message: message.into(), retry_after: None }
     }
 
     fn into_response(self, protocol: Protocol) -> Response {
@@ -354,6 +366,7 @@ impl ProxyError {
                     Kind::Permission => "permission_error",
                     Kind::NotFound => "not_found_error",
                     Kind::Billing => "billing_error",
+                    Kind::RateLimit => "rate_limit_error",
                     Kind::Api => "api_error",
                 };
                 json!({"type": "error", "error": {"type": kind, "message": self.message}})
@@ -368,12 +381,17 @@ impl ProxyError {
                     Kind::Permission => ("permission_error", json!("permission_denied")),
                     Kind::NotFound => ("invalid_request_error", json!("model_not_found")),
                     Kind::Billing => ("billing_error", json!("insufficient_credit")),
+                    Kind::RateLimit => ("rate_limit_exceeded", json!("rate_limit_exceeded")),
                     Kind::Api => ("server_error", Value::Null),
                 };
                 json!({"error": {"message": self.message, "type": kind, "param": null, "code": code}})
             }
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -571,7 +589,9 @@ impl Proxy {
             max_output_tokens: rewrite::max_output_tokens(&admitted.json, protocol)
                 .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
         };
+        let permit = self.limit_rate(&who, &bounds).await?;
         let mut guard = self.reserve(&who, meter, bounds, model, admitted.price, amount).await?;
+        guard.rate = permit;
         let (upstream_response, upstream_latency) =
             self.send(protocol, path, uri, headers, &admitted, &mut guard).await?;
         relay(upstream_response, guard, admitted.strip_usage, started, upstream_latency)
@@ -670,6 +690,19 @@ impl Proxy {
         )
     }
 
+    /// Counts the request against the workspace's and the org's rate limits (section 14), its
+    /// tokens at their worst case (`bounds`); 429 with `retry-after` when one is reached.
+    async fn limit_rate(&self, who: &Authorized, bounds: &EstimateBounds) -> Result<Option<RatePermit>, ProxyError> {
+        let Some(handles) = who.rate.as_deref() else {
+            return Ok(None);
+        };
+        let tokens = bounds.input_tokens.saturating_add(bounds.max_output_tokens);
+        match self.inner.rates.admit(handles, tokens, Timestamp::now().0).await {
+            Ok(permit) => Ok(Some(permit)),
+            Err(refusal) => Err(rate_refused(&refusal)),
+        }
+    }
+
     /// Reserves `amount` (the worst case) from the org's credit before anything is forwarded.
     /// A refusal is recorded in the ledger and answered 402; on success the returned guard
     /// settles the reservation exactly once, whatever happens next.
@@ -695,6 +728,7 @@ impl Proxy {
                 bounds,
                 streamed: false,
                 status: None,
+                rate: None,
             }),
             Err(Refusal::Insufficient { available }) => {
                 let refused = Settlement {
@@ -889,6 +923,8 @@ struct SettleGuard {
     /// The response is an event stream (whose end must carry its usage).
     streamed: bool,
     status: Option<u16>,
+    /// The request's rate-limit counts: its tokens corrected, its request slots freed.
+    rate: Option<RatePermit>,
 }
 
 /// The reservation's own figures, which bound the estimate of a stream that ended without its
@@ -920,6 +956,11 @@ impl SettleGuard {
         let (usage, cost, estimated) = self.charge(hold.amount());
         if estimated {
             metrics::counter!(metric_names::ESTIMATED_SETTLEMENTS).increment(1);
+        }
+        if let Some(permit) = self.rate.take() {
+            let used =
+                usage.input_tokens.saturating_add(usage.cache_write_tokens).saturating_add(usage.cache_read_tokens);
+            permit.settle(used.saturating_add(usage.output_tokens));
         }
         let settlement = Settlement { usage, cost, http_status: status, estimated };
         metrics::counter!(metric_names::COST_MICROS).increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
@@ -1073,4 +1114,30 @@ fn refused_model(model: &str, runtime: &str, refusal: &ModelRefusal) -> ProxyErr
         Kind::Permission,
         format!("model `{model}` is not allowed for this workspace: {why}"),
     )
+}
+
+/// The 429 of a rate limit (section 14), naming the limit and when to come back.
+fn rate_refused(refusal: &RateRefusal) -> ProxyError {
+    match refusal {
+        RateRefusal::Limited { scope, kind, limit, need, retry_after } => {
+            let field = kind.field();
+            let message = match retry_after {
+                Some(secs) => format!("the {scope}'s {field} limit of {limit} is reached; retry after {secs} s"),
+                None => format!(
+                    "this request needs {need} of the {scope}'s {field} limit of {limit}, more than the limit allows in a minute; lower max_tokens"
+                ),
+            };
+            let mut e = ProxyError::new(StatusCode::TOO_MANY_REQUESTS, Kind::RateLimit, message);
+            e.retry_after = Some(retry_after.unwrap_or(60));
+            e
+        }
+        RateRefusal::Store(e) => {
+            tracing::error!(error = %e, "rate limit check failed");
+            ProxyError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Kind::Api,
+                "the proxy cannot reach its database; try again",
+            )
+        }
+    }
 }

@@ -55,6 +55,7 @@ mod http;
 pub mod meter;
 pub mod metric_names;
 pub mod models;
+pub mod rate;
 pub mod rewrite;
 pub mod sse;
 pub mod strip;
