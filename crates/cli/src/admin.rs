@@ -20,6 +20,8 @@ use tollgate_server::api::{
 
 use crate::exit::{self, CliError};
 
+mod limits;
+
 /// Arguments of `tollgate admin`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -110,6 +112,14 @@ enum OrgCommand {
     /// Org-scope secrets, inherited by every workspace of the org.
     #[command(subcommand)]
     Secret(SecretCommand<OrgId>),
+    /// Show or change the org's limits (budgets, rate limits, allowed models), which apply
+    /// to all of its workspaces together.
+    Limits {
+        /// Org id.
+        org: OrgId,
+        #[command(flatten)]
+        limits: limits::LimitArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +184,13 @@ enum WorkspaceCommand {
     /// Workspace-scope secrets.
     #[command(subcommand)]
     Secret(SecretCommand<WorkspaceId>),
+    /// Show or change the workspace's limits (budgets, rate limits, allowed models).
+    Limits {
+        /// Workspace id.
+        workspace: WorkspaceId,
+        #[command(flatten)]
+        limits: limits::LimitArgs,
+    },
 }
 
 /// The secret commands of an org (`Id` = [`OrgId`]) or a workspace ([`WorkspaceId`]).
@@ -346,6 +363,7 @@ async fn secret_cmd<Id: OwnerId>(
 }
 
 const ORG: &[&str] = &["id", "name", "default_billing_mode", "credit_micros", "updated_at"];
+const LIMITS: &[&str] = &["limit", "value"];
 const WS: &[&str] = &["id", "name", "org_id", "runtime", "model", "billing_mode", "kind"];
 
 fn org_row(o: &Org) -> Vec<String> {
@@ -372,6 +390,7 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
                 name: name.clone(),
                 default_billing_mode: default_billing_mode.clone(),
                 credit_micros: *credit_micros,
+                limits: None,
             };
             c.call::<Org>(Method::POST, c.url(&["admin", "orgs"]), Some(&body)).await?
         }
@@ -382,8 +401,11 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
         }
         OrgCommand::Get { org } => c.call(Method::GET, c.url(&["admin", "orgs", org.as_str()]), NO_BODY).await?,
         OrgCommand::Update { org, name, default_billing_mode } => {
-            let body =
-                PatchOrg { name: name.clone(), default_billing_mode: opt_clearable(default_billing_mode.as_ref()) };
+            let body = PatchOrg {
+                name: name.clone(),
+                default_billing_mode: opt_clearable(default_billing_mode.as_ref()),
+                limits: None,
+            };
             c.call(Method::PATCH, c.url(&["admin", "orgs", org.as_str()]), Some(&body)).await?
         }
         OrgCommand::Credit { org, delta_micros, reason, allow_negative } => {
@@ -398,6 +420,17 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
             return render(&credit, json_out, &["credit_micros"], [row].into_iter());
         }
         OrgCommand::Secret(s) => return secret_cmd(c, "orgs", s, json_out).await,
+        OrgCommand::Limits { org, limits } => {
+            let url = c.url(&["admin", "orgs", org.as_str()]);
+            let org: Org = match limits.patch() {
+                Some(l) => {
+                    let body = PatchOrg { name: None, default_billing_mode: None, limits: Some(l) };
+                    c.call(Method::PATCH, url, Some(&body)).await?
+                }
+                None => c.call(Method::GET, url, NO_BODY).await?,
+            };
+            return render(&org.limits, json_out, LIMITS, limits::rows(&org.limits).into_iter());
+        }
     };
     let row = org_row(&org);
     render(&org, json_out, ORG, [row].into_iter())
@@ -445,6 +478,24 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
             return Ok(format!("deleted {workspace}\n"));
         }
         WorkspaceCommand::Secret(s) => return secret_cmd(c, "workspaces", s, json_out).await,
+        WorkspaceCommand::Limits { workspace, limits } => {
+            let url = c.url(&["admin", "workspaces", workspace.as_str()]);
+            let ws: Workspace = match limits.patch() {
+                Some(l) => {
+                    let body = PatchWorkspace {
+                        name: None,
+                        runtime: None,
+                        model: None,
+                        billing_mode: None,
+                        kind: None,
+                        limits: Some(l),
+                    };
+                    c.call(Method::PATCH, url, Some(&body)).await?
+                }
+                None => c.call(Method::GET, url, NO_BODY).await?,
+            };
+            return render(&ws.limits, json_out, LIMITS, limits::rows(&ws.limits).into_iter());
+        }
     };
     let row = ws_row(&ws);
     render(&ws, json_out, WS, [row].into_iter())

@@ -108,6 +108,7 @@ pub(crate) async fn seed(store: &dyn Store, registry: &Registry, public_url: &Pu
                     name: DEMO_ORG.to_owned(),
                     default_billing_mode: None,
                     credit_micros: Micros::new(25_000_000),
+                    ..NewOrg::default()
                 })
                 .await
                 .map_err(fail)?;
@@ -135,7 +136,7 @@ pub(crate) async fn seed(store: &dyn Store, registry: &Registry, public_url: &Pu
                         model: demo.model.map(str::to_owned),
                         billing_mode: demo.billing_mode,
                         kind: demo.kind,
-                        allowed_models: None,
+                        limits: tollgate_policy::Limits::default(),
                     })
                     .await
                     .map_err(fail)?;

@@ -6,8 +6,10 @@
 //! task, reads no clock and draws no random number; callers pass everything in.
 
 pub mod access;
+pub mod budget;
 pub mod codex;
 pub mod ids;
+pub mod limits;
 pub mod money;
 pub mod names;
 pub mod normalise;
@@ -21,6 +23,7 @@ pub mod token;
 
 pub use access::ModelRefusal;
 pub use ids::{IdError, OrgId, WorkspaceId};
+pub use limits::{LimitError, Limits, LimitsPatch};
 pub use money::{Micros, PicoPerToken, Price, Usage};
 pub use names::{EnvName, NameError, SecretName};
 pub use registry::{Protocol, Provider, Registry, RegistryError, RegistryErrors, Runtime};

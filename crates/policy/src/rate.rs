@@ -61,6 +61,18 @@ impl RateLimits {
     }
 }
 
+impl From<&crate::limits::Limits> for RateLimits {
+    /// The rate-limit fields of a `limits` object (the parsed values are never zero).
+    fn from(limits: &crate::limits::Limits) -> Self {
+        let get = |l: Option<crate::limits::RateLimit>| l.and_then(|l| NonZeroU64::new(l.get()));
+        Self {
+            requests_per_minute: get(limits.requests_per_minute),
+            tokens_per_minute: get(limits.tokens_per_minute),
+            max_concurrent_requests: get(limits.max_concurrent_requests),
+        }
+    }
+}
+
 /// Which per-minute limit a figure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::AsRefStr)]
 #[strum(serialize_all = "snake_case")]

@@ -22,7 +22,7 @@ use tollgate_policy::money::{Price, Usage};
 use tollgate_policy::registry::Protocol;
 use tollgate_policy::resolve::{BillingMode, Context, PublicUrl};
 use tollgate_policy::token::{WORKSPACE_TOKEN_PREFIX, has_token_shape};
-use tollgate_policy::{Micros, ModelRefusal, OrgId, Registry, WorkspaceId};
+use tollgate_policy::{Limits, Micros, ModelRefusal, OrgId, Registry, WorkspaceId};
 use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Settlement, Store, Timestamp, TokenHash};
 
 use crate::credit::{Credit, CreditConfig, Hold, Refusal};
@@ -116,8 +116,12 @@ struct Authorized {
     mode: Option<BillingMode>,
     /// The workspace's runtime id: its protocol decides which platform models the token buys.
     runtime: String,
-    /// Its `allowed_models` (section 14), `None` for no narrowing.
+    /// Its `allowed_models` and its org's together (section 14), `None` for no narrowing.
     allowed_models: Option<Vec<String>>,
+    /// The org's limits (its budgets apply to every workspace).
+    org_limits: Limits,
+    /// The workspace's limits.
+    limits: Limits,
     /// The rate limiters of the workspace and its org; `None` when neither sets a limit.
     rate: Option<Arc<RateHandles>>,
 }
@@ -293,7 +297,12 @@ impl Proxy {
                     org_id: inputs.org.id,
                     mode: r.resolved_mode,
                     runtime: inputs.workspace.runtime.clone(),
-                    allowed_models: inputs.workspace.allowed_models.clone(),
+                    allowed_models: Limits::allowed_models_with(
+                        inputs.org.limits.allowed_models.as_deref(),
+                        inputs.workspace.limits.allowed_models.as_deref(),
+                    ),
+                    org_limits: inputs.org.limits.clone(),
+                    limits: inputs.workspace.limits.clone(),
                     rate,
                 }))
             })
@@ -1107,7 +1116,9 @@ fn refused_model(model: &str, runtime: &str, refusal: &ModelRefusal) -> ProxyErr
             )
         }
         ModelRefusal::WrongProtocol { runtime: None } => format!("the workspace's runtime `{runtime}` is not known"),
-        ModelRefusal::NotAllowed | ModelRefusal::NotServed => "it is not in the workspace's allowed_models".to_owned(),
+        ModelRefusal::NotAllowed | ModelRefusal::NotServed => {
+            "it is not in the allowed_models of the workspace or its org".to_owned()
+        }
     };
     ProxyError::new(
         StatusCode::FORBIDDEN,

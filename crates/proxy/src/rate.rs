@@ -440,8 +440,7 @@ impl Refused {
 
 /// The rate limits of a workspace and of its org, as loaded for its authorisation.
 pub(crate) fn limits_of(inputs: &tollgate_store::ResolutionInputs) -> (RateLimits, RateLimits) {
-    let _ = inputs;
-    (RateLimits::default(), RateLimits::default())
+    (RateLimits::from(&inputs.workspace.limits), RateLimits::from(&inputs.org.limits))
 }
 
 /// Returns queued units to the store, and spare request slots; renews held ones.

@@ -29,6 +29,8 @@ pub struct Org {
     pub default_billing_mode: Option<BillingMode>,
     /// Balance in micro-USD.
     pub credit_micros: i64,
+    /// Spend controls (section 14); `allowed_models` narrows every workspace of the org.
+    pub limits: Limits,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -42,6 +44,7 @@ impl From<&tollgate_store::Org> for Org {
             name: o.name.clone(),
             default_billing_mode: o.default_billing_mode,
             credit_micros: o.credit_micros.get(),
+            limits: Limits::from(&o.limits),
             created_at: o.created_at.rfc3339(),
             updated_at: o.updated_at.rfc3339(),
         }
@@ -68,7 +71,7 @@ pub struct Workspace {
     /// `agent` or `concierge`.
     pub kind: WorkspaceKind,
     /// Spend controls (section 14).
-    pub limits: WorkspaceLimits,
+    pub limits: Limits,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -85,30 +88,57 @@ impl From<&tollgate_store::Workspace> for Workspace {
             model: w.model.clone(),
             billing_mode: w.billing_mode,
             kind: w.kind,
-            limits: WorkspaceLimits { allowed_models: w.allowed_models.clone() },
+            limits: Limits::from(&w.limits),
             created_at: w.created_at.rfc3339(),
             updated_at: w.updated_at.rfc3339(),
         }
     }
 }
 
-/// A workspace's `limits` (section 14) as returned.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct WorkspaceLimits {
+/// An org's or a workspace's `limits` (section 14) as returned: every field, `null` when
+/// unset.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Limits {
+    /// Hard budget per UTC day, micro-USD.
+    #[schema(required = true)]
+    pub budget_micros_per_day: Option<i64>,
+    /// Hard budget per UTC calendar month, micro-USD.
+    #[schema(required = true)]
+    pub budget_micros_per_month: Option<i64>,
+    /// Percent of a budget whose crossing is notified.
+    #[schema(required = true)]
+    pub soft_budget_percent: Option<u8>,
+    /// Requests admitted per minute.
+    #[schema(required = true)]
+    pub requests_per_minute: Option<u64>,
+    /// Input plus output tokens per minute.
+    #[schema(required = true)]
+    pub tokens_per_minute: Option<u64>,
+    /// Requests in flight at once.
+    #[schema(required = true)]
+    pub max_concurrent_requests: Option<u64>,
     /// The platform models it may use (narrowing its runtime's protocol's); `null`: all of them.
     #[schema(required = true)]
     pub allowed_models: Option<Vec<String>>,
 }
 
-/// A change to a workspace's `limits`: absent fields are left as they are, `null` removes one.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PatchWorkspaceLimits {
-    /// New `allowed_models`: platform model ids of the runtime's protocol; `null` removes it.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub allowed_models: Option<Option<Vec<String>>>,
+impl From<&tollgate_policy::Limits> for Limits {
+    fn from(l: &tollgate_policy::Limits) -> Self {
+        Self {
+            budget_micros_per_day: l.budget_micros_per_day.map(|b| b.get()),
+            budget_micros_per_month: l.budget_micros_per_month.map(|b| b.get()),
+            soft_budget_percent: l.soft_budget_percent.map(|p| p.get()),
+            requests_per_minute: l.requests_per_minute.map(|r| r.get()),
+            tokens_per_minute: l.tokens_per_minute.map(|r| r.get()),
+            max_concurrent_requests: l.max_concurrent_requests.map(|r| r.get()),
+            allowed_models: l.allowed_models.clone(),
+        }
+    }
 }
+
+/// A change to `limits`: absent fields are left as they are, `null` removes one, unknown
+/// fields are refused.
+pub use tollgate_policy::limits::LimitsInput as PatchLimits;
 
 /// A secret's name and last write; never its value.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -145,6 +175,9 @@ pub struct CreateOrg {
     /// Initial balance in micro-USD, 0 to 10^15 (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credit_micros: Option<i64>,
+    /// Spend controls (section 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<PatchLimits>,
 }
 
 /// `PATCH /admin/orgs/{org}`: absent fields are left as they are.
@@ -158,6 +191,9 @@ pub struct PatchOrg {
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BillingMode>)]
     pub default_billing_mode: Option<Option<String>>,
+    /// Changes to `limits`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<PatchLimits>,
 }
 
 /// `POST /admin/orgs/{org}/credit`.
@@ -209,9 +245,9 @@ pub struct CreateWorkspace {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<WorkspaceKind>)]
     pub kind: Option<String>,
-    /// Spend controls (section 14): `allowed_models`.
+    /// Spend controls (section 14).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<PatchWorkspaceLimits>,
+    pub limits: Option<PatchLimits>,
 }
 
 /// `PATCH /admin/workspaces/{ws}`: absent fields are left as they are.
@@ -238,7 +274,7 @@ pub struct PatchWorkspace {
     pub kind: Option<String>,
     /// Changes to `limits`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<PatchWorkspaceLimits>,
+    pub limits: Option<PatchLimits>,
 }
 
 /// `GET /admin/workspaces` query.

@@ -39,6 +39,9 @@ pub enum ApiErrorCode {
     InvalidModel,
     /// 400: a credit amount beyond 10^15 micro-USD, an empty reason, or an overflow.
     InvalidCredit,
+    /// 400: a `limits` value out of range (negative, zero where zero means nothing, a percent
+    /// outside 1..=100); the message names the field.
+    InvalidLimits,
     /// 401: no token, or not the right one.
     Unauthorized,
     /// 403: a valid token that does not grant this.
@@ -77,6 +80,7 @@ impl ApiErrorCode {
             Self::InvalidName => "INVALID_NAME",
             Self::InvalidModel => "INVALID_MODEL",
             Self::InvalidCredit => "INVALID_CREDIT",
+            Self::InvalidLimits => "INVALID_LIMITS",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
@@ -103,7 +107,8 @@ impl ApiErrorCode {
             | Self::InvalidKind
             | Self::InvalidName
             | Self::InvalidModel
-            | Self::InvalidCredit => StatusCode::BAD_REQUEST,
+            | Self::InvalidCredit
+            | Self::InvalidLimits => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,

@@ -162,3 +162,45 @@ pub(crate) fn allowed_models(registry: &Registry, runtime: &str, models: Vec<Str
         .map_err(|why| ApiError::new(ApiErrorCode::InvalidModel, format!("limits.allowed_models: {why}")))?;
     Ok(models)
 }
+
+/// Parses a `limits` body's numbers (400 `INVALID_LIMITS` naming the field) and, when
+/// `allowed_models` is set, checks it: for a workspace of `runtime`, platform models of its
+/// protocol; for an org (`runtime` `None`), platform models of any protocol; each once
+/// (400 `INVALID_MODEL`).
+pub(crate) fn limits(
+    registry: &Registry,
+    runtime: Option<&str>,
+    input: &tollgate_policy::limits::LimitsInput,
+) -> Result<tollgate_policy::LimitsPatch, ApiError> {
+    let mut patch = input.parse().map_err(|e| ApiError::new(ApiErrorCode::InvalidLimits, e.to_string()))?;
+    if let Some(Some(models)) = patch.allowed_models.take() {
+        let models = match runtime {
+            Some(runtime) => allowed_models(registry, runtime, models)?,
+            None => org_allowed_models(registry, models)?,
+        };
+        patch.allowed_models = Some(Some(models));
+    } else {
+        patch.allowed_models = input.allowed_models.clone();
+    }
+    Ok(patch)
+}
+
+/// An org's `allowed_models`: platform model ids (of any protocol: the org's workspaces may
+/// speak either), each once.
+fn org_allowed_models(registry: &Registry, models: Vec<String>) -> Result<Vec<String>, ApiError> {
+    for (i, id) in models.iter().enumerate() {
+        if registry.platform_model(id).is_none() {
+            return Err(ApiError::new(
+                ApiErrorCode::InvalidModel,
+                format!("limits.allowed_models: `{}` is not a platform model", tollgate_policy::text::truncate(id, 80)),
+            ));
+        }
+        if models[..i].contains(id) {
+            return Err(ApiError::new(
+                ApiErrorCode::InvalidModel,
+                format!("limits.allowed_models: `{id}` is listed twice"),
+            ));
+        }
+    }
+    Ok(models)
+}

@@ -13,9 +13,10 @@ mod sql;
 use std::fmt;
 
 use async_trait::async_trait;
+use tollgate_policy::budget::{Applicable, BudgetRefusal};
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind, WorkspaceSpec};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretValue};
-use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
+use tollgate_policy::{Limits, LimitsPatch, Micros, OrgId, SecretName, WorkspaceId};
 
 pub use crypto::{MasterKey, MasterKeyError, TokenHash};
 pub use ids::{LeaseId, RequestId};
@@ -69,6 +70,8 @@ pub struct Org {
     /// hold in leases for requests they are serving (their cost is charged when the request's
     /// ledger row is written).
     pub credit_micros: Micros,
+    /// Spend controls (section 14).
+    pub limits: Limits,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -84,6 +87,8 @@ pub struct NewOrg {
     pub default_billing_mode: Option<BillingMode>,
     /// Initial balance.
     pub credit_micros: Micros,
+    /// Spend controls (section 14).
+    pub limits: Limits,
 }
 
 /// Changes to an org; `None` leaves a field as it is.
@@ -93,6 +98,8 @@ pub struct OrgPatch {
     pub name: Option<String>,
     /// New default mode (`Some(None)` clears it).
     pub default_billing_mode: Option<Option<BillingMode>>,
+    /// Changes to its limits.
+    pub limits: LimitsPatch,
 }
 
 /// An agent workspace.
@@ -112,8 +119,8 @@ pub struct Workspace {
     pub billing_mode: Option<BillingMode>,
     /// Agent or concierge.
     pub kind: WorkspaceKind,
-    /// The models it may use (section 14 `limits.allowed_models`); `None`: no narrowing.
-    pub allowed_models: Option<Vec<String>>,
+    /// Spend controls (section 14); `limits.allowed_models` narrows its runtime's models.
+    pub limits: Limits,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -148,8 +155,8 @@ pub struct NewWorkspace {
     pub billing_mode: Option<BillingMode>,
     /// Agent or concierge.
     pub kind: WorkspaceKind,
-    /// The models it may use (section 14 `limits.allowed_models`); `None`: no narrowing.
-    pub allowed_models: Option<Vec<String>>,
+    /// Spend controls (section 14); `limits.allowed_models` narrows its runtime's models.
+    pub limits: Limits,
 }
 
 /// Changes to a workspace; `None` leaves a field as it is, `Some(None)` clears it.
@@ -165,8 +172,8 @@ pub struct WorkspacePatch {
     pub billing_mode: Option<Option<BillingMode>>,
     /// New kind.
     pub kind: Option<WorkspaceKind>,
-    /// New `allowed_models`; `Some(None)` removes the narrowing.
-    pub allowed_models: Option<Option<Vec<String>>>,
+    /// Changes to its limits.
+    pub limits: LimitsPatch,
 }
 
 /// Who a secret belongs to: an org (inherited by its workspaces) or one workspace.
@@ -397,6 +404,20 @@ pub struct Settlement {
     pub http_status: Option<u16>,
     /// The usage was estimated from the content relayed: the stream ended without its usage.
     pub estimated: bool,
+}
+
+/// A request's reservation under the hard budgets that apply to it (see
+/// [`Store::reserve_budget`]).
+#[derive(Clone, Debug)]
+pub struct BudgetHold {
+    /// The request; its hold is settled by this id.
+    pub id: RequestId,
+    /// Every budget that applies, in [`tollgate_policy::budget::applicable`]'s order.
+    pub budgets: Vec<Applicable>,
+    /// The request's worst case.
+    pub need: Micros,
+    /// How long the hold lives unsettled before any instance may reclaim it.
+    pub ttl: std::time::Duration,
 }
 
 /// The Postgres `NOTIFY` channel of cache invalidations.
@@ -638,6 +659,31 @@ pub trait Store: RateStore + Send + Sync + fmt::Debug {
     /// Closes every lease past its expiry (its instance died or lost the database), returning
     /// its credit to the org. Returns how many were closed.
     async fn reclaim_expired_leases(&self) -> Result<u64>;
+
+    /// Reserves `hold.need` under every budget of `hold` at once, or under none: admitted
+    /// exactly when, for each, settled spend plus open reservations plus the need fit the
+    /// budget ([`tollgate_policy::budget::fits`]). The budgets' rows are locked in the given
+    /// order for the check and the reservation (SQLite: the whole database), so instances
+    /// sharing the database never admit more than a budget between them.
+    ///
+    /// Returns `Ok(Err(refusal))` naming the first budget that does not fit.
+    async fn reserve_budget(&self, hold: &BudgetHold) -> Result<Result<(), BudgetRefusal>>;
+
+    /// Settles the budget hold of request `id`: its reservation is released and `cost` counted
+    /// as spent in each of its budgets. Returns whether the hold existed (one reclaimed after
+    /// its expiry, or already settled, is not charged again).
+    async fn settle_budget(&self, id: &RequestId, cost: Micros) -> Result<bool>;
+
+    /// Releases every budget hold past its expiry (its instance died). Returns how many.
+    async fn reclaim_expired_budget_holds(&self) -> Result<u64>;
+
+    /// The settled spend and open reservations of one budget period (zero when none).
+    async fn budget_usage(
+        &self,
+        scope: tollgate_policy::budget::BudgetScope,
+        owner_id: &str,
+        period_key: &str,
+    ) -> Result<(Micros, Micros)>;
 
     /// Credit of the org currently held by leases (all instances).
     async fn leased_credit(&self, org_id: &OrgId) -> Result<Micros>;

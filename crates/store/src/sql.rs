@@ -11,17 +11,19 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::broadcast;
+use tollgate_policy::budget::{Applicable, BudgetRefusal, BudgetScope};
+use tollgate_policy::limits::{BudgetMicros, RateLimit, SoftPercent};
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretState, SecretValue};
-use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
+use tollgate_policy::{Limits, LimitsPatch, Micros, OrgId, SecretName, WorkspaceId};
 
 mod rate;
 
 use crate::crypto::{MasterKey, TokenHash};
 use crate::{
-    CreditAdjusted, Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, MAX_BALANCE_MICROS, NewOrg, NewWorkspace,
-    Org, OrgPatch, Overdraft, Owner, Provision, ProvisionRecord, Result, SecretMeta, Store, StoreError, Timestamp,
-    UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
+    BudgetHold, CreditAdjusted, Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry, MAX_BALANCE_MICROS, NewOrg,
+    NewWorkspace, Org, OrgPatch, Overdraft, Owner, Provision, ProvisionRecord, RequestId, Result, SecretMeta, Store,
+    StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
 };
 
 /// The SQLite store: the embedded default (a file under the data dir, WAL mode).
@@ -239,12 +241,15 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-const ORG_COLUMNS: &str = "id, name, default_billing_mode, credit_micros, created_at, updated_at";
+const ORG_COLUMNS: &str = "id, name, default_billing_mode, credit_micros, created_at, updated_at, \
+     budget_micros_per_day, budget_micros_per_month, soft_budget_percent, requests_per_minute, tokens_per_minute, \
+     max_concurrent_requests, allowed_models";
 /// An org as read: its balance includes the credit its instances' leases hold, which is not
 /// spent until the requests it covers are recorded.
 const ORG_SELECT: &str = "SELECT o.id, o.name, o.default_billing_mode, \
      CAST(o.credit_micros + COALESCE((SELECT SUM(l.amount) FROM credit_leases l WHERE l.org_id = o.id), 0) AS BIGINT) AS credit_micros, \
-     o.created_at, o.updated_at FROM orgs o";
+     o.created_at, o.updated_at, o.budget_micros_per_day, o.budget_micros_per_month, o.soft_budget_percent, \
+     o.requests_per_minute, o.tokens_per_minute, o.max_concurrent_requests, o.allowed_models FROM orgs o";
 /// The credit an org's leases hold.
 const LEASED_SUM: &str = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_leases WHERE org_id = $1";
 /// `allowed_models` as stored: ids one per line (ids are registry model ids, which hold no
@@ -258,7 +263,88 @@ fn models_from_text(text: Option<String>) -> Option<Vec<String>> {
     text.map(|t| if t.is_empty() { Vec::new() } else { t.split('\n').map(str::to_owned).collect() })
 }
 
-const WS_COLUMNS: &str = "id, org_id, name, runtime, model, billing_mode, kind, allowed_models, created_at, updated_at";
+const WS_COLUMNS: &str = "id, org_id, name, runtime, model, billing_mode, kind, allowed_models, created_at, updated_at, \
+     budget_micros_per_day, budget_micros_per_month, soft_budget_percent, requests_per_minute, tokens_per_minute, \
+     max_concurrent_requests";
+
+/// The numeric `limits` columns, in the order of [`limit_values`] and [`limit_patch`].
+const LIMIT_COLUMNS: [&str; 6] = [
+    "budget_micros_per_day",
+    "budget_micros_per_month",
+    "soft_budget_percent",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "max_concurrent_requests",
+];
+
+/// The numeric limits as stored, in [`LIMIT_COLUMNS`] order.
+fn limit_values(l: &Limits) -> [Option<i64>; 6] {
+    let rate = |r: Option<RateLimit>| r.map(|v| i64::try_from(v.get()).unwrap_or(i64::MAX));
+    [
+        l.budget_micros_per_day.map(BudgetMicros::get),
+        l.budget_micros_per_month.map(BudgetMicros::get),
+        l.soft_budget_percent.map(|p| i64::from(p.get())),
+        rate(l.requests_per_minute),
+        rate(l.tokens_per_minute),
+        rate(l.max_concurrent_requests),
+    ]
+}
+
+/// For each of [`LIMIT_COLUMNS`]: whether the patch sets it, and to what.
+fn limit_patch(p: &LimitsPatch) -> [(bool, Option<i64>); 6] {
+    let set = Limits::default().patched(p);
+    let values = limit_values(&set);
+    let given = [
+        p.budget_micros_per_day.is_some(),
+        p.budget_micros_per_month.is_some(),
+        p.soft_budget_percent.is_some(),
+        p.requests_per_minute.is_some(),
+        p.tokens_per_minute.is_some(),
+        p.max_concurrent_requests.is_some(),
+    ];
+    [0, 1, 2, 3, 4, 5].map(|i| (given[i], values[i]))
+}
+
+/// `col = CASE WHEN $n THEN $n+1 ELSE col END, ...` for [`LIMIT_COLUMNS`], numbering from
+/// `first`: the limits a patch sets, the others untouched, in the same statement.
+fn limit_set_clause(first: usize) -> String {
+    LIMIT_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = CASE WHEN ${} THEN ${} ELSE {c} END", first + 2 * i, first + 2 * i + 1))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The numeric limits of a row (a value that does not parse is a corrupt row).
+fn limits_from_values(v: [Option<i64>; 6], allowed_models: Option<Vec<String>>) -> Result<Limits> {
+    let corrupt = |e: tollgate_policy::LimitError| StoreError::Corrupt(e.to_string());
+    let budget = |f, x: Option<i64>| x.map(|x| BudgetMicros::parse(f, x)).transpose().map_err(corrupt);
+    let rate = |f, x: Option<i64>| x.map(|x| RateLimit::parse(f, x)).transpose().map_err(corrupt);
+    Ok(Limits {
+        budget_micros_per_day: budget(LIMIT_COLUMNS[0], v[0])?,
+        budget_micros_per_month: budget(LIMIT_COLUMNS[1], v[1])?,
+        soft_budget_percent: v[2].map(SoftPercent::parse).transpose().map_err(corrupt)?,
+        requests_per_minute: rate(LIMIT_COLUMNS[3], v[3])?,
+        tokens_per_minute: rate(LIMIT_COLUMNS[4], v[4])?,
+        max_concurrent_requests: rate(LIMIT_COLUMNS[5], v[5])?,
+        allowed_models,
+    })
+}
+
+/// A budget's `budget_usage` key as a hold lists it.
+fn budget_key(a: &Applicable) -> String {
+    format!("{}\t{}\t{}", a.scope.as_str(), a.owner, a.period.key)
+}
+
+/// Splits one line of a hold's `budgets` back into (scope, owner, period).
+fn split_budget_key(line: &str) -> Result<(String, String, String)> {
+    let mut parts = line.splitn(3, '\t');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(a), Some(b), Some(c)) => Ok((a.to_owned(), b.to_owned(), c.to_owned())),
+        _ => Err(StoreError::Corrupt("a budget hold's key".to_owned())),
+    }
+}
 
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $begin:literal, $lock:literal, $day:literal) => {
@@ -269,6 +355,7 @@ macro_rules! impl_store {
                     name: row.try_get("name")?,
                     default_billing_mode: mode_from_text(row.try_get("default_billing_mode")?)?,
                     credit_micros: Micros::new(row.try_get("credit_micros")?),
+                    limits: Self::limits_from_row(row, models_from_text(row.try_get("allowed_models")?))?,
                     created_at: Timestamp(row.try_get("created_at")?),
                     updated_at: Timestamp(row.try_get("updated_at")?),
                 })
@@ -284,10 +371,55 @@ macro_rules! impl_store {
                     model: row.try_get("model")?,
                     billing_mode: mode_from_text(row.try_get("billing_mode")?)?,
                     kind: kind_from_text(&kind)?,
-                    allowed_models: models_from_text(row.try_get("allowed_models")?),
+                    limits: Self::limits_from_row(row, models_from_text(row.try_get("allowed_models")?))?,
                     created_at: Timestamp(row.try_get("created_at")?),
                     updated_at: Timestamp(row.try_get("updated_at")?),
                 })
+            }
+
+            fn limits_from_row(
+                row: &<$db as sqlx::Database>::Row,
+                allowed_models: Option<Vec<String>>,
+            ) -> Result<Limits> {
+                let mut values = [None; 6];
+                for (v, c) in values.iter_mut().zip(LIMIT_COLUMNS) {
+                    *v = row.try_get::<Option<i64>, _>(c)?;
+                }
+                limits_from_values(values, allowed_models)
+            }
+
+            /// Deletes hold `id` (locking it first) and releases its reservation from each of
+            /// its budgets, counting `cost` as spent there (`None`: reclaimed, nothing spent
+            /// is known). Returns whether the hold existed.
+            async fn close_budget_hold(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                id: &str,
+                cost: Option<i64>,
+            ) -> Result<bool> {
+                let row = sqlx::query(concat!("SELECT budgets, amount FROM budget_holds WHERE id = $1", $lock))
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(false);
+                };
+                let (keys, amount): (String, i64) = (row.try_get("budgets")?, row.try_get("amount")?);
+                for line in keys.lines() {
+                    let (scope, owner, period) = split_budget_key(line)?;
+                    sqlx::query(
+                        "UPDATE budget_usage SET spent = spent + $1, reserved = reserved - $2 \
+                         WHERE scope = $3 AND owner_id = $4 AND period = $5",
+                    )
+                    .bind(cost.unwrap_or(0))
+                    .bind(amount)
+                    .bind(scope)
+                    .bind(owner)
+                    .bind(period)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                sqlx::query("DELETE FROM budget_holds WHERE id = $1").bind(id).execute(&mut **tx).await?;
+                Ok(true)
             }
 
             async fn owner_exists(&self, scope: Scope, owner_id: &str) -> Result<()> {
@@ -316,14 +448,20 @@ macro_rules! impl_store {
             async fn create_org(&self, new: &NewOrg) -> Result<Org> {
                 let now = Timestamp::now().0;
                 let sql = format!(
-                    "INSERT INTO orgs ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {ORG_COLUMNS}"
+                    "INSERT INTO orgs ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12) \
+                     RETURNING {ORG_COLUMNS}"
                 );
-                let row = sqlx::query(&sql)
+                let mut query = sqlx::query(&sql)
                     .bind(new_id())
                     .bind(&new.name)
                     .bind(mode_to_text(new.default_billing_mode))
                     .bind(new.credit_micros.get())
-                    .bind(now)
+                    .bind(now);
+                for v in limit_values(&new.limits) {
+                    query = query.bind(v);
+                }
+                let row = query
+                    .bind(new.limits.allowed_models.as_deref().map(models_to_text))
                     .fetch_one(&self.pool)
                     .await
                     .map_err(|e| unique(e, &format!("an org named `{}` already exists", new.name)))?;
@@ -345,16 +483,24 @@ macro_rules! impl_store {
             async fn update_org(&self, id: &OrgId, patch: &OrgPatch) -> Result<Org> {
                 // One statement that sets only the given fields (a flag per field says which):
                 // two concurrent PATCHes of different fields both land.
-                let updated = sqlx::query(
+                let sql = format!(
                     "UPDATE orgs SET name = CASE WHEN $1 THEN $2 ELSE name END, \
                      default_billing_mode = CASE WHEN $3 THEN $4 ELSE default_billing_mode END, \
-                     updated_at = $5 WHERE id = $6",
-                )
-                .bind(patch.name.is_some())
-                .bind(patch.name.as_deref())
-                .bind(patch.default_billing_mode.is_some())
-                .bind(patch.default_billing_mode.and_then(mode_to_text))
-                .bind(Timestamp::now().0)
+                     updated_at = $5, allowed_models = CASE WHEN $6 THEN $7 ELSE allowed_models END, {} WHERE id = $20",
+                    limit_set_clause(8)
+                );
+                let mut query = sqlx::query(&sql)
+                    .bind(patch.name.is_some())
+                    .bind(patch.name.as_deref())
+                    .bind(patch.default_billing_mode.is_some())
+                    .bind(patch.default_billing_mode.and_then(mode_to_text))
+                    .bind(Timestamp::now().0)
+                    .bind(patch.limits.allowed_models.is_some())
+                    .bind(patch.limits.allowed_models.as_ref().and_then(|m| m.as_deref().map(models_to_text)));
+                for (given, value) in limit_patch(&patch.limits) {
+                    query = query.bind(given).bind(value);
+                }
+                let updated = query
                 .bind(id.as_str())
                 .execute(&self.pool)
                 .await
@@ -433,9 +579,10 @@ macro_rules! impl_store {
                 self.owner_exists(Scope::Org, new.org_id.as_str()).await?;
                 let now = Timestamp::now().0;
                 let sql = format!(
-                    "INSERT INTO workspaces ({WS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {WS_COLUMNS}"
+                    "INSERT INTO workspaces ({WS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15) \
+                     RETURNING {WS_COLUMNS}"
                 );
-                let row = sqlx::query(&sql)
+                let mut query = sqlx::query(&sql)
                     .bind(new_id())
                     .bind(new.org_id.as_str())
                     .bind(&new.name)
@@ -443,8 +590,12 @@ macro_rules! impl_store {
                     .bind(&new.model)
                     .bind(mode_to_text(new.billing_mode))
                     .bind(new.kind.as_str())
-                    .bind(new.allowed_models.as_deref().map(models_to_text))
-                    .bind(now)
+                    .bind(new.limits.allowed_models.as_deref().map(models_to_text))
+                    .bind(now);
+                for v in limit_values(&new.limits) {
+                    query = query.bind(v);
+                }
+                let row = query
                     .fetch_one(&self.pool)
                     .await
                     .map_err(|e| unique(e, &format!("the org already has a workspace named `{}`", new.name)))?;
@@ -482,9 +633,10 @@ macro_rules! impl_store {
                      billing_mode = CASE WHEN $7 THEN $8 ELSE billing_mode END, \
                      kind = CASE WHEN $9 THEN $10 ELSE kind END, \
                      allowed_models = CASE WHEN $11 THEN $12 ELSE allowed_models END, \
-                     updated_at = $13 WHERE id = $14 RETURNING {WS_COLUMNS}"
+                     updated_at = $13, {} WHERE id = $14 RETURNING {WS_COLUMNS}",
+                    limit_set_clause(15)
                 );
-                let row = sqlx::query(&sql)
+                let mut query = sqlx::query(&sql)
                     .bind(patch.name.is_some())
                     .bind(patch.name.as_deref())
                     .bind(patch.runtime.is_some())
@@ -495,10 +647,14 @@ macro_rules! impl_store {
                     .bind(patch.billing_mode.and_then(mode_to_text))
                     .bind(patch.kind.is_some())
                     .bind(patch.kind.map(WorkspaceKind::as_str))
-                    .bind(patch.allowed_models.is_some())
-                    .bind(patch.allowed_models.as_ref().and_then(|m| m.as_deref().map(models_to_text)))
+                    .bind(patch.limits.allowed_models.is_some())
+                    .bind(patch.limits.allowed_models.as_ref().and_then(|m| m.as_deref().map(models_to_text)))
                     .bind(Timestamp::now().0)
-                    .bind(id.as_str())
+                    .bind(id.as_str());
+                for (given, value) in limit_patch(&patch.limits) {
+                    query = query.bind(given).bind(value);
+                }
+                let row = query
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(|e| {
@@ -852,6 +1008,95 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
                 Ok(reclaimed)
+            }
+
+            async fn reserve_budget(&self, hold: &BudgetHold) -> Result<Result<(), BudgetRefusal>> {
+                let need = hold.need.get().max(0);
+                let mut tx = self.pool.begin_with($begin).await?;
+                // Rows are created and locked in the one order `applicable` gives (org before
+                // workspace, day before month), so concurrent reservations never deadlock.
+                for b in &hold.budgets {
+                    sqlx::query(
+                        "INSERT INTO budget_usage (scope, owner_id, period, spent, reserved) VALUES ($1, $2, $3, 0, 0) \
+                         ON CONFLICT (scope, owner_id, period) DO NOTHING",
+                    )
+                    .bind(b.scope.as_str())
+                    .bind(&b.owner)
+                    .bind(&b.period.key)
+                    .execute(&mut *tx)
+                    .await?;
+                    let row = sqlx::query(concat!(
+                        "SELECT spent, reserved FROM budget_usage WHERE scope = $1 AND owner_id = $2 AND period = $3",
+                        $lock
+                    ))
+                    .bind(b.scope.as_str())
+                    .bind(&b.owner)
+                    .bind(&b.period.key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let (spent, reserved): (i64, i64) = (row.try_get("spent")?, row.try_get("reserved")?);
+                    if !tollgate_policy::budget::fits(b.budget, spent, reserved, need) {
+                        return Ok(Err(BudgetRefusal { limit: b.clone(), used: spent.saturating_add(reserved) }));
+                    }
+                }
+                for b in &hold.budgets {
+                    sqlx::query(
+                        "UPDATE budget_usage SET reserved = reserved + $1 WHERE scope = $2 AND owner_id = $3 AND period = $4",
+                    )
+                    .bind(need)
+                    .bind(b.scope.as_str())
+                    .bind(&b.owner)
+                    .bind(&b.period.key)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let keys = hold.budgets.iter().map(budget_key).collect::<Vec<_>>().join("\n");
+                sqlx::query("INSERT INTO budget_holds (id, budgets, amount, expires_at) VALUES ($1, $2, $3, $4)")
+                    .bind(hold.id.as_str())
+                    .bind(keys)
+                    .bind(need)
+                    .bind(Timestamp::now().0.saturating_add(ttl_millis(hold.ttl)))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Ok(()))
+            }
+
+            async fn settle_budget(&self, id: &RequestId, cost: Micros) -> Result<bool> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let found = Self::close_budget_hold(&mut tx, id.as_str(), Some(cost.get().max(0))).await?;
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn reclaim_expired_budget_holds(&self) -> Result<u64> {
+                let now = Timestamp::now().0;
+                let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM budget_holds WHERE expires_at < $1")
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut closed = 0;
+                for id in ids {
+                    let mut tx = self.pool.begin_with($begin).await?;
+                    if Self::close_budget_hold(&mut tx, &id, None).await? {
+                        closed += 1;
+                    }
+                    tx.commit().await?;
+                }
+                Ok(closed)
+            }
+
+            async fn budget_usage(&self, scope: BudgetScope, owner_id: &str, period_key: &str) -> Result<(Micros, Micros)> {
+                let row = sqlx::query("SELECT spent, reserved FROM budget_usage WHERE scope = $1 AND owner_id = $2 AND period = $3")
+                    .bind(scope.as_str())
+                    .bind(owner_id)
+                    .bind(period_key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                match row {
+                    Some(r) => Ok((Micros::new(r.try_get("spent")?), Micros::new(r.try_get("reserved")?))),
+                    None => Ok((Micros::ZERO, Micros::ZERO)),
+                }
             }
 
             async fn leased_credit(&self, org_id: &OrgId) -> Result<Micros> {

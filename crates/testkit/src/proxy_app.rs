@@ -137,6 +137,7 @@ impl App {
                 name: format!("org-{}", uuid::Uuid::new_v4().simple()),
                 default_billing_mode: None,
                 credit_micros: Micros::new(credit),
+                ..NewOrg::default()
             })
             .await
             .unwrap()
@@ -155,7 +156,7 @@ impl App {
                 model: Some(model.to_owned()),
                 billing_mode: None,
                 kind: WorkspaceKind::Agent,
-                allowed_models: None,
+                limits: tollgate_policy::Limits::default(),
             })
             .await
             .unwrap();

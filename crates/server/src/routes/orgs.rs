@@ -21,7 +21,7 @@ use crate::validate;
     request_body = CreateOrg,
     responses(
         (status = 201, description = "The new org", body = Org),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE or INVALID_CREDIT", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE, INVALID_CREDIT, INVALID_LIMITS or INVALID_MODEL (`limits.allowed_models`)", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
@@ -38,6 +38,12 @@ pub(super) async fn create_org(
         name: validate::name("an org", body.name)?,
         default_billing_mode: validate::opt_billing_mode(body.default_billing_mode.as_deref())?,
         credit_micros: validate::initial_credit(body.credit_micros)?,
+        limits: body
+            .limits
+            .map(|l| validate::limits(state.registry(), None, &l))
+            .transpose()?
+            .map(|p| tollgate_policy::Limits::default().patched(&p))
+            .unwrap_or_default(),
     };
     let org = state.store().create_org(&new).await?;
     tracing::info!(org_id = %org.id, "org created");
@@ -81,14 +87,14 @@ pub(super) async fn get_org(
     Ok(Json(Org::from(&org)))
 }
 
-/// Changes an org's name or default billing mode (`null` clears the mode).
+/// Changes an org's name, default billing mode or `limits` (`null` clears the mode or a limit).
 #[utoipa::path(
     patch, path = "/admin/orgs/{org}", tag = "orgs",
     params(("org" = String, Path, description = "Org id")),
     request_body = PatchOrg,
     responses(
         (status = 200, description = "The changed org", body = Org),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME or INVALID_BILLING_MODE", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE, INVALID_LIMITS or INVALID_MODEL (`limits.allowed_models`)", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
@@ -109,6 +115,7 @@ pub(super) async fn patch_org(
             .default_billing_mode
             .map(|m| validate::opt_billing_mode(m.as_deref()))
             .transpose()?,
+        limits: body.limits.map(|l| validate::limits(state.registry(), None, &l)).transpose()?.unwrap_or_default(),
     };
     let org = state.store().update_org(&id, &patch).await?;
     state.invalidate(Invalidation::Org(org.id.clone())).await;

@@ -19,7 +19,7 @@ use crate::validate;
     request_body = CreateWorkspace,
     responses(
         (status = 201, description = "The new workspace", body = Workspace),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL (also for `limits.allowed_models`), INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL (also for `limits.allowed_models`), INVALID_LIMITS, INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
@@ -33,15 +33,16 @@ pub(super) async fn create_workspace(
     ApiJson(body): ApiJson<CreateWorkspace>,
 ) -> Result<(StatusCode, Json<Workspace>), ApiError> {
     let runtime = validate::runtime(state.registry(), body.runtime)?;
-    let allowed_models = body
+    let limits = body
         .limits
-        .and_then(|l| l.allowed_models.flatten())
-        .map(|models| validate::allowed_models(state.registry(), &runtime, models))
-        .transpose()?;
+        .map(|l| validate::limits(state.registry(), Some(&runtime), &l))
+        .transpose()?
+        .map(|p| tollgate_policy::Limits::default().patched(&p))
+        .unwrap_or_default();
     let new = NewWorkspace {
         name: validate::name("a workspace", body.name)?,
         runtime,
-        allowed_models,
+        limits,
         model: validate::opt_model(body.model)?,
         billing_mode: validate::opt_billing_mode(body.billing_mode.as_deref())?,
         kind: body.kind.as_deref().map(validate::kind).transpose()?.unwrap_or(WorkspaceKind::Agent),
@@ -97,14 +98,14 @@ pub(super) async fn get_workspace(
     Ok(Json(Workspace::from(&ws)))
 }
 
-/// Changes a workspace (`null` clears `model`, `billing_mode` or `limits.allowed_models`).
+/// Changes a workspace (`null` clears `model`, `billing_mode` or a field of `limits`).
 #[utoipa::path(
     patch, path = "/admin/workspaces/{ws}", tag = "workspaces",
     params(("ws" = String, Path, description = "Workspace id")),
     request_body = PatchWorkspace,
     responses(
         (status = 200, description = "The changed workspace", body = Workspace),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL (also for `limits.allowed_models`), INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL (also for `limits.allowed_models`), INVALID_LIMITS, INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
@@ -120,16 +121,18 @@ pub(super) async fn patch_workspace(
 ) -> Result<Json<Workspace>, ApiError> {
     let id = validate::workspace_id(&ws)?;
     let runtime = body.runtime.map(|r| validate::runtime(state.registry(), r)).transpose()?;
-    let allowed_models = match body.limits.and_then(|l| l.allowed_models) {
-        Some(Some(models)) => {
-            // Checked against the runtime the workspace will have after this change.
-            let runtime = match &runtime {
-                Some(r) => r.clone(),
-                None => state.store().get_workspace(&id).await?.runtime,
+    let limits = match body.limits {
+        Some(input) => {
+            // `allowed_models` is checked against the runtime the workspace will have after
+            // this change.
+            let runtime = match (&runtime, &input.allowed_models) {
+                (Some(r), _) => r.clone(),
+                (None, Some(Some(_))) => state.store().get_workspace(&id).await?.runtime,
+                (None, _) => String::new(),
             };
-            Some(Some(validate::allowed_models(state.registry(), &runtime, models)?))
+            validate::limits(state.registry(), Some(&runtime), &input)?
         }
-        other => other,
+        None => tollgate_policy::LimitsPatch::default(),
     };
     let patch = WorkspacePatch {
         name: body.name.map(|n| validate::name("a workspace", n)).transpose()?,
@@ -137,7 +140,7 @@ pub(super) async fn patch_workspace(
         model: body.model.map(validate::opt_model).transpose()?,
         billing_mode: body.billing_mode.map(|m| validate::opt_billing_mode(m.as_deref())).transpose()?,
         kind: body.kind.as_deref().map(validate::kind).transpose()?,
-        allowed_models,
+        limits,
     };
     let ws = state.store().update_workspace(&id, &patch).await?;
     state.invalidate(Invalidation::Workspace(ws.id.clone())).await;

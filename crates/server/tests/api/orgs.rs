@@ -23,7 +23,10 @@ both_backends!(org_crud_and_shape, org_errors, credit_adjustments);
 async fn org_crud_and_shape(backend: Backend) {
     let app = spawn_app(backend).await;
     let org = app.create_org(json!({"name": "acme", "default_billing_mode": "byok", "credit_micros": 5_000_000})).await;
-    assert_eq!(keys(&org), ["created_at", "credit_micros", "default_billing_mode", "id", "name", "updated_at"]);
+    assert_eq!(
+        keys(&org),
+        ["created_at", "credit_micros", "default_billing_mode", "id", "limits", "name", "updated_at"]
+    );
     assert_eq!(org["name"], "acme");
     assert_eq!(org["default_billing_mode"], "byok");
     assert_eq!(org["credit_micros"], 5_000_000);

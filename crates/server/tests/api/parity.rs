@@ -231,7 +231,7 @@ async fn run_case(apps: &mut Apps, case: &Case) -> Vec<String> {
             model: sc.workspace.model.clone(),
             billing_mode: sc.workspace.billing_mode,
             kind: sc.workspace.kind,
-            allowed_models: None,
+            limits: tollgate_policy::Limits::default(),
         };
         app.store.create_workspace(&new).await.unwrap().id.to_string()
     };

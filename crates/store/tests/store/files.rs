@@ -28,7 +28,12 @@ async fn modes_after_a_write(db: &Path) -> [u32; 3] {
     let key = MasterKey::from_base64(&crate::key_b64()).unwrap();
     let store = tollgate_store::connect(&format!("sqlite://{}", db.display()), key).await.unwrap();
     store
-        .create_org(&NewOrg { name: "perm".to_owned(), default_billing_mode: None, credit_micros: Micros::new(1) })
+        .create_org(&NewOrg {
+            name: "perm".to_owned(),
+            default_billing_mode: None,
+            credit_micros: Micros::new(1),
+            ..NewOrg::default()
+        })
         .await
         .unwrap();
     let modes = [mode(db), mode(&sibling(db, "-wal")), mode(&sibling(db, "-shm"))];

@@ -122,6 +122,8 @@ on_both_backends!(
     concurrent_leases_never_overspend,
     invalidations_reach_every_instance,
     concurrent_patches_of_different_fields_all_land,
+    limits_round_trip_on_orgs_and_workspaces,
+    budgets_reserve_settle_and_never_overspend,
 );
 
 /// The invalidation channel's text form: what one instance encodes, every other decodes to

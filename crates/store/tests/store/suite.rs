@@ -2,13 +2,17 @@
 
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::{Origin, SecretState, SecretValue};
-use tollgate_policy::{Micros, OrgId, SecretName, WorkspaceId};
+use tollgate_policy::{Limits, LimitsPatch, Micros, OrgId, SecretName, WorkspaceId};
 use tollgate_store::{
     Invalidation, LeaseId, MasterKey, NewOrg, NewWorkspace, OrgPatch, Overdraft, Owner, ProvisionRecord, StoreError,
     Timestamp, TokenHash, UsageGroup, UsageQuery, UsageRow, WorkspacePatch,
 };
 
 use crate::Harness;
+
+fn models(allowed_models: Option<Option<Vec<String>>>) -> LimitsPatch {
+    LimitsPatch { allowed_models, ..LimitsPatch::default() }
+}
 
 fn name(s: &str) -> SecretName {
     SecretName::parse(s).unwrap()
@@ -19,7 +23,7 @@ fn value(s: &str) -> SecretValue {
 }
 
 fn new_org(n: &str) -> NewOrg {
-    NewOrg { name: n.to_owned(), default_billing_mode: None, credit_micros: Micros::new(1_000) }
+    NewOrg { name: n.to_owned(), default_billing_mode: None, credit_micros: Micros::new(1_000), ..NewOrg::default() }
 }
 
 fn oid(s: &str) -> OrgId {
@@ -42,7 +46,7 @@ fn new_ws(org: &OrgId, n: &str) -> NewWorkspace {
         model: Some("MiniMax-M2.7".to_owned()),
         billing_mode: None,
         kind: WorkspaceKind::Agent,
-        allowed_models: None,
+        limits: Limits::default(),
     }
 }
 
@@ -59,10 +63,15 @@ pub(crate) async fn orgs_crud_and_unique_names(h: Harness) {
     assert_eq!(s.get_org(&a.id).await.unwrap(), a);
     let names: Vec<String> = s.list_orgs().await.unwrap().into_iter().map(|o| o.name).collect();
     assert_eq!(names, ["acme", "beta"]);
-    let patched = s.update_org(&a.id, &OrgPatch { name: None, default_billing_mode: Some(None) }).await.unwrap();
+    let patched = s
+        .update_org(&a.id, &OrgPatch { name: None, default_billing_mode: Some(None), ..OrgPatch::default() })
+        .await
+        .unwrap();
     assert_eq!((patched.name.as_str(), patched.default_billing_mode), ("acme", None));
-    let renamed =
-        s.update_org(&a.id, &OrgPatch { name: Some("acme2".into()), default_billing_mode: None }).await.unwrap();
+    let renamed = s
+        .update_org(&a.id, &OrgPatch { name: Some("acme2".into()), default_billing_mode: None, ..OrgPatch::default() })
+        .await
+        .unwrap();
     assert_eq!(renamed.name, "acme2");
     assert!(renamed.updated_at >= a.updated_at);
     assert!(matches!(
@@ -145,22 +154,25 @@ pub(crate) async fn workspaces_crud_and_unique_names_per_org(h: Harness) {
         .await
         .unwrap();
     assert_eq!((p.model, p.billing_mode, p.kind), (None, Some(BillingMode::Byok), WorkspaceKind::Concierge));
-    assert_eq!(p.allowed_models, None, "a new workspace has no allowed_models");
-    let narrowed = NewWorkspace { allowed_models: Some(vec!["m-9".to_owned()]), ..new_ws(&a.id, "narrowed") };
+    assert_eq!(p.limits.allowed_models, None, "a new workspace has no allowed_models");
+    let narrowed = NewWorkspace {
+        limits: Limits { allowed_models: Some(vec!["m-9".to_owned()]), ..Limits::default() },
+        ..new_ws(&a.id, "narrowed")
+    };
     let n = s.create_workspace(&narrowed).await.unwrap();
-    assert_eq!(s.get_workspace(&n.id).await.unwrap().allowed_models, Some(vec!["m-9".to_owned()]));
+    assert_eq!(s.get_workspace(&n.id).await.unwrap().limits.allowed_models, Some(vec!["m-9".to_owned()]));
     for allowed in [Some(vec!["m-1".to_owned(), "m-2".to_owned()]), Some(Vec::new()), None] {
-        let patch = WorkspacePatch { allowed_models: Some(allowed.clone()), ..WorkspacePatch::default() };
+        let patch = WorkspacePatch { limits: models(Some(allowed.clone())), ..WorkspacePatch::default() };
         let p = s.update_workspace(&w.id, &patch).await.unwrap();
-        assert_eq!(p.allowed_models, allowed, "allowed_models round-trips");
-        assert_eq!(s.get_workspace(&w.id).await.unwrap().allowed_models, allowed);
+        assert_eq!(p.limits.allowed_models, allowed, "allowed_models round-trips");
+        assert_eq!(s.get_workspace(&w.id).await.unwrap().limits.allowed_models, allowed);
     }
-    let kept = WorkspacePatch { allowed_models: Some(Some(vec!["m-1".to_owned()])), ..WorkspacePatch::default() };
+    let kept = WorkspacePatch { limits: models(Some(Some(vec!["m-1".to_owned()]))), ..WorkspacePatch::default() };
     s.update_workspace(&w.id, &kept).await.unwrap();
     let p =
         s.update_workspace(&w.id, &WorkspacePatch { model: Some(None), ..WorkspacePatch::default() }).await.unwrap();
-    assert_eq!(p.allowed_models, Some(vec!["m-1".to_owned()]), "a patch without allowed_models leaves it");
-    s.update_workspace(&w.id, &WorkspacePatch { allowed_models: Some(None), ..WorkspacePatch::default() })
+    assert_eq!(p.limits.allowed_models, Some(vec!["m-1".to_owned()]), "a patch without allowed_models leaves it");
+    s.update_workspace(&w.id, &WorkspacePatch { limits: models(Some(None)), ..WorkspacePatch::default() })
         .await
         .unwrap();
     assert_eq!(p.name, "dev", "untouched fields stay");
@@ -640,7 +652,11 @@ pub(crate) async fn concurrent_patches_of_different_fields_all_land(h: Harness) 
             ..WorkspacePatch::default()
         };
         h.store.update_workspace(&ws.id, &reset).await.unwrap();
-        let reset = OrgPatch { name: Some(format!("org-base-{round}")), default_billing_mode: Some(None) };
+        let reset = OrgPatch {
+            name: Some(format!("org-base-{round}")),
+            default_billing_mode: Some(None),
+            ..OrgPatch::default()
+        };
         h.store.update_org(&org.id, &reset).await.unwrap();
 
         let mode = modes[round % modes.len()];
@@ -650,8 +666,8 @@ pub(crate) async fn concurrent_patches_of_different_fields_all_land(h: Harness) 
             WorkspacePatch { billing_mode: Some(Some(mode)), ..WorkspacePatch::default() },
         ];
         let org_patches = [
-            OrgPatch { name: Some(format!("org-{round}")), default_billing_mode: None },
-            OrgPatch { name: None, default_billing_mode: Some(Some(mode)) },
+            OrgPatch { name: Some(format!("org-{round}")), default_billing_mode: None, ..OrgPatch::default() },
+            OrgPatch { name: None, default_billing_mode: Some(Some(mode)), ..OrgPatch::default() },
         ];
         let mut tasks = Vec::new();
         for patch in ws_patches {
@@ -736,4 +752,102 @@ pub(crate) async fn debits_cut_leases_and_are_bounded(h: Harness) {
     let high = s.adjust_credit(&org.id, Micros::new(1), "over", Overdraft::Refuse).await;
     assert!(matches!(high, Err(StoreError::Overflow)));
     assert_eq!(s.get_org(&org.id).await.unwrap().credit_micros, Micros::new(MAX_BALANCE_MICROS));
+}
+
+fn raw_limits(json: &str) -> LimitsPatch {
+    serde_json::from_str::<tollgate_policy::limits::LimitsInput>(json).unwrap().parse().unwrap()
+}
+
+/// Every `limits` field of orgs and workspaces round-trips, a patch changes only what it
+/// names, and `null` removes a field.
+pub(crate) async fn limits_round_trip_on_orgs_and_workspaces(h: Harness) {
+    let s = &h.store;
+    let all = r#"{"budget_micros_per_day": 20000000, "budget_micros_per_month": 300000000, "soft_budget_percent": 80,
+        "requests_per_minute": 120, "tokens_per_minute": 400000, "max_concurrent_requests": 16,
+        "allowed_models": ["platform/sonnet"]}"#;
+    let o = s.create_org(&new_org("lim")).await.unwrap();
+    assert_eq!(o.limits, Limits::default(), "no limits until set");
+    let o = s.update_org(&o.id, &OrgPatch { limits: raw_limits(all), ..OrgPatch::default() }).await.unwrap();
+    let expected = Limits::default().patched(&raw_limits(all));
+    assert_eq!(o.limits, expected);
+    assert_eq!(s.get_org(&o.id).await.unwrap().limits, expected);
+    let o = s
+        .update_org(&o.id, &OrgPatch { limits: raw_limits(r#"{"tokens_per_minute": null}"#), ..OrgPatch::default() })
+        .await
+        .unwrap();
+    assert_eq!(o.limits.tokens_per_minute, None, "null removes");
+    assert_eq!(o.limits.requests_per_minute, expected.requests_per_minute, "absent stays");
+    let w = s.create_workspace(&new_ws(&o.id, "w")).await.unwrap();
+    let w = s
+        .update_workspace(&w.id, &WorkspacePatch { limits: raw_limits(all), ..WorkspacePatch::default() })
+        .await
+        .unwrap();
+    assert_eq!(w.limits, expected);
+    let patch = raw_limits(r#"{"budget_micros_per_day": 0, "allowed_models": null}"#);
+    let w = s.update_workspace(&w.id, &WorkspacePatch { limits: patch, ..WorkspacePatch::default() }).await.unwrap();
+    assert_eq!(w.limits.budget_micros_per_day.map(|b| b.get()), Some(0));
+    assert_eq!(w.limits.allowed_models, None);
+    assert_eq!(w.limits.max_concurrent_requests, expected.max_concurrent_requests);
+    assert_eq!(s.get_workspace(&w.id).await.unwrap().limits, w.limits);
+}
+
+/// Budget holds: admitted while spend plus reservations fit every budget, settled into spend,
+/// never beyond a budget under concurrency, and reclaimed after expiry.
+pub(crate) async fn budgets_reserve_settle_and_never_overspend(h: Harness) {
+    use tollgate_policy::budget::{BudgetScope, applicable};
+    use tollgate_store::{BudgetHold, RequestId};
+    let s = h.store.clone();
+    let org = raw_limits(r#"{"budget_micros_per_month": 1000}"#);
+    let ws = raw_limits(r#"{"budget_micros_per_day": 500}"#);
+    let (org, ws) = (Limits::default().patched(&org), Limits::default().patched(&ws));
+    let now = 1_798_761_599_000; // 2026-12-31T23:59:59Z
+    let budgets = applicable("o1", &org, "w1", &ws, now);
+    let hold = |need: i64| BudgetHold {
+        id: RequestId::mint(),
+        budgets: budgets.clone(),
+        need: Micros::new(need),
+        ttl: std::time::Duration::from_secs(60),
+    };
+    let a = hold(300);
+    s.reserve_budget(&a).await.unwrap().unwrap();
+    let refused = s.reserve_budget(&hold(201)).await.unwrap().unwrap_err();
+    assert_eq!(refused.limit.scope, BudgetScope::Workspace, "the workspace's day budget is the one that binds");
+    assert_eq!(refused.used, 300);
+    assert!(s.settle_budget(&a.id, Micros::new(100)).await.unwrap());
+    assert!(!s.settle_budget(&a.id, Micros::new(100)).await.unwrap(), "settled once");
+    assert_eq!(
+        s.budget_usage(BudgetScope::Workspace, "w1", "2026-12-31").await.unwrap(),
+        (Micros::new(100), Micros::ZERO)
+    );
+    assert_eq!(s.budget_usage(BudgetScope::Org, "o1", "2026-12").await.unwrap(), (Micros::new(100), Micros::ZERO));
+    s.reserve_budget(&hold(400)).await.unwrap().unwrap();
+    // A second later it is the next day (and month): the workspace's day budget starts over.
+    let next = applicable("o1", &org, "w1", &ws, now + 1_000);
+    assert_eq!(next[1].period.key, "2027-01-01");
+    let h2 = BudgetHold { budgets: next, ..hold(500) };
+    s.reserve_budget(&h2).await.unwrap().unwrap();
+
+    // Concurrency: 40 requests of 30 against the workspace's 500 a day: at most 16 admitted.
+    let day = applicable("o2", &Limits::default(), "w2", &ws, now);
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (s, day) = (s.clone(), day.clone());
+        tasks.push(tokio::spawn(async move {
+            let h = BudgetHold {
+                id: RequestId::mint(),
+                budgets: day,
+                need: Micros::new(30),
+                ttl: std::time::Duration::ZERO,
+            };
+            s.reserve_budget(&h).await.unwrap().is_ok()
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += i32::from(t.await.unwrap());
+    }
+    assert_eq!(admitted, 16, "exactly what fits: 16 x 30 <= 500 < 17 x 30");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(s.reclaim_expired_budget_holds().await.unwrap(), 16, "expired holds are reclaimed");
+    assert_eq!(s.budget_usage(BudgetScope::Workspace, "w2", "2026-12-31").await.unwrap(), (Micros::ZERO, Micros::ZERO));
 }
