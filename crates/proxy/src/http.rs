@@ -262,6 +262,15 @@ impl Proxy {
         }
     }
 
+    /// Applies a change of a workspace or an org to this instance's cached authorisations at
+    /// once, before the notice comes back through the store's channel (an admin change answers
+    /// only after the instance that made it obeys it).
+    pub fn invalidate_now(&self, notice: &Invalidation) {
+        if matches!(notice, Invalidation::Workspace(_) | Invalidation::Org(_) | Invalidation::All) {
+            self.invalidate(notice.clone());
+        }
+    }
+
     fn invalidate(&self, notice: Invalidation) {
         let cache = &self.inner.cache;
         match notice {
@@ -598,7 +607,8 @@ impl Proxy {
             max_output_tokens: rewrite::max_output_tokens(&admitted.json, protocol)
                 .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
         };
-        let permit = self.limit_rate(&who, &bounds).await?;
+        let worst_tokens = rewrite::estimate_input_tokens(body.len()).saturating_add(bounds.max_output_tokens);
+        let permit = self.limit_rate(&who, worst_tokens).await?;
         let mut guard = self.reserve(&who, meter, bounds, model, admitted.price, amount).await?;
         guard.rate = permit;
         let (upstream_response, upstream_latency) =
@@ -700,12 +710,12 @@ impl Proxy {
     }
 
     /// Counts the request against the workspace's and the org's rate limits (section 14), its
-    /// tokens at their worst case (`bounds`); 429 with `retry-after` when one is reached.
-    async fn limit_rate(&self, who: &Authorized, bounds: &EstimateBounds) -> Result<Option<RatePermit>, ProxyError> {
+    /// tokens at their worst case (the reservation's input estimate plus the output limit);
+    /// 429 with `retry-after` when one is reached.
+    async fn limit_rate(&self, who: &Authorized, tokens: u64) -> Result<Option<RatePermit>, ProxyError> {
         let Some(handles) = who.rate.as_deref() else {
             return Ok(None);
         };
-        let tokens = bounds.input_tokens.saturating_add(bounds.max_output_tokens);
         match self.inner.rates.admit(handles, tokens, Timestamp::now().0).await {
             Ok(permit) => Ok(Some(permit)),
             Err(refusal) => Err(rate_refused(&refusal)),

@@ -297,6 +297,8 @@ impl Rates {
     /// Puts `units` counted in `slot` back: into this instance's block while the slot lasts,
     /// else into the store's count (queued, written by the background task).
     fn give_back(&self, limiter: &Limiter, slot: i64, units: u64) {
+        // Room was made: a refusal remembered for this slot no longer holds.
+        *lock(&limiter.refused) = None;
         let rest = lock(&limiter.share).give_back(slot, units);
         if rest > 0 {
             lock(&self.inner.returns).push((limiter.key.clone(), slot, rest));
@@ -324,8 +326,27 @@ impl Rates {
             return Err(Refused::Until(retry_at - now_millis));
         }
         let want = rate::block_size(limit, need);
-        let granted =
-            self.inner.store.lease_rate(&limiter.key, limit, need, want, now_millis).await.map_err(Refused::Store)?;
+        // The rest of this slot's block goes back in the same transaction: it is too small for
+        // this need, and the store counts it until then.
+        let returning = {
+            let mut share = lock(&limiter.share);
+            let rest = if share.slot == slot { share.granted - share.spent } else { 0 };
+            share.granted -= rest;
+            rest
+        };
+        let granted = match self.inner.store.lease_rate(&limiter.key, limit, need, want, returning, now_millis).await {
+            Ok(granted) => granted,
+            Err(e) => {
+                // Still counted in the store: keep spending it here.
+                let mut share = lock(&limiter.share);
+                if share.slot == slot {
+                    share.granted += returning;
+                } else if returning > 0 {
+                    lock(&self.inner.returns).push((limiter.key.clone(), slot, returning));
+                }
+                return Err(Refused::Store(e));
+            }
+        };
         match granted {
             Grant::Granted(units) => {
                 let mut share = lock(&limiter.share);
@@ -457,6 +478,9 @@ async fn tick(inner: &Inner, renew: bool) {
     }
     let limiters: Vec<Arc<Concurrency>> = lock(&inner.concurrent).values().cloned().collect();
     for c in limiters {
+        // A request that found no spare slot asks the store only after this return is written,
+        // or it would find the slots still counted.
+        let _refill = c.refill.lock().await;
         let (spare, held) = {
             let mut s = lock(&c.state);
             let spare = s.leased - s.in_flight.min(s.leased);

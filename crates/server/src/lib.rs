@@ -100,6 +100,9 @@ impl AppState {
     /// change that may alter a resolution. The change has happened either way: a failed
     /// notification is logged, and caches expire on their own.
     pub async fn invalidate(&self, notice: Invalidation) {
+        if let Some(proxy) = &self.proxy {
+            proxy.invalidate_now(&notice);
+        }
         if let Err(e) = self.store.publish_invalidation(&notice).await {
             tracing::warn!(error = %e, notice = %notice.encode(), "could not publish a cache invalidation");
         }

@@ -528,13 +528,15 @@ pub trait RateStore: Send + Sync {
     /// Grants a block of `key`'s slot at `now_millis` (milliseconds since the epoch) under the
     /// limiter's lock: at least `need` and up to `want` units, as many as the last minute's
     /// counts leave room for (`tollgate_policy::rate::grant`), counted in that slot at once;
-    /// or a refusal saying when room appears.
+    /// or a refusal saying when room appears. First takes back `returning` units the caller
+    /// held unspent in that slot (its block too small for this need).
     async fn lease_rate(
         &self,
         key: &RateKey,
         limit: u64,
         need: u64,
         want: u64,
+        returning: u64,
         now_millis: i64,
     ) -> Result<tollgate_policy::rate::Grant>;
 

@@ -10,6 +10,7 @@ mod estimate;
 mod faults;
 mod flows;
 mod models;
+mod rates;
 mod responses;
 mod shapes;
 

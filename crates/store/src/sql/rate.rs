@@ -41,12 +41,24 @@ macro_rules! impl_rate_store {
                 limit: u64,
                 need: u64,
                 want: u64,
+                returning: u64,
                 now_millis: i64,
             ) -> Result<Grant> {
                 let slot = rate::slot_of(now_millis);
                 let first = rate::window_start(slot);
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::lock_limiter(&mut tx, key).await?;
+                if returning > 0 {
+                    sqlx::query(
+                        "UPDATE rate_counts SET units = CASE WHEN units > $1 THEN units - $1 ELSE 0 END \
+                         WHERE limiter = $2 AND slot = $3",
+                    )
+                    .bind(to_i64(returning))
+                    .bind(key.as_str())
+                    .bind(slot)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 let rows: Vec<(i64, i64)> = sqlx::query_as(
                     "SELECT slot, units FROM rate_counts WHERE limiter = $1 AND slot >= $2 AND slot <= $3",
                 )

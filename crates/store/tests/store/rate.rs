@@ -20,7 +20,7 @@ async fn grants_never_sum_past_the_limit(h: Harness) {
     for i in 0..40 {
         let store = if i % 2 == 0 { h.store.clone() } else { other.clone() };
         let key = key.clone();
-        tasks.push(tokio::spawn(async move { store.lease_rate(&key, 50, 1, 3, NOW).await }));
+        tasks.push(tokio::spawn(async move { store.lease_rate(&key, 50, 1, 3, 0, NOW).await }));
     }
     let mut granted = 0;
     for t in tasks {
@@ -33,20 +33,26 @@ async fn grants_never_sum_past_the_limit(h: Harness) {
         }
     }
     assert_eq!(granted, 50, "40 asks of up to 3 fill a limit of 50 exactly");
-    let Grant::Refused { retry_after_millis: Some(ms) } = h.store.lease_rate(&key, 50, 1, 1, NOW).await.unwrap() else {
+    let Grant::Refused { retry_after_millis: Some(ms) } = h.store.lease_rate(&key, 50, 1, 1, 0, NOW).await.unwrap()
+    else {
         panic!("a full window refuses");
     };
     assert_eq!(ms, WINDOW_SLOTS * SLOT_MILLIS - SLOT_MILLIS / 2, "room appears when this slot leaves the window");
     // Another limiter is not affected.
     let org_key = RateKey::org(&OrgId::parse("o1").unwrap(), RateKind::RequestsPerMinute);
-    assert_eq!(h.store.lease_rate(&org_key, 50, 1, 1, NOW).await.unwrap(), Grant::Granted(1));
+    assert_eq!(h.store.lease_rate(&org_key, 50, 1, 1, 0, NOW).await.unwrap(), Grant::Granted(1));
     // Returned units make room; a full window later, all of it is free again.
     let slot = tollgate_policy::rate::slot_of(NOW);
     other.return_rate(&[(key.clone(), slot, 7)]).await.unwrap();
-    assert_eq!(h.store.lease_rate(&key, 50, 1, 100, NOW).await.unwrap(), Grant::Granted(7));
+    assert_eq!(h.store.lease_rate(&key, 50, 1, 100, 0, NOW).await.unwrap(), Grant::Granted(7));
+    // A block's unspent rest comes back with the next ask.
+    assert_eq!(h.store.lease_rate(&key, 50, 3, 3, 3, NOW).await.unwrap(), Grant::Granted(3));
     let later = NOW + WINDOW_SLOTS * SLOT_MILLIS;
-    assert_eq!(h.store.lease_rate(&key, 50, 50, 50, later).await.unwrap(), Grant::Granted(50));
-    assert_eq!(h.store.lease_rate(&key, 50, 51, 51, later).await.unwrap(), Grant::Refused { retry_after_millis: None });
+    assert_eq!(h.store.lease_rate(&key, 50, 50, 50, 0, later).await.unwrap(), Grant::Granted(50));
+    assert_eq!(
+        h.store.lease_rate(&key, 50, 51, 51, 0, later).await.unwrap(),
+        Grant::Refused { retry_after_millis: None }
+    );
 }
 
 async fn concurrency_slots_are_shared_and_expire(h: Harness) {
