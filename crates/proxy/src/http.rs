@@ -68,6 +68,8 @@ pub struct ProxyConfig {
     upstreams: BTreeMap<String, UpstreamTarget>,
     /// How credit leases are kept.
     pub credit: CreditConfig,
+    /// The time that decides a request's budget periods (the system clock but in tests).
+    pub clock: crate::budget::Clock,
 }
 
 impl ProxyConfig {
@@ -93,7 +95,7 @@ impl ProxyConfig {
                 );
             }
         }
-        Self { upstreams, credit: CreditConfig::default() }
+        Self { upstreams, credit: CreditConfig::default(), clock: crate::budget::Clock::default() }
     }
 
     /// The upstream called `name`.
@@ -183,6 +185,9 @@ impl Proxy {
             .support_invalidation_closures()
             .build();
         let credit = Credit::new(store.clone(), config.credit.clone());
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(crate::budget::reclaim_loop(Arc::downgrade(&store)));
+        }
         let rates = Rates::new(store.clone());
         Ok(Self { inner: Arc::new(Inner { store, registry, public_url, config, client, cache, credit, rates }) })
     }
@@ -737,10 +742,34 @@ impl Proxy {
         let credit = &self.inner.credit;
         let request_id = RequestId::mint();
         let created_at = Timestamp::now();
+        let refusal_row = |request_id: RequestId, model: String| LedgerEntry {
+            request_id,
+            workspace_id: who.workspace_id.clone(),
+            model,
+            reserved: Micros::ZERO,
+            settlement: Settlement {
+                usage: Usage::default(),
+                cost: Micros::ZERO,
+                http_status: Some(StatusCode::PAYMENT_REQUIRED.as_u16()),
+                estimated: false,
+            },
+            rejected: true,
+            created_at,
+        };
+        let budget = match self.reserve_budget(who, &request_id, amount).await {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                if e.status == StatusCode::PAYMENT_REQUIRED {
+                    credit.record_refusal(&who.org_id, refusal_row(request_id, model));
+                }
+                return Err(e);
+            }
+        };
         match credit.reserve(&who.org_id, amount).await {
             Ok(hold) => Ok(SettleGuard {
                 credit: credit.clone(),
                 pending: Some(Pending { hold, request_id, workspace_id: who.workspace_id.clone(), model }),
+                budget: budget.map(|t| (self.inner.store.clone(), t)),
                 created_at,
                 price,
                 meter,
@@ -750,24 +779,10 @@ impl Proxy {
                 rate: None,
             }),
             Err(Refusal::Insufficient { available }) => {
-                let refused = Settlement {
-                    usage: Usage::default(),
-                    cost: Micros::ZERO,
-                    http_status: Some(StatusCode::PAYMENT_REQUIRED.as_u16()),
-                    estimated: false,
-                };
-                credit.record_refusal(
-                    &who.org_id,
-                    LedgerEntry {
-                        request_id,
-                        workspace_id: who.workspace_id.clone(),
-                        model,
-                        reserved: Micros::ZERO,
-                        settlement: refused,
-                        rejected: true,
-                        created_at,
-                    },
-                );
+                if let Some(ticket) = budget {
+                    crate::budget::settle(self.inner.store.clone(), ticket, Micros::ZERO);
+                }
+                credit.record_refusal(&who.org_id, refusal_row(request_id, model));
                 Err(ProxyError::new(
                     StatusCode::PAYMENT_REQUIRED,
                     Kind::Billing,
@@ -777,6 +792,9 @@ impl Proxy {
                 ))
             }
             Err(Refusal::Store(e)) => {
+                if let Some(ticket) = budget {
+                    crate::budget::settle(self.inner.store.clone(), ticket, Micros::ZERO);
+                }
                 tracing::error!(error = %e, "credit reservation failed");
                 Err(ProxyError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -785,6 +803,39 @@ impl Proxy {
                 ))
             }
         }
+    }
+
+    /// Reserves `amount` under the hard budgets of the workspace and its org (section 14);
+    /// none set: no IO. A budget that does not cover it is a 402 naming the budget, its period
+    /// and when it resets.
+    async fn reserve_budget(
+        &self,
+        who: &Authorized,
+        request_id: &RequestId,
+        amount: Micros,
+    ) -> Result<Option<crate::budget::BudgetTicket>, ProxyError> {
+        let reserved = crate::budget::reserve(
+            self.inner.store.as_ref(),
+            &self.inner.config.clock,
+            request_id,
+            (who.org_id.as_str(), &who.org_limits),
+            (who.workspace_id.as_str(), &who.limits),
+            amount,
+        )
+        .await;
+        reserved.map_err(|denied| match denied {
+            crate::budget::BudgetDenied::Refused(refusal) => {
+                ProxyError::new(StatusCode::PAYMENT_REQUIRED, Kind::Billing, refusal.to_string())
+            }
+            crate::budget::BudgetDenied::Store(e) => {
+                tracing::error!(error = %e, "budget reservation failed");
+                ProxyError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Kind::Api,
+                    "the proxy cannot reach its database; try again",
+                )
+            }
+        })
     }
 
     /// Sends exactly what was priced (the re-serialised body, not the client's bytes) to the
@@ -934,6 +985,8 @@ struct SettleGuard {
     credit: Credit,
     /// `None` once settled.
     pending: Option<Pending>,
+    /// The request's budget hold, if a budget applies; settled with the credit.
+    budget: Option<(Arc<dyn Store>, crate::budget::BudgetTicket)>,
     created_at: Timestamp,
     price: Price,
     meter: Meter,
@@ -980,6 +1033,9 @@ impl SettleGuard {
             let used =
                 usage.input_tokens.saturating_add(usage.cache_write_tokens).saturating_add(usage.cache_read_tokens);
             permit.settle(used.saturating_add(usage.output_tokens));
+        }
+        if let Some((store, ticket)) = self.budget.take() {
+            crate::budget::settle(store, ticket, cost);
         }
         let settlement = Settlement { usage, cost, http_status: status, estimated };
         metrics::counter!(metric_names::COST_MICROS).increment(u64::try_from(settlement.cost.get()).unwrap_or(0));

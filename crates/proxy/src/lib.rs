@@ -49,6 +49,7 @@
 //! Those modules do no IO, spawn no task and read no clock. The HTTP side ([`Proxy`]) and
 //! the credit bookkeeping ([`credit`]) are built on them.
 
+pub mod budget;
 pub mod credentials;
 pub mod credit;
 mod http;
@@ -60,6 +61,7 @@ pub mod rewrite;
 pub mod sse;
 pub mod strip;
 
+pub use budget::Clock;
 pub use credit::{Credit, CreditConfig};
 pub use http::{ClientBuildError, DEFAULT_MAX_OUTPUT_TOKENS, MAX_REQUEST_BYTES, Proxy, ProxyConfig, UpstreamTarget};
 pub use meter::{AnthropicMeter, Meter, OpenAiMeter, ResponsesMeter};

@@ -671,12 +671,15 @@ pub trait Store: RateStore + Send + Sync + fmt::Debug {
     /// Returns `Ok(Err(refusal))` naming the first budget that does not fit.
     async fn reserve_budget(&self, hold: &BudgetHold) -> Result<Result<(), BudgetRefusal>>;
 
-    /// Settles the budget hold of request `id`: its reservation is released and `cost` counted
-    /// as spent in each of its budgets. Returns whether the hold existed (one reclaimed after
-    /// its expiry, or already settled, is not charged again).
+    /// Settles the budget hold of request `id`: what it still reserves is released and `cost`
+    /// counted as spent in each of its budgets (also when the hold was reclaimed meanwhile:
+    /// the request ran after all). Returns whether the hold existed; one already settled is
+    /// not charged again.
     async fn settle_budget(&self, id: &RequestId, cost: Micros) -> Result<bool>;
 
-    /// Releases every budget hold past its expiry (its instance died). Returns how many.
+    /// Releases the reservation of every budget hold past its expiry (its instance died or
+    /// lost the database); a marker stays a day so that a late settlement is still counted.
+    /// Returns how many.
     async fn reclaim_expired_budget_holds(&self) -> Result<u64>;
 
     /// The settled spend and open reservations of one budget period (zero when none).

@@ -332,6 +332,9 @@ fn limits_from_values(v: [Option<i64>; 6], allowed_models: Option<Vec<String>>) 
     })
 }
 
+/// How long the marker of a reclaimed budget hold is kept (see `close_budget_hold`).
+const HOLD_MARKER_LIFE: Duration = Duration::from_secs(24 * 3600);
+
 /// A budget's `budget_usage` key as a hold lists it.
 fn budget_key(a: &Applicable) -> String {
     format!("{}\t{}\t{}", a.scope.as_str(), a.owner, a.period.key)
@@ -388,9 +391,13 @@ macro_rules! impl_store {
                 limits_from_values(values, allowed_models)
             }
 
-            /// Deletes hold `id` (locking it first) and releases its reservation from each of
-            /// its budgets, counting `cost` as spent there (`None`: reclaimed, nothing spent
-            /// is known). Returns whether the hold existed.
+            /// Settles (`cost` `Some`) or reclaims (`None`) hold `id`, locked first.
+            ///
+            /// Settling releases what the hold still reserves from each of its budgets, counts
+            /// `cost` as spent there and deletes the hold. Reclaiming (its instance is gone)
+            /// releases the reservation but keeps the hold, reserving nothing, as a marker
+            /// until [`HOLD_MARKER_LIFE`]: a request still running after all is then charged
+            /// to its budgets when it settles. Returns whether the hold existed.
             async fn close_budget_hold(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 id: &str,
@@ -418,7 +425,15 @@ macro_rules! impl_store {
                     .execute(&mut **tx)
                     .await?;
                 }
-                sqlx::query("DELETE FROM budget_holds WHERE id = $1").bind(id).execute(&mut **tx).await?;
+                if cost.is_some() {
+                    sqlx::query("DELETE FROM budget_holds WHERE id = $1").bind(id).execute(&mut **tx).await?;
+                } else {
+                    sqlx::query("UPDATE budget_holds SET amount = 0, expires_at = $1 WHERE id = $2")
+                        .bind(Timestamp::now().0.saturating_add(ttl_millis(HOLD_MARKER_LIFE)))
+                        .bind(id)
+                        .execute(&mut **tx)
+                        .await?;
+                }
                 Ok(true)
             }
 
@@ -1071,7 +1086,12 @@ macro_rules! impl_store {
 
             async fn reclaim_expired_budget_holds(&self) -> Result<u64> {
                 let now = Timestamp::now().0;
-                let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM budget_holds WHERE expires_at < $1")
+                // Markers of holds reclaimed a while ago: their requests are long over.
+                sqlx::query("DELETE FROM budget_holds WHERE expires_at < $1 AND amount = 0")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM budget_holds WHERE expires_at < $1 AND amount > 0")
                     .bind(now)
                     .fetch_all(&self.pool)
                     .await?;

@@ -82,14 +82,24 @@ pub fn registry() -> Arc<Registry> {
 
 /// Starts the proxy's routes on 127.0.0.1:0 over `store`, forwarding to `upstream_url`.
 pub async fn start_proxy(store: Arc<dyn Store>, upstream_url: &str) -> (Proxy, String) {
+    start_proxy_clocked(store, upstream_url, tollgate_proxy::Clock::default()).await
+}
+
+/// [`start_proxy`] with `clock` deciding the budget periods (to cross a day or a month).
+pub async fn start_proxy_clocked(
+    store: Arc<dyn Store>,
+    upstream_url: &str,
+    clock: tollgate_proxy::Clock,
+) -> (Proxy, String) {
     let registry = registry();
     let url = upstream_url.to_owned();
-    let config = ProxyConfig::from_env(&registry, |name| match name {
+    let mut config = ProxyConfig::from_env(&registry, |name| match name {
         "TOLLGATE_UPSTREAM_ANTHROPIC_URL" | "TOLLGATE_UPSTREAM_OPENAI_URL" => Some(url.clone()),
         "TOLLGATE_UPSTREAM_ANTHROPIC_KEY" => Some(ANTHROPIC_KEY.to_owned()),
         "TOLLGATE_UPSTREAM_OPENAI_KEY" => Some(OPENAI_KEY.to_owned()),
         _ => None,
     });
+    config.clock = clock;
     let proxy = Proxy::new(store, registry, PublicUrl::parse("http://tollgate.test").unwrap(), config).unwrap();
     let follower = proxy.clone();
     tokio::spawn(async move { follower.follow_invalidations().await });

@@ -4,6 +4,7 @@
 
 mod access;
 mod as_sent;
+mod budgets;
 mod credit;
 mod debits;
 mod estimate;

@@ -850,4 +850,17 @@ pub(crate) async fn budgets_reserve_settle_and_never_overspend(h: Harness) {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(s.reclaim_expired_budget_holds().await.unwrap(), 16, "expired holds are reclaimed");
     assert_eq!(s.budget_usage(BudgetScope::Workspace, "w2", "2026-12-31").await.unwrap(), (Micros::ZERO, Micros::ZERO));
+    assert_eq!(s.reclaim_expired_budget_holds().await.unwrap(), 0, "once");
+    // A request whose hold was reclaimed but that ran after all is still charged.
+    let late =
+        BudgetHold { id: RequestId::mint(), budgets: day, need: Micros::new(30), ttl: std::time::Duration::ZERO };
+    s.reserve_budget(&late).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(s.reclaim_expired_budget_holds().await.unwrap(), 1);
+    assert!(s.settle_budget(&late.id, Micros::new(7)).await.unwrap());
+    assert!(!s.settle_budget(&late.id, Micros::new(7)).await.unwrap(), "settled once");
+    assert_eq!(
+        s.budget_usage(BudgetScope::Workspace, "w2", "2026-12-31").await.unwrap(),
+        (Micros::new(7), Micros::ZERO)
+    );
 }
