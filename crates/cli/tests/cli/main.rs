@@ -5,6 +5,7 @@ mod clients;
 mod codex;
 mod exec;
 mod explain;
+mod rates;
 mod serve;
 
 use std::path::{Path, PathBuf};
