@@ -614,7 +614,16 @@ impl Proxy {
         };
         let worst_tokens = rewrite::estimate_input_tokens(body.len()).saturating_add(bounds.max_output_tokens);
         let permit = self.limit_rate(&who, worst_tokens).await?;
-        let mut guard = self.reserve(&who, meter, bounds, model, admitted.price, amount).await?;
+        let mut guard = match self.reserve(&who, meter, bounds, model, admitted.price, amount).await {
+            Ok(guard) => guard,
+            Err(e) => {
+                // Refused (budget or credit): not admitted, so not counted.
+                if let Some(permit) = permit {
+                    permit.cancel();
+                }
+                return Err(e);
+            }
+        };
         guard.rate = permit;
         let (upstream_response, upstream_latency) =
             self.send(protocol, path, uri, headers, &admitted, &mut guard).await?;

@@ -111,6 +111,8 @@ pub(crate) struct RatePermit {
     rates: Rates,
     /// Tokens counted: (limiter, slot, units).
     tokens: [Option<(Arc<Limiter>, i64, u64)>; MAX_MINUTE],
+    /// Requests counted: (limiter, slot).
+    requests: [Option<(Arc<Limiter>, i64)>; MAX_MINUTE],
     concurrent: [Option<Arc<Concurrency>>; MAX_CONCURRENT],
 }
 
@@ -121,6 +123,13 @@ impl std::fmt::Debug for RatePermit {
 }
 
 impl RatePermit {
+    /// Gives back everything the request counted: it was refused after its admission here
+    /// (no budget or credit), so it was never admitted.
+    pub(crate) fn cancel(mut self) {
+        let (rates, mut requests) = (self.rates.clone(), std::mem::take(&mut self.requests));
+        rates.undo(&mut self, &mut requests);
+    }
+
     /// Corrects the token counts to `used` tokens (input plus output): the rest of what
     /// admission counted goes back to its slot.
     pub(crate) fn settle(mut self, used: u64) {
@@ -257,7 +266,12 @@ impl Rates {
         tokens: u64,
         now_millis: i64,
     ) -> Result<RatePermit, RateRefusal> {
-        let mut permit = RatePermit { rates: self.clone(), tokens: Default::default(), concurrent: Default::default() };
+        let mut permit = RatePermit {
+            rates: self.clone(),
+            tokens: Default::default(),
+            requests: Default::default(),
+            concurrent: Default::default(),
+        };
         let mut requests: [Option<(Arc<Limiter>, i64)>; MAX_MINUTE] = Default::default();
         for (i, (scope, kind, limit, limiter)) in handles.minute.iter().enumerate().take(MAX_MINUTE) {
             let need = if *kind == RateKind::TokensPerMinute { tokens.max(1) } else { 1 };
@@ -281,6 +295,7 @@ impl Rates {
                 }
             }
         }
+        permit.requests = requests;
         Ok(permit)
     }
 

@@ -247,6 +247,36 @@ async fn a_limit_changed_while_requests_are_in_flight((app, base): (App, String)
     assert_eq!(status, 200, "{body}");
 }
 
+/// A request refused for want of credit (402) was not admitted: it does not count against
+/// the rate limit, so the two requests a limit of two allows are still admitted after credit
+/// is added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_refused_for_credit_does_not_count() {
+    let app = App::new(0).await;
+    let (_proxy, base) = start_server(app.store.clone(), &app.upstream.url()).await;
+    let (ws, token) = app.workspace("claude-code", "platform/ok").await;
+    set_limits(&app, &base, &format!("/admin/workspaces/{ws}"), json!({"requests_per_minute": 2})).await;
+    for _ in 0..3 {
+        assert_eq!(send(&app, &base, Route::Messages, &token, false, 16).await.0, 402);
+    }
+    let r = app
+        .http
+        .post(format!("{base}/admin/orgs/{}/credit", app.org))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"delta_micros": 10_000_000, "reason": "top-up"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(send(&app, &base, Route::Messages, &token, false, 16).await.0, 200);
+    assert_eq!(send(&app, &base, Route::Messages, &token, false, 16).await.0, 200);
+    assert_rate_refusal(
+        Route::Messages,
+        &send(&app, &base, Route::Messages, &token, false, 16).await,
+        "requests_per_minute",
+    );
+}
+
 /// Sends a request to a slow model (its answer takes a while) in a task; the task ends with
 /// its answer read.
 fn spawn_slow(app: &App, base: &str, route: Route, token: &str, max_tokens: u64) -> tokio::task::JoinHandle<()> {
