@@ -65,6 +65,11 @@ struct Args {
     /// empty).
     #[arg(long, env = "BENCH_NO_LITELLM", value_parser = FalseyValueParser::new())]
     no_litellm: bool,
+    /// The benchmark workspace's `limits` (DESIGN.md section 14) as JSON, set before the load,
+    /// e.g. '{"budget_micros_per_day":1000000000000,"requests_per_minute":1000000000}': to
+    /// measure what enforcing them costs.
+    #[arg(long)]
+    limits: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -149,7 +154,8 @@ async fn run(args: &Args) -> anyhow::Result<String> {
     let work = tempfile::Builder::new().prefix("tollgate-bench-").tempdir().context("cannot create a temp dir")?;
     let upstream = Upstream::start(&bin, work.path()).await?;
     let tollgate = Tollgate::start(&bin, work.path(), upstream.addr).await?;
-    let token = tollgate.provision().await.context("cannot provision the benchmark's workspace")?;
+    let token =
+        tollgate.provision(args.limits.as_deref()).await.context("cannot provision the benchmark's workspace")?;
     let nginx = if args.no_nginx {
         Err("left out (--no-nginx or BENCH_NO_NGINX)".to_owned())
     } else {
@@ -483,22 +489,31 @@ impl Tollgate {
     }
 
     /// Creates an org with ample credit and a workspace on the platform model, provisions it,
-    /// and returns the workspace token.
-    async fn provision(&self) -> anyhow::Result<String> {
+    /// sets its `limits` (JSON) if given, and returns the workspace token.
+    async fn provision(&self, limits: Option<&str>) -> anyhow::Result<String> {
         let org = self.admin("/admin/orgs", r#"{"name":"bench","credit_micros":1000000000000}"#).await?;
         let org = org["id"].as_str().context("no org id")?;
         let workspace =
             format!(r#"{{"org_id":"{org}","name":"bench","runtime":"claude-code","model":"{PLATFORM_MODEL}"}}"#);
         let ws = self.admin("/admin/workspaces", &workspace).await?;
         let ws = ws["id"].as_str().context("no workspace id")?;
+        if let Some(limits) = limits {
+            let path = format!("/admin/workspaces/{ws}");
+            self.admin_call(reqwest::Method::PATCH, &path, &format!(r#"{{"limits":{limits}}}"#)).await?;
+        }
         let provisioned = self.admin(&format!("/admin/workspaces/{ws}/provision"), "{}").await?;
         Ok(provisioned["token"].as_str().context("no token in the provision response")?.to_owned())
     }
 
     /// POSTs `body` to the admin API at `path`; the JSON answer of a 2xx.
     async fn admin(&self, path: &str, body: &str) -> anyhow::Result<serde_json::Value> {
+        self.admin_call(reqwest::Method::POST, path, body).await
+    }
+
+    /// Sends `body` to the admin API at `path` with `method`; the JSON answer of a 2xx.
+    async fn admin_call(&self, method: reqwest::Method, path: &str, body: &str) -> anyhow::Result<serde_json::Value> {
         let response = client()
-            .post(format!("http://{}{path}", self.addr))
+            .request(method.clone(), format!("http://{}{path}", self.addr))
             .bearer_auth(ADMIN_TOKEN)
             .header("content-type", "application/json")
             .body(body.to_owned())
@@ -507,9 +522,9 @@ impl Tollgate {
         let status = response.status();
         let bytes = response.bytes().await?;
         if !status.is_success() {
-            bail!("POST {path} answered {status}: {}", load::snippet(&bytes));
+            bail!("{method} {path} answered {status}: {}", load::snippet(&bytes));
         }
-        serde_json::from_slice(&bytes).with_context(|| format!("POST {path}: not JSON"))
+        serde_json::from_slice(&bytes).with_context(|| format!("{method} {path}: not JSON"))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod money;
 pub mod names;
 pub mod normalise;
 pub mod pricing;
+pub mod rate;
 pub mod registry;
 pub mod resolve;
 pub mod scenario;

@@ -28,6 +28,7 @@ use tollgate_store::{Invalidation, LedgerEntry, RequestId, ResolutionInputs, Set
 use tracing::Instrument;
 
 use crate::credit::{Credit, CreditConfig, Hold, Refusal};
+use crate::rate::{RateHandles, RatePermit, RateRefusal, Rates};
 
 use crate::meter::{self, Meter};
 use crate::metric_names;
@@ -130,6 +131,8 @@ struct Authorized {
     org_limits: Limits,
     /// The workspace's limits.
     limits: Limits,
+    /// The rate limiters of the workspace and its org; `None` when neither sets a limit.
+    rate: Option<Arc<RateHandles>>,
 }
 
 /// The proxy's HTTP client could not be built (e.g. the TLS backend failed to initialise).
@@ -155,6 +158,7 @@ struct Inner {
     /// not kept (see [`Proxy::authorize`]).
     generation: std::sync::atomic::AtomicU64,
     credit: Credit,
+    rates: Rates,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -197,6 +201,7 @@ impl Proxy {
             drop(handle.spawn_blocking(meter::relayed::TokenCounter::warm_up));
             handle.spawn(crate::budget::reclaim_loop(Arc::downgrade(&store)));
         }
+        let rates = Rates::new(store.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -207,6 +212,7 @@ impl Proxy {
                 cache,
                 generation: std::sync::atomic::AtomicU64::new(0),
                 credit,
+                rates,
             }),
         })
     }
@@ -349,6 +355,8 @@ impl Proxy {
                 let inputs = ResolutionInputs::for_workspace(inner.store.as_ref(), ws).await.map_err(Lookup::Store)?;
                 let ctx = Context { registry: &inner.registry, public_url: &inner.public_url };
                 let r = inputs.resolve(&ctx, None).into_resolution();
+                let (ws_rates, org_rates) = crate::rate::limits_of(&inputs);
+                let rate = inner.rates.handles(&inputs.workspace.id, &ws_rates, &inputs.org.id, &org_rates);
                 Ok::<_, Lookup>(Arc::new(Authorized {
                     workspace_id: inputs.workspace.id,
                     org_id: inputs.org.id,
@@ -363,6 +371,7 @@ impl Proxy {
                     markup: inputs.org.markup_percent,
                     suspended: suspension_in_force(inputs.org.suspended.as_ref(), inputs.workspace.suspended.as_ref())
                         .map(|refusal| refusal.message()),
+                    rate,
                 }))
             })
             .await;
@@ -409,6 +418,8 @@ enum Kind {
     Permission,
     NotFound,
     Billing,
+    /// A rate limit (section 14): 429 with `retry-after`.
+    RateLimit,
     Api,
 }
 
@@ -418,11 +429,13 @@ struct ProxyError {
     status: StatusCode,
     kind: Kind,
     message: String,
+    /// Seconds for a `retry-after` header.
+    retry_after: Option<u64>,
 }
 
 impl ProxyError {
     fn new(status: StatusCode, kind: Kind, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into() }
+        Self { status, kind, message: message.into(), retry_after: None }
     }
 
     fn into_response(self, protocol: Protocol) -> Response {
@@ -436,6 +449,7 @@ impl ProxyError {
                     Kind::Permission => "permission_error",
                     Kind::NotFound => "not_found_error",
                     Kind::Billing => "billing_error",
+                    Kind::RateLimit => "rate_limit_error",
                     Kind::Api => "api_error",
                 };
                 json!({"type": "error", "error": {"type": kind, "message": self.message}})
@@ -450,12 +464,17 @@ impl ProxyError {
                     Kind::Permission => ("permission_error", json!("permission_denied")),
                     Kind::NotFound => ("invalid_request_error", json!("model_not_found")),
                     Kind::Billing => ("billing_error", json!("insufficient_credit")),
+                    Kind::RateLimit => ("rate_limit_exceeded", json!("rate_limit_exceeded")),
                     Kind::Api => ("server_error", Value::Null),
                 };
                 json!({"error": {"message": self.message, "type": kind, "param": null, "code": code}})
             }
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -662,9 +681,22 @@ impl Proxy {
             hidden_reasoning: protocol == Protocol::Openai
                 && meter::relayed::hides_reasoning(upstream_model, &admitted.json),
         };
-        let mut guard =
-            self.reserve(&who, meter, bounds, admitted.price.clone(), amount, obs).instrument(obs.span.clone()).await?;
+        let worst_tokens = rewrite::estimate_input_tokens(body.len()).saturating_add(bounds.max_output_tokens);
+        let permit = self.limit_rate(&who, worst_tokens).await?;
+        let reserved =
+            self.reserve(&who, meter, bounds, admitted.price.clone(), amount, obs).instrument(obs.span.clone()).await;
+        let mut guard = match reserved {
+            Ok(guard) => guard,
+            Err(e) => {
+                // Refused (budget or credit): not admitted, so not counted.
+                if let Some(permit) = permit {
+                    permit.cancel();
+                }
+                return Err(e);
+            }
+        };
         obs.handed_over = true;
+        guard.rate = permit;
         let (upstream_response, upstream_latency) =
             self.send(protocol, path, uri, headers, &admitted, &mut guard).instrument(obs.span.clone()).await?;
         relay(upstream_response, guard, admitted.strip_usage, upstream_latency)
@@ -766,6 +798,19 @@ impl Proxy {
         )
     }
 
+    /// Counts the request against the workspace's and the org's rate limits (section 14), its
+    /// tokens at their worst case (the reservation's input estimate plus the output limit);
+    /// 429 with `retry-after` when one is reached.
+    async fn limit_rate(&self, who: &Authorized, tokens: u64) -> Result<Option<RatePermit>, ProxyError> {
+        let Some(handles) = who.rate.as_deref() else {
+            return Ok(None);
+        };
+        match self.inner.rates.admit(handles, tokens, Timestamp::now().0).await {
+            Ok(permit) => Ok(Some(permit)),
+            Err(refusal) => Err(rate_refused(&refusal)),
+        }
+    }
+
     /// Reserves `amount` (the worst case) from the org's credit before anything is forwarded.
     /// A refusal is recorded in the ledger and answered 402; on success the returned guard
     /// settles the reservation exactly once, whatever happens next. The ledger row takes its
@@ -821,6 +866,7 @@ impl Proxy {
                 bounds,
                 streamed: false,
                 status: None,
+                rate: None,
             }),
             Err(Refusal::Insufficient { available }) => {
                 if let Some(ticket) = budget {
@@ -1045,6 +1091,8 @@ struct SettleGuard {
     /// The response is an event stream (whose end must carry its usage).
     streamed: bool,
     status: Option<u16>,
+    /// The request's rate-limit counts: its tokens corrected, its request slots freed.
+    rate: Option<RatePermit>,
 }
 
 /// The reservation's own figures, which bound the estimate of a stream that ended without its
@@ -1078,6 +1126,11 @@ impl SettleGuard {
         let (usage, charge, estimated) = self.charge(hold.amount());
         if estimated {
             metrics::counter!(metric_names::ESTIMATED_SETTLEMENTS).increment(1);
+        }
+        if let Some(permit) = self.rate.take() {
+            let used =
+                usage.input_tokens.saturating_add(usage.cache_write_tokens).saturating_add(usage.cache_read_tokens);
+            permit.settle(used.saturating_add(usage.output_tokens));
         }
         if let Some((store, ticket)) = self.budget.take() {
             crate::budget::settle(store, ticket, charge.cost);
@@ -1264,5 +1317,31 @@ impl Proxy {
     /// `PLATFORM_KEY_MISSING` reports platform-managed workspaces whose upstream is not among them.
     pub fn keyed_upstreams(&self) -> std::collections::BTreeSet<String> {
         self.inner.config.upstreams().filter(|(_, t)| t.key.is_some()).map(|(name, _)| name.to_owned()).collect()
+    }
+}
+
+/// The 429 of a rate limit (section 14), naming the limit and when to come back.
+fn rate_refused(refusal: &RateRefusal) -> ProxyError {
+    match refusal {
+        RateRefusal::Limited { scope, kind, limit, need, retry_after } => {
+            let field = kind.field();
+            let message = match retry_after {
+                Some(secs) => format!("the {scope}'s {field} limit of {limit} is reached; retry after {secs} s"),
+                None => format!(
+                    "this request needs {need} of the {scope}'s {field} limit of {limit}, more than the limit allows in a minute; lower max_tokens"
+                ),
+            };
+            let mut e = ProxyError::new(StatusCode::TOO_MANY_REQUESTS, Kind::RateLimit, message);
+            e.retry_after = Some(retry_after.unwrap_or(60));
+            e
+        }
+        RateRefusal::Store(e) => {
+            tracing::error!(error = %e, "rate limit check failed");
+            ProxyError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Kind::Api,
+                "the proxy cannot reach its database; try again",
+            )
+        }
     }
 }

@@ -57,6 +57,7 @@ pub mod meter;
 pub mod metric_names;
 pub mod models;
 pub mod observe;
+pub mod rate;
 pub mod rewrite;
 pub mod sse;
 pub mod strip;

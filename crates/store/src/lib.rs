@@ -585,6 +585,70 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Names one rate limiter's shared counts: an org's or a workspace's limit of one kind.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RateKey(String);
+
+impl RateKey {
+    /// The limiter of `kind` on workspace `id`.
+    pub fn workspace(id: &WorkspaceId, kind: tollgate_policy::rate::RateKind) -> Self {
+        Self(format!("ws:{id}:{}", kind.field()))
+    }
+
+    /// The limiter of `kind` on org `id`.
+    pub fn org(id: &OrgId, kind: tollgate_policy::rate::RateKind) -> Self {
+        Self(format!("org:{id}:{}", kind.field()))
+    }
+
+    /// The key as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The shared counts of section 14's rate limits (every instance on one database sees the
+/// same). The decisions are `tollgate_policy::rate`'s; this keeps the figures and the lock.
+#[async_trait]
+pub trait RateStore: Send + Sync {
+    /// Grants a block of `key`'s slot at `now_millis` (milliseconds since the epoch) under the
+    /// limiter's lock: at least `need` and up to `want` units, as many as the last minute's
+    /// counts leave room for (`tollgate_policy::rate::grant`), counted in that slot at once;
+    /// or a refusal saying when room appears. First takes back `returning` units the caller
+    /// held unspent in that slot (its block too small for this need).
+    async fn lease_rate(
+        &self,
+        key: &RateKey,
+        limit: u64,
+        need: u64,
+        want: u64,
+        returning: u64,
+        now_millis: i64,
+    ) -> Result<tollgate_policy::rate::Grant>;
+
+    /// Takes units back from the slots they were counted in: unspent blocks, and settlements
+    /// that used less than admission counted. Only ever lowers a count.
+    async fn return_rate(&self, returns: &[(RateKey, i64, u64)]) -> Result<()>;
+
+    /// Takes one request slot of `key` for `instance` if all live instances together hold
+    /// fewer than `limit`; the instance's row expires after `ttl` unless renewed.
+    async fn lease_concurrency(
+        &self,
+        key: &RateKey,
+        instance: &str,
+        limit: u64,
+        ttl: std::time::Duration,
+    ) -> Result<bool>;
+
+    /// Gives `units` of `instance`'s request slots of `key` back (0: only renews its expiry).
+    async fn release_concurrency(
+        &self,
+        key: &RateKey,
+        instance: &str,
+        units: u64,
+        ttl: std::time::Duration,
+    ) -> Result<()>;
+}
+
 /// Shorthand.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -592,7 +656,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///
 /// Every method is atomic on its own; [`Store::record_provision`] is atomic as a whole.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait Store: RateStore + Send + Sync + fmt::Debug {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 

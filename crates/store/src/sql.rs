@@ -19,6 +19,8 @@ use tollgate_policy::{
     Limits, LimitsPatch, Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId,
 };
 
+mod rate;
+
 use tollgate_policy::audit::{LastProvision, PlanFingerprint};
 
 use crate::crypto::{MasterKeys, TokenHash};

@@ -11,6 +11,7 @@ mod explain;
 mod keys;
 mod otel;
 mod outage;
+mod rates;
 mod serve;
 mod sessions;
 mod suspend;

@@ -13,6 +13,7 @@ mod flows;
 mod models;
 mod observe;
 mod pricing;
+mod rates;
 mod responses;
 mod shapes;
 mod suspension;

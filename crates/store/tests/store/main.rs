@@ -4,6 +4,7 @@
 
 #[cfg(unix)]
 mod files;
+mod rate;
 mod rotation;
 mod suite;
 
