@@ -83,6 +83,9 @@ struct Lease {
     unflushed: i64,
     /// Whether the database holds it (something was granted).
     opened: bool,
+    /// The budget is near its end (the last grant was little more than the shortfall): what
+    /// the lease does not use is returned every flush, for another instance to use.
+    tight: bool,
     last_used: Instant,
     renewed: Instant,
 }
@@ -90,7 +93,16 @@ struct Lease {
 impl Lease {
     fn fresh() -> Self {
         let now = Instant::now();
-        Self { id: RequestId::mint(), available: 0, held: 0, unflushed: 0, opened: false, last_used: now, renewed: now }
+        Self {
+            id: RequestId::mint(),
+            available: 0,
+            held: 0,
+            unflushed: 0,
+            opened: false,
+            tight: false,
+            last_used: now,
+            renewed: now,
+        }
     }
 }
 
@@ -270,6 +282,7 @@ impl Budgets {
                     if let Some(l) = s.lease_mut(&id) {
                         l.available = l.available.saturating_add(grant.get());
                         l.opened = true;
+                        l.tight = grant.get() <= short.saturating_mul(2);
                         l.renewed = Instant::now();
                     } else {
                         // Retired and closed while the grant was under way: return it.
@@ -353,9 +366,10 @@ fn ops_of(s: &mut KeyState, ttl: Duration) -> Vec<Op> {
         s.retire();
     }
     let c = &mut s.current;
-    if c.opened && (c.unflushed != 0 || c.renewed.elapsed() >= ttl / 4) {
+    let release = if c.tight && c.available > 0 { std::mem::take(&mut c.available) } else { 0 };
+    if c.opened && (c.unflushed != 0 || release != 0 || c.renewed.elapsed() >= ttl / 4) {
         c.renewed = Instant::now();
-        ops.push(Op::Adjust { id: c.id.clone(), spent: std::mem::take(&mut c.unflushed), release: 0 });
+        ops.push(Op::Adjust { id: c.id.clone(), spent: std::mem::take(&mut c.unflushed), release });
     }
     s.retired.retain_mut(|l| {
         if l.held == 0 {

@@ -1199,6 +1199,12 @@ macro_rules! impl_store {
                 ttl: Duration,
             ) -> Result<Result<Micros, BudgetRefusal>> {
                 let mut tx = self.pool.begin_with($begin).await?;
+                // The lease's hold is locked before the budget's row, in the order settling and
+                // adjusting lock them, so that they never deadlock.
+                sqlx::query(concat!("SELECT amount FROM budget_holds WHERE id = $1", $lock))
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let (scope, owner, period) = (budget.scope.as_str(), &budget.owner, &budget.period.key);
                 sqlx::query(
                     "INSERT INTO budget_usage (scope, owner_id, period, spent, reserved) VALUES ($1, $2, $3, 0, 0) \
