@@ -468,3 +468,61 @@ async fn background(inner: Weak<Inner>, interval: Duration) {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(available: i64, held: i64, unflushed: i64) -> Lease {
+        Lease { available, held, unflushed, opened: true, ..Lease::fresh() }
+    }
+
+    #[test]
+    fn a_flush_writes_spend_releases_retired_leases_and_closes_those_without_requests() {
+        let mut s =
+            KeyState { budget: 1000, current: lease(500, 100, 30), retired: vec![lease(40, 10, 5), lease(7, 0, 9)] };
+        let (current, busy, idle) = (s.current.id.clone(), s.retired[0].id.clone(), s.retired[1].id.clone());
+        let ops = ops_of(&mut s, Duration::from_secs(60));
+        let mut seen = Vec::new();
+        for op in ops {
+            match op {
+                Op::Adjust { id, spent, release } => seen.push((id, spent, release, false)),
+                Op::Close { id, spent } => seen.push((id, spent, 0, true)),
+            }
+        }
+        assert_eq!(seen, vec![(current, 30, 0, false), (busy.clone(), 5, 40, false), (idle, 9, 0, true)]);
+        assert_eq!((s.current.available, s.current.unflushed), (500, 0), "a lease in use keeps what it leased");
+        assert_eq!(s.retired.len(), 1, "the retired lease without requests is closed");
+        assert_eq!((s.retired[0].id.clone(), s.retired[0].available, s.retired[0].held), (busy, 0, 10));
+    }
+
+    #[test]
+    fn near_the_end_a_lease_returns_what_it_does_not_use_and_an_idle_one_is_retired() {
+        let mut s = KeyState { budget: 1000, current: Lease { tight: true, ..lease(300, 50, 0) }, retired: Vec::new() };
+        let ops = ops_of(&mut s, Duration::from_secs(60));
+        assert!(matches!(ops.as_slice(), [Op::Adjust { spent: 0, release: 300, .. }]));
+        assert_eq!(s.current.available, 0);
+        let mut idle = KeyState { budget: 1000, current: lease(300, 0, 20), retired: Vec::new() };
+        idle.current.last_used = Instant::now().checked_sub(IDLE_RETURN * 2).unwrap_or_else(Instant::now);
+        let ops = ops_of(&mut idle, Duration::from_secs(60));
+        assert!(matches!(ops.as_slice(), [Op::Close { spent: 20, .. }]), "closed with its spend");
+        assert!(!idle.current.opened && idle.retired.is_empty());
+    }
+
+    #[test]
+    fn a_request_takes_from_the_lease_and_a_changed_budget_retires_it() {
+        let entry = Arc::new(KeyLeases {
+            state: Mutex::new(KeyState { budget: 1000, current: lease(100, 0, 0), retired: Vec::new() }),
+            refill: tokio::sync::Mutex::new(()),
+        });
+        let part = try_take(&entry, 1000, 60).unwrap_or_else(|| panic!("fits the lease"));
+        assert!(try_take(&entry, 1000, 60).is_none(), "40 left");
+        let old = part.lease.clone();
+        assert!(try_take(&entry, 500, 10).is_none(), "a new budget value: a fresh lease, empty");
+        part.settle(25);
+        let s = lock(&entry.state);
+        assert_ne!(s.current.id, old);
+        let retired = s.retired.iter().find(|l| l.id == old).unwrap_or_else(|| panic!("retired"));
+        assert_eq!((retired.available, retired.held, retired.unflushed), (75, 0, 25));
+    }
+}
