@@ -166,6 +166,26 @@ pub fn fits(budget: BudgetMicros, spent: i64, reserved: i64, need: i64) -> bool 
     i128::from(spent) + i128::from(reserved) + i128::from(need.max(0)) <= i128::from(budget.get())
 }
 
+/// The share of a budget's remainder one lease takes at most: 1/16, so that when an instance
+/// leases, 15/16 stays for the others, and leases shrink geometrically as the budget runs out.
+pub const LEASE_DIVISOR: i64 = 16;
+
+/// How much an instance leases from a budget when its lease lacks `short` for a request
+/// (`spent` settled, `reserved` held by every instance's leases and requests): `None` when
+/// `short` does not fit ([`fits`]); otherwise at least `short`, at most what remains, and
+/// otherwise 1/[`LEASE_DIVISOR`] of what remains, so that one database round trip serves many
+/// requests while the budget is far from its end and only what is needed near it.
+pub fn lease_grant(budget: BudgetMicros, spent: i64, reserved: i64, short: i64) -> Option<i64> {
+    let short = short.max(0);
+    if !fits(budget, spent, reserved, short) {
+        return None;
+    }
+    let remaining = i128::from(budget.get()) - i128::from(spent) - i128::from(reserved);
+    let share = remaining / i128::from(LEASE_DIVISOR);
+    let grant = share.max(i128::from(short)).min(remaining);
+    i64::try_from(grant).ok()
+}
+
 /// A request refused by a hard budget: says which, for which period, and when it resets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BudgetRefusal {
@@ -279,6 +299,42 @@ mod tests {
                 }
                 prop_assert!(reserved <= budget);
             }
+        }
+
+        /// A lease grant covers what is short, never takes more than remains (so leases of all
+        /// instances together never pass the budget), is refused exactly when the shortfall does
+        /// not fit, and takes at most a sixteenth of the remainder beyond the shortfall.
+        #[test]
+        fn lease_grants_stay_within_the_budget(budget in 0i64..1_000_000_000_000, spent in 0i64..1_000_000_000_000, reserved in 0i64..1_000_000_000_000, short in -10i64..1_000_000_000) {
+            let Ok(b) = BudgetMicros::parse("b", budget) else { return Err(TestCaseError::fail("parse")) };
+            let remaining = budget - spent - reserved;
+            match lease_grant(b, spent, reserved, short) {
+                None => prop_assert!(short.max(0) > remaining),
+                Some(g) => {
+                    prop_assert!(g >= short.max(0));
+                    prop_assert!(g <= remaining);
+                    prop_assert!(g <= short.max(0).max(remaining / LEASE_DIVISOR));
+                }
+            }
+        }
+
+        /// Instances leasing one after another from a budget, each spending its lease, never
+        /// admit more than the budget, and keep being granted while a shortfall fits: the
+        /// spend reaches the budget to within the last request's worst case.
+        #[test]
+        fn repeated_leases_use_the_budget_without_passing_it(budget in 1i64..100_000_000, need in 1i64..1_000_000) {
+            let Ok(b) = BudgetMicros::parse("b", budget) else { return Err(TestCaseError::fail("parse")) };
+            let mut spent = 0i64;
+            let mut rounds = 0;
+            while let Some(g) = lease_grant(b, spent, 0, need) {
+                prop_assert!(g >= need);
+                // The lease serves whole requests; what is left over goes back.
+                spent += g - g % need;
+                rounds += 1;
+                prop_assert!(rounds < 10_000, "leases shrink but always cover the need");
+            }
+            prop_assert!(spent <= budget);
+            prop_assert!(budget - spent < need, "refused only when the need no longer fits");
         }
 
         /// No overflow at the extremes: huge spend is refused, not wrapped into admission.

@@ -159,6 +159,8 @@ struct Inner {
     generation: std::sync::atomic::AtomicU64,
     credit: Credit,
     rates: Rates,
+    /// This instance's budget leases.
+    budgets: crate::budget::Budgets,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -199,9 +201,9 @@ impl Proxy {
         // OpenAI request's path.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             drop(handle.spawn_blocking(meter::relayed::TokenCounter::warm_up));
-            handle.spawn(crate::budget::reclaim_loop(Arc::downgrade(&store)));
         }
         let rates = Rates::new(store.clone());
+        let budgets = crate::budget::Budgets::new(store.clone(), config.credit.flush_interval, config.credit.lease_ttl);
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -213,6 +215,7 @@ impl Proxy {
                 generation: std::sync::atomic::AtomicU64::new(0),
                 credit,
                 rates,
+                budgets,
             }),
         })
     }
@@ -248,8 +251,10 @@ impl Proxy {
     }
 
     /// Writes every pending ledger row and returns this instance's credit leases to their
-    /// orgs. Call it after the server has drained its in-flight requests.
+    /// orgs and its budget leases to their budgets. Call it after the server has drained its
+    /// in-flight requests.
     pub async fn shutdown(&self) -> Result<(), tollgate_store::StoreError> {
+        self.inner.budgets.shutdown().await;
         self.inner.credit.shutdown().await
     }
 
@@ -284,6 +289,7 @@ impl Proxy {
                 Ok(Invalidation::All) => {
                     // Notices were lost with a connection: a debit's cut may be among them.
                     self.inner.cache.invalidate_all();
+                    self.inner.budgets.cut_all();
                     let left = self.inner.credit.cut_all().await;
                     self.confirm_cuts(left).await;
                 }
@@ -292,6 +298,7 @@ impl Proxy {
                     // Skipped notices may hold anything, a debit's cut or a recall included:
                     // everything changed. Drop every authorisation and every lease.
                     self.inner.cache.invalidate_all();
+                    self.inner.budgets.cut_all();
                     let left = self.inner.credit.cut_all().await;
                     self.confirm_cuts(left).await;
                 }
@@ -327,6 +334,7 @@ impl Proxy {
         }
         // Counted before the entries go, so a load racing this one sees the change.
         self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.cut_budget_leases(&notice);
         let cache = &self.inner.cache;
         match notice {
             Invalidation::Workspace(ws) => {
@@ -339,6 +347,17 @@ impl Proxy {
             | Invalidation::CreditCut(_)
             | Invalidation::CreditCutDone(_)
             | Invalidation::All => cache.invalidate_all(),
+        }
+    }
+
+    /// Retires the budget leases whose limits `notice` may have changed (a workspace's, an
+    /// org's, or all): requests from now on lease under the new budgets.
+    fn cut_budget_leases(&self, notice: &Invalidation) {
+        match notice {
+            Invalidation::Workspace(ws) => self.inner.budgets.cut_owner(ws.as_str()),
+            Invalidation::Org(org) => self.inner.budgets.cut_owner(org.as_str()),
+            Invalidation::All => self.inner.budgets.cut_all(),
+            Invalidation::CreditRecall { .. } | Invalidation::CreditCut(_) | Invalidation::CreditCutDone(_) => {}
         }
     }
 
@@ -844,7 +863,7 @@ impl Proxy {
             created_at,
             session_id: obs.session.clone(),
         };
-        let budget = match self.reserve_budget(who, &request_id, amount).await {
+        let budget = match self.reserve_budget(who, amount).await {
             Ok(ticket) => ticket,
             Err(e) => {
                 if e.status == StatusCode::PAYMENT_REQUIRED {
@@ -857,7 +876,7 @@ impl Proxy {
             Ok(hold) => Ok(SettleGuard {
                 credit: credit.clone(),
                 pending: Some(Pending { hold, request_id, workspace_id: who.workspace_id.clone(), model }),
-                budget: budget.map(|t| (self.inner.store.clone(), t)),
+                budget,
                 obs: obs.clone(),
                 created_at,
                 price,
@@ -870,7 +889,7 @@ impl Proxy {
             }),
             Err(Refusal::Insufficient { available }) => {
                 if let Some(ticket) = budget {
-                    crate::budget::settle(self.inner.store.clone(), ticket, Micros::ZERO);
+                    ticket.settle(Micros::ZERO);
                 }
                 credit.record_refusal(&who.org_id, refusal_row(request_id, model));
                 Err(ProxyError::new(
@@ -883,7 +902,7 @@ impl Proxy {
             }
             Err(Refusal::Store(e)) => {
                 if let Some(ticket) = budget {
-                    crate::budget::settle(self.inner.store.clone(), ticket, Micros::ZERO);
+                    ticket.settle(Micros::ZERO);
                 }
                 tracing::error!(error = %e, "credit reservation failed");
                 Err(ProxyError::new(
@@ -894,7 +913,7 @@ impl Proxy {
             }
             Err(Refusal::Backlog { rows, bytes }) => {
                 if let Some(ticket) = budget {
-                    crate::budget::settle(self.inner.store.clone(), ticket, Micros::ZERO);
+                    ticket.settle(Micros::ZERO);
                 }
                 Err(backlog_refusal(rows, bytes))
             }
@@ -907,18 +926,18 @@ impl Proxy {
     async fn reserve_budget(
         &self,
         who: &Authorized,
-        request_id: &RequestId,
         amount: Micros,
     ) -> Result<Option<crate::budget::BudgetTicket>, ProxyError> {
-        let reserved = crate::budget::reserve(
-            self.inner.store.as_ref(),
-            &self.inner.config.clock,
-            request_id,
-            (who.org_id.as_str(), &who.org_limits),
-            (who.workspace_id.as_str(), &who.limits),
-            amount,
-        )
-        .await;
+        let reserved = self
+            .inner
+            .budgets
+            .reserve(
+                &self.inner.config.clock,
+                (who.org_id.as_str(), &who.org_limits),
+                (who.workspace_id.as_str(), &who.limits),
+                amount,
+            )
+            .await;
         reserved.map_err(|denied| match denied {
             crate::budget::BudgetDenied::Refused(refusal) => {
                 ProxyError::new(StatusCode::PAYMENT_REQUIRED, Kind::Billing, refusal.to_string())
@@ -1078,7 +1097,7 @@ struct SettleGuard {
     /// `None` once settled.
     pending: Option<Pending>,
     /// The request's budget hold, if a budget applies; settled with the credit.
-    budget: Option<(Arc<dyn Store>, crate::budget::BudgetTicket)>,
+    budget: Option<crate::budget::BudgetTicket>,
     /// The request's id, session, span and timings, for its log line and span.
     obs: Observed,
     created_at: Timestamp,
@@ -1132,8 +1151,8 @@ impl SettleGuard {
                 usage.input_tokens.saturating_add(usage.cache_write_tokens).saturating_add(usage.cache_read_tokens);
             permit.settle(used.saturating_add(usage.output_tokens));
         }
-        if let Some((store, ticket)) = self.budget.take() {
-            crate::budget::settle(store, ticket, charge.cost);
+        if let Some(ticket) = self.budget.take() {
+            ticket.settle(charge.cost);
         }
         let settlement =
             Settlement { usage, cost: charge.cost, provider_cost: charge.provider, http_status: status, estimated };

@@ -776,6 +776,34 @@ pub trait Store: RateStore + Send + Sync + fmt::Debug {
     /// not charged again.
     async fn settle_budget(&self, id: &RequestId, cost: Micros) -> Result<bool>;
 
+    /// Grows (or opens) an instance's lease `id` of one budget by at least `short`, locked with
+    /// the budget's row: the grant is [`tollgate_policy::budget::lease_grant`] of what remains
+    /// (settled spend and every open reservation, leases included, subtracted), reserved under
+    /// the budget and held by the lease, which lives until now + `ttl` unless renewed. The
+    /// lease is settled like a request's hold ([`Store::settle_budget`]) or adjusted
+    /// ([`Store::adjust_budget_lease`]).
+    ///
+    /// Returns the amount granted, or `Ok(Err(refusal))` when `short` does not fit.
+    async fn lease_budget(
+        &self,
+        id: &RequestId,
+        budget: &Applicable,
+        short: Micros,
+        ttl: std::time::Duration,
+    ) -> Result<Result<Micros, BudgetRefusal>>;
+
+    /// Counts `spent` of budget lease `id` as spent, releases `release` more of what it holds,
+    /// and extends it to now + `ttl`. Returns `false`, counting `spent` all the same, when the
+    /// lease is gone or holds less than both (it was reclaimed): its instance must stop
+    /// spending from it.
+    async fn adjust_budget_lease(
+        &self,
+        id: &RequestId,
+        spent: Micros,
+        release: Micros,
+        ttl: std::time::Duration,
+    ) -> Result<bool>;
+
     /// Releases the reservation of every budget hold past its expiry (its instance died or
     /// lost the database); a marker stays a day so that a late settlement is still counted.
     /// Returns how many.

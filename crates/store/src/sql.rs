@@ -1191,6 +1191,114 @@ macro_rules! impl_store {
                 Ok(found)
             }
 
+            async fn lease_budget(
+                &self,
+                id: &RequestId,
+                budget: &Applicable,
+                short: Micros,
+                ttl: Duration,
+            ) -> Result<Result<Micros, BudgetRefusal>> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                // The lease's hold is locked before the budget's row, in the order settling and
+                // adjusting lock them, so that they never deadlock.
+                sqlx::query(concat!("SELECT amount FROM budget_holds WHERE id = $1", $lock))
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let (scope, owner, period) = (budget.scope.as_str(), &budget.owner, &budget.period.key);
+                sqlx::query(
+                    "INSERT INTO budget_usage (scope, owner_id, period, spent, reserved) VALUES ($1, $2, $3, 0, 0) \
+                     ON CONFLICT (scope, owner_id, period) DO NOTHING",
+                )
+                .bind(scope)
+                .bind(owner)
+                .bind(period)
+                .execute(&mut *tx)
+                .await?;
+                let row = sqlx::query(concat!(
+                    "SELECT spent, reserved FROM budget_usage WHERE scope = $1 AND owner_id = $2 AND period = $3",
+                    $lock
+                ))
+                .bind(scope)
+                .bind(owner)
+                .bind(period)
+                .fetch_one(&mut *tx)
+                .await?;
+                let (spent, reserved): (i64, i64) = (row.try_get("spent")?, row.try_get("reserved")?);
+                let Some(grant) = tollgate_policy::budget::lease_grant(budget.budget, spent, reserved, short.get()) else {
+                    return Ok(Err(BudgetRefusal { limit: budget.clone(), used: spent.saturating_add(reserved) }));
+                };
+                sqlx::query(
+                    "UPDATE budget_usage SET reserved = reserved + $1 WHERE scope = $2 AND owner_id = $3 AND period = $4",
+                )
+                .bind(grant)
+                .bind(scope)
+                .bind(owner)
+                .bind(period)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO budget_holds (id, budgets, amount, expires_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (id) DO UPDATE SET amount = budget_holds.amount + excluded.amount, \
+                     expires_at = excluded.expires_at",
+                )
+                .bind(id.as_str())
+                .bind(budget_key(budget))
+                .bind(grant)
+                .bind(Timestamp::now().0.saturating_add(ttl_millis(ttl)))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Ok(Micros::new(grant)))
+            }
+
+            async fn adjust_budget_lease(
+                &self,
+                id: &RequestId,
+                spent: Micros,
+                release: Micros,
+                ttl: Duration,
+            ) -> Result<bool> {
+                let (spent, release) = (spent.get().max(0), release.get().max(0));
+                let mut tx = self.pool.begin_with($begin).await?;
+                let row = sqlx::query(concat!("SELECT budgets, amount FROM budget_holds WHERE id = $1", $lock))
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(false);
+                };
+                let (keys, amount): (String, i64) = (row.try_get("budgets")?, row.try_get("amount")?);
+                let want = spent.saturating_add(release);
+                // What it still holds; a reclaimed lease holds nothing, but its spend still counts.
+                let take = want.min(amount.max(0));
+                for line in keys.lines() {
+                    let (scope, owner, period) = split_budget_key(line)?;
+                    sqlx::query(
+                        "UPDATE budget_usage SET spent = spent + $1, reserved = reserved - $2 \
+                         WHERE scope = $3 AND owner_id = $4 AND period = $5",
+                    )
+                    .bind(spent)
+                    .bind(take)
+                    .bind(scope)
+                    .bind(owner)
+                    .bind(period)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let whole = take == want;
+                if whole {
+                    sqlx::query("UPDATE budget_holds SET amount = amount - $1, expires_at = $2 WHERE id = $3")
+                        .bind(take)
+                        .bind(Timestamp::now().0.saturating_add(ttl_millis(ttl)))
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(whole)
+            }
+
             async fn reclaim_expired_budget_holds(&self) -> Result<u64> {
                 let now = Timestamp::now().0;
                 // Markers of holds reclaimed a while ago: their requests are long over.

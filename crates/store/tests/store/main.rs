@@ -127,6 +127,7 @@ on_both_backends!(
     suspensions_are_stored_read_back_and_lifted,
     limits_round_trip_on_orgs_and_workspaces,
     budgets_reserve_settle_and_never_overspend,
+    budget_leases_grant_adjust_close_and_never_overspend,
     audit_snapshot_reads_everything_an_audit_needs,
 );
 

@@ -977,6 +977,67 @@ pub(crate) async fn budgets_reserve_settle_and_never_overspend(h: Harness) {
     );
 }
 
+/// Budget leases: a grant is the shortfall or a sixteenth of what remains, leases of several
+/// instances never pass the budget under concurrency, adjusting counts spend and releases,
+/// settling closes, and a reclaimed lease says so while its spend still counts.
+pub(crate) async fn budget_leases_grant_adjust_close_and_never_overspend(h: Harness) {
+    use tollgate_policy::budget::{BudgetScope, applicable};
+    use tollgate_store::RequestId;
+    let s = h.store.clone();
+    let ws = Limits::default().patched(&raw_limits(r#"{"budget_micros_per_day": 16000}"#));
+    let now = 1_798_761_599_000; // 2026-12-31T23:59:59Z
+    let day = applicable("o1", &Limits::default(), "w1", &ws, now).remove(0);
+    let ttl = std::time::Duration::from_secs(60);
+    let usage = || s.budget_usage(BudgetScope::Workspace, "w1", "2026-12-31");
+    let a = RequestId::mint();
+    assert_eq!(s.lease_budget(&a, &day, Micros::new(10), ttl).await.unwrap().unwrap(), Micros::new(1000));
+    assert_eq!(
+        s.lease_budget(&a, &day, Micros::new(5000), ttl).await.unwrap().unwrap(),
+        Micros::new(5000),
+        "the shortfall when it is more than a sixteenth"
+    );
+    assert_eq!(usage().await.unwrap(), (Micros::ZERO, Micros::new(6000)));
+    // 600 spent, 400 released: the lease holds 5000.
+    assert!(s.adjust_budget_lease(&a, Micros::new(600), Micros::new(400), ttl).await.unwrap());
+    assert_eq!(usage().await.unwrap(), (Micros::new(600), Micros::new(5000)));
+    let refused = s.lease_budget(&RequestId::mint(), &day, Micros::new(10_401), ttl).await.unwrap().unwrap_err();
+    assert_eq!(refused.used, 5600);
+    assert!(s.settle_budget(&a, Micros::new(1000)).await.unwrap(), "settling closes a lease");
+    assert_eq!(usage().await.unwrap(), (Micros::new(1600), Micros::ZERO));
+    assert!(!s.adjust_budget_lease(&a, Micros::new(1), Micros::ZERO, ttl).await.unwrap(), "closed");
+
+    // Concurrency: 40 leases of at least 500 against what remains (14400): never beyond it.
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (s, day) = (s.clone(), day.clone());
+        tasks.push(tokio::spawn(async move {
+            match s.lease_budget(&RequestId::mint(), &day, Micros::new(500), ttl).await.unwrap() {
+                Ok(g) => g.get(),
+                Err(_) => 0,
+            }
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        granted += t.await.unwrap();
+    }
+    assert!(granted <= 14_400 && granted > 14_400 - 500, "granted {granted} of 14400");
+    assert_eq!(usage().await.unwrap(), (Micros::new(1600), Micros::new(granted)));
+
+    // A lease reclaimed (its instance lost the database) is refused further spending from,
+    // but what it spent still counts.
+    let day2 = applicable("o1", &Limits::default(), "w3", &ws, now).remove(0);
+    let b = RequestId::mint();
+    s.lease_budget(&b, &day2, Micros::new(100), std::time::Duration::ZERO).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(s.reclaim_expired_budget_holds().await.unwrap(), 1);
+    assert!(!s.adjust_budget_lease(&b, Micros::new(70), Micros::ZERO, ttl).await.unwrap());
+    assert_eq!(
+        s.budget_usage(BudgetScope::Workspace, "w3", "2026-12-31").await.unwrap(),
+        (Micros::new(70), Micros::ZERO)
+    );
+}
+
 pub(crate) async fn audit_snapshot_reads_everything_an_audit_needs(h: Harness) {
     use tollgate_policy::audit::{LastProvision, PlanFingerprint};
     let s = &h.store;
