@@ -2,6 +2,7 @@
 //! Postgres server (started by tollgate-testkit; it fails, never skips, without Postgres).
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
 
+mod events;
 #[cfg(unix)]
 mod files;
 mod rotation;
@@ -125,6 +126,9 @@ on_both_backends!(
     suspensions_are_stored_read_back_and_lifted,
     limits_round_trip_on_orgs_and_workspaces,
     budgets_reserve_settle_and_never_overspend,
+    every_admin_mutation_writes_one_event,
+    a_failed_mutation_writes_no_event,
+    system_events_and_pages_are_stable,
 );
 
 /// The invalidation channel's text form: what one instance encodes, every other decodes to

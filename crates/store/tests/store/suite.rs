@@ -928,3 +928,7 @@ pub(crate) async fn budgets_reserve_settle_and_never_overspend(h: Harness) {
         (Micros::new(7), Micros::ZERO)
     );
 }
+
+pub(crate) use crate::events::{
+    a_failed_mutation_writes_no_event, every_admin_mutation_writes_one_event, system_events_and_pages_are_stable,
+};
