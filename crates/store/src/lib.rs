@@ -534,17 +534,19 @@ impl EventCursor {
         format!("e{}", String::from_utf8_lossy(&digits))
     }
 
-    /// Parses what [`EventCursor::encode`] gives; `None` for any other text.
+    /// Parses `e` and 1 to 12 base-36 digits (lower case), what [`EventCursor::encode`] gives
+    /// for any id below 36^12; `None` for any other text. Every such text is a cursor (the
+    /// API's documented pattern is exactly this); after `e0` nothing follows.
     pub fn parse(text: &str) -> Option<Self> {
         let digits = text.strip_prefix('e')?;
         if digits.is_empty()
-            || digits.len() > 13
+            || digits.len() > 12
             || !digits.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
         {
             return None;
         }
         let n = u64::from_str_radix(digits, 36).ok()?;
-        i64::try_from(n).ok().filter(|n| *n > 0).map(Self)
+        i64::try_from(n).ok().map(Self)
     }
 }
 

@@ -11,6 +11,7 @@ mod auth;
 mod bodies;
 mod encryption;
 mod errors;
+mod events;
 mod limits;
 mod logs;
 mod ops;

@@ -192,7 +192,7 @@ pub(crate) async fn system_events_and_pages_are_stable(h: Harness) {
     let last = s.list_events(&EventQuery { limit: 5, ..q }).await.unwrap();
     assert_eq!(last.events.len(), 5);
     assert!(last.next.is_some(), "a sixth exists");
-    for bad in ["", "e", "x1", "e-1", "E1", "e0", "ezzzzzzzzzzzzzzz"] {
+    for bad in ["", "e", "x1", "e-1", "E1", "eA", "ezzzzzzzzzzzz"] {
         assert_eq!(EventCursor::parse(bad), None, "{bad:?}");
     }
 }
