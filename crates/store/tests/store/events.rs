@@ -192,7 +192,11 @@ pub(crate) async fn system_events_and_pages_are_stable(h: Harness) {
     let last = s.list_events(&EventQuery { limit: 5, ..q }).await.unwrap();
     assert_eq!(last.events.len(), 5);
     assert!(last.next.is_some(), "a sixth exists");
-    for bad in ["", "e", "x1", "e-1", "E1", "eA", "ezzzzzzzzzzzz"] {
+    // Exactly the API's pattern `e[0-9a-z]{1,12}`.
+    for bad in ["", "e", "x1", "e-1", "E1", "eA", "e zz", "ezzzzzzzzzzzzz"] {
         assert_eq!(EventCursor::parse(bad), None, "{bad:?}");
+    }
+    for good in ["e0", "e00", "ezzzzzzzzzzzz"] {
+        assert!(EventCursor::parse(good).is_some(), "{good:?}");
     }
 }
