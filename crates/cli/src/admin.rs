@@ -3,6 +3,7 @@
 //! Secret values are read from standard input or a file, never from the command line (argv
 //! is visible to every user of the machine through `ps`).
 
+mod events;
 mod reencrypt;
 
 use std::io::Read;
@@ -71,6 +72,8 @@ enum Command {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         batch_size: u32,
     },
+    /// The event log: admin changes and system actions, newest first.
+    Events(events::Filters),
     /// Usage of the metering proxy: requests, tokens and cost by day, model, workspace or
     /// agent session.
     Usage(UsageArgs),
@@ -713,6 +716,7 @@ async fn dispatch(c: &Client, cmd: &Command, json_out: bool) -> Result<String, C
             Ok(crate::render::resolution(&r, None))
         }
         Command::Reencrypt { batch_size } => reencrypt::run(c, *batch_size, json_out).await,
+        Command::Events(filters) => events::run(c, filters, json_out).await,
     }
 }
 

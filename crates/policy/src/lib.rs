@@ -9,6 +9,7 @@ pub mod access;
 pub mod audit;
 pub mod budget;
 pub mod codex;
+pub mod events;
 pub mod ids;
 pub mod limits;
 pub mod money;
@@ -25,6 +26,7 @@ pub mod text;
 pub mod token;
 
 pub use access::ModelRefusal;
+pub use events::{Actor, EventKind};
 pub use ids::{IdError, OrgId, WorkspaceId};
 pub use limits::{LimitError, Limits, LimitsPatch};
 pub use money::{Micros, PicoPerToken, Price, ServiceTier, Usage};

@@ -645,3 +645,83 @@ pub struct Reencrypted {
     #[schema(required = true)]
     pub next: Option<SecretCursor>,
 }
+
+/// `GET /admin/events` query. Empty values are as if absent.
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventsParams {
+    /// Only events about this org (its workspaces' included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// Only events about this workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
+    /// Only events of this kind (the pattern lists every kind).
+    #[param(
+        pattern = r"^(|org\.created|org\.updated|credit\.adjusted|secret\.set|secret\.deleted|workspace\.created|workspace\.updated|workspace\.deleted|workspace\.provisioned|limits\.updated|budget\.soft_crossed|budget\.exhausted|alarm\.fired|suspended|resumed|webhook\.failed)$"
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Recorded at or after this time (RFC 3339 in UTC, or a UTC date `YYYY-MM-DD`). The
+    /// pattern leaves out 29 February, which is accepted in leap years.
+    #[param(
+        pattern = r"^(|(19[7-9]\d|[2-9]\d{3})-((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)|02-(0[1-9]|1\d|2[0-8]))(T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?Z)?)$"
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// The previous page's `next_cursor`: continue with the events older than its last.
+    #[param(pattern = r"^(|e[0-9a-z]{1,12})$")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// How many events per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One event of the append-only log. `detail` never holds a secret value or token.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventOut {
+    /// Increasing with insertion.
+    pub id: i64,
+    /// When it was recorded, RFC 3339 UTC with milliseconds.
+    pub at: String,
+    /// What happened.
+    pub kind: tollgate_policy::EventKind,
+    /// `admin` or `system`.
+    pub actor: tollgate_policy::Actor,
+    /// The org it concerns.
+    #[schema(required = true)]
+    pub org_id: Option<String>,
+    /// The workspace it concerns.
+    #[schema(required = true)]
+    pub workspace_id: Option<String>,
+    /// Names, modes, amounts: what a reader needs; never a secret value or token.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+impl From<tollgate_store::Event> for EventOut {
+    fn from(e: tollgate_store::Event) -> Self {
+        Self {
+            id: e.id,
+            at: e.at.rfc3339(),
+            kind: e.kind,
+            actor: e.actor,
+            org_id: e.org_id.map(|o| o.to_string()),
+            workspace_id: e.workspace_id.map(|w| w.to_string()),
+            detail: e.detail,
+        }
+    }
+}
+
+/// `GET /admin/events` answer: newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Events {
+    /// The page's events, newest first.
+    pub events: Vec<EventOut>,
+    /// Pass as `cursor` for the next (older) page; `null` when this page is the last.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}

@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         (name = "secrets", description = "Org and workspace secrets (values go in, never come out)"),
         (name = "resolution", description = "Billing mode resolution and provisioning"),
         (name = "workspace", description = "Routes for the workspace itself, with its workspace token"),
+        (name = "events", description = "The append-only event log of admin changes and system actions"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     ),
 )]

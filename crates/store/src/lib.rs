@@ -25,6 +25,7 @@ pub use crypto::{KeyId, MasterKey, MasterKeyError, MasterKeys, TokenHash};
 pub use ids::{AgentSessionId, LeaseId, RequestId};
 pub use invalidation::Invalidation;
 pub use sql::{PgStore, SqliteStore, connect};
+pub use tollgate_policy::{Actor, EventKind};
 
 /// Milliseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -505,6 +506,119 @@ pub struct BudgetHold {
     pub ttl: std::time::Duration,
 }
 
+/// An event to append to the log (DESIGN.md section 15), see [`Store::record_event`].
+///
+/// `detail` is free JSON for the reader; it must never hold a secret value or token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// Who did it.
+    pub actor: Actor,
+    /// The org it concerns, if any.
+    pub org_id: Option<OrgId>,
+    /// The workspace it concerns, if any.
+    pub workspace_id: Option<WorkspaceId>,
+    /// What a reader needs to know (names, modes, amounts; never values).
+    pub detail: serde_json::Value,
+}
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Increasing with insertion order on each backend (Postgres: allocation order).
+    pub id: i64,
+    /// When it was recorded.
+    pub at: Timestamp,
+    /// What happened.
+    pub kind: EventKind,
+    /// Who did it.
+    pub actor: Actor,
+    /// The org it concerns, if any.
+    pub org_id: Option<OrgId>,
+    /// The workspace it concerns, if any.
+    pub workspace_id: Option<WorkspaceId>,
+    /// The detail JSON.
+    pub detail: serde_json::Value,
+}
+
+/// Where a page of events ends: the events after it are those with a smaller id. Opaque to
+/// clients as the text [`EventCursor::encode`] gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventCursor(i64);
+
+impl EventCursor {
+    /// The cursor of a page whose last event has id `id`.
+    pub fn after(id: i64) -> Self {
+        Self(id)
+    }
+
+    /// The id the next page's events are below.
+    pub fn id(self) -> i64 {
+        self.0
+    }
+
+    /// The cursor's text: `e` and the last id returned, in base 36 (opaque to clients).
+    pub fn encode(self) -> String {
+        let mut n = u64::try_from(self.0).unwrap_or(0);
+        let mut digits = Vec::new();
+        loop {
+            let d = u8::try_from(n % 36).unwrap_or(0);
+            digits.push(if d < 10 { b'0' + d } else { b'a' + d - 10 });
+            n /= 36;
+            if n == 0 {
+                break;
+            }
+        }
+        digits.reverse();
+        format!("e{}", String::from_utf8_lossy(&digits))
+    }
+
+    /// Parses `e` and 1 to 12 base-36 digits (lower case), what [`EventCursor::encode`] gives
+    /// for any id below 36^12; `None` for any other text. Every such text is a cursor (the
+    /// API's documented pattern is exactly this); after `e0` nothing follows.
+    pub fn parse(text: &str) -> Option<Self> {
+        let digits = text.strip_prefix('e')?;
+        if digits.is_empty()
+            || digits.len() > 12
+            || !digits.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        {
+            return None;
+        }
+        let n = u64::from_str_radix(digits, 36).ok()?;
+        i64::try_from(n).ok().map(Self)
+    }
+}
+
+/// The most events one page returns.
+pub const MAX_EVENTS_PAGE: u32 = 1000;
+
+/// Which events to list, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    /// Only this org's.
+    pub org_id: Option<OrgId>,
+    /// Only this workspace's.
+    pub workspace_id: Option<WorkspaceId>,
+    /// Only of this kind.
+    pub kind: Option<EventKind>,
+    /// Recorded at or after.
+    pub since: Option<Timestamp>,
+    /// Continue after this cursor (a previous page's `next`).
+    pub cursor: Option<EventCursor>,
+    /// At most this many (1 to [`MAX_EVENTS_PAGE`]; clamped).
+    pub limit: u32,
+}
+
+/// A page of events, newest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventPage {
+    /// The events.
+    pub events: Vec<Event>,
+    /// Where the next page starts; `None` when this page is the last.
+    pub next: Option<EventCursor>,
+}
+
 /// The Postgres `NOTIFY` channel of cache invalidations.
 pub const INVALIDATION_CHANNEL: &str = "tollgate_invalidate";
 
@@ -837,6 +951,17 @@ pub trait Store: RateStore + Send + Sync + fmt::Debug {
 
     /// Usage totals of the ledger, grouped and ordered by key.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>>;
+
+    /// Appends one event to the log, in its own transaction, as of now. For system actions
+    /// (budgets, alarms, webhooks) that have no store change of their own to share a
+    /// transaction with; admin mutations write theirs inside their own transaction.
+    async fn record_event(&self, event: &NewEvent) -> Result<Event>;
+
+    /// Events matching `query`, newest first (by id), at most `query.limit`. Paging with
+    /// [`EventPage::next`] is stable under concurrent inserts: each later page holds only
+    /// events with smaller ids, so no event is returned twice and none that existed when the
+    /// first page was read is skipped.
+    async fn list_events(&self, query: &EventQuery) -> Result<EventPage>;
 
     /// The stored admin token hash, if any.
     async fn admin_token_hash(&self) -> Result<Option<TokenHash>>;

@@ -16,7 +16,8 @@ use tollgate_policy::limits::{BudgetMicros, RateLimit, SoftPercent};
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretState, SecretValue};
 use tollgate_policy::{
-    Limits, LimitsPatch, Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId,
+    Actor, EventKind, Limits, LimitsPatch, Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason,
+    WorkspaceId,
 };
 
 mod rate;
@@ -25,10 +26,10 @@ use tollgate_policy::audit::{LastProvision, PlanFingerprint};
 
 use crate::crypto::{MasterKeys, TokenHash};
 use crate::{
-    AuditSnapshot, BudgetHold, CreditAdjusted, Invalidation, LeaseId, LeaseRequest, Leased, LedgerEntry,
-    MAX_BALANCE_MICROS, NewOrg, NewWorkspace, Org, OrgPatch, Overdraft, Owner, Provision, ProvisionRecord,
-    ReencryptBatch, RequestId, Result, SecretCursor, SecretMeta, Store, StoreError, Timestamp, UsageGroup, UsageQuery,
-    UsageRow, Workspace, WorkspacePatch,
+    AuditSnapshot, BudgetHold, CreditAdjusted, Event, EventCursor, EventPage, EventQuery, Invalidation, LeaseId,
+    LeaseRequest, Leased, LedgerEntry, MAX_BALANCE_MICROS, MAX_EVENTS_PAGE, NewEvent, NewOrg, NewWorkspace, Org,
+    OrgPatch, Overdraft, Owner, Provision, ProvisionRecord, ReencryptBatch, RequestId, Result, SecretCursor,
+    SecretMeta, Store, StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
 };
 
 /// The SQLite store: the embedded default (a file under the data dir, WAL mode).
@@ -399,6 +400,91 @@ fn suspension_from_columns(reason: Option<String>, at: Option<i64>, by: Option<S
     Ok(Some(Suspension { reason, since_ms, by }))
 }
 
+/// An admin's event.
+fn admin_event(
+    kind: EventKind,
+    org_id: Option<&OrgId>,
+    workspace_id: Option<&WorkspaceId>,
+    detail: serde_json::Value,
+) -> NewEvent {
+    NewEvent { kind, actor: Actor::Admin, org_id: org_id.cloned(), workspace_id: workspace_id.cloned(), detail }
+}
+
+/// Who an event of a suspension by `by` is to name as its actor.
+fn suspension_actor(by: &SuspendedBy) -> Actor {
+    match by {
+        SuspendedBy::Admin => Actor::Admin,
+    }
+}
+
+/// The names of the limits a patch changes (for `limits.updated`).
+fn limit_fields(p: &LimitsPatch) -> Vec<&'static str> {
+    let given = [
+        ("budget_micros_per_day", p.budget_micros_per_day.is_some()),
+        ("budget_micros_per_month", p.budget_micros_per_month.is_some()),
+        ("soft_budget_percent", p.soft_budget_percent.is_some()),
+        ("requests_per_minute", p.requests_per_minute.is_some()),
+        ("tokens_per_minute", p.tokens_per_minute.is_some()),
+        ("max_concurrent_requests", p.max_concurrent_requests.is_some()),
+        ("allowed_models", p.allowed_models.is_some()),
+    ];
+    given.into_iter().filter(|(_, g)| *g).map(|(f, _)| f).collect()
+}
+
+/// The events of a PATCH: `<object>.updated` naming the other fields it sets (also when it
+/// sets nothing: the request was made), and `limits.updated` when it changes limits.
+fn patch_events(
+    updated: EventKind,
+    other_fields: Vec<&'static str>,
+    limits_patch: &LimitsPatch,
+    limits_after: &Limits,
+    org_id: &OrgId,
+    workspace_id: Option<&WorkspaceId>,
+) -> Vec<NewEvent> {
+    let mut events = Vec::new();
+    let limits = limit_fields(limits_patch);
+    if !other_fields.is_empty() || limits.is_empty() {
+        events.push(admin_event(updated, Some(org_id), workspace_id, serde_json::json!({ "fields": other_fields })));
+    }
+    if !limits.is_empty() {
+        let detail = serde_json::json!({ "fields": limits, "limits": limits_after });
+        events.push(admin_event(EventKind::LimitsUpdated, Some(org_id), workspace_id, detail));
+    }
+    events
+}
+
+/// A provision's event detail: the mode and provider decided (read back from the resolution
+/// JSON the caller stores), the model; never the token or env values.
+fn provision_detail(record: &ProvisionRecord) -> serde_json::Value {
+    let resolution: serde_json::Value = serde_json::from_str(&record.resolution_json).unwrap_or_default();
+    serde_json::json!({
+        "mode": resolution.get("resolved_mode").cloned().unwrap_or_default(),
+        "provider": resolution.get("provider").cloned().unwrap_or_default(),
+        "model": record.model_after,
+    })
+}
+
+/// An event row as read.
+fn event_from_parts(
+    id: i64,
+    at: i64,
+    kind: &str,
+    actor: &str,
+    org_id: Option<String>,
+    workspace_id: Option<String>,
+    detail: &str,
+) -> Result<Event> {
+    Ok(Event {
+        id,
+        at: Timestamp(at),
+        kind: EventKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("event kind `{kind}`")))?,
+        actor: Actor::parse(actor).ok_or_else(|| StoreError::Corrupt(format!("event actor `{actor}`")))?,
+        org_id: org_id.map(parse_org_id).transpose()?,
+        workspace_id: workspace_id.map(parse_workspace_id).transpose()?,
+        detail: serde_json::from_str(detail).map_err(|e| StoreError::Corrupt(format!("event detail: {e}")))?,
+    })
+}
+
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $begin:literal, $lock:literal, $day:literal) => {
         impl $store {
@@ -498,6 +584,57 @@ macro_rules! impl_store {
                 Ok(true)
             }
 
+            /// Appends `event` in `tx`, as of now.
+            async fn insert_event(tx: &mut sqlx::Transaction<'_, $db>, event: &NewEvent) -> Result<Event> {
+                let at = Timestamp::now().0;
+                let detail = event.detail.to_string();
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO events (at, kind, actor, org_id, workspace_id, detail) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                )
+                .bind(at)
+                .bind(event.kind.as_str())
+                .bind(event.actor.as_str())
+                .bind(event.org_id.as_ref().map(OrgId::as_str))
+                .bind(event.workspace_id.as_ref().map(WorkspaceId::as_str))
+                .bind(&detail)
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(Event {
+                    id,
+                    at: Timestamp(at),
+                    kind: event.kind,
+                    actor: event.actor,
+                    org_id: event.org_id.clone(),
+                    workspace_id: event.workspace_id.clone(),
+                    detail: event.detail.clone(),
+                })
+            }
+
+            /// The org and workspace ids an event about `owner` names, read in `tx`; an
+            /// unknown owner is `NotFound`.
+            async fn owner_event_ids(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                owner: &Owner,
+            ) -> Result<(OrgId, Option<WorkspaceId>)> {
+                match owner {
+                    Owner::Org(id) => {
+                        let found: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1")
+                            .bind(id.as_str())
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                        found.ok_or(StoreError::NotFound("org"))?;
+                        Ok((id.clone(), None))
+                    }
+                    Owner::Workspace(id) => {
+                        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM workspaces WHERE id = $1")
+                            .bind(id.as_str())
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                        Ok((parse_org_id(org.ok_or(StoreError::NotFound("workspace"))?)?, Some(id.clone())))
+                    }
+                }
+            }
+
             async fn owner_exists(&self, scope: Scope, owner_id: &str) -> Result<()> {
                 let (sql, what) = match scope {
                     Scope::Org => ("SELECT 1 AS one FROM orgs WHERE id = $1", "org"),
@@ -536,12 +673,22 @@ macro_rules! impl_store {
                 for v in limit_values(&new.limits) {
                     query = query.bind(v);
                 }
+                let mut tx = self.pool.begin_with($begin).await?;
                 let row = query
                     .bind(new.limits.allowed_models.as_deref().map(models_to_text))
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| unique(e, &format!("an org named `{}` already exists", new.name)))?;
-                Self::org_from_row(&row)
+                let org = Self::org_from_row(&row)?;
+                let detail = serde_json::json!({
+                    "name": org.name,
+                    "default_billing_mode": mode_to_text(org.default_billing_mode),
+                    "credit_micros": org.credit_micros.get(),
+                    "limits": org.limits,
+                });
+                Self::insert_event(&mut tx, &admin_event(EventKind::OrgCreated, Some(&org.id), None, detail)).await?;
+                tx.commit().await?;
+                Ok(org)
             }
 
             async fn get_org(&self, id: &OrgId) -> Result<Org> {
@@ -577,17 +724,30 @@ macro_rules! impl_store {
                 for (given, value) in limit_patch(&patch.limits) {
                     query = query.bind(given).bind(value);
                 }
+                let mut tx = self.pool.begin_with($begin).await?;
                 let updated = query
                 .bind(id.as_str())
                 .bind(patch.markup_percent.is_some())
                 .bind(patch.markup_percent.map_or(0, |m| i32::try_from(m.percent()).unwrap_or(0)))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| unique(e, &format!("an org named `{}` already exists", patch.name.as_deref().unwrap_or(""))))?;
                 if updated.rows_affected() == 0 {
                     return Err(StoreError::NotFound("org"));
                 }
-                self.get_org(id).await
+                let sql = format!("{ORG_SELECT} WHERE o.id = $1");
+                let org = Self::org_from_row(&sqlx::query(&sql).bind(id.as_str()).fetch_one(&mut *tx).await?)?;
+                let fields = [
+                    ("name", patch.name.is_some()),
+                    ("default_billing_mode", patch.default_billing_mode.is_some()),
+                    ("markup_percent", patch.markup_percent.is_some()),
+                ];
+                let fields = fields.into_iter().filter(|(_, g)| *g).map(|(f, _)| f).collect();
+                for event in patch_events(EventKind::OrgUpdated, fields, &patch.limits, &org.limits, id, None) {
+                    Self::insert_event(&mut tx, &event).await?;
+                }
+                tx.commit().await?;
+                Ok(org)
             }
 
             async fn adjust_credit(
@@ -650,6 +810,13 @@ macro_rules! impl_store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                let detail = serde_json::json!({
+                    "delta_micros": delta.get(),
+                    "reason": reason,
+                    "balance_micros": balance,
+                    "closed_leases": closed.len(),
+                });
+                Self::insert_event(&mut tx, &admin_event(EventKind::CreditAdjusted, Some(org_id), None, detail)).await?;
                 tx.commit().await?;
                 Ok(CreditAdjusted { balance: Micros::new(balance), closed_leases: closed })
             }
@@ -662,14 +829,25 @@ macro_rules! impl_store {
                     "UPDATE {table} SET suspended_reason = $1, suspended_by = $2, \
                      suspended_at = COALESCE(suspended_at, $3), updated_at = $3 WHERE id = $4 RETURNING suspended_at"
                 );
+                let mut tx = self.pool.begin_with($begin).await?;
                 let since: Option<i64> = sqlx::query_scalar(&sql)
                     .bind(reason.as_str())
                     .bind(by.as_str())
                     .bind(now)
                     .bind(owner.id())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await?;
                 let since_ms = since.ok_or(StoreError::NotFound(what))?;
+                let (org_id, workspace_id) = Self::owner_event_ids(&mut tx, owner).await?;
+                let event = NewEvent {
+                    kind: EventKind::Suspended,
+                    actor: suspension_actor(by),
+                    org_id: Some(org_id),
+                    workspace_id,
+                    detail: serde_json::json!({ "scope": what, "reason": reason.as_str(), "by": by.as_str() }),
+                };
+                Self::insert_event(&mut tx, &event).await?;
+                tx.commit().await?;
                 Ok(Suspension { reason: reason.clone(), since_ms, by: by.clone() })
             }
 
@@ -679,10 +857,24 @@ macro_rules! impl_store {
                     "UPDATE {table} SET suspended_reason = NULL, suspended_at = NULL, suspended_by = NULL, \
                      updated_at = CASE WHEN suspended_reason IS NULL THEN updated_at ELSE $1 END WHERE id = $2"
                 );
-                let done = sqlx::query(&sql).bind(Timestamp::now().0).bind(owner.id()).execute(&self.pool).await?;
+                let mut tx = self.pool.begin_with($begin).await?;
+                // Whether it was suspended, read under the lock the update takes anyway: a
+                // resume of an owner not suspended changes nothing and records nothing.
+                let was = format!(concat!("SELECT suspended_reason FROM {} WHERE id = $1", $lock), table);
+                let before: Option<Option<String>> =
+                    sqlx::query_scalar(&was).bind(owner.id()).fetch_optional(&mut *tx).await?;
+                let before = before.ok_or(StoreError::NotFound(what))?;
+                let done = sqlx::query(&sql).bind(Timestamp::now().0).bind(owner.id()).execute(&mut *tx).await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound(what));
                 }
+                if let Some(reason) = before {
+                    let (org_id, workspace_id) = Self::owner_event_ids(&mut tx, owner).await?;
+                    let detail = serde_json::json!({ "scope": what, "lifted_reason": reason });
+                    Self::insert_event(&mut tx, &admin_event(EventKind::Resumed, Some(&org_id), workspace_id.as_ref(), detail))
+                        .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -706,11 +898,24 @@ macro_rules! impl_store {
                 for v in limit_values(&new.limits) {
                     query = query.bind(v);
                 }
+                let mut tx = self.pool.begin_with($begin).await?;
                 let row = query
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| unique(e, &format!("the org already has a workspace named `{}`", new.name)))?;
-                Self::ws_from_row(&row)
+                let ws = Self::ws_from_row(&row)?;
+                let detail = serde_json::json!({
+                    "name": ws.name,
+                    "runtime": ws.runtime,
+                    "model": ws.model,
+                    "billing_mode": mode_to_text(ws.billing_mode),
+                    "kind": ws.kind.as_str(),
+                    "limits": ws.limits,
+                });
+                Self::insert_event(&mut tx, &admin_event(EventKind::WorkspaceCreated, Some(&ws.org_id), Some(&ws.id), detail))
+                    .await?;
+                tx.commit().await?;
+                Ok(ws)
             }
 
             async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace> {
@@ -765,14 +970,28 @@ macro_rules! impl_store {
                 for (given, value) in limit_patch(&patch.limits) {
                     query = query.bind(given).bind(value);
                 }
+                let mut tx = self.pool.begin_with($begin).await?;
                 let row = query
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(|e| {
                         let name = patch.name.as_deref().unwrap_or("");
                         unique(e, &format!("the org already has a workspace named `{name}`"))
                     })?;
-                row.map_or(Err(StoreError::NotFound("workspace")), |r| Self::ws_from_row(&r))
+                let ws = row.map_or(Err(StoreError::NotFound("workspace")), |r| Self::ws_from_row(&r))?;
+                let fields = [
+                    ("name", patch.name.is_some()),
+                    ("runtime", patch.runtime.is_some()),
+                    ("model", patch.model.is_some()),
+                    ("billing_mode", patch.billing_mode.is_some()),
+                    ("kind", patch.kind.is_some()),
+                ];
+                let fields = fields.into_iter().filter(|(_, g)| *g).map(|(f, _)| f).collect();
+                for event in patch_events(EventKind::WorkspaceUpdated, fields, &patch.limits, &ws.limits, &ws.org_id, Some(&ws.id)) {
+                    Self::insert_event(&mut tx, &event).await?;
+                }
+                tx.commit().await?;
+                Ok(ws)
             }
 
             async fn delete_workspace(&self, id: &WorkspaceId) -> Result<()> {
@@ -780,10 +999,17 @@ macro_rules! impl_store {
                 sqlx::query("DELETE FROM secrets WHERE scope = 'workspace' AND owner_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM workspace_tokens WHERE workspace_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM provisions WHERE workspace_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
-                let done = sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
-                if done.rows_affected() == 0 {
+                let done = sqlx::query("DELETE FROM workspaces WHERE id = $1 RETURNING org_id, name")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(done) = done else {
                     return Err(StoreError::NotFound("workspace"));
-                }
+                };
+                let org_id = parse_org_id(done.try_get("org_id")?)?;
+                let name: String = done.try_get("name")?;
+                let detail = serde_json::json!({ "name": name });
+                Self::insert_event(&mut tx, &admin_event(EventKind::WorkspaceDeleted, Some(&org_id), Some(id), detail)).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -792,6 +1018,8 @@ macro_rules! impl_store {
                 let (scope, owner_id) = (owner.scope(), owner.id());
                 self.owner_exists(scope, owner_id).await?;
                 let (key_id, nonce, ct) = self.key.seal(scope, owner_id, name.as_str(), value).ok_or(StoreError::Crypto)?;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let (org_id, workspace_id) = Self::owner_event_ids(&mut tx, owner).await?;
                 sqlx::query(
                     "INSERT INTO secrets (scope, owner_id, name, nonce, ciphertext, updated_at, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (scope, owner_id, name) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
@@ -804,23 +1032,34 @@ macro_rules! impl_store {
                 .bind(ct)
                 .bind(Timestamp::now().0)
                 .bind(key_id.as_str())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                // The name only: the value never leaves the ciphertext.
+                let detail = serde_json::json!({ "scope": scope.as_str(), "name": name.as_str() });
+                Self::insert_event(&mut tx, &admin_event(EventKind::SecretSet, Some(&org_id), workspace_id.as_ref(), detail))
+                    .await?;
+                tx.commit().await?;
                 Ok(())
             }
 
             async fn delete_secret(&self, owner: &Owner, name: &SecretName) -> Result<()> {
                 let (scope, owner_id) = (owner.scope(), owner.id());
                 self.owner_exists(scope, owner_id).await?;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let (org_id, workspace_id) = Self::owner_event_ids(&mut tx, owner).await?;
                 let done = sqlx::query("DELETE FROM secrets WHERE scope = $1 AND owner_id = $2 AND name = $3")
                     .bind(scope.as_str())
                     .bind(owner_id)
                     .bind(name.as_str())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound("secret"));
                 }
+                let detail = serde_json::json!({ "scope": scope.as_str(), "name": name.as_str() });
+                Self::insert_event(&mut tx, &admin_event(EventKind::SecretDeleted, Some(&org_id), workspace_id.as_ref(), detail))
+                    .await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -871,15 +1110,14 @@ macro_rules! impl_store {
             async fn record_provision(&self, workspace_id: &WorkspaceId, record: &ProvisionRecord) -> Result<()> {
                 let now = Timestamp::now().0;
                 let mut tx = self.pool.begin_with($begin).await?;
-                let updated = sqlx::query("UPDATE workspaces SET model = $1, updated_at = $2 WHERE id = $3")
-                    .bind(&record.model_after)
-                    .bind(now)
-                    .bind(workspace_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                if updated.rows_affected() == 0 {
-                    return Err(StoreError::NotFound("workspace"));
-                }
+                let org: Option<String> =
+                    sqlx::query_scalar("UPDATE workspaces SET model = $1, updated_at = $2 WHERE id = $3 RETURNING org_id")
+                        .bind(&record.model_after)
+                        .bind(now)
+                        .bind(workspace_id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let org_id = parse_org_id(org.ok_or(StoreError::NotFound("workspace"))?)?;
                 sqlx::query("UPDATE workspace_tokens SET revoked_at = $1 WHERE workspace_id = $2 AND revoked_at IS NULL")
                     .bind(now)
                     .bind(workspace_id.as_str())
@@ -903,6 +1141,8 @@ macro_rules! impl_store {
                 .bind(record.fingerprint.as_ref().map(PlanFingerprint::encode))
                 .execute(&mut *tx)
                 .await?;
+                let event = admin_event(EventKind::WorkspaceProvisioned, Some(&org_id), Some(workspace_id), provision_detail(record));
+                Self::insert_event(&mut tx, &event).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -1455,6 +1695,51 @@ macro_rules! impl_store {
                     .bind(query.until.map(|t| t.0))
                     .fetch_all(&self.pool)
                     .await?)
+            }
+
+            async fn record_event(&self, event: &NewEvent) -> Result<Event> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let stored = Self::insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn list_events(&self, query: &EventQuery) -> Result<EventPage> {
+                let limit = query.limit.clamp(1, MAX_EVENTS_PAGE);
+                // One more than asked: whether there is a next page.
+                let rows = sqlx::query(
+                    "SELECT id, at, kind, actor, org_id, workspace_id, detail FROM events \
+                     WHERE (CAST($1 AS TEXT) IS NULL OR org_id = $1) AND (CAST($2 AS TEXT) IS NULL OR workspace_id = $2) \
+                     AND (CAST($3 AS TEXT) IS NULL OR kind = $3) AND (CAST($4 AS BIGINT) IS NULL OR at >= $4) \
+                     AND (CAST($5 AS BIGINT) IS NULL OR id < $5) ORDER BY id DESC LIMIT $6",
+                )
+                .bind(query.org_id.as_ref().map(OrgId::as_str))
+                .bind(query.workspace_id.as_ref().map(WorkspaceId::as_str))
+                .bind(query.kind.map(EventKind::as_str))
+                .bind(query.since.map(|t| t.0))
+                .bind(query.cursor.map(EventCursor::id))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut events = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let kind: String = r.try_get("kind")?;
+                    let actor: String = r.try_get("actor")?;
+                    let detail: String = r.try_get("detail")?;
+                    events.push(event_from_parts(
+                        r.try_get("id")?,
+                        r.try_get("at")?,
+                        &kind,
+                        &actor,
+                        r.try_get("org_id")?,
+                        r.try_get("workspace_id")?,
+                        &detail,
+                    )?);
+                }
+                let more = events.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+                events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                let next = if more { events.last().map(|e| EventCursor::after(e.id)) } else { None };
+                Ok(EventPage { events, next })
             }
 
             async fn admin_token_hash(&self) -> Result<Option<TokenHash>> {

@@ -6,6 +6,7 @@ mod budgets;
 mod clients;
 mod codex;
 mod crash;
+mod events;
 mod exec;
 mod explain;
 mod keys;

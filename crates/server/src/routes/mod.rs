@@ -1,6 +1,7 @@
 //! The route table and the layers around it.
 
 mod audit;
+mod events;
 mod keys;
 mod ops;
 mod orgs;
@@ -45,6 +46,7 @@ pub(crate) fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(suspension::suspend_workspace))
         .routes(routes!(suspension::resume_workspace))
         .routes(routes!(keys::reencrypt))
+        .routes(routes!(events::list_events))
 }
 
 /// The routes without the admin token: the pull (workspace token) and operations.

@@ -12,7 +12,7 @@ use crate::extract::ApiQuery;
 use crate::validate;
 
 /// Parses RFC 3339 (`2026-11-22T10:00:00Z`) or a UTC date (`2026-11-22`, its midnight).
-fn time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+pub(super) fn time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
     let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
     let bad = || ApiError::new(ApiErrorCode::InvalidQuery, format!("`{field}` must be RFC 3339 or YYYY-MM-DD"));
     let t = humantime::parse_rfc3339_weak(&full).map_err(|_| bad())?;

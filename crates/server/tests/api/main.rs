@@ -12,6 +12,7 @@ mod auth;
 mod bodies;
 mod encryption;
 mod errors;
+mod events;
 mod limits;
 mod logs;
 mod ops;

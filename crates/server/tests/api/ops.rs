@@ -92,6 +92,7 @@ async fn openapi_lists_every_route() {
         ("/admin/workspaces/{ws}/suspend", &["post"]),
         ("/admin/workspaces/{ws}/resume", &["post"]),
         ("/admin/secrets/reencrypt", &["post"]),
+        ("/admin/events", &["get"]),
         ("/workspaces/{ws}/secrets/values", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),

@@ -2,6 +2,7 @@
 //! Postgres server (started by tollgate-testkit; it fails, never skips, without Postgres).
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
 
+mod events;
 #[cfg(unix)]
 mod files;
 mod rate;
@@ -129,6 +130,9 @@ on_both_backends!(
     budgets_reserve_settle_and_never_overspend,
     budget_leases_grant_adjust_close_and_never_overspend,
     audit_snapshot_reads_everything_an_audit_needs,
+    every_admin_mutation_writes_one_event,
+    a_failed_mutation_writes_no_event,
+    system_events_and_pages_are_stable,
 );
 
 /// The invalidation channel's text form: what one instance encodes, every other decodes to

@@ -1098,3 +1098,7 @@ pub(crate) async fn audit_snapshot_reads_everything_an_audit_needs(h: Harness) {
     assert!(!all.spend.contains_key(&b.id));
     assert!(matches!(s.audit_snapshot(Some(&oid("nope")), since).await, Err(StoreError::NotFound("org"))));
 }
+
+pub(crate) use crate::events::{
+    a_failed_mutation_writes_no_event, every_admin_mutation_writes_one_event, system_events_and_pages_are_stable,
+};
