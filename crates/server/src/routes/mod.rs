@@ -1,12 +1,12 @@
 //! The route table and the layers around it.
 
-mod audit;
+pub(crate) mod audit;
 mod keys;
 mod ops;
 mod orgs;
-mod resolution;
+pub(crate) mod resolution;
 mod secrets;
-mod suspension;
+pub(crate) mod suspension;
 mod usage;
 mod workspaces;
 
@@ -100,6 +100,7 @@ pub(crate) fn build(state: AppState) -> Router {
         .merge(admin)
         .merge(public)
         .merge(proxy)
+        .merge(crate::ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(telemetry::track))
