@@ -6,7 +6,7 @@ use tollgate_policy::Resolution;
 use tollgate_policy::audit::{Finding, Severity};
 use tollgate_policy::budget::{Period, PeriodKind};
 use tollgate_policy::{OrgId, WorkspaceId};
-use tollgate_store::{Org, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace};
+use tollgate_store::{LedgerRow, Org, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace};
 
 use crate::AppState;
 use crate::api::audit::AuditReport;
@@ -14,6 +14,8 @@ use crate::error::ApiError;
 use crate::routes::{audit, resolution};
 
 const DAY_MS: i64 = 24 * 3_600_000;
+/// Ledger rows shown on a workspace's page.
+const RECENT_ROWS: u32 = 25;
 
 /// One org on the overview.
 pub(crate) struct OrgLine {
@@ -68,6 +70,7 @@ pub(crate) struct WorkspacePage {
     pub(crate) spend_24h: i64,
     pub(crate) spend_30d: i64,
     pub(crate) findings: Vec<Finding>,
+    pub(crate) ledger: Vec<LedgerRow>,
     pub(crate) now_ms: i64,
 }
 
@@ -178,6 +181,7 @@ pub(crate) async fn workspace(state: &AppState, id: &WorkspaceId) -> Result<Work
     let by_model = usage(state, query(None, Some(id), now - 30 * DAY_MS, UsageGroup::Model)).await?;
     let last_day = usage(state, query(None, Some(id), now - DAY_MS, UsageGroup::Day)).await?;
     let limits = serde_json::to_value(&ws.limits).unwrap_or_default();
+    let ledger = state.store().recent_ledger(&ws.org_id, id, RECENT_ROWS).await?;
     Ok(WorkspacePage {
         spend_24h: total(&last_day),
         spend_30d: total(&by_day),
@@ -185,6 +189,7 @@ pub(crate) async fn workspace(state: &AppState, id: &WorkspaceId) -> Result<Work
         by_model,
         limits,
         findings,
+        ledger,
         resolution,
         org,
         ws,

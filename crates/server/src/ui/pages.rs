@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, html};
 use tollgate_policy::audit::{Finding, Severity};
 use tollgate_policy::{Micros, Resolution, Suspension};
-use tollgate_store::{Timestamp, UsageRow};
+use tollgate_store::{LedgerRow, Timestamp, UsageRow};
 
 use super::chart;
 use super::data::{AuditPage, Names, OrgPage, Overview, WorkspacePage, by_severity};
@@ -194,6 +194,29 @@ fn usage_table(rows: &[UsageRow], what: &str) -> Markup {
     }
 }
 
+fn ledger_table(rows: &[LedgerRow]) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p.empty { "No requests yet." }
+        } @else {
+            table #ledger {
+                thead { tr { th { "At (UTC)" } th { "Request" } th { "Model" } th { "Status" } th.num { "HTTP" }
+                    th.num { "Input tok" } th.num { "Output tok" } th.num { "Cost" } } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { (r.created_at.rfc3339()) } td { code { (r.request_id) } } td { (r.model) }
+                            td { (r.status) @if r.estimated { " " span.badge.warn { "estimated" } } }
+                            td.num { (r.http_status.map_or_else(|| "—".to_owned(), |s| s.to_string())) }
+                            td.num { (r.input_tokens) } td.num { (r.output_tokens) } td.num { (usd(r.cost_micros)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn mode_cells(r: &Resolution) -> Markup {
     html! {
         @if let Some(e) = &r.error {
@@ -338,8 +361,10 @@ pub(crate) fn workspace(session: &Session, d: &WorkspacePage) -> Markup {
         (usage_table(&d.by_model, "Model"))
         h2 { "Findings" }
         (findings_table(&d.findings, &names))
-        h2 { "Alarms and ledger rows" }
-        p.empty { "Alarms and the per-request ledger view are not on this server yet." }
+        h2 { "Recent requests" }
+        (ledger_table(&d.ledger))
+        h2 { "Alarms" }
+        p.empty { "Drain alarms are not on this server yet." }
     };
     layout(&d.ws.name, Some(session), &body)
 }

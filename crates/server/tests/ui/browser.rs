@@ -62,7 +62,7 @@ async fn browser(driver: &Driver) -> Client {
         "--disable-background-networking".to_owned(),
         "--disable-component-update".to_owned(),
         "--disable-sync".to_owned(),
-        "--window-size=1280,1000".to_owned(),
+        "--window-size=1280,1800".to_owned(),
         format!("--user-data-dir={}", driver.profile.display()),
     ];
     let mut caps = serde_json::Map::new();
@@ -148,6 +148,8 @@ async fn an_operator_walks_the_dashboard_in_chromium() {
     assert!(c.current_url().await.unwrap().path().ends_with(&s.platform_ws));
     assert_eq!(text_of(&c, "#resolved-mode").await, "platform_managed");
     assert!(!text_of(&c, "#trace").await.is_empty());
+    let ledger = text_of(&c, "#ledger").await;
+    assert!(ledger.contains("req-0") && ledger.contains("req-6"), "the week's requests: {ledger}");
     shot(&c, "04-workspace").await;
 
     // Suspend it, and the API sees it; resume it.

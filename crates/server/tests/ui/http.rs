@@ -189,3 +189,24 @@ async fn names_are_escaped_and_pages_carry_a_strict_csp() {
     assert!(byok.contains("MISSING_BYOK_CREDENTIAL"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_workspace_page_lists_its_latest_requests_on_both_backends() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let app = spawn_app(backend).await;
+        let s = seed(&app).await;
+        let mut b = Browser::new(&app);
+        assert_eq!(b.sign_in(&app.admin_token).await, 303);
+        let (status, _, html) = b.get(&format!("/ui/workspaces/{}", s.platform_ws)).await;
+        assert_eq!(status, 200, "{backend:?}: {html}");
+        let table = &html[html.find(r#"id="ledger""#).expect("the ledger table")..];
+        // Seeded one a day back from now, 0 the newest: listed newest first.
+        let positions: Vec<usize> = (0..7).map(|d| table.find(&format!("req-{d}<")).expect("each request")).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{backend:?}: newest first");
+        assert!(table.contains("$1.050000"), "{backend:?}: the oldest row's cost");
+        // Another workspace's page lists none of them.
+        let (_, _, other) = b.get(&format!("/ui/workspaces/{}", s.xss_ws)).await;
+        assert!(!other.contains("req-0"), "{backend:?}");
+        app.stop().await;
+    }
+}
