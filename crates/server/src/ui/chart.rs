@@ -35,7 +35,9 @@ pub(crate) fn spend_by_day(keys: &[String], cost: &dyn Fn(&str) -> i64) -> Marku
                 rect x=(x + 2) y=(HEIGHT - BOTTOM - h) width=((slot - 4).max(1)) height=(h) fill="#3e7bd6" {
                     title { (key) ": " (Micros::new(*v)) }
                 }
-                @if i % 5 == 0 || i + 1 == keys.len() {
+                @if i + 1 == keys.len() {
+                    text x=(x + slot - 2) y=(HEIGHT - 6) font-size="10" fill="#52606d" text-anchor="end" { (key.get(5..).unwrap_or(key)) }
+                } @else if i % 5 == 0 {
                     text x=(x + 2) y=(HEIGHT - 6) font-size="10" fill="#52606d" { (key.get(5..).unwrap_or(key)) }
                 }
             }

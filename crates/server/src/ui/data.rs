@@ -51,6 +51,7 @@ pub(crate) struct WorkspaceLine {
 /// The org page.
 pub(crate) struct OrgPage {
     pub(crate) org: Org,
+    pub(crate) limits: serde_json::Value,
     pub(crate) workspaces: Vec<WorkspaceLine>,
     pub(crate) by_day: BTreeMap<String, i64>,
     pub(crate) by_model: Vec<UsageRow>,
@@ -157,6 +158,7 @@ pub(crate) async fn org(state: &AppState, id: &OrgId) -> Result<OrgPage, ApiErro
     let by_day = usage(state, query(Some(id), None, now - 30 * DAY_MS, UsageGroup::Day)).await?;
     let by_model = usage(state, query(Some(id), None, now - 30 * DAY_MS, UsageGroup::Model)).await?;
     Ok(OrgPage {
+        limits: serde_json::to_value(&org.limits).unwrap_or_default(),
         org,
         workspaces,
         by_day: by_day.into_iter().map(|r| (r.key, r.cost_micros)).collect(),

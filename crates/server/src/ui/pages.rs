@@ -236,9 +236,11 @@ pub(crate) fn org(session: &Session, d: &OrgPage) -> Markup {
         p.crumbs { a href="/ui/" { "Overview" } " / org" }
         h1 { (d.org.name) }
         p {
-            "Credit " strong { (d.org.credit_micros) } " · markup " (d.org.markup_percent.to_string()) " · "
+            "Credit " strong { (d.org.credit_micros) } " · markup " (d.org.markup_percent.to_string()) " · suspended: "
             (suspended_cell(d.org.suspended.as_ref()))
         }
+        h2 { "Limits" }
+        (limits_section(&d.limits, "No limits: no budget and no rate limit applies to this org."))
         h2 { "Workspaces" }
         @if d.workspaces.is_empty() {
             p.empty { "This org has no workspaces yet." }
@@ -302,12 +304,12 @@ fn resolution_section(r: &Resolution) -> Markup {
     }
 }
 
-fn limits_section(limits: &serde_json::Value) -> Markup {
+fn limits_section(limits: &serde_json::Value, empty: &str) -> Markup {
     let set: Vec<(&String, &serde_json::Value)> =
         limits.as_object().map(|m| m.iter().filter(|(_, v)| !v.is_null()).collect()).unwrap_or_default();
     html! {
         @if set.is_empty() {
-            p.empty { "No limits of its own (its org's apply)." }
+            p.empty { (empty) }
         } @else {
             table #limits { tbody { @for (k, v) in set { tr { th { code { (k) } } td { (v.to_string()) } } } } }
         }
@@ -354,7 +356,7 @@ pub(crate) fn workspace(session: &Session, d: &WorkspacePage) -> Markup {
         h2 { "Resolution" }
         (resolution_section(&d.resolution))
         h2 { "Limits" }
-        (limits_section(&d.limits))
+        (limits_section(&d.limits, "No limits of its own (its org's apply)."))
         h2 { "Usage" }
         p { "Spend: " strong { (usd(d.spend_24h)) } " in 24 h · " strong { (usd(d.spend_30d)) } " in 30 days" }
         (chart::spend_by_day(&keys, &|k| d.by_day.get(k).copied().unwrap_or(0)))
