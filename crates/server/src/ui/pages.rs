@@ -345,7 +345,10 @@ fn suspension_section(session: &Session, d: &WorkspacePage) -> Markup {
 /// The workspace page: its resolution explained, limits, usage, findings, suspend/resume.
 pub(crate) fn workspace(session: &Session, d: &WorkspacePage) -> Markup {
     let keys = chart::day_keys(d.now_ms, 30);
-    let names = Names::default();
+    let names = Names {
+        orgs: [(d.org.id.to_string(), d.org.name.clone())].into(),
+        workspaces: [(d.ws.id.to_string(), d.ws.name.clone())].into(),
+    };
     let body = html! {
         p.crumbs { a href="/ui/" { "Overview" } " / " a href=(format!("/ui/orgs/{}", d.org.id)) { (d.org.name) } " / workspace" }
         h1 { (d.ws.name) }

@@ -23,5 +23,6 @@ mod rotation;
 mod schemathesis;
 mod secrets;
 mod suspension;
+mod ui;
 mod usage;
 mod workspaces;

@@ -11,7 +11,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use tollgate_testkit::server_app::{Backend, spawn_app};
 
-use crate::{XSS_NAME, seed};
+use super::{XSS_NAME, seed};
 
 /// `chromedriver` on a free port, killed when dropped.
 struct Driver {

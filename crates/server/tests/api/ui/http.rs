@@ -4,7 +4,7 @@ use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use tollgate_testkit::server_app::{Backend, TestApp, spawn_app};
 
-use crate::{XSS_NAME, seed};
+use super::{XSS_NAME, seed};
 
 /// A client that keeps the dashboard's cookies by hand and follows no redirect.
 struct Browser<'a> {

@@ -1,6 +1,5 @@
 //! The dashboard at `/ui/` (DESIGN.md section 17): its security over plain HTTP (sign-in,
 //! session cookie, CSRF, CSP, escaping) and a walk through it in a real headless Chromium.
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
 
 mod browser;
 mod http;
