@@ -17,10 +17,13 @@ pub(crate) fn day_keys(now_ms: i64, days: i64) -> Vec<String> {
 }
 
 /// A bar per day of `keys`, its height `cost` of that day (days missing from `cost` are 0);
-/// each bar carries a `<title>` with the day and the amount.
+/// each bar carries a `<title>` with the day and the amount. No spend at all: a sentence.
 pub(crate) fn spend_by_day(keys: &[String], cost: &dyn Fn(&str) -> i64) -> Markup {
     let values: Vec<i64> = keys.iter().map(|k| cost(k).max(0)).collect();
-    let max = values.iter().copied().max().unwrap_or(0).max(1);
+    let max = values.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        return html! { p.empty { "No spend in the last 30 days." } };
+    }
     let n = i64::try_from(keys.len()).unwrap_or(1).max(1);
     let slot = WIDTH / n;
     let plot = HEIGHT - TOP - BOTTOM;

@@ -207,6 +207,9 @@ async fn a_workspace_page_lists_its_latest_requests_on_both_backends() {
         // Another workspace's page lists none of them.
         let (_, _, other) = b.get(&format!("/ui/workspaces/{}", s.xss_ws)).await;
         assert!(!other.contains("req-0"), "{backend:?}");
+        // The chart: bars where there was spend, a sentence where there was none.
+        assert!(html.contains("<svg") && html.contains("<rect"), "{backend:?}: a spend chart");
+        assert!(!other.contains("<svg") && other.contains("No spend in the last 30 days."), "{backend:?}");
         app.stop().await;
     }
 }
