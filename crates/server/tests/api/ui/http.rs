@@ -213,3 +213,19 @@ async fn a_workspace_page_lists_its_latest_requests_on_both_backends() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn failed_sign_ins_spend_the_admin_apis_throttle() {
+    let throttle =
+        tollgate_server::AdminThrottleConfig { burst: 2, refill_every: std::time::Duration::from_secs(3600) };
+    let options = tollgate_testkit::server_app::Options { admin_throttle: throttle, ..Default::default() };
+    let app = tollgate_testkit::server_app::spawn_with(Backend::Sqlite, options).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.sign_in("tg_admin_guess1").await, 401);
+    assert_eq!(b.sign_in("tg_admin_guess2").await, 401);
+    // The bucket is spent: even the right token is not checked now, here or on the API.
+    assert_eq!(b.sign_in(&app.admin_token).await, 429);
+    assert!(!b.cookies.iter().any(|(k, _)| k == "tg_ui_session"));
+    assert_eq!(app.get("/admin/orgs").await.status, 429, "one throttle for the API and the dashboard");
+    app.stop().await;
+}
