@@ -18,6 +18,7 @@ mod routes;
 mod telemetry;
 mod throttle;
 pub mod tls;
+mod ui;
 mod validate;
 
 use std::future::Future;

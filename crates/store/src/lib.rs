@@ -424,6 +424,31 @@ pub struct UsageRow {
     pub estimated_requests: i64,
 }
 
+/// One request of the ledger, as the dashboard lists a workspace's latest (never a prompt, a
+/// header or a credential: the ledger holds none).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct LedgerRow {
+    /// The proxy's request id.
+    pub request_id: String,
+    /// The model id called.
+    pub model: String,
+    /// `settled`, or the state of a request not yet settled.
+    pub status: String,
+    /// The upstream's HTTP status; `None` when no response came.
+    pub http_status: Option<i64>,
+    /// Uncached input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// What the org was charged, micro-USD.
+    pub cost_micros: i64,
+    /// Whether the usage was estimated (a stream that ended without it).
+    pub estimated: bool,
+    /// When the request was admitted.
+    #[sqlx(try_from = "i64")]
+    pub created_at: Timestamp,
+}
+
 /// Credit an instance asks to take from an org's balance into its lease (see
 /// [`Store::lease_credit`]).
 #[derive(Clone, Debug)]
@@ -962,6 +987,10 @@ pub trait Store: RateStore + Send + Sync + fmt::Debug {
     /// events with smaller ids, so no event is returned twice and none that existed when the
     /// first page was read is skipped.
     async fn list_events(&self, query: &EventQuery) -> Result<EventPage>;
+
+    /// The latest `limit` ledger rows of workspace `workspace_id` (of org `org_id`), newest
+    /// first.
+    async fn recent_ledger(&self, org_id: &OrgId, workspace_id: &WorkspaceId, limit: u32) -> Result<Vec<LedgerRow>>;
 
     /// The stored admin token hash, if any.
     async fn admin_token_hash(&self) -> Result<Option<TokenHash>>;

@@ -27,8 +27,8 @@ use tollgate_policy::audit::{LastProvision, PlanFingerprint};
 use crate::crypto::{MasterKeys, TokenHash};
 use crate::{
     AuditSnapshot, BudgetHold, CreditAdjusted, Event, EventCursor, EventPage, EventQuery, Invalidation, LeaseId,
-    LeaseRequest, Leased, LedgerEntry, MAX_BALANCE_MICROS, MAX_EVENTS_PAGE, NewEvent, NewOrg, NewWorkspace, Org,
-    OrgPatch, Overdraft, Owner, Provision, ProvisionRecord, ReencryptBatch, RequestId, Result, SecretCursor,
+    LeaseRequest, Leased, LedgerEntry, LedgerRow, MAX_BALANCE_MICROS, MAX_EVENTS_PAGE, NewEvent, NewOrg, NewWorkspace,
+    Org, OrgPatch, Overdraft, Owner, Provision, ProvisionRecord, ReencryptBatch, RequestId, Result, SecretCursor,
     SecretMeta, Store, StoreError, Timestamp, UsageGroup, UsageQuery, UsageRow, Workspace, WorkspacePatch,
 };
 
@@ -1740,6 +1740,21 @@ macro_rules! impl_store {
                 events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
                 let next = if more { events.last().map(|e| EventCursor::after(e.id)) } else { None };
                 Ok(EventPage { events, next })
+            }
+
+            async fn recent_ledger(&self, org_id: &OrgId, workspace_id: &WorkspaceId, limit: u32) -> Result<Vec<LedgerRow>> {
+                // By org first: the (org_id, created_at) index serves the newest-first walk.
+                Ok(sqlx::query_as::<_, LedgerRow>(
+                    "SELECT request_id, model, status, CAST(http_status AS BIGINT) AS http_status, \
+                     CAST(input_tokens AS BIGINT) AS input_tokens, CAST(output_tokens AS BIGINT) AS output_tokens, \
+                     CAST(cost_micros AS BIGINT) AS cost_micros, estimated, CAST(created_at AS BIGINT) AS created_at \
+                     FROM ledger WHERE org_id = $1 AND workspace_id = $2 ORDER BY created_at DESC, request_id LIMIT $3",
+                )
+                .bind(org_id.as_str())
+                .bind(workspace_id.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn admin_token_hash(&self) -> Result<Option<TokenHash>> {

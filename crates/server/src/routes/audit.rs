@@ -2,10 +2,11 @@
 //! resolver, and hands the outcome to the policy crate's `Auditor`, which decides the
 //! findings. The state is read with one query per table (`Store::audit_snapshot`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
+use tollgate_policy::OrgId;
 use tollgate_policy::audit::{AuditContext, Auditor, OrgFacts, WorkspaceFacts, summary};
 use tollgate_policy::{Context, Micros};
 use tollgate_store::{ResolutionInputs, Timestamp};
@@ -41,10 +42,16 @@ pub(super) async fn audit(
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<Json<AuditReport>, ApiError> {
     let org_id = params.org_id.filter(|s| !s.is_empty()).map(|o| validate::org_id(&o)).transpose()?;
+    Ok(Json(report(&state, org_id.as_ref()).await?))
+}
+
+/// The audit of one org (or all, `None`), as `GET /admin/audit` returns it; the dashboard
+/// shows the same report. An unknown org is `NOT_FOUND`.
+pub(crate) async fn report(state: &AppState, org_id: Option<&OrgId>) -> Result<AuditReport, ApiError> {
     let now = Timestamp::now();
-    let snap = state.store().audit_snapshot(org_id.as_ref(), Timestamp(now.0 - DAY_MS)).await?;
+    let snap = state.store().audit_snapshot(org_id, Timestamp(now.0 - DAY_MS)).await?;
     // Without a proxy this server serves no platform traffic: no upstream has a key here.
-    let keyed = state.proxy().map(tollgate_proxy::Proxy::keyed_upstreams).unwrap_or_else(BTreeSet::new);
+    let keyed = state.proxy().map(tollgate_proxy::Proxy::keyed_upstreams).unwrap_or_default();
     let registry = state.registry();
     let mut auditor = Auditor::new(AuditContext { registry, keyed_upstreams: &keyed, now_ms: now.0 });
     let ctx = Context { registry, public_url: state.public_url() };
@@ -74,5 +81,5 @@ pub(super) async fn audit(
     }
     let (findings, workspaces_checked) = auditor.finish();
     let summary = summary(&findings);
-    Ok(Json(AuditReport { generated_at: now.rfc3339(), workspaces_checked, findings, summary }))
+    Ok(AuditReport { generated_at: now.rfc3339(), workspaces_checked, findings, summary })
 }

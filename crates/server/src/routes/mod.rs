@@ -1,13 +1,13 @@
 //! The route table and the layers around it.
 
-mod audit;
+pub(crate) mod audit;
 mod events;
 mod keys;
 mod ops;
 mod orgs;
-mod resolution;
+pub(crate) mod resolution;
 mod secrets;
-mod suspension;
+pub(crate) mod suspension;
 mod usage;
 mod workspaces;
 
@@ -102,6 +102,7 @@ pub(crate) fn build(state: AppState) -> Router {
         .merge(admin)
         .merge(public)
         .merge(proxy)
+        .merge(crate::ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(telemetry::track))

@@ -18,7 +18,11 @@ use crate::extract::{ApiJsonOrDefault, ApiPath};
 use crate::validate;
 
 /// Resolves `ws` from the stored state of its org and secrets.
-async fn resolve_stored(state: &AppState, ws: &Workspace, request_model: Option<&str>) -> Result<Resolved, ApiError> {
+pub(crate) async fn resolve_stored(
+    state: &AppState,
+    ws: &Workspace,
+    request_model: Option<&str>,
+) -> Result<Resolved, ApiError> {
     let inputs = ResolutionInputs::for_workspace(state.store(), ws.clone()).await?;
     let ctx = Context { registry: state.registry(), public_url: state.public_url() };
     let resolved = inputs.resolve(&ctx, request_model);

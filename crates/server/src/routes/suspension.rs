@@ -30,6 +30,28 @@ async fn bind_everywhere(state: &AppState, notice: Invalidation) {
     state.invalidate(notice).await;
 }
 
+/// Suspends `owner` by the admin and binds it on every instance: what the suspend routes and
+/// the dashboard's suspend button both do.
+pub(crate) async fn suspend_owner(state: &AppState, owner: Owner, reason: &SuspensionReason) -> Result<(), ApiError> {
+    state.store().suspend(&owner, reason, &SuspendedBy::Admin).await?;
+    bind_everywhere(state, invalidation(owner)).await;
+    Ok(())
+}
+
+/// Lifts `owner`'s own suspension and binds it on every instance (routes and dashboard).
+pub(crate) async fn resume_owner(state: &AppState, owner: Owner) -> Result<(), ApiError> {
+    state.store().resume(&owner).await?;
+    bind_everywhere(state, invalidation(owner)).await;
+    Ok(())
+}
+
+fn invalidation(owner: Owner) -> Invalidation {
+    match owner {
+        Owner::Org(id) => Invalidation::Org(id),
+        Owner::Workspace(id) => Invalidation::Workspace(id),
+    }
+}
+
 /// Refuses (403 `SUSPENDED`, naming the reason) a workspace that is suspended or whose org
 /// is: a suspended workspace gets no new token (provision) and no environment (pull), so an
 /// agent stopped by its suspension cannot be restarted around it, BYOK credentials included.
@@ -65,8 +87,7 @@ pub(super) async fn suspend_org(
 ) -> Result<Json<Org>, ApiError> {
     let id = validate::org_id(&org)?;
     let reason = reason(&body)?;
-    state.store().suspend(&Owner::Org(id.clone()), &reason, &SuspendedBy::Admin).await?;
-    bind_everywhere(&state, Invalidation::Org(id.clone())).await;
+    suspend_owner(&state, Owner::Org(id.clone()), &reason).await?;
     tracing::info!(org_id = %id, "org suspended");
     Ok(Json(Org::from(&state.store().get_org(&id).await?)))
 }
@@ -90,8 +111,7 @@ pub(super) async fn resume_org(
     ApiPath(org): ApiPath<String>,
 ) -> Result<Json<Org>, ApiError> {
     let id = validate::org_id(&org)?;
-    state.store().resume(&Owner::Org(id.clone())).await?;
-    bind_everywhere(&state, Invalidation::Org(id.clone())).await;
+    resume_owner(&state, Owner::Org(id.clone())).await?;
     tracing::info!(org_id = %id, "org resumed");
     Ok(Json(Org::from(&state.store().get_org(&id).await?)))
 }
@@ -120,8 +140,7 @@ pub(super) async fn suspend_workspace(
 ) -> Result<Json<Workspace>, ApiError> {
     let id = validate::workspace_id(&ws)?;
     let reason = reason(&body)?;
-    state.store().suspend(&Owner::Workspace(id.clone()), &reason, &SuspendedBy::Admin).await?;
-    bind_everywhere(&state, Invalidation::Workspace(id.clone())).await;
+    suspend_owner(&state, Owner::Workspace(id.clone()), &reason).await?;
     tracing::info!(workspace_id = %id, "workspace suspended");
     Ok(Json(Workspace::from(&state.store().get_workspace(&id).await?)))
 }
@@ -145,8 +164,7 @@ pub(super) async fn resume_workspace(
     ApiPath(ws): ApiPath<String>,
 ) -> Result<Json<Workspace>, ApiError> {
     let id = validate::workspace_id(&ws)?;
-    state.store().resume(&Owner::Workspace(id.clone())).await?;
-    bind_everywhere(&state, Invalidation::Workspace(id.clone())).await;
+    resume_owner(&state, Owner::Workspace(id.clone())).await?;
     tracing::info!(workspace_id = %id, "workspace resumed");
     Ok(Json(Workspace::from(&state.store().get_workspace(&id).await?)))
 }

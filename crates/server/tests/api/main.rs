@@ -24,5 +24,6 @@ mod rotation;
 mod schemathesis;
 mod secrets;
 mod suspension;
+mod ui;
 mod usage;
 mod workspaces;

@@ -1,0 +1,399 @@
+//! The pages, as maud templates: every interpolated value is HTML-escaped by maud, so a name
+//! such as `<script>` shows as text. No inline script, no inline style (the CSP allows none).
+
+use axum::http::StatusCode;
+use maud::{DOCTYPE, Markup, html};
+use tollgate_policy::audit::{Finding, Severity};
+use tollgate_policy::{Micros, Resolution, Suspension};
+use tollgate_store::{LedgerRow, Timestamp, UsageRow};
+
+use super::chart;
+use super::data::{AuditPage, Names, OrgPage, Overview, WorkspacePage, by_severity};
+use super::session::Session;
+
+fn usd(micros: i64) -> String {
+    Micros::new(micros).to_string()
+}
+
+/// `spent` of `budget` (with the share) or just `spent` when there is no budget.
+fn against(spent: i64, budget: Option<i64>) -> Markup {
+    match budget {
+        Some(b) if b > 0 => {
+            let pct = spent.saturating_mul(100) / b;
+            let class = if pct >= 100 {
+                "bad"
+            } else if pct >= 80 {
+                "warn"
+            } else {
+                "ok"
+            };
+            html! { (usd(spent)) " of " (usd(b)) " " span class=(class) { "(" (pct) "%)" } }
+        }
+        Some(b) => html! { (usd(spent)) " of " (usd(b)) },
+        None => html! { (usd(spent)) " " span.muted { "(no budget)" } },
+    }
+}
+
+fn layout(title: &str, session: Option<&Session>, body: &Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Tollgate" }
+                link rel="stylesheet" href="/ui/style.css";
+            }
+            body {
+                header {
+                    a.brand href="/ui/" { "Tollgate" }
+                    @if let Some(s) = session {
+                        nav {
+                            a href="/ui/" { "Overview" }
+                            a href="/ui/audit" { "Audit" }
+                            a href="/ui/events" { "Events" }
+                            form.inline method="post" action="/ui/logout" {
+                                input type="hidden" name="csrf" value=(s.csrf);
+                                button.link type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// The sign-in page; `csrf` is the form's double-submit token, `problem` what went wrong.
+pub(crate) fn login(csrf: &str, problem: Option<&str>) -> Markup {
+    let body = html! {
+        section.login {
+            h1 { "Sign in" }
+            p.muted { "Paste the admin token (" code { "TOLLGATE_ADMIN_TOKEN" } ", or the one printed at first start)." }
+            @if let Some(p) = problem { p.error id="login-error" { (p) } }
+            form method="post" action="/ui/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="token" { "Admin token" }
+                input #token type="password" name="token" autocomplete="off" required;
+                button type="submit" { "Sign in" }
+            }
+        }
+    };
+    layout("Sign in", None, &body)
+}
+
+/// An error page.
+pub(crate) fn error(status: StatusCode, message: &str) -> Markup {
+    let body = html! {
+        h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("Error")) }
+        p.error id="error" { (message) }
+        p { a href="/ui/" { "Back to the overview" } }
+    };
+    layout("Error", None, &body)
+}
+
+fn severity_badge(s: Severity) -> Markup {
+    let class = match s {
+        Severity::Error => "badge bad",
+        Severity::Warning => "badge warn",
+        Severity::Info => "badge info",
+    };
+    html! { span class=(class) { (s.as_str()) } }
+}
+
+fn suspended_cell(s: Option<&Suspension>) -> Markup {
+    match s {
+        Some(s) => html! { span.badge.bad { "suspended" } " " (s.reason.as_str()) },
+        None => html! { span.muted { "no" } },
+    }
+}
+
+fn findings_table(findings: &[Finding], names: &Names) -> Markup {
+    html! {
+        @if findings.is_empty() {
+            p.empty { "No findings: every workspace resolves, nothing drifted, nothing is suspended." }
+        } @else {
+            table.findings {
+                thead { tr { th { "Severity" } th { "Code" } th { "Org" } th { "Workspace" } th { "Finding" } } }
+                tbody {
+                    @for f in findings {
+                        tr {
+                            td { (severity_badge(f.severity)) }
+                            td { code { (f.code.as_str()) } }
+                            td { a href=(format!("/ui/orgs/{}", f.org_id)) { (names.orgs.get(&f.org_id).unwrap_or(&f.org_id)) } }
+                            td {
+                                @if let Some(w) = &f.workspace_id {
+                                    a href=(format!("/ui/workspaces/{w}")) { (names.workspaces.get(w).unwrap_or(w)) }
+                                } @else { span.muted { "—" } }
+                            }
+                            td { (f.message) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The overview: orgs with credit and spend against budgets, and the audit by severity.
+pub(crate) fn overview(session: &Session, d: &Overview) -> Markup {
+    let body = html! {
+        h1 { "Overview" }
+        section.cards {
+            @for (s, n) in by_severity(&d.report.findings) {
+                a.card href="/ui/audit" { div.num { (n) } div { (severity_badge(s)) " findings" } }
+            }
+            div.card { div.num { (d.report.workspaces_checked) } div { "workspaces checked" } }
+        }
+        h2 { "Orgs" }
+        @if d.orgs.is_empty() {
+            p.empty { "No orgs yet. Create one with " code { "tollgate admin orgs create" } " or " code { "POST /admin/orgs" } "." }
+        } @else {
+            table #orgs {
+                thead { tr { th { "Org" } th.num { "Credit" } th { "Spend today" } th { "Spend this month" } th.num { "Workspaces" } th { "Suspended" } } }
+                tbody {
+                    @for o in &d.orgs {
+                        tr {
+                            td { a href=(format!("/ui/orgs/{}", o.org.id)) { (o.org.name) } }
+                            td.num { (o.org.credit_micros) }
+                            td { (against(o.spend_today, o.org.limits.budget_micros_per_day.map(|b| b.get()))) }
+                            td { (against(o.spend_month, o.org.limits.budget_micros_per_month.map(|b| b.get()))) }
+                            td.num { (o.workspaces) }
+                            td { (suspended_cell(o.org.suspended.as_ref())) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Alarms" }
+        p.empty { "Drain alarms are not on this server yet; fired alarms will be listed here and on the " a href="/ui/events" { "Events" } " page." }
+        h2 { "Audit findings" }
+        (findings_table(&d.report.findings, &d.names))
+    };
+    layout("Overview", Some(session), &body)
+}
+
+fn usage_table(rows: &[UsageRow], what: &str) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p.empty { "No requests in the last 30 days." }
+        } @else {
+            table {
+                thead { tr { th { (what) } th.num { "Requests" } th.num { "Errors" } th.num { "Input tok" } th.num { "Output tok" } th.num { "Cost" } } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { (r.key) } td.num { (r.requests) } td.num { (r.errors) }
+                            td.num { (r.input_tokens) } td.num { (r.output_tokens) } td.num { (usd(r.cost_micros)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn ledger_table(rows: &[LedgerRow]) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p.empty { "No requests yet." }
+        } @else {
+            table #ledger {
+                thead { tr { th { "At (UTC)" } th { "Request" } th { "Model" } th { "Status" } th.num { "HTTP" }
+                    th.num { "Input tok" } th.num { "Output tok" } th.num { "Cost" } } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { (r.created_at.rfc3339()) } td { code { (r.request_id) } } td { (r.model) }
+                            td { (r.status) @if r.estimated { " " span.badge.warn { "estimated" } } }
+                            td.num { (r.http_status.map_or_else(|| "—".to_owned(), |s| s.to_string())) }
+                            td.num { (r.input_tokens) } td.num { (r.output_tokens) } td.num { (usd(r.cost_micros)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn mode_cells(r: &Resolution) -> Markup {
+    html! {
+        @if let Some(e) = &r.error {
+            td colspan="3" { span.badge.bad { (e.code.as_str()) } }
+        } @else {
+            td { (r.resolved_mode.map_or("—", |m| m.as_str())) }
+            td { (r.source.map_or("—", |s| s.as_str())) }
+            td { (r.provider.as_deref().unwrap_or("—")) }
+        }
+    }
+}
+
+/// The org page: its workspaces, spend by day and by model, its findings.
+pub(crate) fn org(session: &Session, d: &OrgPage) -> Markup {
+    let keys = chart::day_keys(d.now_ms, 30);
+    let body = html! {
+        p.crumbs { a href="/ui/" { "Overview" } " / org" }
+        h1 { (d.org.name) }
+        p {
+            "Credit " strong { (d.org.credit_micros) } " · markup " (d.org.markup_percent.to_string()) " · suspended: "
+            (suspended_cell(d.org.suspended.as_ref()))
+        }
+        h2 { "Limits" }
+        (limits_section(&d.limits, "No limits: no budget and no rate limit applies to this org."))
+        h2 { "Workspaces" }
+        @if d.workspaces.is_empty() {
+            p.empty { "This org has no workspaces yet." }
+        } @else {
+            table #workspaces {
+                thead { tr {
+                    th { "Workspace" } th { "Runtime" } th { "Model" } th { "Mode" } th { "Source" } th { "Provider" }
+                    th.num { "Spend 24 h" } th.num { "Spend 30 d" } th.num { "Findings" } th { "Suspended" }
+                } }
+                tbody {
+                    @for w in &d.workspaces {
+                        tr {
+                            td { a href=(format!("/ui/workspaces/{}", w.ws.id)) { (w.ws.name) } }
+                            td { (w.ws.runtime) }
+                            td { (w.resolution.effective_model.as_deref().or(w.ws.model.as_deref()).unwrap_or("—")) }
+                            (mode_cells(&w.resolution))
+                            td.num { (usd(w.spend_24h)) } td.num { (usd(w.spend_30d)) }
+                            td.num { (w.findings) }
+                            td { (suspended_cell(w.ws.suspended.as_ref())) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Spend by day (30 days)" }
+        (chart::spend_by_day(&keys, &|k| d.by_day.get(k).copied().unwrap_or(0)))
+        h2 { "Spend by model (30 days)" }
+        (usage_table(&d.by_model, "Model"))
+        h2 { "Findings" }
+        (findings_table(&d.findings, &d.names))
+        h2 { "Events" }
+        p.empty { "The event log is not on this server yet: see " a href="/ui/events" { "Events" } "." }
+    };
+    layout(&d.org.name, Some(session), &body)
+}
+
+fn resolution_section(r: &Resolution) -> Markup {
+    html! {
+        @if let Some(e) = &r.error {
+            p.error id="resolution-error" { span.badge.bad { (e.code.as_str()) } " " (e.message) }
+        }
+        dl.facts {
+            dt { "Resolved mode" } dd #resolved-mode { (r.resolved_mode.map_or("—", |m| m.as_str())) }
+            dt { "Source" } dd { (r.source.map_or("—", |s| s.as_str())) }
+            dt { "Provider" } dd { (r.provider.as_deref().unwrap_or("—")) }
+            dt { "Effective model" } dd { (r.effective_model.as_deref().unwrap_or("—")) }
+            dt { "Model from" } dd { (r.model_source.map_or("—", |s| s.as_str())) }
+        }
+        h3 { "Why: the trace" }
+        ol #trace { @for step in &r.trace { li { (step) } } }
+        h3 { "Credentials kept" }
+        @if r.credentials.is_empty() { p.empty { "None." } } @else {
+            table #kept { thead { tr { th { "Name" } th { "Origin" } th { "Why" } } }
+                tbody { @for c in &r.credentials { tr { td { code { (c.name) } } td { (c.origin.as_str()) } td { (c.reason) } } } } }
+        }
+        h3 { "Credentials dropped" }
+        @if r.dropped.is_empty() { p.empty { "None." } } @else {
+            table #dropped { thead { tr { th { "Name" } th { "Origin" } th { "Why" } } }
+                tbody { @for c in &r.dropped { tr { td { code { (c.name) } } td { (c.origin.as_str()) } td { (c.reason) } } } } }
+        }
+    }
+}
+
+fn limits_section(limits: &serde_json::Value, empty: &str) -> Markup {
+    let set: Vec<(&String, &serde_json::Value)> =
+        limits.as_object().map(|m| m.iter().filter(|(_, v)| !v.is_null()).collect()).unwrap_or_default();
+    html! {
+        @if set.is_empty() {
+            p.empty { (empty) }
+        } @else {
+            table #limits { tbody { @for (k, v) in set { tr { th { code { (k) } } td { (v.to_string()) } } } } }
+        }
+    }
+}
+
+fn suspension_section(session: &Session, d: &WorkspacePage) -> Markup {
+    let id = &d.ws.id;
+    html! {
+        @if let Some(s) = &d.ws.suspended {
+            p #suspension.error {
+                "Suspended since " (Timestamp(s.since_ms).rfc3339()) " by " (s.by.as_str()) ": " (s.reason.as_str())
+            }
+            form method="post" action=(format!("/ui/workspaces/{id}/resume")) {
+                input type="hidden" name="csrf" value=(session.csrf);
+                button #resume type="submit" { "Resume" }
+            }
+        } @else {
+            p #suspension { "Not suspended: its requests are served." }
+            form method="post" action=(format!("/ui/workspaces/{id}/suspend")) {
+                input type="hidden" name="csrf" value=(session.csrf);
+                label for="reason" { "Reason" }
+                input #reason type="text" name="reason" required maxlength="500" placeholder="runaway agent";
+                button.danger #suspend type="submit" { "Suspend" }
+            }
+        }
+        @if let Some(s) = &d.org.suspended {
+            p.error { "Its org is suspended too: " (s.reason.as_str()) }
+        }
+    }
+}
+
+/// The workspace page: its resolution explained, limits, usage, findings, suspend/resume.
+pub(crate) fn workspace(session: &Session, d: &WorkspacePage) -> Markup {
+    let keys = chart::day_keys(d.now_ms, 30);
+    let names = Names {
+        orgs: [(d.org.id.to_string(), d.org.name.clone())].into(),
+        workspaces: [(d.ws.id.to_string(), d.ws.name.clone())].into(),
+    };
+    let body = html! {
+        p.crumbs { a href="/ui/" { "Overview" } " / " a href=(format!("/ui/orgs/{}", d.org.id)) { (d.org.name) } " / workspace" }
+        h1 { (d.ws.name) }
+        p.muted { "runtime " code { (d.ws.runtime) } " · model " (d.ws.model.as_deref().unwrap_or("(default)"))
+            " · billing mode " (d.ws.billing_mode.map_or("(not set)", |m| m.as_str())) " · id " code { (d.ws.id) } }
+        h2 { "Suspension" }
+        (suspension_section(session, d))
+        h2 { "Resolution" }
+        (resolution_section(&d.resolution))
+        h2 { "Limits" }
+        (limits_section(&d.limits, "No limits of its own (its org's apply)."))
+        h2 { "Usage" }
+        p { "Spend: " strong { (usd(d.spend_24h)) } " in 24 h · " strong { (usd(d.spend_30d)) } " in 30 days" }
+        (chart::spend_by_day(&keys, &|k| d.by_day.get(k).copied().unwrap_or(0)))
+        (usage_table(&d.by_model, "Model"))
+        h2 { "Findings" }
+        (findings_table(&d.findings, &names))
+        h2 { "Recent requests" }
+        (ledger_table(&d.ledger))
+        h2 { "Alarms" }
+        p.empty { "Drain alarms are not on this server yet." }
+    };
+    layout(&d.ws.name, Some(session), &body)
+}
+
+/// The audit page: every finding, most severe first.
+pub(crate) fn audit(session: &Session, d: &AuditPage) -> Markup {
+    let body = html! {
+        h1 { "Audit" }
+        p.muted { "Generated " (d.report.generated_at) " over " (d.report.workspaces_checked) " workspaces. "
+            "The same report as " code { "GET /admin/audit" } " and " code { "tollgate audit" } "." }
+        section.cards {
+            @for (s, n) in by_severity(&d.report.findings) { div.card { div.num { (n) } div { (severity_badge(s)) } } }
+        }
+        (findings_table(&d.report.findings, &d.names))
+    };
+    layout("Audit", Some(session), &body)
+}
+
+/// The events page: a placeholder until the event log is on this server.
+pub(crate) fn events(session: &Session) -> Markup {
+    let body = html! {
+        h1 { "Events" }
+        p.empty { "The event log (DESIGN.md section 15) is not on this server yet. When it is, every admin change "
+            "and system action will be listed here, newest first." }
+    };
+    layout("Events", Some(session), &body)
+}

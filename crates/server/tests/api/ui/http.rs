@@ -1,0 +1,231 @@
+//! The dashboard's security over plain HTTP: every check here is one a browser relies on.
+
+use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use tollgate_testkit::server_app::{Backend, TestApp, spawn_app};
+
+use super::{XSS_NAME, seed};
+
+/// A client that keeps the dashboard's cookies by hand and follows no redirect.
+struct Browser<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookies: Vec<(String, String)>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        let client = reqwest::Client::builder().no_proxy().redirect(Policy::none()).build().unwrap();
+        Self { app, client, cookies: Vec::new() }
+    }
+
+    fn keep(&mut self, r: &reqwest::Response) {
+        for v in r.headers().get_all(SET_COOKIE) {
+            let (pair, _) = v.to_str().unwrap().split_once(';').unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != k);
+            self.cookies.push((k.to_owned(), v.to_owned()));
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.app.base))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        (r.status().as_u16(), r.headers().clone(), r.text().await.unwrap())
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, String) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.app.base))
+            .header(COOKIE, self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        (r.status().as_u16(), r.headers().clone(), r.text().await.unwrap())
+    }
+
+    /// Signs in with `token`; returns the status of the sign-in POST.
+    async fn sign_in(&mut self, token: &str) -> u16 {
+        let (_, _, html) = self.get("/ui/login").await;
+        let csrf = csrf_of(&html);
+        self.post("/ui/login", &[("csrf", &csrf), ("token", token)]).await.0
+    }
+}
+
+/// The CSRF token of the first form of a page.
+fn csrf_of(html: &str) -> String {
+    let start = html.find(r#"name="csrf" value=""#).expect("a csrf field") + r#"name="csrf" value=""#.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn signed_out_requests_go_to_the_sign_in_page() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let s = seed(&app).await;
+    let mut b = Browser::new(&app);
+    for path in [
+        "/ui/".to_owned(),
+        "/ui/audit".to_owned(),
+        format!("/ui/orgs/{}", s.org),
+        format!("/ui/workspaces/{}", s.platform_ws),
+    ] {
+        let (status, headers, _) = b.get(&path).await;
+        assert_eq!((status, headers[LOCATION].to_str().unwrap()), (303, "/ui/login"), "{path}");
+    }
+    // A forged session id is no session.
+    b.cookies.push(("tg_ui_session".into(), "0".repeat(64)));
+    assert_eq!(b.get("/ui/").await.0, 303);
+    let (status, _, _) = b.post(&format!("/ui/workspaces/{}/suspend", s.platform_ws), &[("reason", "x")]).await;
+    assert_eq!(status, 303, "no session, no suspension");
+    assert!(app.get(&format!("/admin/workspaces/{}", s.platform_ws)).await.body["suspended"].is_null());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_session_cookie_never_the_token() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut b = Browser::new(&app);
+    let (_, _, html) = b.get("/ui/login").await;
+    let csrf = csrf_of(&html);
+    let r = b
+        .client
+        .post(format!("{}/ui/login", app.base))
+        .header(COOKIE, b.cookie_header())
+        .form(&[("csrf", csrf.as_str()), ("token", app.admin_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let set = r.headers().get(SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    assert!(set.starts_with("tg_ui_session="), "{set}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(set.split("; ").any(|a| a == attr), "{attr} in {set}");
+    }
+    assert!(!set.contains(&app.admin_token), "the cookie does not hold the admin token");
+    b.keep(&r);
+    let (status, headers, body) = b.get("/ui/").await;
+    assert_eq!(status, 200);
+    assert!(!body.contains(&app.admin_token), "no page echoes the token");
+    assert!(headers[CONTENT_SECURITY_POLICY].to_str().unwrap().contains("default-src 'none'"));
+    // Sign-out ends the session on the server, whatever the browser keeps.
+    let session = b.cookies.iter().find(|(k, _)| k == "tg_ui_session").unwrap().clone();
+    let csrf = csrf_of(&body);
+    assert_eq!(b.post("/ui/logout", &[("csrf", &csrf)]).await.0, 303);
+    b.cookies.retain(|(k, _)| k != "tg_ui_session");
+    b.cookies.push(session);
+    assert_eq!(b.get("/ui/").await.0, 303, "the old session id no longer works");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_or_a_missing_csrf_token_is_refused() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let s = seed(&app).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.sign_in("tg_admin_wrong").await, 401);
+    assert!(!b.cookies.iter().any(|(k, _)| k == "tg_ui_session"));
+    // Sign-in without the form's double-submit token.
+    let (_, _, _) = b.get("/ui/login").await;
+    assert_eq!(b.post("/ui/login", &[("token", &app.admin_token)]).await.0, 403);
+    assert_eq!(b.post("/ui/login", &[("csrf", "forged"), ("token", &app.admin_token)]).await.0, 403);
+    assert_eq!(b.sign_in(&app.admin_token).await, 303);
+    let ws_page = format!("/ui/workspaces/{}", s.platform_ws);
+    let (_, _, html) = b.get(&ws_page).await;
+    let csrf = csrf_of(&html);
+    let suspend = format!("{ws_page}/suspend");
+    assert_eq!(b.post(&suspend, &[("reason", "no csrf")]).await.0, 403);
+    assert_eq!(b.post(&suspend, &[("reason", "bad csrf"), ("csrf", "x")]).await.0, 403);
+    assert!(app.get(&format!("/admin/workspaces/{}", s.platform_ws)).await.body["suspended"].is_null());
+    // With it, the suspension is the API's: `by` admin, the reason kept.
+    assert_eq!(b.post(&suspend, &[("reason", "runaway agent"), ("csrf", &csrf)]).await.0, 303);
+    let ws = app.get(&format!("/admin/workspaces/{}", s.platform_ws)).await;
+    assert_eq!(ws.body["suspended"]["reason"], "runaway agent");
+    assert_eq!(ws.body["suspended"]["by"], "admin");
+    assert_eq!(b.post(&format!("{ws_page}/resume"), &[]).await.0, 403, "resume needs the token too");
+    assert_eq!(b.post(&format!("{ws_page}/resume"), &[("csrf", &csrf)]).await.0, 303);
+    assert!(app.get(&format!("/admin/workspaces/{}", s.platform_ws)).await.body["suspended"].is_null());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn names_are_escaped_and_pages_carry_a_strict_csp() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let s = seed(&app).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.sign_in(&app.admin_token).await, 303);
+    for path in [
+        "/ui/".to_owned(),
+        "/ui/audit".to_owned(),
+        format!("/ui/orgs/{}", s.org),
+        format!("/ui/workspaces/{}", s.xss_ws),
+    ] {
+        let (status, headers, html) = b.get(&path).await;
+        assert_eq!(status, 200, "{path}");
+        let csp = headers[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("script-src"), "no script allowed: {csp}");
+        assert!(!html.contains("<script"), "{path}: no script element, the hostile name included");
+        assert!(!html.contains("style="), "{path}: no inline style (the CSP refuses it)");
+    }
+    let (_, _, org_page) = b.get(&format!("/ui/orgs/{}", s.org)).await;
+    assert!(org_page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the name is shown, escaped");
+    assert!(XSS_NAME.contains("<script>"));
+    // Audit findings reach the pages: the BYOK workspace without its key does not resolve.
+    let (_, _, audit) = b.get("/ui/audit").await;
+    assert!(audit.contains("RESOLUTION_ERROR") && audit.contains("byok-missing-credential"), "{audit}");
+    let (_, _, byok) = b.get(&format!("/ui/workspaces/{}", s.byok_ws)).await;
+    assert!(byok.contains("MISSING_BYOK_CREDENTIAL"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_workspace_page_lists_its_latest_requests_on_both_backends() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let app = spawn_app(backend).await;
+        let s = seed(&app).await;
+        let mut b = Browser::new(&app);
+        assert_eq!(b.sign_in(&app.admin_token).await, 303);
+        let (status, _, html) = b.get(&format!("/ui/workspaces/{}", s.platform_ws)).await;
+        assert_eq!(status, 200, "{backend:?}: {html}");
+        let table = &html[html.find(r#"id="ledger""#).expect("the ledger table")..];
+        // Seeded one a day back from now, 0 the newest: listed newest first.
+        let positions: Vec<usize> = (0..7).map(|d| table.find(&format!("req-{d}<")).expect("each request")).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{backend:?}: newest first");
+        assert!(table.contains("$1.050000"), "{backend:?}: the oldest row's cost");
+        // Another workspace's page lists none of them.
+        let (_, _, other) = b.get(&format!("/ui/workspaces/{}", s.xss_ws)).await;
+        assert!(!other.contains("req-0"), "{backend:?}");
+        // The chart: bars where there was spend, a sentence where there was none.
+        assert!(html.contains("<svg") && html.contains("<rect"), "{backend:?}: a spend chart");
+        assert!(!other.contains("<svg") && other.contains("No spend in the last 30 days."), "{backend:?}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn failed_sign_ins_spend_the_admin_apis_throttle() {
+    let throttle =
+        tollgate_server::AdminThrottleConfig { burst: 2, refill_every: std::time::Duration::from_secs(3600) };
+    let options = tollgate_testkit::server_app::Options { admin_throttle: throttle, ..Default::default() };
+    let app = tollgate_testkit::server_app::spawn_with(Backend::Sqlite, options).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.sign_in("tg_admin_guess1").await, 401);
+    assert_eq!(b.sign_in("tg_admin_guess2").await, 401);
+    // The bucket is spent: even the right token is not checked now, here or on the API.
+    assert_eq!(b.sign_in(&app.admin_token).await, 429);
+    assert!(!b.cookies.iter().any(|(k, _)| k == "tg_ui_session"));
+    assert_eq!(app.get("/admin/orgs").await.status, 429, "one throttle for the API and the dashboard");
+    app.stop().await;
+}
