@@ -13,6 +13,7 @@ pub mod api;
 mod auth;
 mod error;
 mod extract;
+pub mod notify;
 mod openapi;
 mod routes;
 mod telemetry;
@@ -50,6 +51,7 @@ pub struct AppState {
     public_url: Arc<PublicUrl>,
     proxy: Option<tollgate_proxy::Proxy>,
     admin_throttle: throttle::AdminThrottle,
+    notifier: notify::Notifier,
 }
 
 impl AppState {
@@ -57,7 +59,14 @@ impl AppState {
     /// (what workspaces use to reach this server).
     pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, public_url: PublicUrl) -> Self {
         let admin_throttle = throttle::AdminThrottle::new(AdminThrottleConfig::default());
-        Self { store, registry, public_url: Arc::new(public_url), proxy: None, admin_throttle }
+        Self {
+            store,
+            registry,
+            public_url: Arc::new(public_url),
+            proxy: None,
+            admin_throttle,
+            notifier: notify::Notifier::disabled(),
+        }
     }
 
     /// The same state, slowing failed admin-token attempts per source address by `config`
@@ -77,6 +86,18 @@ impl AppState {
     pub fn with_proxy(mut self, proxy: tollgate_proxy::Proxy) -> Self {
         self.proxy = Some(proxy);
         self
+    }
+
+    /// The same state, sending notifications through `notifier`.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: notify::Notifier) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Where notifications go.
+    pub fn notifier(&self) -> &notify::Notifier {
+        &self.notifier
     }
 
     /// The metering proxy, when this server runs one.
