@@ -44,13 +44,37 @@ fn opt_integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error
 
 /// A nested object field (with `#[serde(default)]`; `null` is `None`): serde's derive would
 /// also take a JSON array as the struct's fields in order, which the schema does not allow.
-fn object<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
-    use serde::de::Error;
-    match Option::<serde_json::Value>::deserialize(d)? {
-        None => Ok(None),
-        Some(v @ serde_json::Value::Object(_)) => T::deserialize(v).map(Some).map_err(D::Error::custom),
-        Some(_) => Err(D::Error::custom("invalid type: expected an object")),
+///
+/// The object is read in place (not through a `serde_json::Value`), so an error inside it
+/// keeps its path (`limits.requests_per_minute`) for the `INVALID_JSON` message.
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    struct ObjectOnly<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
     }
+
+    d.deserialize_option(ObjectOnly(std::marker::PhantomData))
 }
 
 /// A tenant.

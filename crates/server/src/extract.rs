@@ -46,19 +46,41 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     {
         return Err(ApiError::new(ApiErrorCode::InvalidJson, "the request body must be a JSON object"));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Eof if bytes.iter().all(u8::is_ascii_whitespace) => {
-                return ApiError::new(ApiErrorCode::InvalidJson, "the request body must be a JSON object");
-            }
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",
-            serde_json::error::Category::Data | serde_json::error::Category::Io => "invalid request body",
-        };
-        // serde_json's Display ends with " at line L column C"; it is kept.
-        let detail = scrub_quoted(&e.to_string());
-        let detail: String = detail.chars().take(300).collect();
-        ApiError::new(ApiErrorCode::InvalidJson, format!("{what}: {detail}"))
-    })
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_error(bytes, Some(e.path()), e.inner()))?;
+    // Trailing characters after the object are as malformed as a syntax error inside it.
+    de.end().map_err(|e| json_error(bytes, None, &e))?;
+    Ok(value)
+}
+
+/// The `INVALID_JSON` error for `e`: what kind of problem, the field it is at (a path such
+/// as `limits.budget_micros_per_day`, when serde knows it) and serde's message with its
+/// position, every quoted string scrubbed.
+fn json_error(bytes: &[u8], path: Option<&serde_path_to_error::Path>, inner: &serde_json::Error) -> ApiError {
+    let what = match inner.classify() {
+        serde_json::error::Category::Eof if bytes.iter().all(u8::is_ascii_whitespace) => {
+            return ApiError::new(ApiErrorCode::InvalidJson, "the request body must be a JSON object");
+        }
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",
+        serde_json::error::Category::Data | serde_json::error::Category::Io => "invalid request body",
+    };
+    // The path holds field names (from the type, or unknown keys the client sent: those are
+    // scrubbed like any quoted text) and array indexes; `.` is the body itself.
+    let path = path.map(ToString::to_string).unwrap_or_default();
+    let at = if path == "." || path.is_empty() { String::new() } else { format!(" at `{}`", scrub_field(&path)) };
+    // serde_json's Display ends with " at line L column C"; it is kept.
+    let detail = scrub_quoted(&inner.to_string());
+    let detail: String = detail.chars().take(300).collect();
+    ApiError::new(ApiErrorCode::InvalidJson, format!("{what}{at}: {detail}"))
+}
+
+/// A field path as shown in an error: bounded, and without characters that a client could
+/// use to smuggle a value into the message (only what a field name or an index is made of).
+fn scrub_field(path: &str) -> String {
+    path.chars()
+        .take(120)
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']' | '-') { c } else { '?' })
+        .collect()
 }
 
 /// Replaces every double-quoted string (honouring backslash escapes) with `"..."`.
@@ -172,8 +194,36 @@ mod tests {
         assert!(!err.to_string().contains("sk-very-secret"), "{err}");
         let err = parse_json::<B>(br#"{"n": 1, "extra": 2}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+        let err = parse_json::<B>(br#"{"n": 1} x"#).unwrap_err();
+        assert!(err.to_string().contains("malformed JSON"), "{err}");
         let err = parse_json::<B>(b"  ").unwrap_err();
         assert!(err.to_string().contains("must be a JSON object"), "{err}");
+    }
+
+    /// A wrong-typed nested field is named by its path, so a client knows which one to fix.
+    #[test]
+    fn errors_name_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[expect(dead_code, reason = "only deserialised")]
+        struct Limits {
+            budget: Option<i64>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[expect(dead_code, reason = "only deserialised")]
+        struct B {
+            limits: Option<Limits>,
+            models: Option<Vec<i64>>,
+        }
+        let err = parse_json::<B>(br#"{"limits": {"budget": "sk-secret"}}"#).unwrap_err();
+        assert_eq!(err.code(), "INVALID_JSON");
+        assert!(err.to_string().contains("at `limits.budget`"), "{err}");
+        assert!(!err.to_string().contains("sk-secret"), "{err}");
+        let err = parse_json::<B>(br#"{"models": [1, "x"]}"#).unwrap_err();
+        assert!(err.to_string().contains("at `models[1]`"), "{err}");
+        let err = parse_json::<B>(br#"{"limits": 5}"#).unwrap_err();
+        assert!(err.to_string().contains("at `limits`"), "{err}");
     }
 
     #[test]

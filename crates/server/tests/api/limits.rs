@@ -59,7 +59,7 @@ async fn bad_limits_are_clear_400s(backend: Backend) {
         (json!({"tokens_per_minute": -3}), "INVALID_LIMITS", "tokens_per_minute"),
         (json!({"max_concurrent_requests": 0}), "INVALID_LIMITS", "max_concurrent_requests"),
         (json!({"budget_per_day": 5}), "INVALID_JSON", "budget_per_day"),
-        (json!({"requests_per_minute": "5"}), "INVALID_JSON", "invalid type"),
+        (json!({"requests_per_minute": "5"}), "INVALID_JSON", "at `limits.requests_per_minute`: invalid type"),
         (json!({"allowed_models": ["platform/nope"]}), "INVALID_MODEL", "platform/nope"),
     ];
     for path in [format!("/admin/orgs/{org_id}"), format!("/admin/workspaces/{ws_id}")] {
