@@ -85,7 +85,7 @@ fn value_text(key: &str, v: &Value) -> Option<String> {
     match v {
         Value::Null => None,
         Value::Bool(b) => Some(if *b { "yes" } else { "no" }.to_owned()),
-        Value::Number(n) if key.ends_with("_micros") => n.as_i64().map(|m| dollars(m, 2)),
+        Value::Number(n) if is_money(key) => n.as_i64().map(|m| dollars(m, 2)),
         Value::Number(n) => Some(n.to_string()),
         Value::String(s) if s.is_empty() => None,
         Value::String(s) => Some(s.clone()),
@@ -101,9 +101,15 @@ fn value_text(key: &str, v: &Value) -> Option<String> {
     }
 }
 
-/// A detail key for people: `credit_micros` reads `credit`, `window_minutes` `window minutes`.
-fn label(key: &str) -> String {
-    key.strip_suffix("_micros").unwrap_or(key).replace('_', " ")
+/// Whether a field named `key` holds micro-USD (`credit_micros`, `budget_micros_per_day`).
+pub(crate) fn is_money(key: &str) -> bool {
+    key.ends_with("_micros") || key.contains("_micros_")
+}
+
+/// A field name for people: `credit_micros` reads `credit`, `budget_micros_per_day`
+/// `budget per day`, `window_minutes` `window minutes`.
+pub(crate) fn label(key: &str) -> String {
+    key.replace("_micros", "").replace('_', " ")
 }
 
 /// The fields of `detail` that `kind` leads with, in order (the rest follow).
@@ -183,5 +189,7 @@ mod tests {
         assert_eq!(summary(&created), "name: acme", "nulls and empty objects are left out");
         let alarm = event(EventKind::AlarmFired, json!({"window_minutes": 60, "cost_micros": 11_000_000, "x": [1, 2]}));
         assert_eq!(summary(&alarm), "cost: $11.00 · window minutes: 60 · x: 1, 2");
+        let limits = event(EventKind::LimitsUpdated, json!({"limits": {"budget_micros_per_day": 40_000_000}}));
+        assert_eq!(summary(&limits), "limits: budget per day $40.00");
     }
 }

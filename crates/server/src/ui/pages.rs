@@ -9,7 +9,7 @@ use tollgate_store::{Event, EventCursor, LedgerRow, Timestamp, UsageRow};
 
 use super::chart;
 use super::data::{ALARM_DAYS, Alarms, AuditPage, EventsPage, Names, OrgPage, Overview, WorkspacePage, by_severity};
-use super::fmt::{ago, group_thousands, kind_badge, money, money_fine, summary};
+use super::fmt::{ago, group_thousands, is_money, kind_badge, label, money, money_fine, summary};
 use super::session::Session;
 
 /// `spent` of `budget` (with the share) or just `spent` when there is no budget.
@@ -315,7 +315,16 @@ fn limits_section(limits: &serde_json::Value, empty: &str) -> Markup {
         @if set.is_empty() {
             p.empty { (empty) }
         } @else {
-            table #limits { tbody { @for (k, v) in set { tr { th { code { (k) } } td { (v.to_string()) } } } } }
+            table #limits { tbody { @for (k, v) in set { tr {
+                th { (label(k)) " " span.muted { code { (k) } } }
+                @if let (true, Some(m)) = (is_money(k), v.as_i64()) {
+                    td.num { (money(m)) }
+                } @else if let Some(list) = v.as_array() {
+                    td.num { @for (i, item) in list.iter().enumerate() { @if i > 0 { ", " } (item.as_str().unwrap_or_default()) } }
+                } @else {
+                    td.num { (v.to_string()) }
+                }
+            } } } }
         }
     }
 }
@@ -368,7 +377,7 @@ pub(crate) fn workspace(session: &Session, d: &WorkspacePage) -> Markup {
         p { "Spend: " strong { (money(d.spend_24h)) } " in 24 h · " strong { (money(d.spend_30d)) } " in 30 days" }
         (chart::spend_by_day(&keys, &|k| d.by_day.get(k).copied().unwrap_or(0)))
         (usage_table(&d.by_model, "Model"))
-        h2 { "Alarms" }
+        h2 #alarms-section { "Alarms" }
         (alarm_rules_section())
         h3 { "Fired in the last 7 days" }
         (alarms_table(&d.alarms, &names, d.now_ms, "No alarm fired for this workspace in the last 7 days."))
