@@ -156,6 +156,22 @@ async fn names(state: &AppState, org: Option<&OrgId>) -> Result<Names, ApiError>
     })
 }
 
+/// Every org's name, and the workspace names of the orgs a page of events mentions (not
+/// every workspace of the server).
+async fn page_names(state: &AppState, page: &EventPage) -> Result<Names, ApiError> {
+    let orgs = state.store().list_orgs().await?;
+    let mut mentioned: Vec<&OrgId> = page.events.iter().filter_map(|e| e.org_id.as_ref()).collect();
+    mentioned.sort();
+    mentioned.dedup();
+    let mut workspaces = HashMap::new();
+    for org in mentioned {
+        for w in state.store().list_workspaces(Some(org)).await? {
+            workspaces.insert(w.id.to_string(), w.name);
+        }
+    }
+    Ok(Names { orgs: orgs.into_iter().map(|o| (o.id.to_string(), o.name)).collect(), workspaces })
+}
+
 /// Counts of findings by severity, most severe first.
 pub(crate) fn by_severity(findings: &[Finding]) -> [(Severity, usize); 3] {
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
@@ -329,7 +345,7 @@ pub(crate) async fn events(state: &AppState, filter: EventFilter) -> Result<Even
     let workspace_id = filter.workspace().map(crate::validate::workspace_id).transpose()?;
     let query = EventQuery { org_id: org_id.clone(), workspace_id, kind, since: None, cursor, limit: EVENTS_PAGE };
     let page = state.store().list_events(&query).await?;
-    let names = names(state, None).await?;
+    let names = page_names(state, &page).await?;
     let mut orgs: Vec<(String, String)> = names.orgs.iter().map(|(id, n)| (id.clone(), n.clone())).collect();
     orgs.sort_by(|a, b| a.1.cmp(&b.1));
     let mut workspaces = Vec::new();

@@ -167,7 +167,16 @@ pub(crate) fn overview(session: &Session, d: &Overview) -> Markup {
         (alarm_counts(&d.alarms, d.now_ms))
         (alarms_table(&d.alarms, &d.names, d.now_ms, "No alarm fired in the last 7 days."))
         h2 { "Audit findings" }
-        (findings_table(&d.report.findings, &d.names))
+        @let (serious, info): (Vec<Finding>, Vec<Finding>) =
+            d.report.findings.iter().cloned().partition(|f| f.severity != Severity::Info);
+        @if serious.is_empty() && !info.is_empty() {
+            p.empty { "No errors or warnings." }
+        } @else {
+            (findings_table(&serious, &d.names))
+        }
+        @if !info.is_empty() {
+            p.muted { "And " (info.len()) " info findings (such as never-provisioned workspaces) on the " a href="/ui/audit" { "Audit" } " page." }
+        }
     };
     layout("Overview", Some(session), &body)
 }
@@ -487,10 +496,10 @@ fn alarm_counts(alarms: &Alarms, now_ms: i64) -> Markup {
     let more = if alarms.more { "+" } else { "" };
     html! {
         section.cards {
-            a.card href=(format!("/ui/events?kind={}", EventKind::AlarmFired.as_str())) {
+            a class=(if day > 0 { "card alert" } else { "card" }) href=(format!("/ui/events?kind={}", EventKind::AlarmFired.as_str())) {
                 div.num #alarms-24h { (day) } div { "alarms in 24 h" }
             }
-            a.card href=(format!("/ui/events?kind={}", EventKind::AlarmFired.as_str())) {
+            a class=(if alarms.fired.is_empty() { "card" } else { "card alert" }) href=(format!("/ui/events?kind={}", EventKind::AlarmFired.as_str())) {
                 div.num { (alarms.fired.len()) (more) } div { "alarms in " (ALARM_DAYS) " days" }
             }
         }
@@ -501,8 +510,8 @@ fn alarm_counts(alarms: &Alarms, now_ms: i64) -> Markup {
 /// the rules are on this server, what fires is the event log's `alarm.fired`.
 fn alarm_rules_section() -> Markup {
     html! {
-        p.muted #alarm-rules { "Rules: set with " code { "PATCH" } " (" code { "alarms" } "); an org without rules has the default rule. "
-            "Fired alarms are read from the event log." }
+        p.muted #alarm-rules { "Rules: not on this server yet (DESIGN.md section 15: " code { "alarms" } " on orgs and workspaces). "
+            "Fired alarms are the event log's " code { "alarm.fired" } " events." }
     }
 }
 
