@@ -171,5 +171,8 @@ mod tests {
             assert_eq!(Actor::parse(a.as_str()), Some(*a));
         }
         assert_eq!(EventKind::parse("Org.Created"), None);
+        assert_eq!(EventKind::all().len(), EventKind::VARIANTS.len());
+        let alerts: Vec<&str> = EventKind::all().iter().filter(|k| k.is_alert()).map(|k| k.as_str()).collect();
+        assert_eq!(alerts, ["budget.soft_crossed", "budget.exhausted", "alarm.fired", "suspended", "webhook.failed"]);
     }
 }
