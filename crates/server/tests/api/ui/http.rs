@@ -205,6 +205,8 @@ async fn a_workspace_page_lists_its_latest_requests_on_both_backends() {
         let positions: Vec<usize> = (0..7).map(|d| table.find(&format!("req-{d}<")).expect("each request")).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{backend:?}: newest first");
         assert!(table.contains("$1.0500"), "{backend:?}: the oldest row's cost");
+        // Times read relative to now, the absolute UTC time in the title.
+        assert!(table.contains(">6 d ago</time>") && table.contains(r#"<time datetime=""#), "{backend:?}");
         // Another workspace's page lists none of them.
         let (_, _, other) = b.get(&format!("/ui/workspaces/{}", s.xss_ws)).await;
         assert!(!other.contains("req-0"), "{backend:?}");
