@@ -96,6 +96,20 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         self.into()
     }
+
+    /// Every kind, in declaration order (for a filter's choices).
+    pub fn all() -> &'static [EventKind] {
+        <Self as strum::VariantArray>::VARIANTS
+    }
+
+    /// Whether the event is one an operator must look at: a drain alarm, a budget crossed or
+    /// exhausted, a suspension, a notification that could not be delivered.
+    pub fn is_alert(self) -> bool {
+        matches!(
+            self,
+            Self::AlarmFired | Self::BudgetSoftCrossed | Self::BudgetExhausted | Self::Suspended | Self::WebhookFailed
+        )
+    }
 }
 
 /// Who caused an event: an admin (API or `tollgate admin`) or Tollgate itself (alarms,
@@ -157,5 +171,8 @@ mod tests {
             assert_eq!(Actor::parse(a.as_str()), Some(*a));
         }
         assert_eq!(EventKind::parse("Org.Created"), None);
+        assert_eq!(EventKind::all().len(), EventKind::VARIANTS.len());
+        let alerts: Vec<&str> = EventKind::all().iter().filter(|k| k.is_alert()).map(|k| k.as_str()).collect();
+        assert_eq!(alerts, ["budget.soft_crossed", "budget.exhausted", "alarm.fired", "suspended", "webhook.failed"]);
     }
 }

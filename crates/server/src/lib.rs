@@ -11,6 +11,7 @@
 
 pub mod api;
 mod auth;
+pub mod demo;
 mod error;
 mod extract;
 pub mod notify;

@@ -54,6 +54,7 @@ fn demo_seeds_every_case_and_prints_the_admin_token_once() {
             && !s.stdout.contains("sk-demo-customer"),
         "no secret value printed"
     );
+    assert!(s.stdout.contains("Wrote a week of usage history: "), "{}", s.stdout);
     let (code, out, _) = admin(&s, &token, &["org", "list"], None);
     assert_eq!(code, 0);
     assert!(out.contains("demo"));
@@ -62,6 +63,7 @@ fn demo_seeds_every_case_and_prints_the_admin_token_once() {
     let s = start(&dir, &["--demo"], &[]);
     assert_eq!(admin_token(&s.stdout), "", "the admin token is printed once, at first start only");
     assert_eq!(s.stdout.matches("byok-anthropic-oauth").count(), 1);
+    assert!(!s.stdout.contains("Wrote a week"), "the history is written once: {}", s.stdout);
     let (code, out, _) = admin(&s, &token, &["workspace", "list", "--json"], None);
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().len(), 8);

@@ -10,12 +10,13 @@
 
 mod chart;
 mod data;
+mod fmt;
 mod pages;
 mod session;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, SET_COOKIE, X_CONTENT_TYPE_OPTIONS,
     X_FRAME_OPTIONS,
@@ -231,8 +232,10 @@ async fn audit_page(authed: Authed, State(state): State<AppState>) -> Page {
     Ok(Html(pages::audit(&authed.session, &data).into_string()))
 }
 
-async fn events_page(authed: Authed) -> Html<String> {
-    Html(pages::events(&authed.session).into_string())
+/// The event log, filtered by the GET query (`kind`, `org`, `workspace`, `cursor`).
+async fn events_page(authed: Authed, State(state): State<AppState>, Query(filter): Query<data::EventFilter>) -> Page {
+    let data = data::events(&state, filter).await?;
+    Ok(Html(pages::events(&authed.session, &data).into_string()))
 }
 
 /// Suspends a workspace by the admin, as `POST /admin/workspaces/{ws}/suspend` does.

@@ -4,16 +4,13 @@
 use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, html};
 use tollgate_policy::audit::{Finding, Severity};
-use tollgate_policy::{Micros, Resolution, Suspension};
-use tollgate_store::{LedgerRow, Timestamp, UsageRow};
+use tollgate_policy::{EventKind, Resolution, Suspension};
+use tollgate_store::{Event, EventCursor, LedgerRow, Timestamp, UsageRow};
 
 use super::chart;
-use super::data::{AuditPage, Names, OrgPage, Overview, WorkspacePage, by_severity};
+use super::data::{ALARM_DAYS, Alarms, AuditPage, EventsPage, Names, OrgPage, Overview, WorkspacePage, by_severity};
+use super::fmt::{ago, group_thousands, is_money, kind_badge, label, money, money_fine, summary};
 use super::session::Session;
-
-fn usd(micros: i64) -> String {
-    Micros::new(micros).to_string()
-}
 
 /// `spent` of `budget` (with the share) or just `spent` when there is no budget.
 fn against(spent: i64, budget: Option<i64>) -> Markup {
@@ -27,10 +24,10 @@ fn against(spent: i64, budget: Option<i64>) -> Markup {
             } else {
                 "ok"
             };
-            html! { (usd(spent)) " of " (usd(b)) " " span class=(class) { "(" (pct) "%)" } }
+            html! { (money(spent)) span.muted { " of " (money(b)) } " " span class=(class) { (pct) "%" } }
         }
-        Some(b) => html! { (usd(spent)) " of " (usd(b)) },
-        None => html! { (usd(spent)) " " span.muted { "(no budget)" } },
+        Some(b) => html! { (money(spent)) span.muted { " of " (money(b)) } },
+        None => html! { (money(spent)) },
     }
 }
 
@@ -151,14 +148,14 @@ pub(crate) fn overview(session: &Session, d: &Overview) -> Markup {
             p.empty { "No orgs yet. Create one with " code { "tollgate admin orgs create" } " or " code { "POST /admin/orgs" } "." }
         } @else {
             table #orgs {
-                thead { tr { th { "Org" } th.num { "Credit" } th { "Spend today" } th { "Spend this month" } th.num { "Workspaces" } th { "Suspended" } } }
+                thead { tr { th { "Org" } th.num { "Credit" } th.num { "Spend today" } th.num { "Spend this month" } th.num { "Workspaces" } th { "Suspended" } } }
                 tbody {
                     @for o in &d.orgs {
                         tr {
                             td { a href=(format!("/ui/orgs/{}", o.org.id)) { (o.org.name) } }
-                            td.num { (o.org.credit_micros) }
-                            td { (against(o.spend_today, o.org.limits.budget_micros_per_day.map(|b| b.get()))) }
-                            td { (against(o.spend_month, o.org.limits.budget_micros_per_month.map(|b| b.get()))) }
+                            td.num { (money(o.org.credit_micros.get())) }
+                            td.num { (against(o.spend_today, o.org.limits.budget_micros_per_day.map(|b| b.get()))) }
+                            td.num { (against(o.spend_month, o.org.limits.budget_micros_per_month.map(|b| b.get()))) }
                             td.num { (o.workspaces) }
                             td { (suspended_cell(o.org.suspended.as_ref())) }
                         }
@@ -166,10 +163,20 @@ pub(crate) fn overview(session: &Session, d: &Overview) -> Markup {
                 }
             }
         }
-        h2 { "Alarms" }
-        p.empty { "Drain alarms are not on this server yet; fired alarms will be listed here and on the " a href="/ui/events" { "Events" } " page." }
+        h2 { "Alarms that fired" }
+        (alarm_counts(&d.alarms, d.now_ms))
+        (alarms_table(&d.alarms, &d.names, d.now_ms, "No alarm fired in the last 7 days."))
         h2 { "Audit findings" }
-        (findings_table(&d.report.findings, &d.names))
+        @let (serious, info): (Vec<Finding>, Vec<Finding>) =
+            d.report.findings.iter().cloned().partition(|f| f.severity != Severity::Info);
+        @if serious.is_empty() && !info.is_empty() {
+            p.empty { "No errors or warnings." }
+        } @else {
+            (findings_table(&serious, &d.names))
+        }
+        @if !info.is_empty() {
+            p.muted { "And " (info.len()) " info findings (such as never-provisioned workspaces) on the " a href="/ui/audit" { "Audit" } " page." }
+        }
     };
     layout("Overview", Some(session), &body)
 }
@@ -184,8 +191,8 @@ fn usage_table(rows: &[UsageRow], what: &str) -> Markup {
                 tbody {
                     @for r in rows {
                         tr {
-                            td { (r.key) } td.num { (r.requests) } td.num { (r.errors) }
-                            td.num { (r.input_tokens) } td.num { (r.output_tokens) } td.num { (usd(r.cost_micros)) }
+                            td { (r.key) } td.num { (count(r.requests)) } td.num { (count(r.errors)) }
+                            td.num { (count(r.input_tokens)) } td.num { (count(r.output_tokens)) } td.num { (money(r.cost_micros)) }
                         }
                     }
                 }
@@ -194,21 +201,21 @@ fn usage_table(rows: &[UsageRow], what: &str) -> Markup {
     }
 }
 
-fn ledger_table(rows: &[LedgerRow]) -> Markup {
+fn ledger_table(rows: &[LedgerRow], now_ms: i64) -> Markup {
     html! {
         @if rows.is_empty() {
             p.empty { "No requests yet." }
         } @else {
             table #ledger {
-                thead { tr { th { "At (UTC)" } th { "Request" } th { "Model" } th { "Status" } th.num { "HTTP" }
+                thead { tr { th { "When" } th { "Request" } th { "Model" } th { "Status" } th.num { "HTTP" }
                     th.num { "Input tok" } th.num { "Output tok" } th.num { "Cost" } } }
                 tbody {
                     @for r in rows {
                         tr {
-                            td { (r.created_at.rfc3339()) } td { code { (r.request_id) } } td { (r.model) }
+                            td.when { (ago(now_ms, r.created_at)) } td { code { (r.request_id) } } td { (r.model) }
                             td { (r.status) @if r.estimated { " " span.badge.warn { "estimated" } } }
                             td.num { (r.http_status.map_or_else(|| "—".to_owned(), |s| s.to_string())) }
-                            td.num { (r.input_tokens) } td.num { (r.output_tokens) } td.num { (usd(r.cost_micros)) }
+                            td.num { (count(r.input_tokens)) } td.num { (count(r.output_tokens)) } td.num { (money_fine(r.cost_micros)) }
                         }
                     }
                 }
@@ -236,7 +243,7 @@ pub(crate) fn org(session: &Session, d: &OrgPage) -> Markup {
         p.crumbs { a href="/ui/" { "Overview" } " / org" }
         h1 { (d.org.name) }
         p {
-            "Credit " strong { (d.org.credit_micros) } " · markup " (d.org.markup_percent.to_string()) " · suspended: "
+            "Credit " strong { (money(d.org.credit_micros.get())) } " · markup " (d.org.markup_percent.to_string()) " · suspended: "
             (suspended_cell(d.org.suspended.as_ref()))
         }
         h2 { "Limits" }
@@ -257,7 +264,7 @@ pub(crate) fn org(session: &Session, d: &OrgPage) -> Markup {
                             td { (w.ws.runtime) }
                             td { (w.resolution.effective_model.as_deref().or(w.ws.model.as_deref()).unwrap_or("—")) }
                             (mode_cells(&w.resolution))
-                            td.num { (usd(w.spend_24h)) } td.num { (usd(w.spend_30d)) }
+                            td.num { (money(w.spend_24h)) } td.num { (money(w.spend_30d)) }
                             td.num { (w.findings) }
                             td { (suspended_cell(w.ws.suspended.as_ref())) }
                         }
@@ -268,11 +275,17 @@ pub(crate) fn org(session: &Session, d: &OrgPage) -> Markup {
         h2 { "Spend by day (30 days)" }
         (chart::spend_by_day(&keys, &|k| d.by_day.get(k).copied().unwrap_or(0)))
         h2 { "Spend by model (30 days)" }
+        (chart::spend_by_model(&d.by_model))
         (usage_table(&d.by_model, "Model"))
+        h2 { "Alarms" }
+        (alarm_rules_section())
+        h3 { "Fired in the last 7 days" }
+        (alarms_table(&d.alarms, &d.names, d.now_ms, "No alarm fired for this org in the last 7 days."))
         h2 { "Findings" }
         (findings_table(&d.findings, &d.names))
         h2 { "Events" }
-        p.empty { "The event log is not on this server yet: see " a href="/ui/events" { "Events" } "." }
+        (events_table(&d.events.events, &d.names, d.now_ms, "No events for this org yet."))
+        p { a #org-events href=(format!("/ui/events?org={}", d.org.id)) { "All of this org's events →" } }
     };
     layout(&d.org.name, Some(session), &body)
 }
@@ -311,7 +324,16 @@ fn limits_section(limits: &serde_json::Value, empty: &str) -> Markup {
         @if set.is_empty() {
             p.empty { (empty) }
         } @else {
-            table #limits { tbody { @for (k, v) in set { tr { th { code { (k) } } td { (v.to_string()) } } } } }
+            table #limits { tbody { @for (k, v) in set { tr {
+                th { (label(k)) " " span.muted { code { (k) } } }
+                @if let (true, Some(m)) = (is_money(k), v.as_i64()) {
+                    td.num { (money(m)) }
+                } @else if let Some(list) = v.as_array() {
+                    td.num { @for (i, item) in list.iter().enumerate() { @if i > 0 { ", " } (item.as_str().unwrap_or_default()) } }
+                } @else {
+                    td.num { (v.to_string()) }
+                }
+            } } } }
         }
     }
 }
@@ -321,7 +343,7 @@ fn suspension_section(session: &Session, d: &WorkspacePage) -> Markup {
     html! {
         @if let Some(s) = &d.ws.suspended {
             p #suspension.error {
-                "Suspended since " (Timestamp(s.since_ms).rfc3339()) " by " (s.by.as_str()) ": " (s.reason.as_str())
+                "Suspended " (ago(d.now_ms, Timestamp(s.since_ms))) " by " (s.by.as_str()) ": " (s.reason.as_str())
             }
             form method="post" action=(format!("/ui/workspaces/{id}/resume")) {
                 input type="hidden" name="csrf" value=(session.csrf);
@@ -361,15 +383,20 @@ pub(crate) fn workspace(session: &Session, d: &WorkspacePage) -> Markup {
         h2 { "Limits" }
         (limits_section(&d.limits, "No limits of its own (its org's apply)."))
         h2 { "Usage" }
-        p { "Spend: " strong { (usd(d.spend_24h)) } " in 24 h · " strong { (usd(d.spend_30d)) } " in 30 days" }
+        p { "Spend: " strong { (money(d.spend_24h)) } " in 24 h · " strong { (money(d.spend_30d)) } " in 30 days" }
         (chart::spend_by_day(&keys, &|k| d.by_day.get(k).copied().unwrap_or(0)))
         (usage_table(&d.by_model, "Model"))
+        h2 #alarms-section { "Alarms" }
+        (alarm_rules_section())
+        h3 { "Fired in the last 7 days" }
+        (alarms_table(&d.alarms, &names, d.now_ms, "No alarm fired for this workspace in the last 7 days."))
         h2 { "Findings" }
         (findings_table(&d.findings, &names))
         h2 { "Recent requests" }
-        (ledger_table(&d.ledger))
-        h2 { "Alarms" }
-        p.empty { "Drain alarms are not on this server yet." }
+        (ledger_table(&d.ledger, d.now_ms))
+        h2 { "Events" }
+        (events_table(&d.events.events, &names, d.now_ms, "No events for this workspace yet."))
+        p { a href=(format!("/ui/events?org={}&workspace={}", d.org.id, d.ws.id)) { "All of this workspace's events →" } }
     };
     layout(&d.ws.name, Some(session), &body)
 }
@@ -388,12 +415,153 @@ pub(crate) fn audit(session: &Session, d: &AuditPage) -> Markup {
     layout("Audit", Some(session), &body)
 }
 
-/// The events page: a placeholder until the event log is on this server.
-pub(crate) fn events(session: &Session) -> Markup {
+/// A count, thousands separated.
+fn count(n: i64) -> String {
+    let sign = if n < 0 { "-" } else { "" };
+    format!("{sign}{}", group_thousands(n.unsigned_abs()))
+}
+
+fn org_link(id: Option<&tollgate_policy::OrgId>, names: &Names) -> Markup {
+    html! {
+        @if let Some(id) = id {
+            @let key = id.to_string();
+            a href=(format!("/ui/orgs/{key}")) { (names.orgs.get(&key).unwrap_or(&key)) }
+        } @else { span.muted { "—" } }
+    }
+}
+
+fn workspace_link(id: Option<&tollgate_policy::WorkspaceId>, names: &Names) -> Markup {
+    html! {
+        @if let Some(id) = id {
+            @let key = id.to_string();
+            a href=(format!("/ui/workspaces/{key}")) { (names.workspaces.get(&key).unwrap_or(&key)) }
+        } @else { span.muted { "—" } }
+    }
+}
+
+/// Events, newest first: when, kind, actor, org, workspace and what happened.
+fn events_table(events: &[Event], names: &Names, now_ms: i64, empty: &str) -> Markup {
+    html! {
+        @if events.is_empty() {
+            p.empty { (empty) }
+        } @else {
+            table.events {
+                thead { tr { th { "When" } th { "Kind" } th { "Actor" } th { "Org" } th { "Workspace" } th { "What" } } }
+                tbody {
+                    @for e in events {
+                        tr class=(if e.kind.is_alert() { "alert" } else { "" }) {
+                            td.when { (ago(now_ms, e.at)) }
+                            td { (kind_badge(e.kind)) }
+                            td { (e.actor.as_str()) }
+                            td { (org_link(e.org_id.as_ref(), names)) }
+                            td { (workspace_link(e.workspace_id.as_ref(), names)) }
+                            td.detail { (summary(e)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Fired alarms: when, where, and the alarm's own account of it.
+fn alarms_table(alarms: &Alarms, names: &Names, now_ms: i64, empty: &str) -> Markup {
+    html! {
+        @if alarms.fired.is_empty() {
+            p.empty #no-alarms { (empty) }
+        } @else {
+            table #alarms {
+                thead { tr { th { "When" } th { "Org" } th { "Workspace" } th { "What" } } }
+                tbody {
+                    @for e in &alarms.fired {
+                        tr.alert {
+                            td.when { (ago(now_ms, e.at)) }
+                            td { (org_link(e.org_id.as_ref(), names)) }
+                            td { (workspace_link(e.workspace_id.as_ref(), names)) }
+                            td.detail { (summary(e)) }
+                        }
+                    }
+                }
+            }
+            @if alarms.more {
+                p { a href=(format!("/ui/events?kind={}", EventKind::AlarmFired.as_str())) { "More on the events page →" } }
+            }
+        }
+    }
+}
+
+/// The overview's counts of fired alarms: the last 24 hours and the last 7 days.
+fn alarm_counts(alarms: &Alarms, now_ms: i64) -> Markup {
+    let day = alarms.fired.iter().filter(|e| now_ms - e.at.0 <= 86_400_000).count();
+    let more = if alarms.more { "+" } else { "" };
+    html! {
+        section.cards {
+            a class=(if day > 0 { "card alert" } else { "card" }) href=(format!("/ui/events?kind={}", EventKind::AlarmFired.as_str())) {
+                div.num #alarms-24h { (day) } div { "alarms in 24 h" }
+            }
+            a class=(if alarms.fired.is_empty() { "card" } else { "card alert" }) href=(format!("/ui/events?kind={}", EventKind::AlarmFired.as_str())) {
+                div.num { (alarms.fired.len()) (more) } div { "alarms in " (ALARM_DAYS) " days" }
+            }
+        }
+    }
+}
+
+/// Where an org's or workspace's alarm rules will be listed (DESIGN.md section 15); until
+/// the rules are on this server, what fires is the event log's `alarm.fired`.
+fn alarm_rules_section() -> Markup {
+    html! {
+        p.muted #alarm-rules { "Rules: not on this server yet (DESIGN.md section 15: " code { "alarms" } " on orgs and workspaces). "
+            "Fired alarms are the event log's " code { "alarm.fired" } " events." }
+    }
+}
+
+/// The events page: the log newest first, filtered by kind, org and workspace, paged by
+/// cursor.
+pub(crate) fn events(session: &Session, d: &EventsPage) -> Markup {
+    let f = &d.filter;
     let body = html! {
         h1 { "Events" }
-        p.empty { "The event log (DESIGN.md section 15) is not on this server yet. When it is, every admin change "
-            "and system action will be listed here, newest first." }
+        p.muted { "Every admin change and system action, newest first: the same log as " code { "GET /admin/events" } "." }
+        form.filters method="get" action="/ui/events" {
+            label for="kind" { "Kind" }
+            select #kind name="kind" {
+                option value="" selected[f.kind().is_none()] { "any" }
+                @for k in EventKind::all() {
+                    option value=(k.as_str()) selected[f.kind() == Some(k.as_str())] { (k.as_str()) }
+                }
+            }
+            label for="org" { "Org" }
+            select #org name="org" {
+                option value="" selected[f.org().is_none()] { "any" }
+                @for (id, name) in &d.orgs {
+                    option value=(id) selected[f.org() == Some(id.as_str())] { (name) }
+                }
+            }
+            @if !d.workspaces.is_empty() {
+                label for="workspace" { "Workspace" }
+                select #workspace name="workspace" {
+                    option value="" selected[f.workspace().is_none()] { "any" }
+                    @for (id, name) in &d.workspaces {
+                        option value=(id) selected[f.workspace() == Some(id.as_str())] { (name) }
+                    }
+                }
+            } @else if let Some(w) = f.workspace() {
+                input type="hidden" name="workspace" value=(w);
+            }
+            button #filter type="submit" { "Filter" }
+            @if f.kind().is_some() || f.org().is_some() || f.workspace().is_some() {
+                a.reset href="/ui/events" { "clear" }
+            }
+        }
+        (events_table(&d.page.events, &d.names, d.now_ms, "No events match."))
+        nav.pager {
+            @if f.cursor.as_deref().is_some_and(|c| !c.is_empty()) {
+                a #newest href=(f.href(None)) { "← Newest" }
+            }
+            @if let Some(next) = d.page.next {
+                a #older href=(f.href(Some(&EventCursor::encode(next)))) { "Older →" }
+            }
+        }
     };
     layout("Events", Some(session), &body)
 }

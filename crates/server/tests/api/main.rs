@@ -10,6 +10,7 @@ mod atomic;
 mod audit;
 mod auth;
 mod bodies;
+mod demo;
 mod encryption;
 mod errors;
 mod events;

@@ -108,6 +108,15 @@ async fn sign_in(c: &Client, base: &str, token: &str, then: &str) {
     click_then(c, "form button[type=submit]", then).await;
 }
 
+/// Opens workspace `ws`'s page and finds a fired alarm in its Alarms section.
+async fn see_an_alarm(c: &Client, base: &str, ws: &str) {
+    // The fragment scrolls the section into the screenshot.
+    c.goto(&format!("{base}/ui/workspaces/{ws}#alarms-section")).await.unwrap();
+    // `#alarms` is there only when one fired (else `#no-alarms`); `text_of` waits for it.
+    let alarms = text_of(c, "#alarms").await;
+    assert!(alarms.contains("platform-managed"), "a fired alarm of the drain's workspace: {alarms}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_walks_the_dashboard_in_chromium() {
     let app = spawn_app(Backend::Sqlite).await;
@@ -131,6 +140,23 @@ async fn an_operator_walks_the_dashboard_in_chromium() {
     assert_eq!(session.http_only(), Some(true));
     shot(&c, "02-overview").await;
 
+    // The events page: the demo's log; filtered by kind, only that kind.
+    c.goto(&format!("{base}/ui/events")).await.unwrap();
+    let events = text_of(&c, "table.events").await;
+    assert!(events.contains("workspace.created") && events.contains("org.created"), "{events}");
+    shot(&c, "02b-events").await;
+    c.find(Locator::Css("#kind")).await.unwrap().select_by_value("workspace.created").await.unwrap();
+    click_then(&c, "#filter", "table.events").await;
+    assert!(c.current_url().await.unwrap().query().unwrap_or_default().contains("kind=workspace.created"));
+    let kinds = c.find_all(Locator::Css("table.events .badge.kind")).await.unwrap();
+    assert!(kinds.len() >= 8, "the demo's workspaces");
+    for k in kinds {
+        assert_eq!(k.text().await.unwrap(), "workspace.created");
+    }
+    shot(&c, "02c-events-by-kind").await;
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#orgs")).await.unwrap();
+
     // The org: its workspaces, the hostile name shown as text and run nowhere.
     c.find(Locator::LinkText("demo")).await.unwrap().click().await.unwrap();
     c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#workspaces")).await.unwrap();
@@ -140,6 +166,9 @@ async fn an_operator_walks_the_dashboard_in_chromium() {
         "{table}"
     );
     assert!(c.get_alert_text().await.is_err(), "no alert: the name was not run as script");
+    // Its spend charts hold the demo's week.
+    let bars = c.find_all(Locator::Css("svg.chart rect")).await.unwrap();
+    assert!(bars.len() >= 7 + 4, "a bar per day of the week and per model: {}", bars.len());
     shot(&c, "03-org").await;
 
     // A workspace's explanation: the trace and the credentials, by name.
@@ -173,6 +202,14 @@ async fn an_operator_walks_the_dashboard_in_chromium() {
     c.goto(&format!("{base}/ui/workspaces/{}", s.xss_ws)).await.unwrap();
     assert_eq!(text_of(&c, "h1").await, XSS_NAME);
     assert!(c.get_alert_text().await.is_err());
+
+    // The drain's workspace: its week, and the alarm its drain fired.
+    super::http::fire_alarm(&app, &s).await;
+    see_an_alarm(&c, &base, &s.drain_ws).await;
+    shot(&c, "08-workspace-drain-alarm").await;
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    assert_eq!(text_of(&c, "#alarms-24h").await, "1");
+    shot(&c, "09-overview-alarm").await;
 
     c.close().await.unwrap();
     drop(driver);

@@ -2,6 +2,7 @@
 
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
+use serde_json::json;
 use tollgate_testkit::server_app::{Backend, TestApp, spawn_app};
 
 use super::{XSS_NAME, seed};
@@ -203,7 +204,9 @@ async fn a_workspace_page_lists_its_latest_requests_on_both_backends() {
         // Seeded one a day back from now, 0 the newest: listed newest first.
         let positions: Vec<usize> = (0..7).map(|d| table.find(&format!("req-{d}<")).expect("each request")).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{backend:?}: newest first");
-        assert!(table.contains("$1.050000"), "{backend:?}: the oldest row's cost");
+        assert!(table.contains("$1.0500"), "{backend:?}: the oldest row's cost");
+        // Times read relative to now, the absolute UTC time in the title.
+        assert!(table.contains(">6 d ago</time>") && table.contains(r#"<time datetime=""#), "{backend:?}");
         // Another workspace's page lists none of them.
         let (_, _, other) = b.get(&format!("/ui/workspaces/{}", s.xss_ws)).await;
         assert!(!other.contains("req-0"), "{backend:?}");
@@ -227,5 +230,136 @@ async fn failed_sign_ins_spend_the_admin_apis_throttle() {
     assert_eq!(b.sign_in(&app.admin_token).await, 429);
     assert!(!b.cookies.iter().any(|(k, _)| k == "tg_ui_session"));
     assert_eq!(app.get("/admin/orgs").await.status, 429, "one throttle for the API and the dashboard");
+    app.stop().await;
+}
+
+/// The part of a page from its events table on (the filter's options name every kind too).
+fn events_table(html: &str) -> &str {
+    &html[html.find(r#"<table class="events""#).unwrap_or_else(|| panic!("an events table: {html}"))..]
+}
+
+fn rows(table: &str) -> usize {
+    table.matches(r#"<td class="when""#).count()
+}
+
+#[tokio::test]
+async fn the_events_page_lists_filters_and_pages_the_log() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let s = seed(&app).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.sign_in(&app.admin_token).await, 303);
+    let (status, headers, html) = b.get("/ui/events").await;
+    assert_eq!(status, 200);
+    assert!(headers[CONTENT_SECURITY_POLICY].to_str().unwrap().contains("default-src 'none'"));
+    let table = events_table(&html);
+    for text in ["org.created", "workspace.created", "secret.set", "limits.updated", "byok-missing-credential"] {
+        assert!(table.contains(text), "{text} in {table}");
+    }
+    assert!(table.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !html.contains("<script"), "escaped");
+    assert!(!html.contains("sk-ant-oat01-demo") && !html.contains("ghp-demo-shared"), "names only, no value");
+    // By kind: only that kind's rows.
+    let (_, _, html) = b.get("/ui/events?kind=secret.set").await;
+    let table = events_table(&html);
+    assert_eq!(rows(table), table.matches(">secret.set<").count(), "{table}");
+    assert!(rows(table) >= 5 && !table.contains(">workspace.created<"), "{table}");
+    assert!(html.contains(r#"<option value="secret.set" selected>"#), "the filter shows what is chosen");
+    // By workspace, within its org.
+    let (_, _, html) = b.get(&format!("/ui/events?org={}&workspace={}", s.org, s.byok_ws)).await;
+    let table = events_table(&html);
+    assert_eq!(rows(table), 1, "{table}");
+    assert!(table.contains(">workspace.created<"));
+    // A filter that does not parse is a 400 page, not an empty list.
+    assert_eq!(b.get("/ui/events?kind=no.such").await.0, 400);
+    assert_eq!(b.get("/ui/events?cursor=x").await.0, 400);
+    assert_eq!(b.get("/ui/events?org=not%20an%20id").await.0, 404);
+    // Pages: 60 more events of the second org, 50 a page, the older link continues.
+    let other =
+        app.get("/admin/orgs").await.body.as_array().unwrap().iter().find(|o| o["name"] == "other").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    for n in 0..60 {
+        let body = json!({"delta_micros": 1_000_000, "reason": format!("top-up {n}")});
+        app.post(&format!("/admin/orgs/{other}/credit"), body).await.assert_status(200);
+    }
+    let (_, _, first) = b.get(&format!("/ui/events?org={other}")).await;
+    assert_eq!(rows(events_table(&first)), 50);
+    assert!(first.contains("top-up 59 ·") && first.contains("top-up 10 ·") && !first.contains("top-up 9 ·"));
+    assert!(!first.contains(r#"id="newest""#));
+    let start = first.find(r#"id="older" href=""#).expect("an older link") + r#"id="older" href=""#.len();
+    let older = first[start..].split('"').next().unwrap().replace("&amp;", "&");
+    assert!(older.contains(&format!("org={other}")), "the filter is kept: {older}");
+    let (_, _, second) = b.get(&older).await;
+    let table = events_table(&second);
+    assert_eq!(rows(table), 11, "the other 10 top-ups and the org's creation");
+    assert!(table.contains("top-up 0 ·") && table.contains("top-up 9 ·") && table.contains(">org.created<"));
+    assert!(!table.contains("top-up 10 ·"), "no event on both pages");
+    assert!(!second.contains(r#"id="older""#) && second.contains(r#"id="newest""#));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn fired_alarms_show_on_the_overview_org_and_workspace_pages() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let s = seed(&app).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.sign_in(&app.admin_token).await, 303);
+    let (_, _, overview) = b.get("/ui/").await;
+    assert!(overview.contains(r#"id="no-alarms""#) && overview.contains(r#"id="alarms-24h">0<"#), "none yet");
+    // One fired now, as the alarm evaluator records it; one 8 days ago, out of the window.
+    fire_alarm(&app, &s).await;
+    let old =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 8 * 86_400_000;
+    app.db
+        .execute(
+            &format!(
+                "INSERT INTO events (at, kind, actor, org_id, workspace_id, detail) \
+                 VALUES ({old}, 'alarm.fired', 'system', $1, $2, '{{\"cost_micros\": 99000000}}')"
+            ),
+            &[&s.org, &s.drain_ws],
+        )
+        .await;
+    let (_, _, overview) = b.get("/ui/").await;
+    let alarms = &overview[overview.find(r#"id="alarms""#).expect("the fired alarms")..];
+    assert!(alarms.contains("platform-managed") && alarms.contains("$11.00"), "{alarms}");
+    assert!(!alarms.contains("$99.00"), "older than 7 days: not listed");
+    assert!(overview.contains(r#"id="alarms-24h">1<"#));
+    let (_, _, org) = b.get(&format!("/ui/orgs/{}", s.org)).await;
+    assert!(org[org.find(r#"id="alarms""#).unwrap()..].contains("$11.00"));
+    assert!(events_table(&org).contains(r#"class="alert""#), "the org's events highlight it");
+    let (_, _, ws) = b.get(&format!("/ui/workspaces/{}", s.drain_ws)).await;
+    assert!(ws[ws.find(r#"id="alarms""#).unwrap()..].contains("window minutes: 60"), "{ws}");
+    let (_, _, quiet) = b.get(&format!("/ui/workspaces/{}", s.platform_ws)).await;
+    assert!(quiet.contains(r#"id="no-alarms""#), "another workspace's alarm is not this one's");
+    app.stop().await;
+}
+
+/// Records an `alarm.fired` event for the demo's drain, as the alarm evaluator does.
+pub(crate) async fn fire_alarm(app: &TestApp, s: &super::Seeded) {
+    let event = tollgate_store::NewEvent {
+        kind: tollgate_policy::EventKind::AlarmFired,
+        actor: tollgate_policy::Actor::System,
+        org_id: Some(s.org.parse().unwrap()),
+        workspace_id: Some(s.drain_ws.parse().unwrap()),
+        detail: json!({"window_minutes": 60, "cost_micros": 11_000_000, "action": "notify"}),
+    };
+    app.store.record_event(&event).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_org_page_charts_the_demos_week_by_day_and_by_model() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let s = seed(&app).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.sign_in(&app.admin_token).await, 303);
+    let (_, _, html) = b.get(&format!("/ui/orgs/{}", s.org)).await;
+    let by_day = &html[html.find(r#"aria-label="Spend by day"#).expect("the by-day chart")..];
+    let by_day = &by_day[..by_day.find("</svg>").unwrap()];
+    assert!(by_day.matches("<rect").count() >= 7, "a bar for each day of the week: {by_day}");
+    let by_model = &html[html.find(r#"aria-label="Spend by model"#).expect("the by-model chart")..];
+    let by_model = &by_model[..by_model.find("</svg>").unwrap()];
+    for model in ["platform/sonnet", "platform/haiku", "platform/gpt", "platform/gpt-mini"] {
+        assert!(by_model.contains(&format!(">{model}<")), "{model}: {by_model}");
+    }
     app.stop().await;
 }

@@ -16,30 +16,32 @@ pub(crate) struct Seeded {
     pub(crate) platform_ws: String,
     pub(crate) byok_ws: String,
     pub(crate) xss_ws: String,
+    /// The demo's workspace with the week of history and the drain.
+    pub(crate) drain_ws: String,
 }
 
-/// The demo org with three workspaces (a platform one with a week of ledger rows, a BYOK one
-/// missing its credential, one with a hostile name) and a second org.
+/// The real `serve --demo` org (its week of usage through the ledger path, the drain, the
+/// BYOK workspace missing its credential), plus a platform workspace with seven known ledger
+/// rows (`req-0`, the newest, to `req-6`, one a day), one with a hostile name, and a second org.
 pub(crate) async fn seed(app: &TestApp) -> Seeded {
-    let org =
-        app.create_org(json!({"name": "demo", "credit_micros": 25_000_000})).await["id"].as_str().unwrap().to_owned();
-    app.patch(&format!("/admin/orgs/{org}"), json!({"limits": {"budget_micros_per_day": 5_000_000}}))
-        .await
-        .assert_status(200);
+    let registry = tollgate_policy::Registry::embedded().unwrap();
+    let demo =
+        tollgate_server::demo::seed(app.store.as_ref(), &registry, tollgate_store::Timestamp::now()).await.unwrap();
+    assert!(demo.history.is_some(), "a new demo org gets its history");
+    let org = demo.org.id.to_string();
+    let id_of = |name: &str| demo.workspaces.iter().find(|w| w.name == name).unwrap().id.to_string();
+    app.patch(
+        &format!("/admin/orgs/{org}"),
+        json!({"limits": {"budget_micros_per_day": 40_000_000, "budget_micros_per_month": 600_000_000}}),
+    )
+    .await
+    .assert_status(200);
     let platform_ws = app
         .workspace(
             &org,
             "coder",
             "claude-code",
             json!({"model": "platform/sonnet", "billing_mode": "platform_managed"}),
-        )
-        .await;
-    let byok_ws = app
-        .workspace(
-            &org,
-            "byok-missing-credential",
-            "claude-code",
-            json!({"model": "MiniMax-M2", "billing_mode": "byok"}),
         )
         .await;
     let xss_ws = app.workspace(&org, XSS_NAME, "claude-code", json!({"model": "platform/sonnet"})).await;
@@ -60,5 +62,11 @@ pub(crate) async fn seed(app: &TestApp) -> Seeded {
             )
             .await;
     }
-    Seeded { org, platform_ws, byok_ws, xss_ws }
+    Seeded {
+        byok_ws: id_of("byok-missing-credential"),
+        drain_ws: id_of(tollgate_server::demo::DRAIN_WORKSPACE),
+        org,
+        platform_ws,
+        xss_ws,
+    }
 }
