@@ -74,6 +74,12 @@ pub struct Org {
     pub suspended: Option<Suspended>,
     /// Spend controls (section 14); `allowed_models` narrows every workspace of the org.
     pub limits: Limits,
+    /// Where the org's alarms and budgets are notified besides the global webhook (section
+    /// 15), redacted: the URL is a credential, so only its scheme and host are shown
+    /// (`https://hooks.slack.com/…`); `null` when none.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub alert_webhook_url: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -90,6 +96,7 @@ impl From<&tollgate_store::Org> for Org {
             markup_percent: o.markup_percent.percent(),
             suspended: o.suspended.as_ref().map(Suspended::from),
             limits: Limits::from(&o.limits),
+            alert_webhook_url: o.alert_webhook_url.as_ref().map(tollgate_policy::WebhookUrl::redacted),
             created_at: o.created_at.rfc3339(),
             updated_at: o.updated_at.rfc3339(),
         }
@@ -267,6 +274,11 @@ pub struct CreateOrg {
     /// Spend controls (section 14).
     #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
+    /// Where to notify the org's alarms and budgets (section 15): an absolute http(s) URL,
+    /// at most 2048 bytes. Never returned whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^https?://[^/\s]", max_length = 2048)]
+    pub alert_webhook_url: Option<String>,
 }
 
 /// `PATCH /admin/orgs/{org}`: absent fields are left as they are.
@@ -293,6 +305,10 @@ pub struct PatchOrg {
     /// Changes to `limits`.
     #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
+    /// New alert webhook (an absolute http(s) URL, at most 2048 bytes); `null` removes it.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = r"^https?://[^/\s]", max_length = 2048)]
+    pub alert_webhook_url: Option<Option<String>>,
 }
 
 /// `POST /admin/orgs/{org}/credit`.
@@ -714,6 +730,18 @@ impl From<tollgate_store::Event> for EventOut {
             detail: e.detail,
         }
     }
+}
+
+/// The body of a webhook notification (DESIGN.md section 15): a Slack-compatible one-line
+/// `text` and the event as `GET /admin/events` shows it. Signed in the
+/// `x-tollgate-signature` header when a secret is configured.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Notification {
+    /// One line for people (Slack's `text`): the kind, the org and workspace, the detail's
+    /// reason and amounts in dollars.
+    pub text: String,
+    /// The event.
+    pub event: EventOut,
 }
 
 /// `GET /admin/events` answer: newest first.
