@@ -277,7 +277,11 @@ pub struct CreateOrg {
     /// Where to notify the org's alarms and budgets (section 15): an absolute http(s) URL,
     /// at most 2048 bytes. Never returned whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^https?://[^/\s]", max_length = 2048)]
+    // `tollgate_policy::webhook::WEBHOOK_URL_PATTERN` (the OpenAPI test ties them).
+    #[schema(
+        pattern = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?(/[!-~]*)?$",
+        max_length = 2048
+    )]
     pub alert_webhook_url: Option<String>,
 }
 
@@ -307,7 +311,8 @@ pub struct PatchOrg {
     pub limits: Option<PatchLimits>,
     /// New alert webhook (an absolute http(s) URL, at most 2048 bytes); `null` removes it.
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, pattern = r"^https?://[^/\s]", max_length = 2048)]
+    // `tollgate_policy::webhook::WEBHOOK_URL_PATTERN` (the OpenAPI test ties them).
+    #[schema(value_type = Option<String>, pattern = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?(/[!-~]*)?$", max_length = 2048)]
     pub alert_webhook_url: Option<Option<String>>,
 }
 

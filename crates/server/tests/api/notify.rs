@@ -21,6 +21,7 @@ both_backends!(
     delivered_once_signed_with_the_event,
     org_and_global_urls_both_receive,
     org_webhook_url_is_validated_and_redacted,
+    the_documented_url_grammar_is_the_validated_one,
     a_failing_receiver_is_retried_then_recorded,
     a_refusing_receiver_is_not_retried,
     a_hanging_receiver_times_out_and_is_recorded,
@@ -297,4 +298,15 @@ async fn a_full_queue_is_recorded(backend: Backend) {
     assert!(!failed.is_empty());
     assert_eq!(failed[0]["detail"]["last_error"], "queue_full");
     assert_eq!(failed[0]["detail"]["attempts"], 0);
+}
+
+/// The OpenAPI document states the grammar the server checks, for both request bodies.
+async fn the_documented_url_grammar_is_the_validated_one(backend: Backend) {
+    let app = app_with(backend, config(None)).await;
+    let doc = app.get("/openapi.json").await.assert_status(200).clone();
+    for schema in ["CreateOrg", "PatchOrg"] {
+        let field = &doc["components"]["schemas"][schema]["properties"]["alert_webhook_url"];
+        assert_eq!(field["pattern"], tollgate_policy::webhook::WEBHOOK_URL_PATTERN, "{schema}");
+        assert_eq!(field["maxLength"], tollgate_policy::webhook::MAX_WEBHOOK_URL_BYTES, "{schema}");
+    }
 }
