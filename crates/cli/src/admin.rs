@@ -193,7 +193,8 @@ enum OrgCommand {
         #[arg(long, allow_negative_numbers = true)]
         markup_percent: Option<i64>,
         /// Where to notify the org's alarms and budgets (an http(s) URL, e.g. a Slack incoming
-        /// webhook), or `none` to remove it. The server shows only its scheme and host.
+        /// webhook): `-` reads it from standard input (keep a credential off the command
+        /// line), `none` removes it. The server shows only its scheme and host.
         #[arg(long)]
         alert_webhook_url: Option<String>,
     },
@@ -467,6 +468,14 @@ fn opt_clearable(v: Option<&String>) -> Option<Option<String>> {
     v.map(|s| if s == "none" { None } else { Some(s.clone()) })
 }
 
+/// `--alert-webhook-url`: `none` clears it, `-` reads it from standard input.
+fn webhook_arg(v: Option<&String>) -> Result<Option<Option<String>>, CliError> {
+    match v.map(String::as_str) {
+        Some("-") => Ok(Some(Some(read_value(None)?))),
+        _ => Ok(opt_clearable(v)),
+    }
+}
+
 fn read_value(from_file: Option<&PathBuf>) -> Result<String, CliError> {
     let mut text = match from_file {
         Some(p) => {
@@ -578,7 +587,7 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
                 default_billing_mode: opt_clearable(default_billing_mode.as_ref()),
                 markup_percent: markup_percent.map(serde_json::Number::from),
                 limits: None,
-                alert_webhook_url: opt_clearable(alert_webhook_url.as_ref()),
+                alert_webhook_url: webhook_arg(alert_webhook_url.as_ref())?,
             };
             c.call(Method::PATCH, c.url(&["admin", "orgs", org.as_str()]), Some(&body)).await?
         }

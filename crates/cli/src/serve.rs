@@ -74,6 +74,7 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         None => None,
     };
     let tls = load_tls(args)?;
+    let notify_config = notify_config(args)?;
     create_private_dir(&args.data_dir)?;
     let keys_env = std::env::var("TOLLGATE_MASTER_KEYS").ok().filter(|k| !k.trim().is_empty());
     let key_env = std::env::var("TOLLGATE_MASTER_KEY").ok();
@@ -144,7 +145,7 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         .map_err(CliError::failure)?;
     let follower = proxy.clone();
     tokio::spawn(async move { follower.follow_invalidations().await });
-    let notifier = notifier(args, store.clone())?;
+    let notifier = tollgate_server::notify::Notifier::new(store.clone(), notify_config).map_err(CliError::failure)?;
     let state =
         tollgate_server::AppState::new(store, registry, public_url).with_proxy(proxy.clone()).with_notifier(notifier);
     let served = match tls {
@@ -160,10 +161,10 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     Ok(ExitCode::from(exit::OK))
 }
 
-/// The webhook notifier: `--alert-webhook-url` and `TOLLGATE_ALERT_WEBHOOK_SECRET`. It runs
-/// without a global URL too, for the orgs' own. The URL is never printed (a credential): its
-/// host is.
-fn notifier(args: &Args, store: Arc<dyn tollgate_store::Store>) -> Result<tollgate_server::notify::Notifier, CliError> {
+/// The webhook notifier's settings: `--alert-webhook-url` and `TOLLGATE_ALERT_WEBHOOK_SECRET`.
+/// The notifier runs without a global URL too, for the orgs' own. The URL is never printed (a
+/// credential): its host is.
+fn notify_config(args: &Args) -> Result<tollgate_server::notify::NotifierConfig, CliError> {
     let url = args.alert_webhook_url.clone();
     let config = tollgate_server::notify::NotifierConfig::from_env(|name| match name {
         "TOLLGATE_ALERT_WEBHOOK_URL" => url.clone(),
@@ -178,7 +179,7 @@ fn notifier(args: &Args, store: Arc<dyn tollgate_store::Store>) -> Result<tollga
         ),
         (None, _) => tracing::info!("no global alert webhook: only orgs' alert_webhook_url are notified"),
     }
-    tollgate_server::notify::Notifier::new(store, config).map_err(CliError::failure)
+    Ok(config)
 }
 
 /// The certificate pair of `--tls-cert` and `--tls-key`: both or neither.
