@@ -7,7 +7,7 @@
 //! path and never blocks it: [`Notifier::notify`] puts the event on a bounded queue and
 //! returns, a dispatcher task hands each queued event to a delivery task (at most
 //! [`NotifierConfig::concurrency`] at once), and each destination is tried with timeouts and
-//! retried with backoff ([`deliver`]). A delivery that finally fails, or an event that finds
+//! retried with backoff (`notify/deliver.rs`). A delivery that finally fails, or an event that finds
 //! the queue full, is recorded as a `webhook.failed` event, which is never itself sent.
 //!
 //! A webhook URL is a credential (a Slack incoming webhook): logs, errors and events name its

@@ -19,7 +19,7 @@ const MAX_DEPTH: usize = 2;
 /// The summary of an event of `kind` about `org_id` / `workspace_id` with `detail`, e.g.
 /// `:rotating_light: Tollgate alarm on workspace W (org O): cost $12.34; max cost $10.00`.
 ///
-/// One line (control characters become spaces), at most [`MAX_SUMMARY_BYTES`] bytes, with
+/// One line (control characters become spaces), at most 1000 bytes, with
 /// `&`, `<` and `>` escaped as Slack's message format requires.
 pub fn summary(kind: EventKind, org_id: Option<&str>, workspace_id: Option<&str>, detail: &Value) -> String {
     let (emoji, title) = heading(kind);
