@@ -309,4 +309,8 @@ async fn the_documented_url_grammar_is_the_validated_one(backend: Backend) {
         assert_eq!(field["pattern"], tollgate_policy::webhook::WEBHOOK_URL_PATTERN, "{schema}");
         assert_eq!(field["maxLength"], tollgate_policy::webhook::MAX_WEBHOOK_URL_BYTES, "{schema}");
     }
+    // The notification body is documented too, for receivers.
+    let body = &doc["components"]["schemas"]["Notification"];
+    assert_eq!(body["required"], json!(["text", "event"]));
+    assert_eq!(body["properties"]["event"]["$ref"], "#/components/schemas/EventOut");
 }
