@@ -192,6 +192,11 @@ enum OrgCommand {
         /// and at most 1000.
         #[arg(long, allow_negative_numbers = true)]
         markup_percent: Option<i64>,
+        /// Where to notify the org's alarms and budgets (an http(s) URL, e.g. a Slack incoming
+        /// webhook): `-` reads it from standard input (keep a credential off the command
+        /// line), `none` removes it. The server shows only its scheme and host.
+        #[arg(long)]
+        alert_webhook_url: Option<String>,
     },
     /// Add (or, negative, remove) credit.
     Credit {
@@ -463,6 +468,14 @@ fn opt_clearable(v: Option<&String>) -> Option<Option<String>> {
     v.map(|s| if s == "none" { None } else { Some(s.clone()) })
 }
 
+/// `--alert-webhook-url`: `none` clears it, `-` reads it from standard input.
+fn webhook_arg(v: Option<&String>) -> Result<Option<Option<String>>, CliError> {
+    match v.map(String::as_str) {
+        Some("-") => Ok(Some(Some(read_value(None)?))),
+        _ => Ok(opt_clearable(v)),
+    }
+}
+
 fn read_value(from_file: Option<&PathBuf>) -> Result<String, CliError> {
     let mut text = match from_file {
         Some(p) => {
@@ -558,6 +571,7 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
                 default_billing_mode: default_billing_mode.clone(),
                 credit_micros: *credit_micros,
                 limits: None,
+                alert_webhook_url: None,
             };
             c.call::<Org>(Method::POST, c.url(&["admin", "orgs"]), Some(&body)).await?
         }
@@ -567,12 +581,13 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
             return render(&list, json_out, ORG, rows);
         }
         OrgCommand::Get { org } => c.call(Method::GET, c.url(&["admin", "orgs", org.as_str()]), NO_BODY).await?,
-        OrgCommand::Update { org, name, default_billing_mode, markup_percent } => {
+        OrgCommand::Update { org, name, default_billing_mode, markup_percent, alert_webhook_url } => {
             let body = PatchOrg {
                 name: name.clone(),
                 default_billing_mode: opt_clearable(default_billing_mode.as_ref()),
                 markup_percent: markup_percent.map(serde_json::Number::from),
                 limits: None,
+                alert_webhook_url: webhook_arg(alert_webhook_url.as_ref())?,
             };
             c.call(Method::PATCH, c.url(&["admin", "orgs", org.as_str()]), Some(&body)).await?
         }
@@ -599,8 +614,13 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
             let url = c.url(&["admin", "orgs", org.as_str()]);
             let org: Org = match limits.patch() {
                 Some(l) => {
-                    let body =
-                        PatchOrg { name: None, default_billing_mode: None, limits: Some(l), markup_percent: None };
+                    let body = PatchOrg {
+                        name: None,
+                        default_billing_mode: None,
+                        limits: Some(l),
+                        markup_percent: None,
+                        alert_webhook_url: None,
+                    };
                     c.call(Method::PATCH, url, Some(&body)).await?
                 }
                 None => c.call(Method::GET, url, NO_BODY).await?,

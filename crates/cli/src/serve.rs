@@ -40,6 +40,11 @@ pub(crate) struct Args {
     /// How often to check whether the TLS files changed (reload without SIGHUP); 0s: never.
     #[arg(long, env = "TOLLGATE_TLS_RELOAD_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     tls_reload_interval: std::time::Duration,
+    /// Where notifications of alarms and budgets go (DESIGN.md section 15), besides each org's
+    /// own `alert_webhook_url`; e.g. a Slack incoming webhook. Its bodies are signed with
+    /// TOLLGATE_ALERT_WEBHOOK_SECRET (environment only) when set.
+    #[arg(long, env = "TOLLGATE_ALERT_WEBHOOK_URL", hide_env_values = true)]
+    alert_webhook_url: Option<String>,
     /// Seed an example org with one workspace per interesting case and print their resolutions.
     #[arg(long)]
     demo: bool,
@@ -69,6 +74,7 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         None => None,
     };
     let tls = load_tls(args)?;
+    let notify_config = notify_config(args)?;
     create_private_dir(&args.data_dir)?;
     let keys_env = std::env::var("TOLLGATE_MASTER_KEYS").ok().filter(|k| !k.trim().is_empty());
     let key_env = std::env::var("TOLLGATE_MASTER_KEY").ok();
@@ -139,7 +145,9 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         .map_err(CliError::failure)?;
     let follower = proxy.clone();
     tokio::spawn(async move { follower.follow_invalidations().await });
-    let state = tollgate_server::AppState::new(store, registry, public_url).with_proxy(proxy.clone());
+    let notifier = tollgate_server::notify::Notifier::new(store.clone(), notify_config).map_err(CliError::failure)?;
+    let state =
+        tollgate_server::AppState::new(store, registry, public_url).with_proxy(proxy.clone()).with_notifier(notifier);
     let served = match tls {
         Some(reloader) => {
             let config = reloader.server_config().map_err(CliError::config)?;
@@ -151,6 +159,27 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     // In-flight requests have ended: write their ledger rows and give leased credit back.
     proxy.shutdown().await.map_err(|e| CliError::failure(format!("could not write the last ledger rows: {e}")))?;
     Ok(ExitCode::from(exit::OK))
+}
+
+/// The webhook notifier's settings: `--alert-webhook-url` and `TOLLGATE_ALERT_WEBHOOK_SECRET`.
+/// The notifier runs without a global URL too, for the orgs' own. The URL is never printed (a
+/// credential): its host is.
+fn notify_config(args: &Args) -> Result<tollgate_server::notify::NotifierConfig, CliError> {
+    let url = args.alert_webhook_url.clone();
+    let config = tollgate_server::notify::NotifierConfig::from_env(|name| match name {
+        "TOLLGATE_ALERT_WEBHOOK_URL" => url.clone(),
+        other => std::env::var(other).ok(),
+    })
+    .map_err(|e| CliError::config(e.replace("TOLLGATE_ALERT_WEBHOOK_URL", "--alert-webhook-url")))?;
+    match (&config.global_url, config.secret.is_some()) {
+        (Some(u), true) => tracing::info!(destination = u.origin(), "alert webhook configured, signed"),
+        (Some(u), false) => tracing::warn!(
+            destination = u.origin(),
+            "alert webhook configured without TOLLGATE_ALERT_WEBHOOK_SECRET: notifications are not signed"
+        ),
+        (None, _) => tracing::info!("no global alert webhook: only orgs' alert_webhook_url are notified"),
+    }
+    Ok(config)
 }
 
 /// The certificate pair of `--tls-cert` and `--tls-key`: both or neither.

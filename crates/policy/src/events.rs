@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+mod summary;
+
+pub use summary::{dollars, summary};
+
 /// What an event records. The wire name (`org.created`, ...) is the stored `kind`.
 #[derive(
     Clone,
@@ -150,6 +154,29 @@ impl Actor {
     }
 }
 
+/// Whether an event of `kind` caused by `actor` is sent to the alert webhooks (DESIGN.md
+/// section 15): only what needs a human's attention. Drain alarms and budgets crossing, and a
+/// suspension Tollgate made itself (an alarm's); never an admin's own change (the admin knows),
+/// and never `webhook.failed` (a failing webhook notifying itself would loop).
+pub fn notifies(kind: EventKind, actor: Actor) -> bool {
+    match kind {
+        EventKind::AlarmFired | EventKind::BudgetSoftCrossed | EventKind::BudgetExhausted => true,
+        EventKind::Suspended => actor == Actor::System,
+        EventKind::OrgCreated
+        | EventKind::OrgUpdated
+        | EventKind::CreditAdjusted
+        | EventKind::SecretSet
+        | EventKind::SecretDeleted
+        | EventKind::WorkspaceCreated
+        | EventKind::WorkspaceUpdated
+        | EventKind::WorkspaceDeleted
+        | EventKind::WorkspaceProvisioned
+        | EventKind::LimitsUpdated
+        | EventKind::Resumed
+        | EventKind::WebhookFailed => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use strum::VariantArray;
@@ -174,5 +201,32 @@ mod tests {
         assert_eq!(EventKind::all().len(), EventKind::VARIANTS.len());
         let alerts: Vec<&str> = EventKind::all().iter().filter(|k| k.is_alert()).map(|k| k.as_str()).collect();
         assert_eq!(alerts, ["budget.soft_crossed", "budget.exhausted", "alarm.fired", "suspended", "webhook.failed"]);
+    }
+
+    /// Exactly the four attention-worthy kinds notify; an admin's suspension and every admin
+    /// change do not, and `webhook.failed` never does, whoever records it (no loop).
+    #[test]
+    fn only_attention_worthy_events_notify() {
+        let mut notified = Vec::new();
+        for k in EventKind::VARIANTS {
+            for a in Actor::VARIANTS {
+                if notifies(*k, *a) {
+                    notified.push((k.as_str(), a.as_str()));
+                }
+            }
+        }
+        assert_eq!(
+            notified,
+            [
+                ("budget.soft_crossed", "admin"),
+                ("budget.soft_crossed", "system"),
+                ("budget.exhausted", "admin"),
+                ("budget.exhausted", "system"),
+                ("alarm.fired", "admin"),
+                ("alarm.fired", "system"),
+                ("suspended", "system"),
+            ]
+        );
+        assert!(!notifies(EventKind::WebhookFailed, Actor::System));
     }
 }

@@ -24,6 +24,7 @@ pub mod secret;
 pub mod suspension;
 pub mod text;
 pub mod token;
+pub mod webhook;
 
 pub use access::ModelRefusal;
 pub use events::{Actor, EventKind};
@@ -40,3 +41,4 @@ pub use resolve::{
 pub use secret::{MergedSecrets, Origin, Scope, SecretState, SecretValue};
 pub use suspension::{SuspendedBy, Suspension, SuspensionReason};
 pub use token::WorkspaceToken;
+pub use webhook::{WebhookUrl, WebhookUrlError};

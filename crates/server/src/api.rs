@@ -98,6 +98,12 @@ pub struct Org {
     pub suspended: Option<Suspended>,
     /// Spend controls (section 14); `allowed_models` narrows every workspace of the org.
     pub limits: Limits,
+    /// Where the org's alarms and budgets are notified besides the global webhook (section
+    /// 15), redacted: the URL is a credential, so only its scheme and host are shown
+    /// (`https://hooks.slack.com/…`); `null` when none.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub alert_webhook_url: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -114,6 +120,7 @@ impl From<&tollgate_store::Org> for Org {
             markup_percent: o.markup_percent.percent(),
             suspended: o.suspended.as_ref().map(Suspended::from),
             limits: Limits::from(&o.limits),
+            alert_webhook_url: o.alert_webhook_url.as_ref().map(tollgate_policy::WebhookUrl::redacted),
             created_at: o.created_at.rfc3339(),
             updated_at: o.updated_at.rfc3339(),
         }
@@ -291,6 +298,15 @@ pub struct CreateOrg {
     /// Spend controls (section 14).
     #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
+    /// Where to notify the org's alarms and budgets (section 15): an absolute http(s) URL,
+    /// at most 2048 bytes. Never returned whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // `tollgate_policy::webhook::WEBHOOK_URL_PATTERN` (the OpenAPI test ties them).
+    #[schema(
+        pattern = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?(/[!-~]*)?$",
+        max_length = 2048
+    )]
+    pub alert_webhook_url: Option<String>,
 }
 
 /// `PATCH /admin/orgs/{org}`: absent fields are left as they are.
@@ -317,6 +333,11 @@ pub struct PatchOrg {
     /// Changes to `limits`.
     #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
+    /// New alert webhook (an absolute http(s) URL, at most 2048 bytes); `null` removes it.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    // `tollgate_policy::webhook::WEBHOOK_URL_PATTERN` (the OpenAPI test ties them).
+    #[schema(value_type = Option<String>, pattern = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?(/[!-~]*)?$", max_length = 2048)]
+    pub alert_webhook_url: Option<Option<String>>,
 }
 
 /// `POST /admin/orgs/{org}/credit`.
@@ -738,6 +759,18 @@ impl From<tollgate_store::Event> for EventOut {
             detail: e.detail,
         }
     }
+}
+
+/// The body of a webhook notification (DESIGN.md section 15): a Slack-compatible one-line
+/// `text` and the event as `GET /admin/events` shows it. Signed in the
+/// `x-tollgate-signature` header when a secret is configured.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Notification {
+    /// One line for people (Slack's `text`): the kind, the org and workspace, the detail's
+    /// reason and amounts in dollars.
+    pub text: String,
+    /// The event.
+    pub event: EventOut,
 }
 
 /// `GET /admin/events` answer: newest first.

@@ -46,6 +46,9 @@ pub enum ApiErrorCode {
     /// 400: a `limits` value out of range (negative, zero where zero means nothing, a percent
     /// outside 1..=100); the message names the field.
     InvalidLimits,
+    /// 400: an `alert_webhook_url` that is not an absolute http(s) URL with a host, or is over
+    /// 2048 bytes (the message never quotes it: it is a credential).
+    InvalidWebhookUrl,
     /// 401: no token, or not the right one.
     Unauthorized,
     /// 403: a valid token that does not grant this.
@@ -89,6 +92,7 @@ impl ApiErrorCode {
             Self::InvalidMarkup => "INVALID_MARKUP",
             Self::InvalidReason => "INVALID_REASON",
             Self::InvalidLimits => "INVALID_LIMITS",
+            Self::InvalidWebhookUrl => "INVALID_WEBHOOK_URL",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Forbidden => "FORBIDDEN",
             Self::Suspended => "SUSPENDED",
@@ -119,7 +123,8 @@ impl ApiErrorCode {
             | Self::InvalidCredit
             | Self::InvalidMarkup
             | Self::InvalidReason
-            | Self::InvalidLimits => StatusCode::BAD_REQUEST,
+            | Self::InvalidLimits
+            | Self::InvalidWebhookUrl => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::Suspended => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,

@@ -14,6 +14,8 @@ use utoipa::{Modify, OpenApi};
         description = "Who pays for each agent workspace's LLM calls, and which credentials it may hold.",
     ),
     modifiers(&SecuritySchemes),
+    // Not a route's: the body Tollgate POSTs to alert webhooks (DESIGN.md section 15).
+    components(schemas(crate::api::Notification)),
     tags(
         (name = "orgs", description = "Tenants and their credit"),
         (name = "workspaces", description = "Agent workspaces"),

@@ -63,6 +63,10 @@ pub(crate) fn install_recorder() -> &'static PrometheusHandle {
                     "Resolutions by caller (read, provision, pull) and outcome (ok or the error code)"
                 );
                 metrics::describe_counter!(
+                    crate::notify::WEBHOOK_DELIVERIES,
+                    "Webhook notifications by outcome (delivered, failed after retries, queue_full)"
+                );
+                metrics::describe_counter!(
                     crate::auth::ADMIN_AUTH_FAILURES,
                     "Refused admin-token attempts, by outcome (unauthorized, or rate_limited for an address that failed too often)"
                 );

@@ -120,6 +120,12 @@ pub(crate) fn initial_credit(micros: Option<i64>) -> Result<Micros, ApiError> {
     Ok(Micros::new(micros))
 }
 
+/// An org's `alert_webhook_url` (DESIGN.md section 15); the message never quotes it.
+pub(crate) fn webhook_url(s: &str) -> Result<tollgate_policy::WebhookUrl, ApiError> {
+    tollgate_policy::WebhookUrl::parse(s)
+        .map_err(|e| ApiError::new(ApiErrorCode::InvalidWebhookUrl, format!("alert_webhook_url: {e}")))
+}
+
 /// An org's `markup_percent`: an integer greater than -100 and at most 1000 (DESIGN.md
 /// section 20). A JSON number with a fraction, or out of range, is `INVALID_MARKUP`.
 pub(crate) fn markup(value: &serde_json::Number) -> Result<tollgate_policy::Markup, ApiError> {

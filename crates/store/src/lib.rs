@@ -81,6 +81,8 @@ pub struct Org {
     pub suspended: Option<Suspension>,
     /// Spend controls (section 14).
     pub limits: Limits,
+    /// Where its alarms and budgets are notified, besides the global webhook (section 15).
+    pub alert_webhook_url: Option<tollgate_policy::WebhookUrl>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -98,6 +100,8 @@ pub struct NewOrg {
     pub credit_micros: Micros,
     /// Spend controls (section 14).
     pub limits: Limits,
+    /// Its alert webhook (section 15).
+    pub alert_webhook_url: Option<tollgate_policy::WebhookUrl>,
 }
 
 /// Changes to an org; `None` leaves a field as it is.
@@ -111,6 +115,8 @@ pub struct OrgPatch {
     pub markup_percent: Option<tollgate_policy::Markup>,
     /// Changes to its limits.
     pub limits: LimitsPatch,
+    /// New alert webhook (`Some(None)` removes it).
+    pub alert_webhook_url: Option<Option<tollgate_policy::WebhookUrl>>,
 }
 
 /// An agent workspace.

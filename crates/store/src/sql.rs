@@ -257,6 +257,15 @@ fn parse_org_id(s: String) -> Result<OrgId> {
     OrgId::try_from(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// An org's stored alert webhook; one that no longer parses is a corrupt row (the message
+/// does not quote it: it is a credential).
+fn webhook_from_text(text: Option<String>) -> Result<Option<tollgate_policy::WebhookUrl>> {
+    text.map(|t| {
+        tollgate_policy::WebhookUrl::parse(&t).map_err(|_| StoreError::Corrupt("orgs.alert_webhook_url".to_owned()))
+    })
+    .transpose()
+}
+
 /// A stored id that does not parse is a corrupt row.
 fn parse_workspace_id(s: String) -> Result<WorkspaceId> {
     WorkspaceId::try_from(s).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -274,7 +283,7 @@ fn new_id() -> String {
 
 const ORG_COLUMNS: &str = "id, name, default_billing_mode, credit_micros, markup_percent, created_at, updated_at, \
      budget_micros_per_day, budget_micros_per_month, soft_budget_percent, requests_per_minute, tokens_per_minute, \
-     max_concurrent_requests, allowed_models";
+     max_concurrent_requests, allowed_models, alert_webhook_url";
 /// The suspension columns of orgs and workspaces, read with every row and written only by
 /// `suspend` and `resume`.
 const SUSPENSION_COLUMNS: &str = "suspended_reason, suspended_at, suspended_by";
@@ -284,7 +293,7 @@ const ORG_SELECT: &str = "SELECT o.id, o.name, o.default_billing_mode, \
      CAST(o.credit_micros + COALESCE((SELECT SUM(l.amount) FROM credit_leases l WHERE l.org_id = o.id), 0) AS BIGINT) AS credit_micros, \
      o.markup_percent, o.created_at, o.updated_at, o.budget_micros_per_day, o.budget_micros_per_month, o.soft_budget_percent, \
      o.requests_per_minute, o.tokens_per_minute, o.max_concurrent_requests, o.allowed_models, \
-     o.suspended_reason, o.suspended_at, o.suspended_by FROM orgs o";
+     o.alert_webhook_url, o.suspended_reason, o.suspended_at, o.suspended_by FROM orgs o";
 /// The credit an org's leases hold.
 const LEASED_SUM: &str = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_leases WHERE org_id = $1";
 /// `allowed_models` as stored: ids one per line (ids are registry model ids, which hold no
@@ -496,6 +505,7 @@ macro_rules! impl_store {
                     credit_micros: Micros::new(row.try_get("credit_micros")?),
                     limits: Self::limits_from_row(row, models_from_text(row.try_get("allowed_models")?))?,
                     markup_percent: markup_from_row(row.try_get("markup_percent")?)?,
+                    alert_webhook_url: webhook_from_text(row.try_get("alert_webhook_url")?)?,
                     suspended: Self::suspension_from_row(row)?,
                     created_at: Timestamp(row.try_get("created_at")?),
                     updated_at: Timestamp(row.try_get("updated_at")?),
@@ -661,7 +671,7 @@ macro_rules! impl_store {
             async fn create_org(&self, new: &NewOrg) -> Result<Org> {
                 let now = Timestamp::now().0;
                 let sql = format!(
-                    "INSERT INTO orgs ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, 0, $5, $5, $6, $7, $8, $9, $10, $11, $12) \
+                    "INSERT INTO orgs ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, 0, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                      RETURNING {ORG_COLUMNS}, {SUSPENSION_COLUMNS}"
                 );
                 let mut query = sqlx::query(&sql)
@@ -676,6 +686,7 @@ macro_rules! impl_store {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let row = query
                     .bind(new.limits.allowed_models.as_deref().map(models_to_text))
+                    .bind(new.alert_webhook_url.as_ref().map(tollgate_policy::WebhookUrl::expose))
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| unique(e, &format!("an org named `{}` already exists", new.name)))?;
@@ -710,7 +721,8 @@ macro_rules! impl_store {
                     "UPDATE orgs SET name = CASE WHEN $1 THEN $2 ELSE name END, \
                      default_billing_mode = CASE WHEN $3 THEN $4 ELSE default_billing_mode END, \
                      updated_at = $5, allowed_models = CASE WHEN $6 THEN $7 ELSE allowed_models END, {}, \
-                     markup_percent = CASE WHEN $21 THEN $22 ELSE markup_percent END WHERE id = $20",
+                     markup_percent = CASE WHEN $21 THEN $22 ELSE markup_percent END, \
+                     alert_webhook_url = CASE WHEN $23 THEN $24 ELSE alert_webhook_url END WHERE id = $20",
                     limit_set_clause(8)
                 );
                 let mut query = sqlx::query(&sql)
@@ -729,6 +741,8 @@ macro_rules! impl_store {
                 .bind(id.as_str())
                 .bind(patch.markup_percent.is_some())
                 .bind(patch.markup_percent.map_or(0, |m| i32::try_from(m.percent()).unwrap_or(0)))
+                .bind(patch.alert_webhook_url.is_some())
+                .bind(patch.alert_webhook_url.as_ref().and_then(|u| u.as_ref().map(tollgate_policy::WebhookUrl::expose)))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| unique(e, &format!("an org named `{}` already exists", patch.name.as_deref().unwrap_or(""))))?;
@@ -741,6 +755,8 @@ macro_rules! impl_store {
                     ("name", patch.name.is_some()),
                     ("default_billing_mode", patch.default_billing_mode.is_some()),
                     ("markup_percent", patch.markup_percent.is_some()),
+                    // The field's name only: the URL is a credential.
+                    ("alert_webhook_url", patch.alert_webhook_url.is_some()),
                 ];
                 let fields = fields.into_iter().filter(|(_, g)| *g).map(|(f, _)| f).collect();
                 for event in patch_events(EventKind::OrgUpdated, fields, &patch.limits, &org.limits, id, None) {

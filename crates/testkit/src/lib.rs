@@ -2,7 +2,8 @@
 //!
 //! [`server_app`] starts the API server over a fresh database per test; [`proxy_app`] starts
 //! the metering proxy in front of the stand-in upstream; [`cli_app`] runs the `tollgate`
-//! binary (`serve`, `admin`) as processes.
+//! binary (`serve`, `admin`) as processes; [`webhook`] is a webhook receiver that records what
+//! it gets and answers as told.
 //!
 //! [`postgres()`] starts one throwaway Postgres server per test process (initdb + pg_ctl, as
 //! the `postgres` user when run as root) and [`TestPostgres::fresh_database`] gives each test
@@ -11,6 +12,7 @@
 pub mod cli_app;
 pub mod proxy_app;
 pub mod server_app;
+pub mod webhook;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

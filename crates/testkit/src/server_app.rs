@@ -144,6 +144,9 @@ pub struct Options {
     pub admin_token: AdminToken,
     /// How failed admin-token attempts are slowed (default: the server's default).
     pub admin_throttle: tollgate_server::AdminThrottleConfig,
+    /// Webhook notifications: delivered with this configuration; `None` (the default): the
+    /// notifier is disabled.
+    pub notifier: Option<tollgate_server::notify::NotifierConfig>,
 }
 
 /// How a test app gets its admin token.
@@ -165,6 +168,7 @@ impl Default for Options {
             public_url: "http://tollgate.test:8080".to_owned(),
             admin_token: AdminToken::Generate,
             admin_throttle: tollgate_server::AdminThrottleConfig::default(),
+            notifier: None,
         }
     }
 }
@@ -182,6 +186,9 @@ pub struct TestApp {
     pub db: Db,
     /// The server's store, for direct checks.
     pub store: Arc<dyn Store>,
+    /// The server's notifier (what the alarm evaluator calls), for tests that record an event
+    /// through [`TestApp::store`] and hand it over.
+    pub notifier: tollgate_server::notify::Notifier,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -258,8 +265,13 @@ pub async fn spawn_on(db: &Db, options: Options) -> TestApp {
         }
     };
     let public_url = PublicUrl::parse(&options.public_url).expect("public URL");
-    let state =
-        AppState::new(store.clone(), options.registry.clone(), public_url).with_admin_throttle(options.admin_throttle);
+    let notifier = match options.notifier {
+        Some(config) => tollgate_server::notify::Notifier::new(store.clone(), config).expect("the notifier"),
+        None => tollgate_server::notify::Notifier::disabled(),
+    };
+    let state = AppState::new(store.clone(), options.registry.clone(), public_url)
+        .with_admin_throttle(options.admin_throttle)
+        .with_notifier(notifier.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
@@ -273,6 +285,7 @@ pub async fn spawn_on(db: &Db, options: Options) -> TestApp {
         client,
         db: db.clone(),
         store,
+        notifier,
         shutdown: Some(tx),
         handle: Some(handle),
     }

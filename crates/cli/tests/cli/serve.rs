@@ -139,6 +139,21 @@ fn admin_walkthrough_and_exit_codes() {
     assert!(out.contains("MARKUP_PERCENT") && out.contains(" 35 "), "{out}");
     let (code, _, err) = admin(&s, t, &["org", "update", &org, "--markup-percent", "-100"], None);
     assert_eq!((code, err.contains("INVALID_MARKUP")), (1, true), "{err}");
+    // An alert webhook, read from standard input (a credential stays off the command line);
+    // shown by scheme and host only; `none` removes it.
+    let hook = ["org", "update", &org, "--alert-webhook-url", "-", "--json"];
+    let (code, out, err) = admin(&s, t, &hook, Some("https://hooks.slack.com/services/T0/B0/hooksecret\n"));
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("hooksecret"), "{out}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["alert_webhook_url"],
+        "https://hooks.slack.com/…"
+    );
+    let (code, _, err) = admin(&s, t, &["org", "update", &org, "--alert-webhook-url", "hooks.slack.com/x"], None);
+    assert_eq!((code, err.contains("INVALID_WEBHOOK_URL")), (1, true), "{err}");
+    let (code, out, _) = admin(&s, t, &["org", "update", &org, "--alert-webhook-url", "none", "--json"], None);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["alert_webhook_url"], serde_json::Value::Null);
     let (code, _, err) = admin(&s, t, &["org", "get", "no-such-org"], None);
     assert_eq!((code, err.contains("NOT_FOUND")), (1, true), "{err}");
     let (code, _, err) = admin(&s, "tg_admin_wrong", &["org", "list"], None);
@@ -214,6 +229,11 @@ fn configuration_errors_exit_78() {
     assert_eq!(out.status.code(), Some(78));
     let out = run(&["--database-url", "mysql://x"], &[]);
     assert_eq!(out.status.code(), Some(78));
+    // A webhook URL is a credential: refused without being echoed.
+    let out = run(&[], &[("TOLLGATE_ALERT_WEBHOOK_URL", "ftp://hooks.example/T0/secret-path")]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--alert-webhook-url") && !err.contains("secret-path"), "{err}");
     let _ = std::fs::remove_file(&bad);
     let _ = std::fs::remove_dir_all(&dir);
 }

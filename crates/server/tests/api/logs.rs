@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 use reqwest::Method;
 use serde_json::json;
 
+use tollgate_server::notify::NotifierConfig;
+use tollgate_testkit::webhook::{Behaviour, Receiver};
+
 use crate::support::{Auth, Backend, Db, Options, spawn_on};
 
 /// A `MakeWriter` appending to a shared buffer.
@@ -70,13 +73,25 @@ fn no_secret_reaches_the_logs(backend: Backend, format: Format) {
             Box::new(builder.json().flatten_event(true).with_span_list(false).with_writer(buffer.clone()).finish())
         }
     };
+    // Webhook receivers on a runtime of their own (its threads log nowhere): what they log of
+    // the requests they get is not the server's. Their URL paths are canaries, as the path of
+    // a Slack URL is its credential; the first fails once, so retries are logged too.
+    let receivers_rt = tokio::runtime::Runtime::new().unwrap();
+    let global = receivers_rt.block_on(Receiver::start(Behaviour::FailFirst(1, 500), "LOGCANARY-global-hook-7777"));
+    let own = receivers_rt.block_on(Receiver::start(Behaviour::Status(404), "LOGCANARY-org-hook-8888"));
+    let notifier = NotifierConfig {
+        global_url: Some(tollgate_policy::WebhookUrl::parse(&global.url).unwrap()),
+        secret: Some(secrecy::SecretString::from("LOGCANARY-webhook-secret-9999")),
+        backoff: std::time::Duration::from_millis(10),
+        ..NotifierConfig::default()
+    };
     let _guard = tracing::subscriber::set_default(subscriber);
     // A current-thread runtime on this thread: the server's tasks run here, under the
     // subscriber set above.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (secrets, tokens, key) = runtime.block_on(async {
         let db = Db::fresh(backend).await;
-        let app = spawn_on(&db, Options::default()).await;
+        let app = spawn_on(&db, Options { notifier: Some(notifier), ..Options::default() }).await;
         let secrets = [
             "sk-ant-oat01-LOGCANARY-org-oauth-1111",
             "LOGCANARY-org-github-2222",
@@ -125,12 +140,40 @@ fn no_secret_reaches_the_logs(backend: Backend, format: Format) {
             .await
             .assert_error(401, "UNAUTHORIZED");
         app.send(Method::GET, "/metrics", Auth::None, None).await;
+        // A notification: delivered on the second attempt to the global URL, refused by the
+        // org's, which records `webhook.failed`.
+        app.patch(&format!("/admin/orgs/{org}"), json!({"alert_webhook_url": own.url})).await.assert_status(200);
+        app.patch(&format!("/admin/orgs/{org}"), json!({"alert_webhook_url": "ftp://LOGCANARY-bad-url"}))
+            .await
+            .assert_error(400, "INVALID_WEBHOOK_URL");
+        let event = app
+            .store
+            .record_event(&tollgate_store::NewEvent {
+                kind: tollgate_policy::EventKind::AlarmFired,
+                actor: tollgate_policy::Actor::System,
+                org_id: Some(tollgate_policy::OrgId::try_from(org.clone()).unwrap()),
+                workspace_id: None,
+                detail: json!({"cost_micros": 1}),
+            })
+            .await
+            .unwrap();
+        app.notifier.notify(&event);
+        assert_eq!(global.wait_for(2, std::time::Duration::from_secs(20)).await.len(), 2, "retried once");
+        assert_eq!(own.wait_for(1, std::time::Duration::from_secs(20)).await.len(), 1);
+        let failed = "/admin/events?kind=webhook.failed";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while app.get(failed).await.body["events"].as_array().is_none_or(Vec::is_empty) {
+            assert!(std::time::Instant::now() < deadline, "webhook.failed recorded");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let tokens = vec![app.admin_token.clone(), first, second];
         let key = db.key_b64.clone();
         app.stop().await;
         (secrets.map(str::to_owned), tokens, key)
     });
     drop(runtime);
+    drop((global, own));
+    drop(receivers_rt);
     let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert!(!logs.is_empty(), "logging captured nothing");
     assert!(logs.contains("/admin/orgs"), "the request path is logged:\n{logs}");
@@ -145,6 +188,7 @@ fn no_secret_reaches_the_logs(backend: Backend, format: Format) {
         }
     }
     assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "verbose levels are captured");
+    assert!(logs.contains("notification delivered") && logs.contains("notification failed"), "deliveries are logged");
     for s in &secrets {
         assert!(!logs.contains(s.as_str()), "a secret value leaked into the logs: {s}");
     }

@@ -16,6 +16,7 @@ mod errors;
 mod events;
 mod limits;
 mod logs;
+mod notify;
 mod ops;
 mod orgs;
 mod parity;

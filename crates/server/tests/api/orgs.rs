@@ -26,6 +26,7 @@ async fn org_crud_and_shape(backend: Backend) {
     assert_eq!(
         keys(&org),
         [
+            "alert_webhook_url",
             "created_at",
             "credit_micros",
             "default_billing_mode",
@@ -38,6 +39,7 @@ async fn org_crud_and_shape(backend: Backend) {
         ]
     );
     assert_eq!(org["markup_percent"], 0, "no markup by default");
+    assert_eq!(org["alert_webhook_url"], serde_json::Value::Null, "no webhook by default");
     assert_eq!(org["suspended"], Value::Null);
     assert_eq!(org["name"], "acme");
     assert_eq!(org["default_billing_mode"], "byok");

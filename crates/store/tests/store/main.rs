@@ -108,6 +108,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     orgs_crud_and_unique_names,
+    alert_webhook_url_is_stored_kept_and_removed,
     credit_adjustments_are_atomic_and_recorded,
     workspaces_crud_and_unique_names_per_org,
     secrets_are_encrypted_listed_and_merged,

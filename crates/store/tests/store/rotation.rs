@@ -42,6 +42,7 @@ async fn a_walk_racing_writes_keeps_the_newest_values(h: Harness) {
             default_billing_mode: None,
             credit_micros: Micros::new(0),
             limits: Default::default(),
+            alert_webhook_url: None,
         })
         .await
         .unwrap();

@@ -90,6 +90,32 @@ pub(crate) async fn orgs_crud_and_unique_names(h: Harness) {
     assert_eq!(s.get_org(&a.id).await.unwrap().markup_percent, markup);
 }
 
+/// An org's alert webhook: none by default, set on create or by a patch, kept by other
+/// changes, removed by `Some(None)`; the event names the field, never the URL.
+pub(crate) async fn alert_webhook_url_is_stored_kept_and_removed(h: Harness) {
+    let s = &h.store;
+    let url = |u: &str| tollgate_policy::WebhookUrl::parse(u).unwrap();
+    let plain = s.create_org(&new_org("plain")).await.unwrap();
+    assert_eq!(plain.alert_webhook_url, None);
+    let hook = url("https://hooks.example.com/services/T0/B0/secretpath");
+    let org = s.create_org(&NewOrg { alert_webhook_url: Some(hook.clone()), ..new_org("hooked") }).await.unwrap();
+    assert_eq!(org.alert_webhook_url.as_ref(), Some(&hook));
+    assert_eq!(s.get_org(&org.id).await.unwrap().alert_webhook_url.as_ref(), Some(&hook));
+    let other = url("http://127.0.0.1:9/other");
+    let set = OrgPatch { alert_webhook_url: Some(Some(other.clone())), ..OrgPatch::default() };
+    assert_eq!(s.update_org(&plain.id, &set).await.unwrap().alert_webhook_url, Some(other.clone()));
+    let renamed = s.update_org(&plain.id, &OrgPatch { name: Some("plain2".into()), ..OrgPatch::default() }).await;
+    assert_eq!(renamed.unwrap().alert_webhook_url, Some(other));
+    let removed = OrgPatch { alert_webhook_url: Some(None), ..OrgPatch::default() };
+    assert_eq!(s.update_org(&plain.id, &removed).await.unwrap().alert_webhook_url, None);
+    assert_eq!(s.get_org(&org.id).await.unwrap().alert_webhook_url, Some(hook), "another org's is untouched");
+    let query = tollgate_store::EventQuery { org_id: Some(plain.id.clone()), limit: 100, ..Default::default() };
+    let events = s.list_events(&query).await.unwrap().events;
+    let text = serde_json::to_string(&events.iter().map(|e| &e.detail).collect::<Vec<_>>()).unwrap();
+    assert!(text.contains("alert_webhook_url"), "the field is named: {text}");
+    assert!(!text.contains("127.0.0.1") && !text.contains("/other"), "never the URL: {text}");
+}
+
 pub(crate) async fn credit_adjustments_are_atomic_and_recorded(h: Harness) {
     let s = h.store.clone();
     let org = s.create_org(&new_org("acme")).await.unwrap();
