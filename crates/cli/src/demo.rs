@@ -137,6 +137,7 @@ pub(crate) async fn seed(store: &dyn Store, registry: &Registry, public_url: &Pu
                         billing_mode: demo.billing_mode,
                         kind: demo.kind,
                         limits: tollgate_policy::Limits::default(),
+                        alarms: None,
                     })
                     .await
                     .map_err(fail)?;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tollgate_policy::{BillingMode, Resolution, WorkspaceKind, WorkspaceToken};
+use tollgate_policy::{AlarmRuleSpec, BillingMode, Resolution, WorkspaceKind, WorkspaceToken};
 use utoipa::{IntoParams, ToSchema};
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field (with `#[serde(default)]`).
@@ -74,6 +74,11 @@ pub struct Org {
     pub suspended: Option<Suspended>,
     /// Spend controls (section 14); `allowed_models` narrows every workspace of the org.
     pub limits: Limits,
+    /// Drain alarm rules (section 15); `null` when none are set (the default rule applies),
+    /// `[]` when turned off.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub alarms: Option<Vec<AlarmRuleSpec>>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -90,6 +95,7 @@ impl From<&tollgate_store::Org> for Org {
             markup_percent: o.markup_percent.percent(),
             suspended: o.suspended.as_ref().map(Suspended::from),
             limits: Limits::from(&o.limits),
+            alarms: o.alarms.as_ref().map(tollgate_policy::AlarmRules::specs),
             created_at: o.created_at.rfc3339(),
             updated_at: o.updated_at.rfc3339(),
         }
@@ -117,6 +123,10 @@ pub struct Workspace {
     pub kind: WorkspaceKind,
     /// Spend controls (section 14).
     pub limits: Limits,
+    /// Drain alarm rules (section 15); `null` when none.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub alarms: Option<Vec<AlarmRuleSpec>>,
     /// The workspace's own suspension in force; `null` when none. Its org's suspension (on
     /// the org) stops it too.
     #[schema(required = true)]
@@ -138,6 +148,7 @@ impl From<&tollgate_store::Workspace> for Workspace {
             billing_mode: w.billing_mode,
             kind: w.kind,
             limits: Limits::from(&w.limits),
+            alarms: w.alarms.as_ref().map(tollgate_policy::AlarmRules::specs),
             suspended: w.suspended.as_ref().map(Suspended::from),
             created_at: w.created_at.rfc3339(),
             updated_at: w.updated_at.rfc3339(),
@@ -267,6 +278,10 @@ pub struct CreateOrg {
     /// Spend controls (section 14).
     #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
+    /// Drain alarm rules (section 15), at most 16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 16)]
+    pub alarms: Option<Vec<AlarmRuleSpec>>,
 }
 
 /// `PATCH /admin/orgs/{org}`: absent fields are left as they are.
@@ -293,6 +308,10 @@ pub struct PatchOrg {
     /// Changes to `limits`.
     #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
+    /// New drain alarm rules (section 15), at most 16, replacing the old; `null` removes them.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<AlarmRuleSpec>>, max_items = 16)]
+    pub alarms: Option<Option<Vec<AlarmRuleSpec>>>,
 }
 
 /// `POST /admin/orgs/{org}/credit`.
@@ -357,6 +376,10 @@ pub struct CreateWorkspace {
     /// Spend controls (section 14).
     #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
+    /// Drain alarm rules (section 15), at most 16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 16)]
+    pub alarms: Option<Vec<AlarmRuleSpec>>,
 }
 
 /// `PATCH /admin/workspaces/{ws}`: absent fields are left as they are.
@@ -389,6 +412,10 @@ pub struct PatchWorkspace {
     /// Changes to `limits`.
     #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
+    /// New drain alarm rules (section 15), at most 16, replacing the old; `null` removes them.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<AlarmRuleSpec>>, max_items = 16)]
+    pub alarms: Option<Option<Vec<AlarmRuleSpec>>>,
 }
 
 /// `GET /admin/workspaces` query.

@@ -46,6 +46,9 @@ pub enum ApiErrorCode {
     /// 400: a `limits` value out of range (negative, zero where zero means nothing, a percent
     /// outside 1..=100); the message names the field.
     InvalidLimits,
+    /// 400: an `alarms` list that does not parse (a rule out of range or that could never
+    /// fire, more than 16 rules); the message names the rule and the field.
+    InvalidAlarms,
     /// 401: no token, or not the right one.
     Unauthorized,
     /// 403: a valid token that does not grant this.
@@ -89,6 +92,7 @@ impl ApiErrorCode {
             Self::InvalidMarkup => "INVALID_MARKUP",
             Self::InvalidReason => "INVALID_REASON",
             Self::InvalidLimits => "INVALID_LIMITS",
+            Self::InvalidAlarms => "INVALID_ALARMS",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Forbidden => "FORBIDDEN",
             Self::Suspended => "SUSPENDED",
@@ -119,7 +123,8 @@ impl ApiErrorCode {
             | Self::InvalidCredit
             | Self::InvalidMarkup
             | Self::InvalidReason
-            | Self::InvalidLimits => StatusCode::BAD_REQUEST,
+            | Self::InvalidLimits
+            | Self::InvalidAlarms => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::Suspended => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,

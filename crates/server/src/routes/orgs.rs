@@ -21,7 +21,7 @@ use crate::validate;
     request_body = CreateOrg,
     responses(
         (status = 201, description = "The new org", body = Org),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE, INVALID_CREDIT, INVALID_LIMITS or INVALID_MODEL (`limits.allowed_models`)", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE, INVALID_CREDIT, INVALID_LIMITS, INVALID_ALARMS or INVALID_MODEL (`limits.allowed_models`)", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
@@ -44,6 +44,7 @@ pub(super) async fn create_org(
             .transpose()?
             .map(|p| tollgate_policy::Limits::default().patched(&p))
             .unwrap_or_default(),
+        alarms: body.alarms.as_deref().map(validate::alarms).transpose()?,
     };
     let org = state.store().create_org(&new).await?;
     tracing::info!(org_id = %org.id, "org created");
@@ -95,7 +96,7 @@ pub(super) async fn get_org(
     request_body = PatchOrg,
     responses(
         (status = 200, description = "The changed org", body = Org),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE, INVALID_MARKUP, INVALID_LIMITS or INVALID_MODEL (`limits.allowed_models`)", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE, INVALID_MARKUP, INVALID_LIMITS, INVALID_ALARMS or INVALID_MODEL (`limits.allowed_models`)", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
@@ -118,6 +119,7 @@ pub(super) async fn patch_org(
             .transpose()?,
         markup_percent: body.markup_percent.as_ref().map(validate::markup).transpose()?,
         limits: body.limits.map(|l| validate::limits(state.registry(), None, &l)).transpose()?.unwrap_or_default(),
+        alarms: validate::alarms_patch(body.alarms)?,
     };
     let org = state.store().update_org(&id, &patch).await?;
     state.invalidate(Invalidation::Org(org.id.clone())).await;

@@ -42,6 +42,7 @@ async fn a_walk_racing_writes_keeps_the_newest_values(h: Harness) {
             default_billing_mode: None,
             credit_micros: Micros::new(0),
             limits: Default::default(),
+            alarms: None,
         })
         .await
         .unwrap();
@@ -55,6 +56,7 @@ async fn a_walk_racing_writes_keeps_the_newest_values(h: Harness) {
             billing_mode: None,
             kind: WorkspaceKind::Agent,
             limits: Default::default(),
+            alarms: None,
         })
         .await
         .unwrap();

@@ -47,6 +47,7 @@ fn new_ws(org: &OrgId, n: &str) -> NewWorkspace {
         billing_mode: None,
         kind: WorkspaceKind::Agent,
         limits: Limits::default(),
+        alarms: None,
     }
 }
 
