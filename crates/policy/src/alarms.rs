@@ -150,7 +150,11 @@ impl Factor {
 impl fmt::Display for Factor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (whole, frac) = (self.0 / 1000, self.0 % 1000);
-        if frac == 0 { write!(f, "{whole}x") } else { write!(f, "{}x", format!("{whole}.{frac:03}").trim_end_matches('0')) }
+        if frac == 0 {
+            write!(f, "{whole}x")
+        } else {
+            write!(f, "{}x", format!("{whole}.{frac:03}").trim_end_matches('0'))
+        }
     }
 }
 
@@ -185,8 +189,8 @@ impl AlarmRule {
             .ok()
             .filter(|w| (1..=MAX_WINDOW_MINUTES).contains(w))
             .ok_or_else(|| {
-                err(Some("window_minutes"), format!("must be 1 to {MAX_WINDOW_MINUTES} (got {})", spec.window_minutes))
-            })?;
+            err(Some("window_minutes"), format!("must be 1 to {MAX_WINDOW_MINUTES} (got {})", spec.window_minutes))
+        })?;
         let cost = |field: &'static str, v: Option<i64>| {
             v.map(|m| {
                 if (0..=MAX_COST_MICROS).contains(&m) {
@@ -398,8 +402,11 @@ pub fn evaluate(rule: &AlarmRule, cost: Micros, baseline: Micros) -> Option<Firi
     let factor = rule.over_baseline?;
     let min = rule.min_cost.unwrap_or_default();
     let over = i128::from(cost.get()) * 1000 > i128::from(factor.milli()) * i128::from(baseline.get());
-    (cost > Micros::ZERO && cost >= min && over)
-        .then_some(Firing { rule: *rule, cost, trigger: Trigger::OverBaseline { factor, baseline } })
+    (cost > Micros::ZERO && cost >= min && over).then_some(Firing {
+        rule: *rule,
+        cost,
+        trigger: Trigger::OverBaseline { factor, baseline },
+    })
 }
 
 /// A budget notice's kind.
@@ -474,10 +481,10 @@ pub fn budget_notices(limits: &Limits, period: PeriodKind, spent: Micros) -> Vec
         return Vec::new();
     }
     let mut out = Vec::new();
-    if let Some(p) = limits.soft_budget_percent {
-        if i128::from(spent.get()) * 100 >= i128::from(budget.get()) * i128::from(p.get()) {
-            out.push(BudgetNotice { kind: NoticeKind::SoftCrossed, period, budget, spent, percent: Some(p.get()) });
-        }
+    if let Some(p) = limits.soft_budget_percent
+        && i128::from(spent.get()) * 100 >= i128::from(budget.get()) * i128::from(p.get())
+    {
+        out.push(BudgetNotice { kind: NoticeKind::SoftCrossed, period, budget, spent, percent: Some(p.get()) });
     }
     if spent >= budget {
         out.push(BudgetNotice { kind: NoticeKind::Exhausted, period, budget, spent, percent: None });

@@ -93,14 +93,20 @@ pub async fn evaluate_once(state: &AppState, now: Timestamp) -> Result<Evaluatio
         rules_in_force(configured.get(owner).and_then(|o| o.alarms.as_ref()), kind)
     };
     let mut windows: BTreeSet<u32> = BTreeSet::from([AlarmRule::DEFAULT.window_minutes()]);
-    windows.extend(owners.iter().flat_map(|o| o.alarms.iter().flat_map(|r| r.rules().iter().map(AlarmRule::window_minutes))));
+    windows.extend(
+        owners.iter().flat_map(|o| o.alarms.iter().flat_map(|r| r.rules().iter().map(AlarmRule::window_minutes))),
+    );
 
     let mut evaluation = Evaluation::default();
     let mut holding: HashSet<AlarmStateKey> = HashSet::new();
     for window in windows {
         for c in window_candidates(state, now, window).await? {
             for rule in rules_of(&c.owner).into_iter().filter(|r| r.window_minutes() == window) {
-                let baseline = if rule.needs_baseline(c.cost) { baseline(state, &c.owner, now, &rule).await? } else { Micros::ZERO };
+                let baseline = if rule.needs_baseline(c.cost) {
+                    baseline(state, &c.owner, now, &rule).await?
+                } else {
+                    Micros::ZERO
+                };
                 let Some(firing) = evaluate(&rule, c.cost, baseline) else { continue };
                 let key = AlarmStateKey { owner: c.owner.clone(), rule_key: rule.key() };
                 let events = fire(state, &key, &c.org_id, now, &firing).await?;

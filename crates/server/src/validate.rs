@@ -199,9 +199,7 @@ pub(crate) fn limits(
 }
 
 /// An `alarms` list (400 `INVALID_ALARMS` naming the rule and field).
-pub(crate) fn alarms(
-    specs: &[tollgate_policy::AlarmRuleSpec],
-) -> Result<tollgate_policy::AlarmRules, ApiError> {
+pub(crate) fn alarms(specs: &[tollgate_policy::AlarmRuleSpec]) -> Result<tollgate_policy::AlarmRules, ApiError> {
     tollgate_policy::AlarmRules::parse(specs).map_err(|e| ApiError::new(ApiErrorCode::InvalidAlarms, e.to_string()))
 }
 

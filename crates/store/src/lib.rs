@@ -13,11 +13,11 @@ mod sql;
 use std::fmt;
 
 use async_trait::async_trait;
+use tollgate_policy::alarms::AlarmRules;
 use tollgate_policy::audit::{LastProvision, PlanFingerprint};
 use tollgate_policy::budget::{Applicable, BudgetRefusal};
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind, WorkspaceSpec};
 use tollgate_policy::secret::{MergedSecrets, Scope, SecretValue};
-use tollgate_policy::alarms::AlarmRules;
 use tollgate_policy::{
     Limits, LimitsPatch, Micros, OrgId, SecretName, SuspendedBy, Suspension, SuspensionReason, WorkspaceId,
 };
@@ -658,7 +658,7 @@ pub struct EventPage {
 }
 
 /// An org or workspace the alarm evaluator looks at beyond those with spend: one that carries
-/// alarm rules or a hard budget (see [`Store::alarm_owners`]).
+/// alarm rules or a hard budget (see [`AlarmStore::alarm_owners`]).
 #[derive(Clone, Debug)]
 pub struct AlarmOwner {
     /// The org or workspace.
@@ -671,7 +671,7 @@ pub struct AlarmOwner {
     pub limits: Limits,
 }
 
-/// Settled cost of one workspace in a span of the ledger (see [`Store::spend_by_workspace`]).
+/// Settled cost of one workspace in a span of the ledger (see [`AlarmStore::spend_by_workspace`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkspaceSpend {
     /// Its org.
@@ -682,7 +682,7 @@ pub struct WorkspaceSpend {
     pub cost: Micros,
 }
 
-/// A rule's state row: which owner, which rule (see [`Store::fire_alarm`]).
+/// A rule's state row: which owner, which rule (see [`AlarmStore::fire_alarm`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AlarmStateKey {
     /// The org or workspace the rule is on.
@@ -691,7 +691,7 @@ pub struct AlarmStateKey {
     pub rule_key: String,
 }
 
-/// A firing to record (see [`Store::fire_alarm`]).
+/// A firing to record (see [`AlarmStore::fire_alarm`]).
 #[derive(Clone, Debug)]
 pub struct AlarmFire {
     /// The owner and rule.
@@ -705,7 +705,7 @@ pub struct AlarmFire {
     pub suspend: Option<(SuspensionReason, SuspendedBy)>,
 }
 
-/// A budget notice to record once per period (see [`Store::record_budget_notice`]).
+/// A budget notice to record once per period (see [`AlarmStore::record_budget_notice`]).
 #[derive(Clone, Debug)]
 pub struct BudgetNoticeRecord {
     /// The org or workspace whose budget it is.

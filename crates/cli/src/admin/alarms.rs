@@ -57,7 +57,8 @@ pub(super) fn rows(rules: Option<&[AlarmRuleSpec]>) -> Vec<Vec<String>> {
 }
 
 /// The table's columns.
-pub(super) const COLUMNS: &[&str] = &["window_minutes", "max_cost_micros", "over_baseline_factor", "min_cost_micros", "action"];
+pub(super) const COLUMNS: &[&str] =
+    &["window_minutes", "max_cost_micros", "over_baseline_factor", "min_cost_micros", "action"];
 
 #[cfg(test)]
 mod tests {

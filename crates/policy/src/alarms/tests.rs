@@ -22,8 +22,14 @@ fn invalid_rules_name_their_index_and_field() {
         (r#"{"window_minutes": 10081, "max_cost_micros": 1, "action": "notify"}"#, "alarms[0].window_minutes"),
         (r#"{"window_minutes": 5, "max_cost_micros": -1, "action": "notify"}"#, "alarms[0].max_cost_micros"),
         (r#"{"window_minutes": 5, "over_baseline_factor": 1.0, "action": "notify"}"#, "alarms[0].over_baseline_factor"),
-        (r#"{"window_minutes": 5, "over_baseline_factor": 1001, "action": "notify"}"#, "alarms[0].over_baseline_factor"),
-        (r#"{"window_minutes": 5, "max_cost_micros": 1, "min_cost_micros": 1, "action": "notify"}"#, "alarms[0].min_cost_micros"),
+        (
+            r#"{"window_minutes": 5, "over_baseline_factor": 1001, "action": "notify"}"#,
+            "alarms[0].over_baseline_factor",
+        ),
+        (
+            r#"{"window_minutes": 5, "max_cost_micros": 1, "min_cost_micros": 1, "action": "notify"}"#,
+            "alarms[0].min_cost_micros",
+        ),
         (r#"{"window_minutes": 5, "action": "notify"}"#, "alarms[0]:"),
     ];
     for (json, prefix) in cases {
@@ -37,9 +43,17 @@ fn invalid_rules_name_their_index_and_field() {
 
 #[test]
 fn the_wire_shape_is_strict_and_round_trips() {
-    assert!(serde_json::from_str::<AlarmRuleSpec>(r#"{"window_minutes": 5, "max_cost": 1, "action": "notify"}"#).is_err());
-    assert!(serde_json::from_str::<AlarmRuleSpec>(r#"{"window_minutes": 5, "max_cost_micros": 1, "action": "page"}"#).is_err());
-    assert!(serde_json::from_str::<AlarmRuleSpec>(r#"{"window_minutes": 1.5, "max_cost_micros": 1, "action": "notify"}"#).is_err());
+    assert!(
+        serde_json::from_str::<AlarmRuleSpec>(r#"{"window_minutes": 5, "max_cost": 1, "action": "notify"}"#).is_err()
+    );
+    assert!(
+        serde_json::from_str::<AlarmRuleSpec>(r#"{"window_minutes": 5, "max_cost_micros": 1, "action": "page"}"#)
+            .is_err()
+    );
+    assert!(
+        serde_json::from_str::<AlarmRuleSpec>(r#"{"window_minutes": 1.5, "max_cost_micros": 1, "action": "notify"}"#)
+            .is_err()
+    );
     let r = rule(r#"{"window_minutes": 30.0, "over_baseline_factor": 2.5, "min_cost_micros": 7, "action": "suspend"}"#);
     assert_eq!(AlarmRule::parse(0, &r.spec()), Ok(r));
     assert_eq!(r.spec().over_baseline_factor, Some(2.5));
@@ -56,13 +70,17 @@ fn a_cap_fires_strictly_above_it() {
 
 #[test]
 fn over_baseline_needs_the_minimum_and_the_factor() {
-    let r = rule(r#"{"window_minutes": 60, "over_baseline_factor": 3, "min_cost_micros": 5000000, "action": "notify"}"#);
+    let r =
+        rule(r#"{"window_minutes": 60, "over_baseline_factor": 3, "min_cost_micros": 5000000, "action": "notify"}"#);
     assert_eq!(evaluate(&r, usd(4), Micros::ZERO), None, "below the minimum");
     assert!(evaluate(&r, usd(5), Micros::ZERO).is_some(), "no history: the minimum decides");
     assert_eq!(evaluate(&r, usd(6), usd(2)), None, "exactly 3x is not over");
     assert!(evaluate(&r, Micros::new(6_000_001), usd(2)).is_some());
     let reason = evaluate(&r, usd(9), usd(2)).map(|f| f.reason()).unwrap_or_default();
-    assert_eq!(reason, "drain alarm: $9.000000 spent in the last 60 minutes, over 3x the 7-day average of $2.000000 per 60 minutes");
+    assert_eq!(
+        reason,
+        "drain alarm: $9.000000 spent in the last 60 minutes, over 3x the 7-day average of $2.000000 per 60 minutes"
+    );
 }
 
 #[test]
@@ -85,7 +103,8 @@ fn budget_notices_soft_then_exhausted() {
         soft_budget_percent: SoftPercent::parse(80).ok(),
         ..Limits::default()
     };
-    let kinds = |spent| budget_notices(&limits, PeriodKind::Day, Micros::new(spent)).iter().map(|n| n.kind).collect::<Vec<_>>();
+    let kinds =
+        |spent| budget_notices(&limits, PeriodKind::Day, Micros::new(spent)).iter().map(|n| n.kind).collect::<Vec<_>>();
     assert_eq!(kinds(79), vec![]);
     assert_eq!(kinds(80), vec![NoticeKind::SoftCrossed]);
     assert_eq!(kinds(100), vec![NoticeKind::SoftCrossed, NoticeKind::Exhausted]);

@@ -30,7 +30,8 @@ async fn app(backend: Backend) -> App {
 }
 
 fn state(app: &App) -> AppState {
-    AppState::new(app.store.clone(), registry(), PublicUrl::parse("http://tollgate.test").unwrap()).with_proxy(app.proxy.clone())
+    AppState::new(app.store.clone(), registry(), PublicUrl::parse("http://tollgate.test").unwrap())
+        .with_proxy(app.proxy.clone())
 }
 
 fn rules(v: serde_json::Value) -> AlarmRules {
@@ -54,7 +55,13 @@ async fn request(app: &App, token: &str) -> (u16, serde_json::Value) {
 async fn ledger(store: &dyn Store, org: &OrgId, ws: &WorkspaceId, rows: &[(i64, i64)]) {
     let lease = LeaseId::parse(&format!("hist-{}", uuid::Uuid::new_v4().simple())).unwrap();
     let one = Micros::new(1);
-    let req = LeaseRequest { lease_id: lease.clone(), org_id: org.clone(), need: one, want: one, ttl: Duration::from_secs(60) };
+    let req = LeaseRequest {
+        lease_id: lease.clone(),
+        org_id: org.clone(),
+        need: one,
+        want: one,
+        ttl: Duration::from_secs(60),
+    };
     store.lease_credit(&req).await.unwrap();
     let entries: Vec<LedgerEntry> = rows
         .iter()
@@ -104,7 +111,10 @@ async fn a_cap_fires_once_per_crossing_and_rearms(backend: Backend) {
     let fired = events(&*app.store, EventKind::AlarmFired).await;
     assert_eq!(fired.len(), 1);
     let e = &fired[0];
-    assert_eq!((e.actor, e.org_id.as_ref(), e.workspace_id.as_ref()), (tollgate_store::Actor::System, Some(&app.org), Some(&ws)));
+    assert_eq!(
+        (e.actor, e.org_id.as_ref(), e.workspace_id.as_ref()),
+        (tollgate_store::Actor::System, Some(&app.org), Some(&ws))
+    );
     assert_eq!(e.detail["cost_micros"], cost);
     assert_eq!(e.detail["max_cost_micros"], cost - 1);
     assert!(e.detail["reason"].as_str().unwrap().contains("over the cap"), "{}", e.detail);
@@ -173,7 +183,8 @@ async fn a_suspend_rule_makes_the_proxy_refuse() {
     assert_eq!(request(&app, &token).await.0, 200);
     let cost = app.settled(1).await.cost_micros;
     set_ws_alarms(&app, &ws, json!([{"window_minutes": 10, "max_cost_micros": cost - 1, "action": "suspend"}])).await;
-    let task = tokio::spawn(run_alarms(state(&app), Duration::from_millis(50), || Timestamp::now().0, std::future::pending()));
+    let task =
+        tokio::spawn(run_alarms(state(&app), Duration::from_millis(50), || Timestamp::now().0, std::future::pending()));
     let deadline = Instant::now() + Duration::from_secs(10);
     let suspended = loop {
         if let Some(s) = app.store.get_workspace(&ws).await.unwrap().suspended {
@@ -210,7 +221,10 @@ async fn a_soft_budget_notice_is_recorded_once_per_period() {
     let state = state(&app);
     let now = Timestamp::now().0;
     let period = tollgate_policy::budget::Period::containing(tollgate_policy::budget::PeriodKind::Day, now);
-    assert!(evaluate_once(&state, Timestamp(now)).await.unwrap().recorded.is_empty(), "spent before the budget: not counted");
+    assert!(
+        evaluate_once(&state, Timestamp(now)).await.unwrap().recorded.is_empty(),
+        "spent before the budget: not counted"
+    );
     assert_eq!(request(&app, &token).await.0, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -243,19 +257,25 @@ async fn alarms_are_set_returned_and_validated_through_the_api() {
     assert_eq!(org["alarms"], json!([rule]));
     let id = org["id"].as_str().unwrap();
     let path = format!("/admin/orgs/{id}");
-    let baseline = json!({"window_minutes": 30, "over_baseline_factor": 2.5, "min_cost_micros": 1000, "action": "notify"});
+    let baseline =
+        json!({"window_minutes": 30, "over_baseline_factor": 2.5, "min_cost_micros": 1000, "action": "notify"});
     let r = app.patch(&path, json!({"alarms": [baseline]})).await;
     assert_eq!(r.assert_status(200)["alarms"], json!([baseline]));
     for (bad, field) in [
         (json!([{"window_minutes": 0, "max_cost_micros": 1, "action": "notify"}]), "alarms[0].window_minutes"),
         (json!([rule, {"window_minutes": 5, "action": "notify"}]), "alarms[1]"),
-        (json!([{"window_minutes": 5, "over_baseline_factor": 0.5, "action": "notify"}]), "alarms[0].over_baseline_factor"),
+        (
+            json!([{"window_minutes": 5, "over_baseline_factor": 0.5, "action": "notify"}]),
+            "alarms[0].over_baseline_factor",
+        ),
     ] {
         let r = app.patch(&path, json!({ "alarms": bad })).await;
         r.assert_error(400, "INVALID_ALARMS");
         assert!(r.body["error"]["message"].as_str().unwrap().starts_with(field), "{}", r.text);
     }
-    app.patch(&path, json!({"alarms": [{"window_minutes": 5, "max_cost_micros": 1, "action": "page"}]})).await.assert_error(400, "INVALID_JSON");
+    app.patch(&path, json!({"alarms": [{"window_minutes": 5, "max_cost_micros": 1, "action": "page"}]}))
+        .await
+        .assert_error(400, "INVALID_JSON");
     assert_eq!(app.get(&path).await.assert_status(200)["alarms"], json!([baseline]), "nothing changed");
     assert_eq!(app.patch(&path, json!({"alarms": null})).await.assert_status(200)["alarms"], json!(null));
     let ws = app.create_workspace(id, "dev", "claude-code", json!({"alarms": [rule]})).await;

@@ -97,7 +97,10 @@ pub(crate) async fn alarm_rules_owners_and_window_sums(h: Harness) {
     assert_eq!((sums[0].workspace_id.clone(), sums[0].cost), (ws.clone(), Micros::new(7)));
     assert!(s.spend_by_workspace(Timestamp(4_000), Timestamp(9_000)).await.unwrap().is_empty());
     assert_eq!(s.owner_spend(&Owner::Org(org), Timestamp(0), Timestamp(3_001)).await.unwrap(), Micros::new(23));
-    assert_eq!(s.owner_spend(&Owner::Workspace(ws), Timestamp(1_001), Timestamp(9_000)).await.unwrap(), Micros::new(18));
+    assert_eq!(
+        s.owner_spend(&Owner::Workspace(ws), Timestamp(1_001), Timestamp(9_000)).await.unwrap(),
+        Micros::new(18)
+    );
 }
 
 /// Many evaluations firing one rule at once record exactly one `alarm.fired` (and one
@@ -106,7 +109,11 @@ pub(crate) async fn alarm_rules_owners_and_window_sums(h: Harness) {
 pub(crate) async fn a_rule_fires_once_per_crossing(h: Harness) {
     let s: Arc<dyn Store> = h.store.clone();
     let (org, ws) = org_and_ws(&*s, "acme").await;
-    let rule = AlarmRule::parse(0, &serde_json::from_str(r#"{"window_minutes": 5, "max_cost_micros": 10, "action": "suspend"}"#).unwrap()).unwrap();
+    let rule = AlarmRule::parse(
+        0,
+        &serde_json::from_str(r#"{"window_minutes": 5, "max_cost_micros": 10, "action": "suspend"}"#).unwrap(),
+    )
+    .unwrap();
     let key = AlarmStateKey { owner: Owner::Workspace(ws.clone()), rule_key: rule.key() };
     let fire = |at: i64| AlarmFire {
         key: key.clone(),
@@ -138,7 +145,12 @@ pub(crate) async fn a_rule_fires_once_per_crossing(h: Harness) {
     let again = s.fire_alarm(&fire(4_000)).await.unwrap();
     assert_eq!(again.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EventKind::AlarmFired], "already suspended");
     let fired = s
-        .list_events(&EventQuery { kind: Some(EventKind::AlarmFired), org_id: Some(org), limit: 100, ..EventQuery::default() })
+        .list_events(&EventQuery {
+            kind: Some(EventKind::AlarmFired),
+            org_id: Some(org),
+            limit: 100,
+            ..EventQuery::default()
+        })
         .await
         .unwrap();
     assert_eq!(fired.events.len(), 2, "one per crossing");
@@ -166,7 +178,10 @@ pub(crate) async fn budget_notices_are_recorded_once_per_period(h: Harness) {
     assert_eq!(recorded, 1);
     let exhausted = s.record_budget_notice(&notice("2026-12-01", NoticeKind::Exhausted)).await.unwrap().unwrap();
     assert_eq!((exhausted.kind, exhausted.actor), (EventKind::BudgetExhausted, tollgate_store::Actor::System));
-    assert!(s.record_budget_notice(&notice("2026-12-02", NoticeKind::SoftCrossed)).await.unwrap().is_some(), "next period");
+    assert!(
+        s.record_budget_notice(&notice("2026-12-02", NoticeKind::SoftCrossed)).await.unwrap().is_some(),
+        "next period"
+    );
     let soft = s
         .list_events(&EventQuery { kind: Some(EventKind::BudgetSoftCrossed), limit: 100, ..EventQuery::default() })
         .await
