@@ -26,6 +26,7 @@ async fn org_crud_and_shape(backend: Backend) {
     assert_eq!(
         keys(&org),
         [
+            "alarms",
             "created_at",
             "credit_micros",
             "default_billing_mode",
