@@ -23,6 +23,7 @@ use tollgate_server::api::{
 
 use crate::exit::{self, CliError};
 
+mod alarms;
 mod limits;
 
 /// Arguments of `tollgate admin`.
@@ -236,6 +237,13 @@ enum OrgCommand {
         #[command(flatten)]
         limits: limits::LimitArgs,
     },
+    /// Show or change the org's drain alarm rules (an org with none has the default rule).
+    Alarms {
+        /// Org id.
+        org: OrgId,
+        #[command(flatten)]
+        alarms: alarms::AlarmArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,6 +327,13 @@ enum WorkspaceCommand {
         workspace: WorkspaceId,
         #[command(flatten)]
         limits: limits::LimitArgs,
+    },
+    /// Show or change the workspace's drain alarm rules.
+    Alarms {
+        /// Workspace id.
+        workspace: WorkspaceId,
+        #[command(flatten)]
+        alarms: alarms::AlarmArgs,
     },
 }
 
@@ -572,6 +587,7 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
                 credit_micros: *credit_micros,
                 limits: None,
                 alert_webhook_url: None,
+                alarms: None,
             };
             c.call::<Org>(Method::POST, c.url(&["admin", "orgs"]), Some(&body)).await?
         }
@@ -588,6 +604,7 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
                 markup_percent: markup_percent.map(serde_json::Number::from),
                 limits: None,
                 alert_webhook_url: webhook_arg(alert_webhook_url.as_ref())?,
+                alarms: None,
             };
             c.call(Method::PATCH, c.url(&["admin", "orgs", org.as_str()]), Some(&body)).await?
         }
@@ -620,12 +637,32 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
                         limits: Some(l),
                         markup_percent: None,
                         alert_webhook_url: None,
+                        alarms: None,
                     };
                     c.call(Method::PATCH, url, Some(&body)).await?
                 }
                 None => c.call(Method::GET, url, NO_BODY).await?,
             };
             return render(&org.limits, json_out, LIMITS, limits::rows(&org.limits).into_iter());
+        }
+        OrgCommand::Alarms { org, alarms } => {
+            let url = c.url(&["admin", "orgs", org.as_str()]);
+            let org: Org = match alarms.patch()? {
+                Some(a) => {
+                    let body = PatchOrg {
+                        name: None,
+                        default_billing_mode: None,
+                        limits: None,
+                        markup_percent: None,
+                        alert_webhook_url: None,
+                        alarms: Some(a),
+                    };
+                    c.call(Method::PATCH, url, Some(&body)).await?
+                }
+                None => c.call(Method::GET, url, NO_BODY).await?,
+            };
+            let rows = alarms::rows(org.alarms.as_deref());
+            return render(&org.alarms, json_out, alarms::COLUMNS, rows.into_iter());
         }
     };
     let row = org_row(&org);
@@ -643,6 +680,7 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
                 billing_mode: billing_mode.clone(),
                 kind: kind.clone(),
                 limits: None,
+                alarms: None,
             };
             c.call::<Workspace>(Method::POST, c.url(&["admin", "workspaces"]), Some(&body)).await?
         }
@@ -666,6 +704,7 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
                 billing_mode: opt_clearable(billing_mode.as_ref()),
                 kind: kind.clone(),
                 limits: None,
+                alarms: None,
             };
             c.call(Method::PATCH, c.url(&["admin", "workspaces", workspace.as_str()]), Some(&body)).await?
         }
@@ -692,12 +731,33 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
                         billing_mode: None,
                         kind: None,
                         limits: Some(l),
+                        alarms: None,
                     };
                     c.call(Method::PATCH, url, Some(&body)).await?
                 }
                 None => c.call(Method::GET, url, NO_BODY).await?,
             };
             return render(&ws.limits, json_out, LIMITS, limits::rows(&ws.limits).into_iter());
+        }
+        WorkspaceCommand::Alarms { workspace, alarms } => {
+            let url = c.url(&["admin", "workspaces", workspace.as_str()]);
+            let ws: Workspace = match alarms.patch()? {
+                Some(a) => {
+                    let body = PatchWorkspace {
+                        name: None,
+                        runtime: None,
+                        model: None,
+                        billing_mode: None,
+                        kind: None,
+                        limits: None,
+                        alarms: Some(a),
+                    };
+                    c.call(Method::PATCH, url, Some(&body)).await?
+                }
+                None => c.call(Method::GET, url, NO_BODY).await?,
+            };
+            let rows = alarms::rows(ws.alarms.as_deref());
+            return render(&ws.alarms, json_out, alarms::COLUMNS, rows.into_iter());
         }
     };
     let row = ws_row(&ws);
@@ -790,6 +850,7 @@ mod tests {
             billing_mode: opt_clearable(Some(&"byok".to_owned())),
             kind: None,
             limits: None,
+            alarms: None,
         };
         let json = serde_json::to_string(&patch).map_err(|e| e.to_string())?;
         assert_eq!(json, r#"{"model":null,"billing_mode":"byok"}"#);

@@ -45,6 +45,10 @@ pub(crate) struct Args {
     /// TOLLGATE_ALERT_WEBHOOK_SECRET (environment only) when set.
     #[arg(long, env = "TOLLGATE_ALERT_WEBHOOK_URL", hide_env_values = true)]
     alert_webhook_url: Option<String>,
+    /// How often the drain alarms and budget notices are evaluated (every instance evaluates;
+    /// each crossing is recorded once).
+    #[arg(long, env = "TOLLGATE_ALARM_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    alarm_interval: std::time::Duration,
     /// Seed an example org with one workspace per interesting case and print their resolutions.
     #[arg(long)]
     demo: bool,
@@ -141,6 +145,7 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
             tracing::warn!(upstream = %name, key_env = %target.key_env, "no platform key: the proxy answers 502 for this upstream's models");
         }
     }
+    let clock = config.clock.clone();
     let proxy = tollgate_proxy::Proxy::new(store.clone(), registry.clone(), public_url.clone(), config)
         .map_err(CliError::failure)?;
     let follower = proxy.clone();
@@ -148,6 +153,12 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     let notifier = tollgate_server::notify::Notifier::new(store.clone(), notify_config).map_err(CliError::failure)?;
     let state =
         tollgate_server::AppState::new(store, registry, public_url).with_proxy(proxy.clone()).with_notifier(notifier);
+    let alarms = tokio::spawn(tollgate_server::alarms::run_alarms(
+        state.clone(),
+        args.alarm_interval,
+        move || clock.now_ms(),
+        std::future::pending(),
+    ));
     let served = match tls {
         Some(reloader) => {
             let config = reloader.server_config().map_err(CliError::config)?;
@@ -155,6 +166,8 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         }
         None => tollgate_server::serve(listener, state, shutdown).await,
     };
+    // An evaluation cut here rolls back: each firing is one transaction.
+    alarms.abort();
     served.map_err(|e| CliError::failure(format!("server error: {e}")))?;
     // In-flight requests have ended: write their ledger rows and give leased credit back.
     proxy.shutdown().await.map_err(|e| CliError::failure(format!("could not write the last ledger rows: {e}")))?;

@@ -6,6 +6,7 @@
 //! task, reads no clock and draws no random number; callers pass everything in.
 
 pub mod access;
+pub mod alarms;
 pub mod audit;
 pub mod budget;
 pub mod codex;
@@ -27,6 +28,7 @@ pub mod token;
 pub mod webhook;
 
 pub use access::ModelRefusal;
+pub use alarms::{AlarmAction, AlarmRule, AlarmRuleSpec, AlarmRules};
 pub use events::{Actor, EventKind};
 pub use ids::{IdError, OrgId, WorkspaceId};
 pub use limits::{LimitError, Limits, LimitsPatch};

@@ -67,20 +67,33 @@ impl fmt::Display for SuspensionReason {
     }
 }
 
-/// Who suspended an org or a workspace. The drain alarms (section 15) add their variant.
+/// Who suspended an org or a workspace: an admin, or a drain alarm (section 15).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum SuspendedBy {
     /// An admin, through the API or `tollgate admin`.
     Admin,
+    /// A drain alarm with action `suspend`: the text `alarm:<rule key>` (see
+    /// [`crate::alarms::AlarmRule::key`]), built only by [`SuspendedBy::alarm`] or
+    /// [`SuspendedBy::parse`].
+    Alarm(String),
 }
 
 impl SuspendedBy {
-    /// The stored and wire text: `admin`.
-    pub fn as_str(&self) -> &'static str {
+    /// The prefix of an alarm's text.
+    const ALARM_PREFIX: &'static str = "alarm:";
+
+    /// The alarm whose rule is `rule`.
+    pub fn alarm(rule: &crate::alarms::AlarmRule) -> Self {
+        Self::Alarm(format!("{}{}", Self::ALARM_PREFIX, rule.key()))
+    }
+
+    /// The stored and wire text: `admin`, or `alarm:<rule key>`.
+    pub fn as_str(&self) -> &str {
         match self {
             Self::Admin => "admin",
+            Self::Alarm(text) => text,
         }
     }
 
@@ -88,6 +101,9 @@ impl SuspendedBy {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "admin" => Some(Self::Admin),
+            _ if s.len() > Self::ALARM_PREFIX.len() && s.starts_with(Self::ALARM_PREFIX) && s.len() <= 200 => {
+                Some(Self::Alarm(s.to_owned()))
+            }
             _ => None,
         }
     }
@@ -172,6 +188,10 @@ mod tests {
     fn by_round_trips_through_its_text() {
         assert_eq!(SuspendedBy::parse(SuspendedBy::Admin.as_str()), Some(SuspendedBy::Admin));
         assert_eq!(SuspendedBy::parse("root"), None);
+        let alarm = SuspendedBy::alarm(&crate::alarms::AlarmRule::DEFAULT);
+        assert_eq!(alarm.as_str(), "alarm:w60:max-:x5000:min5000000:notify");
+        assert_eq!(SuspendedBy::parse(alarm.as_str()), Some(alarm));
+        assert_eq!(SuspendedBy::parse("alarm:"), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tollgate_policy::{BillingMode, Resolution, WorkspaceKind, WorkspaceToken};
+use tollgate_policy::{AlarmRuleSpec, BillingMode, Resolution, WorkspaceKind, WorkspaceToken};
 use utoipa::{IntoParams, ToSchema};
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field (with `#[serde(default)]`).
@@ -104,6 +104,11 @@ pub struct Org {
     #[serde(default)]
     #[schema(required = true)]
     pub alert_webhook_url: Option<String>,
+    /// Drain alarm rules (section 15); `null` when none are set (the default rule applies),
+    /// `[]` when turned off.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub alarms: Option<Vec<AlarmRuleSpec>>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -121,6 +126,7 @@ impl From<&tollgate_store::Org> for Org {
             suspended: o.suspended.as_ref().map(Suspended::from),
             limits: Limits::from(&o.limits),
             alert_webhook_url: o.alert_webhook_url.as_ref().map(tollgate_policy::WebhookUrl::redacted),
+            alarms: o.alarms.as_ref().map(tollgate_policy::AlarmRules::specs),
             created_at: o.created_at.rfc3339(),
             updated_at: o.updated_at.rfc3339(),
         }
@@ -148,6 +154,10 @@ pub struct Workspace {
     pub kind: WorkspaceKind,
     /// Spend controls (section 14).
     pub limits: Limits,
+    /// Drain alarm rules (section 15); `null` when none.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub alarms: Option<Vec<AlarmRuleSpec>>,
     /// The workspace's own suspension in force; `null` when none. Its org's suspension (on
     /// the org) stops it too.
     #[schema(required = true)]
@@ -169,6 +179,7 @@ impl From<&tollgate_store::Workspace> for Workspace {
             billing_mode: w.billing_mode,
             kind: w.kind,
             limits: Limits::from(&w.limits),
+            alarms: w.alarms.as_ref().map(tollgate_policy::AlarmRules::specs),
             suspended: w.suspended.as_ref().map(Suspended::from),
             created_at: w.created_at.rfc3339(),
             updated_at: w.updated_at.rfc3339(),
@@ -307,6 +318,10 @@ pub struct CreateOrg {
         max_length = 2048
     )]
     pub alert_webhook_url: Option<String>,
+    /// Drain alarm rules (section 15), at most 16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 16)]
+    pub alarms: Option<Vec<AlarmRuleSpec>>,
 }
 
 /// `PATCH /admin/orgs/{org}`: absent fields are left as they are.
@@ -338,6 +353,10 @@ pub struct PatchOrg {
     // `tollgate_policy::webhook::WEBHOOK_URL_PATTERN` (the OpenAPI test ties them).
     #[schema(value_type = Option<String>, pattern = r"^https?://(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*)(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?(/[!-~]*)?$", max_length = 2048)]
     pub alert_webhook_url: Option<Option<String>>,
+    /// New drain alarm rules (section 15), at most 16, replacing the old; `null` removes them.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<AlarmRuleSpec>>, max_items = 16)]
+    pub alarms: Option<Option<Vec<AlarmRuleSpec>>>,
 }
 
 /// `POST /admin/orgs/{org}/credit`.
@@ -402,6 +421,10 @@ pub struct CreateWorkspace {
     /// Spend controls (section 14).
     #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
+    /// Drain alarm rules (section 15), at most 16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 16)]
+    pub alarms: Option<Vec<AlarmRuleSpec>>,
 }
 
 /// `PATCH /admin/workspaces/{ws}`: absent fields are left as they are.
@@ -434,6 +457,10 @@ pub struct PatchWorkspace {
     /// Changes to `limits`.
     #[serde(default, deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub limits: Option<PatchLimits>,
+    /// New drain alarm rules (section 15), at most 16, replacing the old; `null` removes them.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<AlarmRuleSpec>>, max_items = 16)]
+    pub alarms: Option<Option<Vec<AlarmRuleSpec>>>,
 }
 
 /// `GET /admin/workspaces` query.

@@ -254,6 +254,7 @@ async fn create_workspace(store: &dyn Store, org: &Org, demo: &DemoWorkspace) ->
             billing_mode: demo.billing_mode,
             kind: demo.kind,
             limits: Limits::default(),
+            alarms: None,
         })
         .await?;
     for (name, value) in demo.secrets {

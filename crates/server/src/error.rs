@@ -49,6 +49,9 @@ pub enum ApiErrorCode {
     /// 400: an `alert_webhook_url` that is not an absolute http(s) URL with a host, or is over
     /// 2048 bytes (the message never quotes it: it is a credential).
     InvalidWebhookUrl,
+    /// 400: an `alarms` list that does not parse (a rule out of range or that could never
+    /// fire, more than 16 rules); the message names the rule and the field.
+    InvalidAlarms,
     /// 401: no token, or not the right one.
     Unauthorized,
     /// 403: a valid token that does not grant this.
@@ -93,6 +96,7 @@ impl ApiErrorCode {
             Self::InvalidReason => "INVALID_REASON",
             Self::InvalidLimits => "INVALID_LIMITS",
             Self::InvalidWebhookUrl => "INVALID_WEBHOOK_URL",
+            Self::InvalidAlarms => "INVALID_ALARMS",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Forbidden => "FORBIDDEN",
             Self::Suspended => "SUSPENDED",
@@ -125,6 +129,7 @@ impl ApiErrorCode {
             | Self::InvalidReason
             | Self::InvalidLimits
             | Self::InvalidWebhookUrl => StatusCode::BAD_REQUEST,
+            | Self::InvalidAlarms => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::Suspended => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,

@@ -9,6 +9,7 @@
 //! Secret values and tokens appear in exactly two response bodies (the provision response
 //! and the pull) and nowhere else: not in errors, not in logs, not in metrics.
 
+pub mod alarms;
 pub mod api;
 mod auth;
 pub mod demo;

@@ -204,6 +204,18 @@ pub(crate) fn limits(
     Ok(patch)
 }
 
+/// An `alarms` list (400 `INVALID_ALARMS` naming the rule and field).
+pub(crate) fn alarms(specs: &[tollgate_policy::AlarmRuleSpec]) -> Result<tollgate_policy::AlarmRules, ApiError> {
+    tollgate_policy::AlarmRules::parse(specs).map_err(|e| ApiError::new(ApiErrorCode::InvalidAlarms, e.to_string()))
+}
+
+/// A change to `alarms`: `null` removes the rules.
+pub(crate) fn alarms_patch(
+    patch: Option<Option<Vec<tollgate_policy::AlarmRuleSpec>>>,
+) -> Result<Option<Option<tollgate_policy::AlarmRules>>, ApiError> {
+    patch.map(|p| p.as_deref().map(alarms).transpose()).transpose()
+}
+
 /// An org's `allowed_models`: platform model ids (of any protocol: the org's workspaces may
 /// speak either), each once.
 fn org_allowed_models(registry: &Registry, models: Vec<String>) -> Result<Vec<String>, ApiError> {

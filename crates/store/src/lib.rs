@@ -13,6 +13,7 @@ mod sql;
 use std::fmt;
 
 use async_trait::async_trait;
+use tollgate_policy::alarms::AlarmRules;
 use tollgate_policy::audit::{LastProvision, PlanFingerprint};
 use tollgate_policy::budget::{Applicable, BudgetRefusal};
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind, WorkspaceSpec};
@@ -83,6 +84,8 @@ pub struct Org {
     pub limits: Limits,
     /// Where its alarms and budgets are notified, besides the global webhook (section 15).
     pub alert_webhook_url: Option<tollgate_policy::WebhookUrl>,
+    /// Drain alarm rules (section 15); `None`: none set, the default rule applies.
+    pub alarms: Option<AlarmRules>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -102,6 +105,8 @@ pub struct NewOrg {
     pub limits: Limits,
     /// Its alert webhook (section 15).
     pub alert_webhook_url: Option<tollgate_policy::WebhookUrl>,
+    /// Drain alarm rules (section 15).
+    pub alarms: Option<AlarmRules>,
 }
 
 /// Changes to an org; `None` leaves a field as it is.
@@ -117,6 +122,8 @@ pub struct OrgPatch {
     pub limits: LimitsPatch,
     /// New alert webhook (`Some(None)` removes it).
     pub alert_webhook_url: Option<Option<tollgate_policy::WebhookUrl>>,
+    /// New alarm rules (`Some(None)` removes them).
+    pub alarms: Option<Option<AlarmRules>>,
 }
 
 /// An agent workspace.
@@ -140,6 +147,8 @@ pub struct Workspace {
     pub limits: Limits,
     /// The workspace's own suspension in force (section 14), if any; its org's is on [`Org`].
     pub suspended: Option<Suspension>,
+    /// Drain alarm rules (section 15); `None`: none (the default rule is an org's only).
+    pub alarms: Option<AlarmRules>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -176,6 +185,8 @@ pub struct NewWorkspace {
     pub kind: WorkspaceKind,
     /// Spend controls (section 14); `limits.allowed_models` narrows its runtime's models.
     pub limits: Limits,
+    /// Drain alarm rules (section 15).
+    pub alarms: Option<AlarmRules>,
 }
 
 /// Changes to a workspace; `None` leaves a field as it is, `Some(None)` clears it.
@@ -193,10 +204,12 @@ pub struct WorkspacePatch {
     pub kind: Option<WorkspaceKind>,
     /// Changes to its limits.
     pub limits: LimitsPatch,
+    /// New alarm rules (`Some(None)` removes them).
+    pub alarms: Option<Option<AlarmRules>>,
 }
 
 /// Who a secret belongs to: an org (inherited by its workspaces) or one workspace.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Owner {
     /// An org secret.
     Org(OrgId),
@@ -650,6 +663,67 @@ pub struct EventPage {
     pub next: Option<EventCursor>,
 }
 
+/// An org or workspace the alarm evaluator looks at beyond those with spend: one that carries
+/// alarm rules or a hard budget (see [`AlarmStore::alarm_owners`]).
+#[derive(Clone, Debug)]
+pub struct AlarmOwner {
+    /// The org or workspace.
+    pub owner: Owner,
+    /// Its org (itself for an org).
+    pub org_id: OrgId,
+    /// Its rules, as on [`Org::alarms`] / [`Workspace::alarms`].
+    pub alarms: Option<AlarmRules>,
+    /// Its limits (the budgets and `soft_budget_percent` matter here).
+    pub limits: Limits,
+}
+
+/// Settled cost of one workspace in a span of the ledger (see [`AlarmStore::spend_by_workspace`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkspaceSpend {
+    /// Its org.
+    pub org_id: OrgId,
+    /// The workspace.
+    pub workspace_id: WorkspaceId,
+    /// What it was charged in the span.
+    pub cost: Micros,
+}
+
+/// A rule's state row: which owner, which rule (see [`AlarmStore::fire_alarm`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AlarmStateKey {
+    /// The org or workspace the rule is on.
+    pub owner: Owner,
+    /// The rule's key ([`tollgate_policy::alarms::AlarmRule::key`]).
+    pub rule_key: String,
+}
+
+/// A firing to record (see [`AlarmStore::fire_alarm`]).
+#[derive(Clone, Debug)]
+pub struct AlarmFire {
+    /// The owner and rule.
+    pub key: AlarmStateKey,
+    /// The evaluation's time: the row's `changed_at`.
+    pub at: Timestamp,
+    /// The `alarm.fired` event's detail (amounts and the rule).
+    pub detail: serde_json::Value,
+    /// With action `suspend`: suspend the owner with this reason, by the alarm `by` (an owner
+    /// already suspended keeps its suspension).
+    pub suspend: Option<(SuspensionReason, SuspendedBy)>,
+}
+
+/// A budget notice to record once per period (see [`AlarmStore::record_budget_notice`]).
+#[derive(Clone, Debug)]
+pub struct BudgetNoticeRecord {
+    /// The org or workspace whose budget it is.
+    pub owner: Owner,
+    /// The period's key (`YYYY-MM-DD` or `YYYY-MM`).
+    pub period_key: String,
+    /// `soft_crossed` or `exhausted`.
+    pub notice: tollgate_policy::alarms::NoticeKind,
+    /// The event's detail.
+    pub detail: serde_json::Value,
+}
+
 /// The Postgres `NOTIFY` channel of cache invalidations.
 pub const INVALIDATION_CHANNEL: &str = "tollgate_invalidate";
 
@@ -794,6 +868,43 @@ pub trait RateStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// What the drain alarms and budget notices (section 15) read and record. The decisions are
+/// `tollgate_policy::alarms`'s; this reads spend and keeps each rule's firing state, so that
+/// a rule fires once per crossing however many instances evaluate it.
+#[async_trait]
+pub trait AlarmStore: Send + Sync {
+    /// The orgs and workspaces that carry alarm rules (an empty list included) or a hard
+    /// budget: the alarm evaluator's owners besides those with spend.
+    async fn alarm_owners(&self) -> Result<Vec<AlarmOwner>>;
+
+    /// Settled cost per workspace of the ledger rows created in `[since, until)`, only for
+    /// workspaces with rows there (an index on the time bounds the read to the span).
+    async fn spend_by_workspace(&self, since: Timestamp, until: Timestamp) -> Result<Vec<WorkspaceSpend>>;
+
+    /// Settled cost of one org or workspace in `[since, until)`.
+    async fn owner_spend(&self, owner: &Owner, since: Timestamp, until: Timestamp) -> Result<Micros>;
+
+    /// The rules whose condition held at their last evaluation (state rows with `firing`).
+    async fn firing_alarms(&self) -> Result<Vec<AlarmStateKey>>;
+
+    /// Records that a rule's condition holds, once per crossing across instances: in one
+    /// transaction, turns its state row to firing unless it already is (or was changed by a
+    /// later evaluation than `fire.at`), and only then records `alarm.fired` and, with
+    /// `fire.suspend`, suspends the owner (recording `suspended`, actor `system`) unless it
+    /// is suspended already. Returns the events recorded, empty when another evaluation had
+    /// already fired it; the caller notifies and invalidates after this returns.
+    async fn fire_alarm(&self, fire: &AlarmFire) -> Result<Vec<Event>>;
+
+    /// Re-arms a rule whose condition no longer holds (unless a later evaluation than `at`
+    /// changed it). Returns whether it was firing.
+    async fn rearm_alarm(&self, key: &AlarmStateKey, at: Timestamp) -> Result<bool>;
+
+    /// Records a budget notice and its event (`budget.soft_crossed` or `budget.exhausted`,
+    /// actor `system`) in one transaction, once per (owner, period, kind) across instances:
+    /// `None` when it was recorded before.
+    async fn record_budget_notice(&self, notice: &BudgetNoticeRecord) -> Result<Option<Event>>;
+}
+
 /// Shorthand.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -801,7 +912,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///
 /// Every method is atomic on its own; [`Store::record_provision`] is atomic as a whole.
 #[async_trait]
-pub trait Store: RateStore + Send + Sync + fmt::Debug {
+pub trait Store: RateStore + AlarmStore + Send + Sync + fmt::Debug {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 

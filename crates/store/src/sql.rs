@@ -20,8 +20,10 @@ use tollgate_policy::{
     WorkspaceId,
 };
 
+mod alarms;
 mod rate;
 
+use tollgate_policy::alarms::{AlarmRuleSpec, AlarmRules};
 use tollgate_policy::audit::{LastProvision, PlanFingerprint};
 
 use crate::crypto::{MasterKeys, TokenHash};
@@ -284,16 +286,17 @@ fn new_id() -> String {
 const ORG_COLUMNS: &str = "id, name, default_billing_mode, credit_micros, markup_percent, created_at, updated_at, \
      budget_micros_per_day, budget_micros_per_month, soft_budget_percent, requests_per_minute, tokens_per_minute, \
      max_concurrent_requests, allowed_models, alert_webhook_url";
-/// The suspension columns of orgs and workspaces, read with every row and written only by
-/// `suspend` and `resume`.
-const SUSPENSION_COLUMNS: &str = "suspended_reason, suspended_at, suspended_by";
+/// The columns of orgs and workspaces read with every row but not in the INSERT lists: the
+/// suspension (written only by `suspend`, `resume` and `fire_alarm`) and the alarm rules
+/// (written by their own statement in create and update, see `set_alarms`).
+const SUSPENSION_COLUMNS: &str = "suspended_reason, suspended_at, suspended_by, alarms";
 /// An org as read: its balance includes the credit its instances' leases hold, which is not
 /// spent until the requests it covers are recorded.
 const ORG_SELECT: &str = "SELECT o.id, o.name, o.default_billing_mode, \
      CAST(o.credit_micros + COALESCE((SELECT SUM(l.amount) FROM credit_leases l WHERE l.org_id = o.id), 0) AS BIGINT) AS credit_micros, \
      o.markup_percent, o.created_at, o.updated_at, o.budget_micros_per_day, o.budget_micros_per_month, o.soft_budget_percent, \
      o.requests_per_minute, o.tokens_per_minute, o.max_concurrent_requests, o.allowed_models, \
-     o.alert_webhook_url, o.suspended_reason, o.suspended_at, o.suspended_by FROM orgs o";
+     o.alert_webhook_url, o.suspended_reason, o.suspended_at, o.suspended_by, o.alarms FROM orgs o";
 /// The credit an org's leases hold.
 const LEASED_SUM: &str = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_leases WHERE org_id = $1";
 /// `allowed_models` as stored: ids one per line (ids are registry model ids, which hold no
@@ -409,6 +412,30 @@ fn suspension_from_columns(reason: Option<String>, at: Option<i64>, by: Option<S
     Ok(Some(Suspension { reason, since_ms, by }))
 }
 
+/// Alarm rules as stored: their JSON list (the API's shape).
+fn alarms_to_text(rules: &AlarmRules) -> String {
+    serde_json::to_string(&rules.specs()).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The inverse of [`alarms_to_text`] (rules that no longer parse are a corrupt row).
+fn alarms_from_text(text: Option<String>) -> Result<Option<AlarmRules>> {
+    text.map(|t| {
+        let specs: Vec<AlarmRuleSpec> =
+            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("alarms: {e}")))?;
+        AlarmRules::parse(&specs).map_err(|e| StoreError::Corrupt(e.to_string()))
+    })
+    .transpose()
+}
+
+/// An event of Tollgate itself (alarms, budgets).
+fn system_event(kind: EventKind, owner: &Owner, org_id: &OrgId, detail: serde_json::Value) -> NewEvent {
+    let workspace_id = match owner {
+        Owner::Org(_) => None,
+        Owner::Workspace(id) => Some(id.clone()),
+    };
+    NewEvent { kind, actor: Actor::System, org_id: Some(org_id.clone()), workspace_id, detail }
+}
+
 /// An admin's event.
 fn admin_event(
     kind: EventKind,
@@ -423,6 +450,7 @@ fn admin_event(
 fn suspension_actor(by: &SuspendedBy) -> Actor {
     match by {
         SuspendedBy::Admin => Actor::Admin,
+        SuspendedBy::Alarm(_) => Actor::System,
     }
 }
 
@@ -447,13 +475,22 @@ fn patch_events(
     other_fields: Vec<&'static str>,
     limits_patch: &LimitsPatch,
     limits_after: &Limits,
+    alarms: Option<&Option<AlarmRules>>,
     org_id: &OrgId,
     workspace_id: Option<&WorkspaceId>,
 ) -> Vec<NewEvent> {
     let mut events = Vec::new();
     let limits = limit_fields(limits_patch);
+    let mut other_fields = other_fields;
+    if alarms.is_some() {
+        other_fields.push("alarms");
+    }
     if !other_fields.is_empty() || limits.is_empty() {
-        events.push(admin_event(updated, Some(org_id), workspace_id, serde_json::json!({ "fields": other_fields })));
+        let mut detail = serde_json::json!({ "fields": other_fields });
+        if let Some(a) = alarms {
+            detail["alarms"] = serde_json::json!(a.as_ref().map(AlarmRules::specs));
+        }
+        events.push(admin_event(updated, Some(org_id), workspace_id, detail));
     }
     if !limits.is_empty() {
         let detail = serde_json::json!({ "fields": limits, "limits": limits_after });
@@ -507,6 +544,7 @@ macro_rules! impl_store {
                     markup_percent: markup_from_row(row.try_get("markup_percent")?)?,
                     alert_webhook_url: webhook_from_text(row.try_get("alert_webhook_url")?)?,
                     suspended: Self::suspension_from_row(row)?,
+                    alarms: alarms_from_text(row.try_get("alarms")?)?,
                     created_at: Timestamp(row.try_get("created_at")?),
                     updated_at: Timestamp(row.try_get("updated_at")?),
                 })
@@ -524,6 +562,7 @@ macro_rules! impl_store {
                     kind: kind_from_text(&kind)?,
                     limits: Self::limits_from_row(row, models_from_text(row.try_get("allowed_models")?))?,
                     suspended: Self::suspension_from_row(row)?,
+                    alarms: alarms_from_text(row.try_get("alarms")?)?,
                     created_at: Timestamp(row.try_get("created_at")?),
                     updated_at: Timestamp(row.try_get("updated_at")?),
                 })
@@ -592,6 +631,21 @@ macro_rules! impl_store {
                         .await?;
                 }
                 Ok(true)
+            }
+
+            /// Sets (or with `None` removes) the alarm rules of row `id` of `table` in `tx`.
+            async fn set_alarms(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                table: &str,
+                id: &str,
+                rules: Option<&AlarmRules>,
+            ) -> Result<()> {
+                sqlx::query(&format!("UPDATE {table} SET alarms = $1 WHERE id = $2"))
+                    .bind(rules.map(alarms_to_text))
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
             }
 
             /// Appends `event` in `tx`, as of now.
@@ -690,12 +744,17 @@ macro_rules! impl_store {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| unique(e, &format!("an org named `{}` already exists", new.name)))?;
-                let org = Self::org_from_row(&row)?;
+                let mut org = Self::org_from_row(&row)?;
+                if let Some(rules) = &new.alarms {
+                    Self::set_alarms(&mut tx, "orgs", org.id.as_str(), Some(rules)).await?;
+                    org.alarms = Some(rules.clone());
+                }
                 let detail = serde_json::json!({
                     "name": org.name,
                     "default_billing_mode": mode_to_text(org.default_billing_mode),
                     "credit_micros": org.credit_micros.get(),
                     "limits": org.limits,
+                    "alarms": org.alarms.as_ref().map(AlarmRules::specs),
                 });
                 Self::insert_event(&mut tx, &admin_event(EventKind::OrgCreated, Some(&org.id), None, detail)).await?;
                 tx.commit().await?;
@@ -749,6 +808,9 @@ macro_rules! impl_store {
                 if updated.rows_affected() == 0 {
                     return Err(StoreError::NotFound("org"));
                 }
+                if let Some(rules) = &patch.alarms {
+                    Self::set_alarms(&mut tx, "orgs", id.as_str(), rules.as_ref()).await?;
+                }
                 let sql = format!("{ORG_SELECT} WHERE o.id = $1");
                 let org = Self::org_from_row(&sqlx::query(&sql).bind(id.as_str()).fetch_one(&mut *tx).await?)?;
                 let fields = [
@@ -759,7 +821,7 @@ macro_rules! impl_store {
                     ("alert_webhook_url", patch.alert_webhook_url.is_some()),
                 ];
                 let fields = fields.into_iter().filter(|(_, g)| *g).map(|(f, _)| f).collect();
-                for event in patch_events(EventKind::OrgUpdated, fields, &patch.limits, &org.limits, id, None) {
+                for event in patch_events(EventKind::OrgUpdated, fields, &patch.limits, &org.limits, patch.alarms.as_ref(), id, None) {
                     Self::insert_event(&mut tx, &event).await?;
                 }
                 tx.commit().await?;
@@ -919,7 +981,11 @@ macro_rules! impl_store {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| unique(e, &format!("the org already has a workspace named `{}`", new.name)))?;
-                let ws = Self::ws_from_row(&row)?;
+                let mut ws = Self::ws_from_row(&row)?;
+                if let Some(rules) = &new.alarms {
+                    Self::set_alarms(&mut tx, "workspaces", ws.id.as_str(), Some(rules)).await?;
+                    ws.alarms = Some(rules.clone());
+                }
                 let detail = serde_json::json!({
                     "name": ws.name,
                     "runtime": ws.runtime,
@@ -927,6 +993,7 @@ macro_rules! impl_store {
                     "billing_mode": mode_to_text(ws.billing_mode),
                     "kind": ws.kind.as_str(),
                     "limits": ws.limits,
+                    "alarms": ws.alarms.as_ref().map(AlarmRules::specs),
                 });
                 Self::insert_event(&mut tx, &admin_event(EventKind::WorkspaceCreated, Some(&ws.org_id), Some(&ws.id), detail))
                     .await?;
@@ -994,7 +1061,11 @@ macro_rules! impl_store {
                         let name = patch.name.as_deref().unwrap_or("");
                         unique(e, &format!("the org already has a workspace named `{name}`"))
                     })?;
-                let ws = row.map_or(Err(StoreError::NotFound("workspace")), |r| Self::ws_from_row(&r))?;
+                let mut ws = row.map_or(Err(StoreError::NotFound("workspace")), |r| Self::ws_from_row(&r))?;
+                if let Some(rules) = &patch.alarms {
+                    Self::set_alarms(&mut tx, "workspaces", ws.id.as_str(), rules.as_ref()).await?;
+                    ws.alarms.clone_from(rules);
+                }
                 let fields = [
                     ("name", patch.name.is_some()),
                     ("runtime", patch.runtime.is_some()),
@@ -1003,7 +1074,7 @@ macro_rules! impl_store {
                     ("kind", patch.kind.is_some()),
                 ];
                 let fields = fields.into_iter().filter(|(_, g)| *g).map(|(f, _)| f).collect();
-                for event in patch_events(EventKind::WorkspaceUpdated, fields, &patch.limits, &ws.limits, &ws.org_id, Some(&ws.id)) {
+                for event in patch_events(EventKind::WorkspaceUpdated, fields, &patch.limits, &ws.limits, patch.alarms.as_ref(), &ws.org_id, Some(&ws.id)) {
                     Self::insert_event(&mut tx, &event).await?;
                 }
                 tx.commit().await?;

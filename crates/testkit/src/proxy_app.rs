@@ -202,6 +202,7 @@ impl App {
                 billing_mode: None,
                 kind: WorkspaceKind::Agent,
                 limits: tollgate_policy::Limits::default(),
+                alarms: None,
             })
             .await
             .unwrap();

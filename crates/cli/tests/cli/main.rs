@@ -1,6 +1,7 @@
 //! End-to-end tests of the `tollgate` binary, compiled into one test binary.
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
 
+mod alarms;
 mod audit;
 mod budgets;
 mod clients;

@@ -21,7 +21,7 @@ use crate::validate;
     request_body = CreateOrg,
     responses(
         (status = 201, description = "The new org", body = Org),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE, INVALID_CREDIT, INVALID_LIMITS or INVALID_MODEL (`limits.allowed_models`) or INVALID_WEBHOOK_URL", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE, INVALID_CREDIT, INVALID_LIMITS, INVALID_ALARMS or INVALID_MODEL (`limits.allowed_models`) or INVALID_WEBHOOK_URL", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
@@ -45,6 +45,7 @@ pub(super) async fn create_org(
             .map(|p| tollgate_policy::Limits::default().patched(&p))
             .unwrap_or_default(),
         alert_webhook_url: body.alert_webhook_url.as_deref().map(validate::webhook_url).transpose()?,
+        alarms: body.alarms.as_deref().map(validate::alarms).transpose()?,
     };
     let org = state.store().create_org(&new).await?;
     tracing::info!(org_id = %org.id, "org created");
@@ -96,7 +97,7 @@ pub(super) async fn get_org(
     request_body = PatchOrg,
     responses(
         (status = 200, description = "The changed org", body = Org),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE, INVALID_MARKUP, INVALID_LIMITS or INVALID_MODEL (`limits.allowed_models`) or INVALID_WEBHOOK_URL", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, INVALID_BILLING_MODE, INVALID_MARKUP, INVALID_LIMITS, INVALID_ALARMS or INVALID_MODEL (`limits.allowed_models`) or INVALID_WEBHOOK_URL", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
@@ -123,6 +124,7 @@ pub(super) async fn patch_org(
             .alert_webhook_url
             .map(|u| u.as_deref().map(validate::webhook_url).transpose())
             .transpose()?,
+        alarms: validate::alarms_patch(body.alarms)?,
     };
     let org = state.store().update_org(&id, &patch).await?;
     state.invalidate(Invalidation::Org(org.id.clone())).await;

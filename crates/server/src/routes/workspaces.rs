@@ -19,7 +19,7 @@ use crate::validate;
     request_body = CreateWorkspace,
     responses(
         (status = 201, description = "The new workspace", body = Workspace),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL (also for `limits.allowed_models`), INVALID_LIMITS, INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL (also for `limits.allowed_models`), INVALID_LIMITS, INVALID_ALARMS, INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
@@ -47,6 +47,7 @@ pub(super) async fn create_workspace(
         billing_mode: validate::opt_billing_mode(body.billing_mode.as_deref())?,
         kind: body.kind.as_deref().map(validate::kind).transpose()?.unwrap_or(WorkspaceKind::Agent),
         org_id: validate::org_id(&body.org_id)?,
+        alarms: body.alarms.as_deref().map(validate::alarms).transpose()?,
     };
     let ws = state.store().create_workspace(&new).await?;
     tracing::info!(workspace_id = %ws.id, org_id = %ws.org_id, "workspace created");
@@ -105,7 +106,7 @@ pub(super) async fn get_workspace(
     request_body = PatchWorkspace,
     responses(
         (status = 200, description = "The changed workspace", body = Workspace),
-        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL (also for `limits.allowed_models`), INVALID_LIMITS, INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
+        (status = 400, description = "INVALID_JSON, INVALID_NAME, UNKNOWN_RUNTIME, INVALID_MODEL (also for `limits.allowed_models`), INVALID_LIMITS, INVALID_ALARMS, INVALID_BILLING_MODE or INVALID_KIND", body = ErrorResponse),
         (status = 401, description = "UNAUTHORIZED", body = ErrorResponse),
         (status = 429, description = "RATE_LIMITED: too many failed admin-token attempts from this address", body = ErrorResponse,
             headers(("retry-after" = u64, description = "Seconds until the next attempt is heard"))),
@@ -141,6 +142,7 @@ pub(super) async fn patch_workspace(
         billing_mode: body.billing_mode.map(|m| validate::opt_billing_mode(m.as_deref())).transpose()?,
         kind: body.kind.as_deref().map(validate::kind).transpose()?,
         limits,
+        alarms: validate::alarms_patch(body.alarms)?,
     };
     let ws = state.store().update_workspace(&id, &patch).await?;
     state.invalidate(Invalidation::Workspace(ws.id.clone())).await;

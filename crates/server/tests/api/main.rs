@@ -6,6 +6,7 @@ mod support;
 mod throttle;
 pub(crate) use tollgate_testkit::both_backends;
 
+mod alarms;
 mod atomic;
 mod audit;
 mod auth;

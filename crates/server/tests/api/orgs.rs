@@ -27,6 +27,7 @@ async fn org_crud_and_shape(backend: Backend) {
         keys(&org),
         [
             "alert_webhook_url",
+            "alarms",
             "created_at",
             "credit_micros",
             "default_billing_mode",

@@ -232,6 +232,7 @@ async fn run_case(apps: &mut Apps, case: &Case) -> Vec<String> {
             billing_mode: sc.workspace.billing_mode,
             kind: sc.workspace.kind,
             limits: tollgate_policy::Limits::default(),
+            alarms: None,
         };
         app.store.create_workspace(&new).await.unwrap().id.to_string()
     };

@@ -57,6 +57,16 @@ parameters = {{ "path.ws" = "{doomed}" }}
 # schema-valid request may get them. `limits.allowed_models` must be models of the
 # workspace's runtime's protocol (400 INVALID_MODEL); a credit adjustment must leave the
 # balance within +-10^15 (400 INVALID_CREDIT); a provision whose resolution fails is 422.
+# An alarm rule needs `max_cost_micros` or `over_baseline_factor`, and `min_cost_micros` only
+# goes with the latter (400 INVALID_ALARMS).
+[[operations]]
+include-name = "POST /admin/orgs"
+checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 401, 403, 404, 409, 429]
+
+[[operations]]
+include-name = "PATCH /admin/orgs/{{org}}"
+checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 401, 403, 404, 409, 429]
+
 [[operations]]
 include-name = "POST /admin/workspaces"
 checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 401, 403, 404, 409, 429]

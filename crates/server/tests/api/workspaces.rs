@@ -24,6 +24,7 @@ async fn workspace_crud_and_shape(backend: Backend) {
     assert_eq!(
         keys,
         [
+            "alarms",
             "billing_mode",
             "created_at",
             "id",

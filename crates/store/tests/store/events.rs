@@ -37,6 +37,7 @@ fn new_ws(org: &tollgate_policy::OrgId, n: &str) -> NewWorkspace {
         billing_mode: None,
         kind: WorkspaceKind::Agent,
         limits: Limits::default(),
+        alarms: None,
     }
 }
 

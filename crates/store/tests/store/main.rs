@@ -2,6 +2,7 @@
 //! Postgres server (started by tollgate-testkit; it fails, never skips, without Postgres).
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a test failure")]
 
+mod alarms;
 mod events;
 #[cfg(unix)]
 mod files;
@@ -134,6 +135,9 @@ on_both_backends!(
     every_admin_mutation_writes_one_event,
     a_failed_mutation_writes_no_event,
     system_events_and_pages_are_stable,
+    alarm_rules_owners_and_window_sums,
+    a_rule_fires_once_per_crossing,
+    budget_notices_are_recorded_once_per_period,
 );
 
 /// The invalidation channel's text form: what one instance encodes, every other decodes to

@@ -43,6 +43,7 @@ async fn a_walk_racing_writes_keeps_the_newest_values(h: Harness) {
             credit_micros: Micros::new(0),
             limits: Default::default(),
             alert_webhook_url: None,
+            alarms: None,
         })
         .await
         .unwrap();
@@ -56,6 +57,7 @@ async fn a_walk_racing_writes_keeps_the_newest_values(h: Harness) {
             billing_mode: None,
             kind: WorkspaceKind::Agent,
             limits: Default::default(),
+            alarms: None,
         })
         .await
         .unwrap();

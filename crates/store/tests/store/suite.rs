@@ -47,6 +47,7 @@ fn new_ws(org: &OrgId, n: &str) -> NewWorkspace {
         billing_mode: None,
         kind: WorkspaceKind::Agent,
         limits: Limits::default(),
+        alarms: None,
     }
 }
 
@@ -1125,6 +1126,9 @@ pub(crate) async fn audit_snapshot_reads_everything_an_audit_needs(h: Harness) {
     assert!(matches!(s.audit_snapshot(Some(&oid("nope")), since).await, Err(StoreError::NotFound("org"))));
 }
 
+pub(crate) use crate::alarms::{
+    a_rule_fires_once_per_crossing, alarm_rules_owners_and_window_sums, budget_notices_are_recorded_once_per_period,
+};
 pub(crate) use crate::events::{
     a_failed_mutation_writes_no_event, every_admin_mutation_writes_one_event, system_events_and_pages_are_stable,
 };
