@@ -128,7 +128,7 @@ impl ApiErrorCode {
             | Self::InvalidMarkup
             | Self::InvalidReason
             | Self::InvalidLimits
-            | Self::InvalidWebhookUrl => StatusCode::BAD_REQUEST,
+            | Self::InvalidWebhookUrl
             | Self::InvalidAlarms => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::Suspended => StatusCode::FORBIDDEN,
