@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::SecretValue;
-use tollgate_policy::{Limits, Markup, Micros, Pricing, Registry, SecretName, Usage};
+use tollgate_policy::{AlarmAction, AlarmRuleSpec, AlarmRules, Limits, Markup, Micros, Pricing, Registry, SecretName, Usage};
 use tollgate_store::{
     AgentSessionId, LeaseId, LeaseRequest, Leased, LedgerEntry, NewOrg, NewWorkspace, Org, Owner, RequestId,
     Settlement, Store, StoreError, Timestamp, Workspace,
@@ -254,7 +254,7 @@ async fn create_workspace(store: &dyn Store, org: &Org, demo: &DemoWorkspace) ->
             billing_mode: demo.billing_mode,
             kind: demo.kind,
             limits: Limits::default(),
-            alarms: None,
+            alarms: if demo.name == DRAIN_WORKSPACE { Some(drain_rule()?) } else { None },
         })
         .await?;
     for (name, value) in demo.secrets {
@@ -263,6 +263,23 @@ async fn create_workspace(store: &dyn Store, org: &Org, demo: &DemoWorkspace) ->
     }
     Ok(ws)
 }
+
+/// The drain workspace's own alarm rule: notify when an hour costs over
+/// [`DRAIN_RULE_MAX_MICROS`]. Its org keeps the documented default rule, so the demo's drain
+/// fires both (the evaluator's first tick, at start, sees it).
+fn drain_rule() -> Result<AlarmRules, DemoError> {
+    AlarmRules::parse(&[AlarmRuleSpec {
+        window_minutes: 60,
+        max_cost_micros: Some(DRAIN_RULE_MAX_MICROS),
+        over_baseline_factor: None,
+        min_cost_micros: None,
+        action: AlarmAction::Notify,
+    }])
+    .map_err(|e| DemoError::Setup(e.to_string()))
+}
+
+/// The drain workspace's hourly cap (5 USD): its ordinary hours cost cents.
+pub const DRAIN_RULE_MAX_MICROS: i64 = 5_000_000;
 
 /// A fixed pseudo-random sequence (splitmix64): varied rows without drawing randomness.
 struct Sequence(u64);

@@ -131,6 +131,16 @@ pub(crate) fn summary(event: &Event) -> String {
     let Value::Object(map) = &event.detail else {
         return value_text("", &event.detail).unwrap_or_default();
     };
+    // A fired alarm's reason already says the spend, the window and the threshold: the rule's
+    // fields repeated after it only make the line harder to read.
+    if event.kind == EventKind::AlarmFired
+        && let Some(Value::String(reason)) = map.get("reason")
+    {
+        return match map.get("action").and_then(Value::as_str) {
+            Some(action) => format!("{reason} · action: {action}"),
+            None => reason.clone(),
+        };
+    }
     let first = leading(event.kind);
     let mut keys: Vec<&String> = map.keys().collect();
     keys.sort_by_key(|k| first.iter().position(|f| f == k).unwrap_or(first.len()));
@@ -189,6 +199,16 @@ mod tests {
         assert_eq!(summary(&created), "name: acme", "nulls and empty objects are left out");
         let alarm = event(EventKind::AlarmFired, json!({"window_minutes": 60, "cost_micros": 11_000_000, "x": [1, 2]}));
         assert_eq!(summary(&alarm), "cost: $11.00 · window minutes: 60 · x: 1, 2");
+        let fired = event(
+            EventKind::AlarmFired,
+            json!({"reason": "drain alarm: $9.88 spent in the last 60 minutes, over the cap of $5", "action": "notify",
+                   "cost_micros": 9_880_000, "rule_key": "w60:max5000000:x-:min-:notify"}),
+        );
+        assert_eq!(
+            summary(&fired),
+            "drain alarm: $9.88 spent in the last 60 minutes, over the cap of $5 · action: notify",
+            "the reason says it all"
+        );
         let limits = event(EventKind::LimitsUpdated, json!({"limits": {"budget_micros_per_day": 40_000_000}}));
         assert_eq!(summary(&limits), "limits: budget per day $40.00");
     }

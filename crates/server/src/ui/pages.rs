@@ -4,7 +4,8 @@
 use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, html};
 use tollgate_policy::audit::{Finding, Severity};
-use tollgate_policy::{EventKind, Resolution, Suspension};
+use tollgate_policy::alarms::{AlarmOwnerKind, rules_in_force};
+use tollgate_policy::{AlarmAction, AlarmRuleSpec, AlarmRules, EventKind, Resolution, Suspension};
 use tollgate_store::{Event, EventCursor, LedgerRow, Timestamp, UsageRow};
 
 use super::chart;
@@ -278,7 +279,7 @@ pub(crate) fn org(session: &Session, d: &OrgPage) -> Markup {
         (chart::spend_by_model(&d.by_model))
         (usage_table(&d.by_model, "Model"))
         h2 { "Alarms" }
-        (alarm_rules_section())
+        (alarm_rules_section(d.org.alarms.as_ref(), AlarmOwnerKind::Org))
         h3 { "Fired in the last 7 days" }
         (alarms_table(&d.alarms, &d.names, d.now_ms, "No alarm fired for this org in the last 7 days."))
         h2 { "Findings" }
@@ -387,7 +388,7 @@ pub(crate) fn workspace(session: &Session, d: &WorkspacePage) -> Markup {
         (chart::spend_by_day(&keys, &|k| d.by_day.get(k).copied().unwrap_or(0)))
         (usage_table(&d.by_model, "Model"))
         h2 #alarms-section { "Alarms" }
-        (alarm_rules_section())
+        (alarm_rules_section(d.ws.alarms.as_ref(), AlarmOwnerKind::Workspace))
         h3 { "Fired in the last 7 days" }
         (alarms_table(&d.alarms, &names, d.now_ms, "No alarm fired for this workspace in the last 7 days."))
         h2 { "Findings" }
@@ -506,12 +507,57 @@ fn alarm_counts(alarms: &Alarms, now_ms: i64) -> Markup {
     }
 }
 
-/// Where an org's or workspace's alarm rules will be listed (DESIGN.md section 15); until
-/// the rules are on this server, what fires is the event log's `alarm.fired`.
-fn alarm_rules_section() -> Markup {
+/// An org's or workspace's drain alarm rules (DESIGN.md section 15) as the evaluator applies
+/// them: its own list, the documented default for an org with none, or none.
+fn alarm_rules_section(rules: Option<&AlarmRules>, kind: AlarmOwnerKind) -> Markup {
+    let in_force = rules_in_force(rules, kind);
     html! {
-        p.muted #alarm-rules { "Rules: not on this server yet (DESIGN.md section 15: " code { "alarms" } " on orgs and workspaces). "
-            "Fired alarms are the event log's " code { "alarm.fired" } " events." }
+        div #alarm-rules {
+            @match (rules, kind) {
+                (None, AlarmOwnerKind::Org) => p.muted { "No rules set: the documented default rule applies. "
+                    "Set " code { "alarms" } " (" code { "tollgate admin org alarms" } ") to replace it, " code { "[]" } " to turn it off." },
+                (None, AlarmOwnerKind::Workspace) => p.muted { "No rules for this workspace: its spend counts towards its org's rules." },
+                (Some(_), _) if in_force.is_empty() => p.muted { "Alarms turned off (" code { "[]" } ")." },
+                (Some(_), _) => {},
+            }
+            @if !in_force.is_empty() {
+                table.rules {
+                    thead { tr { th { "Window" } th { "Fires when the window's spend is" } th { "Action" } } }
+                    tbody {
+                        @for rule in &in_force {
+                            @let spec = rule.spec();
+                            tr {
+                                td { (window_text(spec.window_minutes)) @if rules.is_none() { " " span.badge { "default" } } }
+                                td { (rule_condition(&spec)) }
+                                td { @if rule.action() == AlarmAction::Suspend { span.badge.bad { "suspend" } } @else { span.badge.plain { "notify" } } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `60 min`, `2 h`, `1 d 12 h`: a rule's window as an operator reads it.
+fn window_text(minutes: i64) -> String {
+    match minutes {
+        m if m % 1440 == 0 => format!("{} d", m / 1440),
+        m if m >= 1440 => format!("{} d {} h", m / 1440, (m % 1440) / 60),
+        m if m % 60 == 0 && m >= 60 => format!("{} h", m / 60),
+        m => format!("{m} min"),
+    }
+}
+
+/// The condition of a rule in words: over a cap, or over a multiple of the 7-day average.
+fn rule_condition(spec: &AlarmRuleSpec) -> Markup {
+    html! {
+        @if let Some(max) = spec.max_cost_micros { "over " (money(max)) }
+        @if spec.max_cost_micros.is_some() && spec.over_baseline_factor.is_some() { ", or " }
+        @if let Some(f) = spec.over_baseline_factor {
+            "over " (f) "× its 7-day average"
+            @if let Some(min) = spec.min_cost_micros.filter(|m| *m > 0) { " and at least " (money(min)) }
+        }
     }
 }
 

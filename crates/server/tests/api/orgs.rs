@@ -26,8 +26,8 @@ async fn org_crud_and_shape(backend: Backend) {
     assert_eq!(
         keys(&org),
         [
-            "alert_webhook_url",
             "alarms",
+            "alert_webhook_url",
             "created_at",
             "credit_micros",
             "default_billing_mode",

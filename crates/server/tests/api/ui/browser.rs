@@ -100,6 +100,20 @@ async fn click_then(c: &Client, css: &str, then: &str) {
         .unwrap_or_else(|e| panic!("{then}: {e}"));
 }
 
+/// Waits (up to 20 s) until the page's URL has `needle` in its query: the navigation a click
+/// started has happened.
+async fn wait_for_query(c: &Client, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.query().unwrap_or_default().contains(needle) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "still at {url}, waiting for {needle}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Signs in with `token` and waits for `then` (the error, or the overview's table).
 async fn sign_in(c: &Client, base: &str, token: &str, then: &str) {
     c.goto(&format!("{base}/ui/")).await.unwrap();
@@ -146,8 +160,10 @@ async fn an_operator_walks_the_dashboard_in_chromium() {
     assert!(events.contains("workspace.created") && events.contains("org.created"), "{events}");
     shot(&c, "02b-events").await;
     c.find(Locator::Css("#kind")).await.unwrap().select_by_value("workspace.created").await.unwrap();
-    click_then(&c, "#filter", "table.events").await;
-    assert!(c.current_url().await.unwrap().query().unwrap_or_default().contains("kind=workspace.created"));
+    // `table.events` is on the page before the click too: wait for the filtered page itself.
+    c.find(Locator::Css("#filter")).await.unwrap().click().await.unwrap();
+    wait_for_query(&c, "kind=workspace.created").await;
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("table.events")).await.unwrap();
     let kinds = c.find_all(Locator::Css("table.events .badge.kind")).await.unwrap();
     assert!(kinds.len() >= 8, "the demo's workspaces");
     for k in kinds {
@@ -204,11 +220,11 @@ async fn an_operator_walks_the_dashboard_in_chromium() {
     assert!(c.get_alert_text().await.is_err());
 
     // The drain's workspace: its week, and the alarm its drain fired.
-    super::http::fire_alarm(&app, &s).await;
+    assert_eq!(super::http::fire_alarm(&app, &s).await, 2, "the drain fires its workspace's rule and the org's default");
     see_an_alarm(&c, &base, &s.drain_ws).await;
     shot(&c, "08-workspace-drain-alarm").await;
     c.goto(&format!("{base}/ui/")).await.unwrap();
-    assert_eq!(text_of(&c, "#alarms-24h").await, "1");
+    assert_eq!(text_of(&c, "#alarms-24h").await, "2");
     shot(&c, "09-overview-alarm").await;
 
     c.close().await.unwrap();

@@ -306,8 +306,10 @@ async fn fired_alarms_show_on_the_overview_org_and_workspace_pages() {
     assert_eq!(b.sign_in(&app.admin_token).await, 303);
     let (_, _, overview) = b.get("/ui/").await;
     assert!(overview.contains(r#"id="no-alarms""#) && overview.contains(r#"id="alarms-24h">0<"#), "none yet");
-    // One fired now, as the alarm evaluator records it; one 8 days ago, out of the window.
-    fire_alarm(&app, &s).await;
+    // The evaluator sees the drain: the workspace's rule and the org's default rule fire; one
+    // more recorded 8 days ago is out of the window.
+    assert_eq!(fire_alarm(&app, &s).await, 2, "the drain fires both rules");
+    assert_eq!(fire_alarm(&app, &s).await, 0, "once per crossing");
     let old =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 8 * 86_400_000;
     app.db
@@ -321,29 +323,36 @@ async fn fired_alarms_show_on_the_overview_org_and_workspace_pages() {
         .await;
     let (_, _, overview) = b.get("/ui/").await;
     let alarms = &overview[overview.find(r#"id="alarms""#).expect("the fired alarms")..];
-    assert!(alarms.contains("platform-managed") && alarms.contains("$11.00"), "{alarms}");
+    assert!(alarms.contains("platform-managed") && alarms.contains("over the cap of $5.000000"), "{alarms}");
     assert!(!alarms.contains("$99.00"), "older than 7 days: not listed");
-    assert!(overview.contains(r#"id="alarms-24h">1<"#));
+    assert!(overview.contains(r#"id="alarms-24h">2<"#), "{overview}");
     let (_, _, org) = b.get(&format!("/ui/orgs/{}", s.org)).await;
-    assert!(org[org.find(r#"id="alarms""#).unwrap()..].contains("$11.00"));
+    let org_alarms = &org[org.find(r#"id="alarms""#).unwrap()..];
+    assert!(org_alarms.contains("the 7-day average"), "the org's default rule fired: {org_alarms}");
+    let rules = &org[org.find(r#"id="alarm-rules""#).unwrap()..];
+    assert!(rules.contains("default") && rules.contains("over 5× its 7-day average and at least "), "{rules}");
     assert!(events_table(&org).contains(r#"class="alert""#), "the org's events highlight it");
     let (_, _, ws) = b.get(&format!("/ui/workspaces/{}", s.drain_ws)).await;
-    assert!(ws[ws.find(r#"id="alarms""#).unwrap()..].contains("window minutes: 60"), "{ws}");
+    assert!(ws[ws.find(r#"id="alarms""#).unwrap()..].contains("spent in the last 60 minutes"), "{ws}");
+    let rules = &ws[ws.find(r#"id="alarm-rules""#).unwrap()..];
+    assert!(rules.contains("1 h") && rules.contains(">$5.00<") && !rules.contains("default"), "{rules}");
     let (_, _, quiet) = b.get(&format!("/ui/workspaces/{}", s.platform_ws)).await;
     assert!(quiet.contains(r#"id="no-alarms""#), "another workspace's alarm is not this one's");
     app.stop().await;
 }
 
-/// Records an `alarm.fired` event for the demo's drain, as the alarm evaluator does.
-pub(crate) async fn fire_alarm(app: &TestApp, s: &super::Seeded) {
-    let event = tollgate_store::NewEvent {
-        kind: tollgate_policy::EventKind::AlarmFired,
-        actor: tollgate_policy::Actor::System,
-        org_id: Some(s.org.parse().unwrap()),
-        workspace_id: Some(s.drain_ws.parse().unwrap()),
-        detail: json!({"window_minutes": 60, "cost_micros": 11_000_000, "action": "notify"}),
-    };
-    app.store.record_event(&event).await.unwrap();
+/// Runs the alarm evaluator once over the demo, as `serve` does every interval: the drain
+/// fires the drain workspace's own rule and its org's default rule. Returns how many
+/// `alarm.fired` events it recorded.
+pub(crate) async fn fire_alarm(app: &TestApp, _s: &super::Seeded) -> usize {
+    let registry = std::sync::Arc::new(tollgate_policy::Registry::embedded().unwrap());
+    let state = tollgate_server::AppState::new(
+        app.store.clone(),
+        registry,
+        tollgate_policy::PublicUrl::parse("http://tollgate.test").unwrap(),
+    );
+    let e = tollgate_server::alarms::evaluate_once(&state, tollgate_store::Timestamp::now()).await.unwrap();
+    e.recorded.iter().filter(|k| **k == tollgate_policy::EventKind::AlarmFired).count()
 }
 
 #[tokio::test]
