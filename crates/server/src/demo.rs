@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use tollgate_policy::resolve::{BillingMode, WorkspaceKind};
 use tollgate_policy::secret::SecretValue;
-use tollgate_policy::{AlarmAction, AlarmRuleSpec, AlarmRules, Limits, Markup, Micros, Pricing, Registry, SecretName, Usage};
+use tollgate_policy::{
+    AlarmAction, AlarmRuleSpec, AlarmRules, Limits, Markup, Micros, Pricing, Registry, SecretName, Usage,
+};
 use tollgate_store::{
     AgentSessionId, LeaseId, LeaseRequest, Leased, LedgerEntry, NewOrg, NewWorkspace, Org, Owner, RequestId,
     Settlement, Store, StoreError, Timestamp, Workspace,

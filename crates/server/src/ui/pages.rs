@@ -3,8 +3,8 @@
 
 use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, html};
-use tollgate_policy::audit::{Finding, Severity};
 use tollgate_policy::alarms::{AlarmOwnerKind, rules_in_force};
+use tollgate_policy::audit::{Finding, Severity};
 use tollgate_policy::{AlarmAction, AlarmRuleSpec, AlarmRules, EventKind, Resolution, Suspension};
 use tollgate_store::{Event, EventCursor, LedgerRow, Timestamp, UsageRow};
 

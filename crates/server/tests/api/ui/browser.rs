@@ -220,7 +220,11 @@ async fn an_operator_walks_the_dashboard_in_chromium() {
     assert!(c.get_alert_text().await.is_err());
 
     // The drain's workspace: its week, and the alarm its drain fired.
-    assert_eq!(super::http::fire_alarm(&app, &s).await, 2, "the drain fires its workspace's rule and the org's default");
+    assert_eq!(
+        super::http::fire_alarm(&app, &s).await,
+        2,
+        "the drain fires its workspace's rule and the org's default"
+    );
     see_an_alarm(&c, &base, &s.drain_ws).await;
     shot(&c, "08-workspace-drain-alarm").await;
     c.goto(&format!("{base}/ui/")).await.unwrap();
