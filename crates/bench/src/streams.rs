@@ -442,7 +442,9 @@ fn report(args: &StreamsArgs, events: u64, before: Sample, held: &Held, after: S
     let cpu = held.cpu_ticks as f64 / ticks;
     let (peak, open_at_peak) = held.peak;
     let grown = peak.rss_kib.saturating_sub(before.rss_kib);
-    let per_stream = if open_at_peak == 0 { 0.0 } else { grown as f64 / open_at_peak as f64 };
+    // Over the most streams open at once: memory freed by streams that ended is not handed back
+    // to the system at once, so the peak belongs to the most streams held.
+    let per_stream = if held.peak_held == 0 { 0.0 } else { grown as f64 / held.peak_held as f64 };
     let abandoned = held.sent.iter().filter(|s| s.end == End::Abandoned).count();
     let mut out = String::new();
     let _ = writeln!(
@@ -457,7 +459,7 @@ fn report(args: &StreamsArgs, events: u64, before: Sample, held: &Held, after: S
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| streams held (peak) | RSS before | RSS at the peak | RSS per held stream | VmHWM | RSS after | threads | CPU s | CPU s per 1,000 streams |"
+        "| streams held (peak) | RSS before | RSS at the peak | RSS per stream (peak minus before, over peak held) | VmHWM | RSS after | threads | CPU s | CPU s per 1,000 streams |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     let _ = writeln!(
