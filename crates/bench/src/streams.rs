@@ -325,7 +325,7 @@ async fn sample_while(
             peak = (sample, held);
         }
         n += 1;
-        if n % 4 == 0 {
+        if n.is_multiple_of(4) {
             progress(&format!(
                 "[{:>4.0} s] opened {}/{total}, open {held}, ended {}, failed {}; serve RSS {}, CPU {:.1} s",
                 started.elapsed().as_secs_f64(),
