@@ -13,6 +13,7 @@ mod litellm;
 mod load;
 mod nginx;
 mod report;
+mod streams;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -70,6 +71,17 @@ struct Args {
     /// measure what enforcing them costs.
     #[arg(long)]
     limits: Option<String>,
+    /// Another benchmark instead of the proxy's.
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+/// The benchmarks besides the default one.
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// Many slow streams held open through `tollgate serve` at once: its RSS and CPU, and one
+    /// ledger row per stream (`scripts/bench-streams`).
+    Streams(streams::StreamsArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,13 +104,20 @@ fn main() -> ExitCode {
         tokio::select! {
             biased;
             signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
-            outcome = run(&args) => outcome,
+            outcome = async {
+                match &args.mode {
+                    Some(Mode::Streams(streams)) => streams::run(streams).await,
+                    None => run(&args).await,
+                }
+            } => outcome,
         }
     });
     match outcome {
         Ok(report) => {
             print_report(&report);
-            ExitCode::SUCCESS
+            // The streams benchmark also checks the accounting: a failed check fails the run.
+            let checked = !matches!(args.mode, Some(Mode::Streams(_))) || streams::passed(&report);
+            if checked { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         Err(error) => {
             progress(&format!("tollgate-bench: {error:#}"));
@@ -400,10 +419,16 @@ pub(crate) struct Upstream {
 impl Upstream {
     /// Starts `tollgate-upstream` on a port of its choosing and reads that port from its stdout.
     async fn start(bin: &FsPath, work: &FsPath) -> anyhow::Result<Self> {
+        Self::start_with(bin, work, &[]).await
+    }
+
+    /// [`Upstream::start`] with `extra` arguments.
+    async fn start_with(bin: &FsPath, work: &FsPath, extra: &[String]) -> anyhow::Result<Self> {
         let log = std::fs::File::create(work.join("upstream.log"))?;
         let mut command = Command::new(bin.join("tollgate-upstream"));
         command
             .args(["--listen", "127.0.0.1:0", "--no-record"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
@@ -456,6 +481,16 @@ struct Tollgate {
 impl Tollgate {
     /// Starts it and waits (up to 10 s) for `/healthz`.
     async fn start(bin: &FsPath, work: &FsPath, upstream: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_with(bin, work, upstream, |_| {}).await
+    }
+
+    /// [`Tollgate::start`], with `configure` adding to its command (environment, arguments).
+    async fn start_with(
+        bin: &FsPath,
+        work: &FsPath,
+        upstream: SocketAddr,
+        configure: impl FnOnce(&mut Command),
+    ) -> anyhow::Result<Self> {
         let addr = free_port()?;
         let log_path = work.join("serve.log");
         let log = std::fs::File::create(&log_path)?;
@@ -473,6 +508,7 @@ impl Tollgate {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        configure(&mut command);
         let process = Child::spawn("tollgate serve", command)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let health = format!("http://{addr}/healthz");

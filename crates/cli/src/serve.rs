@@ -70,6 +70,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, CliError> {
 }
 
 async fn serve(args: &Args) -> Result<ExitCode, CliError> {
+    raise_open_file_limit();
     let registry = Arc::new(crate::registry::load(args.providers.as_deref())?);
     // An explicit public URL is checked now (a configuration error, before anything starts);
     // the default is derived from the bound address, which `--listen ...:0` only knows later.
@@ -193,6 +194,23 @@ fn notify_config(args: &Args) -> Result<tollgate_server::notify::NotifierConfig,
         (None, _) => tracing::info!("no global alert webhook: only orgs' alert_webhook_url are notified"),
     }
     Ok(config)
+}
+
+/// Raises the soft limit on open files to the hard limit: every proxied stream holds two sockets
+/// (the client's and the upstream's), and the common soft default of 1,024 would refuse
+/// connections at about 500 concurrent streams. A limit that cannot be raised is logged and
+/// kept.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        tracing::debug!(limit = ?limit.current, "open-file limit");
+        return;
+    }
+    match setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum }) {
+        Ok(()) => tracing::debug!(from = ?limit.current, to = ?limit.maximum, "raised the open-file limit"),
+        Err(e) => tracing::warn!(limit = ?limit.current, error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 /// The certificate pair of `--tls-cert` and `--tls-key`: both or neither.

@@ -198,9 +198,15 @@ impl Proxy {
             .build();
         let credit = Credit::new(store.clone(), config.credit.clone());
         // OpenAI's tokenizer parses its embedded ranks once per process: off the first
-        // OpenAI request's path.
+        // OpenAI request's path, and only for the vocabularies the registry's models use.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            drop(handle.spawn_blocking(meter::relayed::TokenCounter::warm_up));
+            let models: Vec<String> = registry
+                .platform_models_for(Protocol::Openai)
+                .filter_map(|m| m.serving().map(|s| s.upstream_model().to_owned()))
+                .collect();
+            drop(handle.spawn_blocking(move || {
+                meter::relayed::TokenCounter::warm_up(models.iter().map(String::as_str));
+            }));
         }
         let rates = Rates::new(store.clone());
         let budgets = crate::budget::Budgets::new(store.clone(), config.credit.flush_interval, config.credit.lease_ttl);

@@ -175,6 +175,11 @@ impl AnthropicMeter {
     pub fn oversized_events(&self) -> u64 {
         self.parser.dropped_events()
     }
+
+    /// The bytes its SSE parser holds allocated ([`SseParser::retained_bytes`]).
+    pub fn retained_bytes(&self) -> usize {
+        self.parser.retained_bytes()
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -384,6 +389,11 @@ impl OpenAiMeter {
     pub fn oversized_events(&self) -> u64 {
         self.parser.dropped_events()
     }
+
+    /// The bytes its SSE parser holds allocated ([`SseParser::retained_bytes`]).
+    pub fn retained_bytes(&self) -> usize {
+        self.parser.retained_bytes()
+    }
 }
 
 impl OpenAiState {
@@ -512,6 +522,16 @@ impl Meter {
             Self::Anthropic(m) => m.relayed_chars(),
             Self::OpenAi(m) => m.relayed_chars(),
             Self::Responses(m) => m.relayed_chars(),
+        }
+    }
+
+    /// The bytes the meter holds allocated for the stream (its SSE parser's buffers): bounded
+    /// by the largest event, whatever the stream's length.
+    pub fn retained_bytes(&self) -> usize {
+        match self {
+            Self::Anthropic(m) => m.retained_bytes(),
+            Self::OpenAi(m) => m.retained_bytes(),
+            Self::Responses(m) => m.retained_bytes(),
         }
     }
 

@@ -118,6 +118,12 @@ impl SseParser {
         self.dropped
     }
 
+    /// The bytes this parser's buffers hold allocated (their capacity): at most a few times the
+    /// largest event since the last one over 64 KiB, never a function of the stream's length.
+    pub fn retained_bytes(&self) -> usize {
+        self.line.capacity() + self.event.capacity() + self.data.capacity()
+    }
+
     /// Feeds one chunk and returns the events it completed, owned.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut events = Vec::new();

@@ -62,6 +62,15 @@ impl UsageChunkStripper {
         Self::default()
     }
 
+    /// The bytes this stripper holds allocated: its parser's buffers, the held-back bytes of
+    /// the current block and its list of block ends. Bounded like the parser's (see
+    /// [`SseParser::retained_bytes`]), never a function of the stream's length.
+    pub fn retained_bytes(&self) -> usize {
+        self.parser.retained_bytes()
+            + self.held.capacity()
+            + self.blocks.capacity() * std::mem::size_of::<(usize, bool)>()
+    }
+
     /// How many usage events were removed so far.
     pub fn stripped_events(&self) -> u64 {
         self.stripped

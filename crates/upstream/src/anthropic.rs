@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::UpstreamState;
 use crate::common::{
-    Fault, Provider, REPLY_WORDS, frames_body, new_id, output_words, reply_pieces, reply_text, sse, to_json,
+    Fault, Provider, REPLY_WORDS, cycled, frames_body, new_id, output_words, reply_pieces, reply_text, sse, to_json,
+    trickle_body,
 };
 use crate::usage::{Text, tokens};
 
@@ -158,6 +159,9 @@ pub(crate) async fn messages(state: &UpstreamState, body: &[u8]) -> Response {
     if let Some(response) = PROVIDER.fault_response(state, fault).await {
         return response;
     }
+    if fault == Fault::Trickle && request.stream == Some(true) {
+        return trickle(state, &request);
+    }
     let words = output_words(Some(request.max_tokens));
     let stop_reason = if words < REPLY_WORDS { "max_tokens" } else { "end_turn" };
     let usage = Usage::of(request.system, request.messages, words);
@@ -212,6 +216,45 @@ pub(crate) async fn messages(state: &UpstreamState, body: &[u8]) -> Response {
         frames.remove(frames.len() - 2);
     }
     PROVIDER.event_stream(frames_body(frames, fault, cut, Some(state)))
+}
+
+/// A `-trickle` stream: the usual events, with `min(events, max_tokens)` content deltas (the
+/// reply's words over and over) paced by the server's [`crate::Trickle`].
+fn trickle(state: &UpstreamState, request: &MessagesRequest<'_>) -> Response {
+    let pace = state.trickle();
+    let words = pace.events.min(request.max_tokens);
+    let stop_reason = if words < pace.events { "max_tokens" } else { "end_turn" };
+    let usage = Usage::of(request.system, request.messages, words);
+    let id = new_id("msg_");
+    let start = Message {
+        id: &id,
+        kind: "message",
+        role: "assistant",
+        model: &request.model,
+        content: &[],
+        stop_reason: None,
+        stop_sequence: None,
+        usage: Usage { output_tokens: 1, ..usage },
+    };
+    let block = TextBlock { kind: "text", text: "" };
+    let head = vec![
+        Event::MessageStart { message: start }.frame(),
+        Event::ContentBlockStart { index: 0, content_block: block }.frame(),
+        Event::Ping.frame(),
+    ];
+    let pieces = reply_pieces(REPLY_WORDS)
+        .map(|piece| {
+            Event::ContentBlockDelta { index: 0, delta: TextDelta { kind: "text_delta", text: piece } }.frame()
+        })
+        .collect();
+    let delta = StopDelta { stop_reason, stop_sequence: None };
+    let output = OutputUsage { usage: Usage { output_tokens: words, ..usage } };
+    let tail = vec![
+        Event::ContentBlockStop { index: 0 }.frame(),
+        Event::MessageDelta { delta, usage: output }.frame(),
+        Event::MessageStop.frame(),
+    ];
+    PROVIDER.event_stream(trickle_body(head, cycled(pieces, words), tail, pace.every, state))
 }
 
 pub(crate) async fn count_tokens(state: &UpstreamState, body: &[u8]) -> Response {

@@ -21,6 +21,35 @@ pub const REPLY_WORDS: u64 = 10;
 /// The pause between streamed frames (and before a non-streamed answer) of a `-slow` model.
 pub const SLOW_CHUNK_DELAY: Duration = Duration::from_millis(200);
 
+/// The shape of a `-trickle` stream: `events` content deltas, one every `every` (a slow
+/// stream held open for `events * every`), for the benchmark of many concurrent streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trickle {
+    /// The pause before each content delta.
+    pub every: Duration,
+    /// How many content deltas (words, one output token each) the stream sends, at most the
+    /// request's token limit.
+    pub events: u64,
+}
+
+impl Default for Trickle {
+    /// One event a second for 30 seconds.
+    fn default() -> Self {
+        Self { every: Duration::from_secs(1), events: 30 }
+    }
+}
+
+/// `n` content pieces cycling through `pieces` (the reply's words, again and again), each a
+/// clone of a prebuilt frame: a long stream allocates nothing per event.
+pub(crate) fn cycled(pieces: Vec<Bytes>, n: u64) -> impl Iterator<Item = Bytes> + Send + 'static {
+    let len = pieces.len();
+    let n = if len == 0 { 0 } else { n };
+    (0..n).map(move |i| {
+        let at = usize::try_from(i).unwrap_or(usize::MAX) % len;
+        pieces.get(at).cloned().unwrap_or_default()
+    })
+}
+
 /// The first `words` words of [`REPLY`], each but the first with its leading space: streamed
 /// deltas, which concatenate to [`reply_text`].
 pub(crate) fn reply_pieces(words: u64) -> impl Iterator<Item = &'static str> {
@@ -70,6 +99,9 @@ pub(crate) enum Fault {
     Hang,
     /// Streams whatever the request's `stream` said (an upstream that ignores it).
     Streams,
+    /// A slow stream: the content deltas paced by the server's [`Trickle`] (Messages and Chat
+    /// Completions; elsewhere, and not streaming, as `None`).
+    Trickle,
 }
 
 impl Fault {
@@ -83,6 +115,7 @@ impl Fault {
             ("-slow", Fault::Slow),
             ("-hang", Fault::Hang),
             ("-streams", Fault::Streams),
+            ("-trickle", Fault::Trickle),
         ]
         .into_iter()
         .find(|(suffix, _)| model.ends_with(suffix))
@@ -136,61 +169,85 @@ pub(crate) fn sse(name: Option<&str>, data: &impl Serialize) -> Bytes {
     Bytes::from(frame)
 }
 
+/// What comes before a frame of a streamed body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pause {
+    /// Nothing (the first frame).
+    None,
+    /// A yield to the runtime, so that the frame before is flushed by itself.
+    Yield,
+    /// A sleep (`-slow`, `-trickle`).
+    Sleep(Duration),
+}
+
 /// A body of `frames`, one frame at a time: the task yields between frames (or sleeps, for
 /// `-slow`) so that each is flushed by itself. With `cut`, the body ends in an error after the
 /// last frame, which makes the server close the connection without the terminating chunk.
 /// With `tally`, a body dropped before its end (the client went away) is counted in it (see
 /// [`UpstreamState::abandoned_streams`]).
 pub(crate) fn frames_body(frames: Vec<Bytes>, fault: Fault, cut: bool, tally: Option<&UpstreamState>) -> Body {
-    struct Frames {
-        rest: std::vec::IntoIter<Bytes>,
-        pace: Option<Duration>,
-        started: bool,
-        cut: bool,
+    let pause = fault.pace().map_or(Pause::Yield, Pause::Sleep);
+    let paced = frames.into_iter().enumerate().map(move |(i, frame)| (if i == 0 { Pause::None } else { pause }, frame));
+    paced_body(paced, cut.then_some(pause), tally)
+}
+
+/// A `-trickle` body: `head` at once, then `content` with `every` before each frame, then
+/// `tail` at once (each frame still flushed by itself). Generated as it is sent, so a long
+/// stream holds no frame list.
+pub(crate) fn trickle_body(
+    head: Vec<Bytes>,
+    content: impl Iterator<Item = Bytes> + Send + 'static,
+    tail: Vec<Bytes>,
+    every: Duration,
+    tally: &UpstreamState,
+) -> Body {
+    let head = head.into_iter().enumerate().map(|(i, frame)| (if i == 0 { Pause::None } else { Pause::Yield }, frame));
+    let content = content.map(move |frame| (Pause::Sleep(every), frame));
+    let tail = tail.into_iter().map(|frame| (Pause::Yield, frame));
+    paced_body(head.chain(content).chain(tail), None, Some(tally))
+}
+
+/// A body of `frames`, each after its pause. `cut`: after the last frame, the pause and then an
+/// error (the connection is closed without the terminating chunk). `tally`: see [`frames_body`].
+fn paced_body(
+    frames: impl Iterator<Item = (Pause, Bytes)> + Send + 'static,
+    cut: Option<Pause>,
+    tally: Option<&UpstreamState>,
+) -> Body {
+    struct Frames<I> {
+        rest: I,
+        cut: Option<Pause>,
         /// Every frame (and the cut) was sent.
         ended: bool,
         tally: Option<UpstreamState>,
     }
-    impl Frames {
-        fn end(&mut self) {
-            self.ended = true;
-        }
-    }
-    impl Drop for Frames {
+    impl<I> Drop for Frames<I> {
         fn drop(&mut self) {
             if let (false, Some(tally)) = (self.ended, &self.tally) {
                 tally.count_abandoned();
             }
         }
     }
-    let frames = Frames {
-        rest: frames.into_iter(),
-        pace: fault.pace(),
-        started: false,
-        cut,
-        ended: false,
-        tally: tally.cloned(),
-    };
-    let stream = futures_util::stream::unfold(frames, |mut frames| async move {
-        let next = frames.rest.next();
-        if frames.started && (next.is_some() || frames.cut) {
-            match frames.pace {
-                Some(pause) => tokio::time::sleep(pause).await,
-                None => tokio::task::yield_now().await,
-            }
+    async fn pause(pause: Pause) {
+        match pause {
+            Pause::None => {}
+            Pause::Yield => tokio::task::yield_now().await,
+            Pause::Sleep(duration) => tokio::time::sleep(duration).await,
         }
-        frames.started = true;
-        match next {
-            Some(frame) => Some((Ok(frame), frames)),
-            None if frames.cut => {
-                frames.cut = false;
-                frames.end();
-                let cut = io::Error::new(io::ErrorKind::ConnectionAborted, "-cut fault");
-                Some((Err(cut), frames))
+    }
+    let frames = Frames { rest: frames, cut, ended: false, tally: tally.cloned() };
+    let stream = futures_util::stream::unfold(frames, |mut frames| async move {
+        match frames.rest.next() {
+            Some((before, frame)) => {
+                pause(before).await;
+                Some((Ok(frame), frames))
             }
             None => {
-                frames.end();
-                None
+                frames.ended = true;
+                let before = frames.cut.take()?;
+                pause(before).await;
+                let cut = io::Error::new(io::ErrorKind::ConnectionAborted, "-cut fault");
+                Some((Err(cut), frames))
             }
         }
     });
@@ -366,7 +423,13 @@ impl Provider {
                 state.closed().await;
                 Some(self.overloaded())
             }
-            Fault::None | Fault::Cut | Fault::NoUsage | Fault::NoFinal | Fault::Slow | Fault::Streams => None,
+            Fault::None
+            | Fault::Cut
+            | Fault::NoUsage
+            | Fault::NoFinal
+            | Fault::Slow
+            | Fault::Streams
+            | Fault::Trickle => None,
         }
     }
 }
@@ -394,6 +457,7 @@ mod tests {
         assert_eq!(Fault::of("m-hang"), Fault::Hang);
         assert_eq!(Fault::of("m-hang-not"), Fault::None);
         assert_eq!(Fault::of("m-streams"), Fault::Streams);
+        assert_eq!(Fault::of("claude-sonnet-4-5-trickle"), Fault::Trickle);
         assert_eq!(Fault::of("claude-sonnet-4-5"), Fault::None);
     }
 }

@@ -131,6 +131,7 @@
 //! | `-slow` | streams normally but with [`SLOW_CHUNK_DELAY`] (200 ms) between frames; not streaming: answers after 200 ms | the same |
 //! | `-hang` | reads the request and never answers, until the server shuts down (then 529) | the same (then 503) |
 //! | `-streams` | answers with an event stream even when the request did not ask for one (`stream` absent or `false`) | the same (Chat Completions; the usage chunk only if `stream_options.include_usage` is `true`) |
+//! | `-trickle` | streaming: a slow stream held open, with `min(events, max_tokens)` content deltas (the reply's words over and over, one output token each) each after a pause of `every` ([`Trickle`], the binary's `--trickle-events` and `--trickle-every-ms`, default 30 events, one a second), the usage counting them; not streaming: answers normally | the same on Chat Completions (`max_completion_tokens` or `max_tokens` caps it); `/v1/responses` answers normally |
 //!
 //! The faults apply to `/v1/messages/count_tokens` too (`-cut` as not streaming). The model
 //! lists have no faults. `/v1/responses` has one more, [`FAILED_SUFFIX`] (`-failed`): the
@@ -171,7 +172,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
-pub use common::{REPLY, REPLY_WORDS, SLOW_CHUNK_DELAY};
+pub use common::{REPLY, REPLY_WORDS, SLOW_CHUNK_DELAY, Trickle};
 pub use models::{ANTHROPIC_MODELS, OPENAI_MODELS};
 pub use responses::{FAILED_SUFFIX, REASONING_TOKENS};
 
@@ -262,6 +263,8 @@ pub struct UpstreamState {
 #[derive(Debug)]
 struct Shared {
     record: bool,
+    /// The pace of `-trickle` streams.
+    trickle: Trickle,
     log: Mutex<Vec<Recorded>>,
     closing: watch::Sender<bool>,
     /// Streamed bodies dropped before their end.
@@ -269,16 +272,28 @@ struct Shared {
 }
 
 impl UpstreamState {
-    /// A fresh state; `record: false` keeps no log (for the benchmark).
+    /// A fresh state; `record: false` keeps no log (for the benchmark). `-trickle` streams
+    /// are paced by [`Trickle::default`].
     pub fn new(record: bool) -> UpstreamState {
+        UpstreamState::with_trickle(record, Trickle::default())
+    }
+
+    /// A fresh state (as [`UpstreamState::new`]) whose `-trickle` streams are paced by `trickle`.
+    pub fn with_trickle(record: bool, trickle: Trickle) -> UpstreamState {
         UpstreamState {
             shared: Arc::new(Shared {
                 record,
+                trickle,
                 log: Mutex::new(Vec::new()),
                 closing: watch::Sender::new(false),
                 abandoned: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The pace of `-trickle` streams.
+    pub fn trickle(&self) -> Trickle {
+        self.shared.trickle
     }
 
     /// Every request received so far, in order (empty when not recording).

@@ -1,33 +1,46 @@
 //! `tollgate-upstream`: the stand-in upstream as a process, for the proxy's benchmark.
 //!
 //! ```text
-//! tollgate-upstream [--listen ADDR] [--no-record]
+//! tollgate-upstream [--listen ADDR] [--no-record] [--trickle-every-ms MS] [--trickle-events N]
 //! ```
 //!
 //! Binds `ADDR` (default `127.0.0.1:0`), prints `listening on http://ADDR` with the bound address
 //! on stdout, and serves until killed. `--no-record` keeps no request log (the binary has no way
-//! to read it anyway, so the benchmark should pass it).
+//! to read it anyway, so the benchmark should pass it). A `-trickle` model's stream sends `N`
+//! content deltas (default 30), one every `MS` milliseconds (default 1000).
 
 use std::process::ExitCode;
 
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tollgate_upstream::{UpstreamState, serve};
 
-const USAGE: &str = "usage: tollgate-upstream [--listen ADDR] [--no-record]";
+use tollgate_upstream::{Trickle, UpstreamState, serve};
+
+const USAGE: &str =
+    "usage: tollgate-upstream [--listen ADDR] [--no-record] [--trickle-every-ms MS] [--trickle-events N]";
 
 struct Options {
     listen: String,
     record: bool,
+    trickle: Trickle,
+}
+
+fn number(value: Option<String>, flag: &str) -> Result<u64, String> {
+    value.and_then(|v| v.parse().ok()).ok_or_else(|| format!("{flag} needs a whole number"))
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let mut options = Options { listen: "127.0.0.1:0".to_owned(), record: true };
+    let mut options = Options { listen: "127.0.0.1:0".to_owned(), record: true, trickle: Trickle::default() };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => {
                 options.listen = args.next().ok_or("--listen needs an address")?;
             }
             "--no-record" => options.record = false,
+            "--trickle-every-ms" => {
+                options.trickle.every = Duration::from_millis(number(args.next(), "--trickle-every-ms")?);
+            }
+            "--trickle-events" => options.trickle.events = number(args.next(), "--trickle-events")?,
             "-h" | "--help" => return Ok(None),
             other => match other.strip_prefix("--listen=") {
                 Some(addr) => options.listen = addr.to_owned(),
@@ -77,7 +90,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        let state = UpstreamState::new(options.record);
+        let state = UpstreamState::with_trickle(options.record, options.trickle);
         match serve(listener, state, std::future::pending()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::UpstreamState;
 use crate::common::{
-    Fault, Provider, REPLY_WORDS, frames_body, new_id, output_words, reply_pieces, reply_text, served_tier, sse,
-    to_json, unix_now,
+    Fault, Provider, REPLY_WORDS, cycled, frames_body, new_id, output_words, reply_pieces, reply_text, served_tier,
+    sse, to_json, trickle_body, unix_now,
 };
 use crate::usage::{Text, tokens};
 
@@ -121,8 +121,15 @@ pub(crate) async fn chat_completions(state: &UpstreamState, body: &[u8]) -> Resp
     if let Some(response) = PROVIDER.fault_response(state, fault).await {
         return response;
     }
-    let words = output_words(limit);
-    let finish_reason = if words < REPLY_WORDS { "length" } else { "stop" };
+    let trickling = fault == Fault::Trickle && request.stream == Some(true);
+    let (words, finish_reason) = if trickling {
+        let events = state.trickle().events;
+        let words = limit.map_or(events, |limit| limit.min(events));
+        (words, if words < events { "length" } else { "stop" })
+    } else {
+        let words = output_words(limit);
+        (words, if words < REPLY_WORDS { "length" } else { "stop" })
+    };
     let prompt_tokens = tokens(request.messages.bytes).max(1);
     let usage = ChatUsage {
         prompt_tokens,
@@ -167,15 +174,8 @@ pub(crate) async fn chat_completions(state: &UpstreamState, body: &[u8]) -> Resp
             },
         )
     };
-    let mut frames = Vec::with_capacity(4 + REPLY_WORDS as usize);
     let role = Delta { role: Some("assistant"), content: Some("") };
-    frames.push(chunk(role, None));
-    for piece in reply_pieces(words) {
-        let content = Delta { role: None, content: Some(piece) };
-        frames.push(chunk(content, None));
-    }
-    frames.push(chunk(Delta::default(), Some(finish_reason)));
-    if include_usage {
+    let usage_chunk = || {
         let last = Chunk {
             id: &id,
             object: "chat.completion.chunk",
@@ -185,7 +185,32 @@ pub(crate) async fn chat_completions(state: &UpstreamState, body: &[u8]) -> Resp
             service_tier,
             usage: Some(Some(&usage)),
         };
-        frames.push(sse(None, &last));
+        sse(None, &last)
+    };
+    if trickling {
+        // The reply's words over and over, `words` of them, paced by the server's trickle.
+        let pieces = reply_pieces(REPLY_WORDS).map(|piece| chunk(Delta { role: None, content: Some(piece) }, None));
+        let mut tail = vec![chunk(Delta::default(), Some(finish_reason))];
+        tail.extend(include_usage.then(usage_chunk));
+        tail.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        let content = cycled(pieces.collect(), words);
+        return PROVIDER.event_stream(trickle_body(
+            vec![chunk(role, None)],
+            content,
+            tail,
+            state.trickle().every,
+            state,
+        ));
+    }
+    let mut frames = Vec::with_capacity(4 + REPLY_WORDS as usize);
+    frames.push(chunk(role, None));
+    for piece in reply_pieces(words) {
+        let content = Delta { role: None, content: Some(piece) };
+        frames.push(chunk(content, None));
+    }
+    frames.push(chunk(Delta::default(), Some(finish_reason)));
+    if include_usage {
+        frames.push(usage_chunk());
     }
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
 

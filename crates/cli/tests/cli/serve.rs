@@ -195,6 +195,33 @@ fn malformed_id_arguments_are_usage_errors() {
     }
 }
 
+/// The soft and hard "Max open files" of a `/proc/PID/limits` text.
+fn open_file_limits(limits: &str) -> (String, String) {
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let mut fields = line.trim_start_matches("Max open files").split_whitespace();
+    (fields.next().unwrap().to_owned(), fields.next().unwrap().to_owned())
+}
+
+#[test]
+fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    // Started with a soft limit of 256 (a shell that lowers it and execs serve): a server that
+    // kept it would refuse connections at about 128 concurrent streams.
+    let dir = data_dir("nofile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wrapper = dir.with_extension("sh");
+    let script = format!("#!/bin/sh\nulimit -Sn 256 || exit 1\nexec '{}' \"$@\"\n", crate::bin().display());
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (_, hard) = open_file_limits(&std::fs::read_to_string("/proc/self/limits").unwrap());
+    assert_ne!(hard, "256", "the hard limit must be above the lowered soft limit for this test to mean anything");
+    let s = Server::start(&wrapper, &dir, &[], &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();
+    assert_eq!(open_file_limits(&limits), (hard.clone(), hard), "{limits}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&wrapper);
+}
+
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let dir = data_dir("sigterm");

@@ -77,10 +77,15 @@ impl TokenCounter {
         }
     }
 
-    /// Loads OpenAI's tokenizers (a one-time parse of their embedded ranks), so that the
-    /// first stream counted does not wait for it.
-    pub fn warm_up() {
-        let _ = (tiktoken_rs::o200k_base_singleton(), tiktoken_rs::cl100k_base_singleton());
+    /// Loads the tokenizers `upstream_models` (the OpenAI models a registry serves) count with
+    /// (a one-time parse of their embedded ranks), so that the first stream counted does not
+    /// wait for it. Only those: each vocabulary parsed stays resident for the life of the
+    /// process (tens of MiB for `o200k_base`), so one no served model uses is never loaded.
+    pub fn warm_up<'a>(upstream_models: impl IntoIterator<Item = &'a str>) {
+        for model in upstream_models {
+            // `for_model` returns the loaded singleton: loading is the point.
+            let _ = Self::for_model(tollgate_policy::Protocol::Openai, model);
+        }
     }
 
     /// Whether this counter tokenizes (else it counts bytes for [`estimate_tokens`]).

@@ -150,6 +150,11 @@ impl ResponsesMeter {
     pub fn oversized_events(&self) -> u64 {
         self.parser.dropped_events()
     }
+
+    /// The bytes its SSE parser holds allocated ([`crate::sse::SseParser::retained_bytes`]).
+    pub fn retained_bytes(&self) -> usize {
+        self.parser.retained_bytes()
+    }
 }
 
 impl ResponsesState {

@@ -334,3 +334,83 @@ data: {\"choices\":[],\"service_tier\":\"flex\",\"usage\":{\"prompt_tokens\":10,
     responses_body.observe_body(br#"{"service_tier":"flex","usage":{"input_tokens":3,"output_tokens":4}}"#);
     assert_eq!(responses_body.usage().service_tier, Some(ServiceTier::Flex));
 }
+
+/// Splits `stream` into chunks of pseudo-random sizes from 1 byte to 16 KiB (a fixed LCG, so a
+/// failure reproduces), cutting events, lines and `\r\n` pairs anywhere.
+fn ragged_chunks(stream: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= stream.len() {
+            return None;
+        }
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let len = 1 + usize::try_from(state >> 50).unwrap_or(0) % (16 * 1024);
+        let end = (at + len).min(stream.len());
+        let chunk = &stream[at..end];
+        at = end;
+        Some(chunk)
+    })
+}
+
+/// What a relay holds for one stream, fed `events` events (`event` repeated) and then `last`:
+/// the largest retained size seen after any chunk, and the retained size at the end.
+fn relay_retained(meter: &mut Meter, event: &[u8], events: usize, last: &[u8]) -> (usize, usize, u64) {
+    let mut stream = event.repeat(events);
+    stream.extend_from_slice(last);
+    let mut stripper = crate::strip::UsageChunkStripper::new();
+    let (mut most, mut relayed) = (0, 0u64);
+    for chunk in ragged_chunks(&stream) {
+        meter.observe_chunk(chunk);
+        relayed += stripper.push(bytes::Bytes::copy_from_slice(chunk)).len() as u64;
+        most = most.max(meter.retained_bytes() + stripper.retained_bytes());
+    }
+    relayed += stripper.finish().len() as u64;
+    (most, meter.retained_bytes() + stripper.retained_bytes(), relayed)
+}
+
+#[test]
+fn a_long_streams_relay_state_does_not_grow_with_the_response() {
+    // 32 MiB of OpenAI content chunks (and the usage chunk the stripper removes), in ragged
+    // chunks: the meter's and the stripper's buffers stay within a few events' size, the same
+    // after 32 MiB as the bound the 1 MiB limit on one event sets, however long the stream.
+    let event = br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-5","choices":[{"index":0,"delta":{"content":" The quick brown fox jumps over the lazy dog."},"finish_reason":null}]}"#;
+    let event = [&event[..], b"\n\n"].concat();
+    let events = (32 << 20) / event.len();
+    let usage = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":7}}\n\ndata: [DONE]\n\n";
+    let mut meter =
+        Meter::new(Protocol::Openai).with_counter(relayed::TokenCounter::for_model(Protocol::Openai, "gpt-5"));
+    let (most, end, relayed) = relay_retained(&mut meter, &event, events, usage);
+    assert!(most <= 64 * 1024, "the relay held {most} bytes for one stream");
+    assert!(end <= 64 * 1024, "{end}");
+    assert!(meter.completed());
+    assert!(meter.relayed_chars() >= (events * 45) as u64, "every delta was counted");
+    let sent = (event.len() * events + usage.len()) as u64;
+    assert_eq!(relayed, sent - (usage.len() as u64 - b"data: [DONE]\n\n".len() as u64), "all but the usage chunk");
+
+    let event = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" The quick brown fox jumps over the lazy dog.\"}}\n\n";
+    let mut meter = Meter::new(Protocol::Anthropic);
+    let (most, _, _) = relay_retained(&mut meter, event, (32 << 20) / event.len(), b"");
+    assert!(most <= 64 * 1024, "the relay held {most} bytes for one stream");
+}
+
+#[test]
+fn one_huge_event_is_not_kept_after_it_passed() {
+    // A 12 MiB text delta (over the parser's 1 MiB event limit: dropped from metering, passed
+    // on by the stripper as it comes) and then ordinary events. While it passes, the meter's
+    // parser, the stripper's parser and its held-back bytes each grow to at most twice the
+    // limit (a doubling Vec), not to the event's size; afterwards what is held is small again.
+    let huge =
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{}\"}}}}]}}\n\n", "x".repeat(12 << 20));
+    let small = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    let mut meter = Meter::new(Protocol::Openai);
+    let (most, end, _) = relay_retained(&mut meter, huge.as_bytes(), 1, &small.repeat(1000));
+    assert!(most <= 6 * crate::sse::DEFAULT_MAX_EVENT_BYTES, "bounded by the event limit: {most}");
+    assert!(end <= 64 * 1024, "released after the huge event: {end}");
+    // A 600 KiB event (under the limit): buffered while it passes, released after.
+    let big =
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{}\"}}}}]}}\n\n", "y".repeat(600 << 10));
+    let mut meter = Meter::new(Protocol::Openai);
+    let (_, end, _) = relay_retained(&mut meter, big.as_bytes(), 2, &small.repeat(1000));
+    assert!(end <= 64 * 1024, "released after the big events: {end}");
+}

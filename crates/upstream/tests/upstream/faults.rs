@@ -1,9 +1,13 @@
-//! The fault modes chosen by the model suffix: overloaded, unauthorized, cut, slow, hang.
+//! The fault modes chosen by the model suffix: overloaded, unauthorized, cut, slow, hang, trickle.
 
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::http::Request;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tollgate_upstream::{REPLY, SLOW_CHUNK_DELAY, Upstream};
+use tollgate_upstream::{REPLY, SLOW_CHUNK_DELAY, Trickle, Upstream, UpstreamState, router};
+use tower::ServiceExt;
 
 use crate::{
     KEY, anthropic, anthropic_events, chat_request, client, collect, concat, delta_text, expected_names, header, names,
@@ -177,4 +181,60 @@ async fn hanging_requests_are_never_answered_until_shutdown() {
     drop(upstream);
     let response = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap().unwrap();
     assert_eq!(response.status(), 503);
+}
+
+/// The frames of `body` posted to `path` on a stand-in whose trickle is `trickle`, in process.
+async fn trickle_frames(trickle: Trickle, path: &str, body: &Value) -> Vec<String> {
+    let request = Request::post(path)
+        .header("x-api-key", KEY)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = router(UpstreamState::with_trickle(false, trickle)).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.into_body().into_data_stream();
+    let mut frames = Vec::new();
+    while let Some(frame) = stream.next().await {
+        frames.push(String::from_utf8(frame.unwrap().to_vec()).unwrap());
+    }
+    frames
+}
+
+#[tokio::test]
+async fn trickle_streams_send_the_configured_number_of_deltas_with_matching_usage() {
+    let trickle = Trickle { every: Duration::from_millis(1), events: 25 };
+    let request = with(plain_request("claude-sonnet-4-5-trickle"), "stream", json!(true));
+    let frames = trickle_frames(trickle, "/v1/messages", &request).await;
+    let events = anthropic_events(&frames.concat());
+    assert_eq!(frames.len(), events.len(), "each event is a frame of its own");
+    assert_eq!(names(&events), expected_names(25));
+    let text = delta_text(&events);
+    assert!(text.starts_with(&format!("{REPLY}{REPLY}")), "the reply's words over and over: {text:?}");
+    assert_eq!(text.split_inclusive(' ').count(), 25 - 2, "25 words, two of them joined at the reply's ends");
+    assert_eq!(events[events.len() - 2].1["usage"]["output_tokens"], 25);
+    assert_eq!(events[events.len() - 2].1["delta"]["stop_reason"], "end_turn");
+
+    // The token limit caps the trickle.
+    let capped = with(request.clone(), "max_tokens", json!(7));
+    let events = anthropic_events(&trickle_frames(trickle, "/v1/messages", &capped).await.concat());
+    assert_eq!(names(&events), expected_names(7));
+    assert_eq!(events[events.len() - 2].1["delta"]["stop_reason"], "max_tokens");
+
+    let chat = json!({
+        "model": "gpt-5-trickle",
+        "messages": [{"role": "user", "content": "hello"}],
+        "stream": true,
+        "stream_options": {"include_usage": true}
+    });
+    let frames = trickle_frames(trickle, "/v1/chat/completions", &chat).await;
+    let chunks = openai_chunks(&frames.concat(), true);
+    assert_eq!(chunks.len(), 1 + 25 + 2, "role, 25 words, finish, usage");
+    assert_eq!(chunks[26]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(chunks[27]["usage"]["completion_tokens"], 25);
+    assert!(openai_text(&chunks).starts_with(REPLY));
+
+    // Not streaming: an ordinary answer.
+    let body = trickle_frames(trickle, "/v1/messages", &plain_request("claude-sonnet-4-5-trickle")).await.concat();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["content"][0]["text"], REPLY);
 }
