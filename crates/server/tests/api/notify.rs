@@ -28,6 +28,7 @@ both_backends!(
     a_receiver_that_fails_once_gets_it_next_time,
     admin_events_and_failures_are_not_sent,
     a_full_queue_is_recorded,
+    the_alarm_evaluators_firings_are_delivered_signed,
 );
 
 const SECRET: &str = "whsec-test-7d1c0b9a";
@@ -313,4 +314,42 @@ async fn the_documented_url_grammar_is_the_validated_one(backend: Backend) {
     let body = &doc["components"]["schemas"]["Notification"];
     assert_eq!(body["required"], json!(["text", "event"]));
     assert_eq!(body["properties"]["event"]["$ref"], "#/components/schemas/EventOut");
+}
+
+/// End to end: the demo's week and drain through the ledger, the alarm evaluator's pass, and
+/// the webhook: both rules that fire (the drain workspace's cap, the org's default rule) are
+/// delivered once, signed, and a second pass (still over, same crossing) sends nothing.
+async fn the_alarm_evaluators_firings_are_delivered_signed(backend: Backend) {
+    let receiver = Receiver::start(Behaviour::Accept, URL_SECRET).await;
+    let app = app_with(backend, config(Some(&receiver))).await;
+    let registry = std::sync::Arc::new(tollgate_policy::Registry::embedded().unwrap());
+    let now = tollgate_store::Timestamp::now();
+    let demo = tollgate_server::demo::seed(app.store.as_ref(), &registry, now).await.unwrap();
+    let state = tollgate_server::AppState::new(
+        app.store.clone(),
+        registry,
+        tollgate_policy::PublicUrl::parse("http://tollgate.test").unwrap(),
+    )
+    .with_notifier(app.notifier.clone());
+    let first = tollgate_server::alarms::evaluate_once(&state, now).await.unwrap();
+    assert_eq!(first.recorded.iter().filter(|k| **k == EventKind::AlarmFired).count(), 2, "{:?}", first.recorded);
+    let hits = receiver.wait_for(2, WAIT).await;
+    assert_eq!(hits.len(), 2);
+    let drain_ws = demo.workspaces.iter().find(|w| w.name == tollgate_server::demo::DRAIN_WORKSPACE).unwrap();
+    let mut scopes = Vec::new();
+    for hit in &hits {
+        assert_signed(hit);
+        let body = hit.json();
+        assert_eq!(body["event"]["kind"], "alarm.fired");
+        assert_eq!(body["event"]["org_id"], demo.org.id.to_string());
+        assert!(body["text"].as_str().unwrap().contains("drain alarm"), "{body}");
+        scopes.push(body["event"]["workspace_id"].as_str().map(str::to_owned));
+    }
+    scopes.sort();
+    assert_eq!(scopes, [None, Some(drain_ws.id.to_string())], "the org's default rule and the workspace's rule");
+    let again = tollgate_server::alarms::evaluate_once(&state, tollgate_store::Timestamp(now.0 + 1_000)).await.unwrap();
+    assert!(!again.recorded.contains(&EventKind::AlarmFired), "once per crossing: {:?}", again.recorded);
+    // A barrier: anything the second pass had sent would have arrived before it.
+    barrier(&app, &receiver, &demo.org.id.to_string(), 2).await;
+    app.stop().await;
 }
