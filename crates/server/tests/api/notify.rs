@@ -350,6 +350,6 @@ async fn the_alarm_evaluators_firings_are_delivered_signed(backend: Backend) {
     let again = tollgate_server::alarms::evaluate_once(&state, tollgate_store::Timestamp(now.0 + 1_000)).await.unwrap();
     assert!(!again.recorded.contains(&EventKind::AlarmFired), "once per crossing: {:?}", again.recorded);
     // A barrier: anything the second pass had sent would have arrived before it.
-    barrier(&app, &receiver, &demo.org.id.to_string(), 2).await;
+    barrier(&app, &receiver, demo.org.id.as_ref(), 2).await;
     app.stop().await;
 }
