@@ -163,6 +163,35 @@ pub(crate) fn trace_layer() -> Trace {
         .on_failure(DefaultOnFailure::new().level(Level::ERROR).latency_unit(LatencyUnit::Millis))
 }
 
+/// The proxy's routes' request tracing type: no lines of its own.
+pub(crate) type ProxyTrace = TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    fn(&Request<Body>) -> Span,
+    (),
+    (),
+    (),
+    (),
+    DefaultOnFailure,
+>;
+
+/// Request tracing of the proxy's routes, which log one `tollgate::request` line per request
+/// themselves (`tollgate_proxy::observe`): no "finished" line beside it, and a span only when
+/// traces are exported (it is the parent of the proxy's `chat` span and continues the client's
+/// `traceparent`); otherwise no per-request span work at all. Server errors still log at ERROR.
+pub(crate) fn proxy_trace_layer() -> ProxyTrace {
+    TraceLayer::new_for_http()
+        .make_span_with(make_proxy_span as fn(&Request<Body>) -> Span)
+        .on_request(())
+        .on_response(())
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(DefaultOnFailure::new().level(Level::ERROR).latency_unit(LatencyUnit::Millis))
+}
+
+fn make_proxy_span(req: &Request<Body>) -> Span {
+    if TRACE_CONTEXT.load(Ordering::Relaxed) { make_span(req) } else { Span::none() }
+}
+
 /// A handler panicked: 500 with the generic message. The panic itself was reported by the
 /// panic hook.
 pub(crate) fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Response {
