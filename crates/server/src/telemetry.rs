@@ -164,15 +164,8 @@ pub(crate) fn trace_layer() -> Trace {
 }
 
 /// The proxy's routes' request tracing type: no lines of its own.
-pub(crate) type ProxyTrace = TraceLayer<
-    SharedClassifier<ServerErrorsAsFailures>,
-    fn(&Request<Body>) -> Span,
-    (),
-    (),
-    (),
-    (),
-    DefaultOnFailure,
->;
+pub(crate) type ProxyTrace =
+    TraceLayer<SharedClassifier<ServerErrorsAsFailures>, fn(&Request<Body>) -> Span, (), (), (), (), DefaultOnFailure>;
 
 /// Request tracing of the proxy's routes, which log one `tollgate::request` line per request
 /// themselves (`tollgate_proxy::observe`): no "finished" line beside it, and a span only when
