@@ -31,8 +31,11 @@ pub struct CreditConfig {
     pub lease_ttl: Duration,
     /// A lease with nothing in flight and unused this long is returned to the org.
     pub idle_return: Duration,
-    /// A new lease asks for this many times the request's worst case (bounded by an eighth
-    /// of the org's balance, so other instances find credit too).
+    /// A new lease asks for this many times the request's worst case, or for what this
+    /// instance reserved from the org over the last second if that is more (bounded by an
+    /// eighth of the org's balance, so other instances find credit too): a busy org refills
+    /// about once a second, not every few dozen requests, each refill being a database write
+    /// the requests that find the lease empty wait for.
     pub lease_multiple: i64,
     /// After recalling other instances' leases, how long to wait for them to return credit
     /// before refusing a request.
@@ -262,6 +265,48 @@ struct LeaseState {
     renewed: Instant,
     /// Whether the lease exists in the database (credit was granted to it).
     opened: bool,
+    /// The flow of reservations, which sizes the next refill.
+    flow: Flow,
+}
+
+/// Reservations counted per one-second window: the current window's and the last full one's.
+#[derive(Clone, Copy, Debug)]
+struct Flow {
+    window: Instant,
+    current: i64,
+    last: i64,
+}
+
+/// The window [`Flow`] counts over.
+const FLOW_WINDOW: Duration = Duration::from_secs(1);
+
+impl Flow {
+    fn new(now: Instant) -> Self {
+        Self { window: now, current: 0, last: 0 }
+    }
+
+    /// Counts `amount` reserved at `now`.
+    fn add(&mut self, amount: i64, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.window);
+        if elapsed >= FLOW_WINDOW {
+            // A window with no reservation in between leaves nothing to carry over.
+            self.last = if elapsed < 2 * FLOW_WINDOW { self.current } else { 0 };
+            self.current = 0;
+            self.window = now;
+        }
+        self.current = self.current.saturating_add(amount);
+    }
+
+    /// Reservations per window, recently: the more of the last full window and this one.
+    fn per_window(&self) -> i64 {
+        self.last.max(self.current)
+    }
+}
+
+/// What a refill asks the store for: `multiple` times the request's `amount`, or a window's
+/// worth of the reservations `flow` counted if that is more; never less than `need`.
+fn lease_want(amount: i64, need: i64, multiple: i64, flow: &Flow) -> i64 {
+    amount.saturating_mul(multiple).max(flow.per_window()).max(need)
 }
 
 impl LeaseState {
@@ -273,6 +318,7 @@ impl LeaseState {
             last_used: Instant::now(),
             renewed: Instant::now(),
             opened: false,
+            flow: Flow::new(Instant::now()),
         }
     }
 }
@@ -338,15 +384,16 @@ impl Credit {
             if let Some(hold) = take(&org, org_id, amount) {
                 return Ok(hold);
             }
-            let (lease_id, need) = {
+            let (lease_id, need, want) = {
                 let s = lock(&org.state);
-                (s.lease_id.clone(), amount - s.available)
+                let need = amount - s.available;
+                (s.lease_id.clone(), need, lease_want(amount, need, self.inner.config.lease_multiple, &s.flow))
             };
             let request = LeaseRequest {
                 lease_id: lease_id.clone(),
                 org_id: org_id.clone(),
                 need: Micros::new(need),
-                want: Micros::new(amount.saturating_mul(self.inner.config.lease_multiple).max(need)),
+                want: Micros::new(want),
                 ttl: self.inner.config.lease_ttl,
             };
             match self.inner.store.lease_credit(&request).await.map_err(Refusal::Store)? {
@@ -537,7 +584,9 @@ fn take(org: &Arc<OrgCredit>, org_id: &OrgId, amount: i64) -> Option<Hold> {
     }
     s.available -= amount;
     s.held += amount;
-    s.last_used = Instant::now();
+    let now = Instant::now();
+    s.last_used = now;
+    s.flow.add(amount, now);
     Some(Hold { org_id: org_id.clone(), org: org.clone(), lease_id: s.lease_id.clone(), amount })
 }
 
@@ -686,6 +735,22 @@ mod tests {
             let err = CreditConfig::from_env(env(&[("TOLLGATE_LEDGER_BACKLOG_ROWS", bad)])).err();
             assert!(err.as_deref().is_some_and(|e| e.contains("TOLLGATE_LEDGER_BACKLOG_ROWS")), "{bad}: {err:?}");
         }
+    }
+
+    #[test]
+    fn a_refill_asks_for_a_window_of_the_flow_when_that_is_more_than_the_multiple() {
+        let start = Instant::now();
+        let mut flow = Flow::new(start);
+        assert_eq!(lease_want(10, 10, 64, &flow), 640, "no flow yet: the multiple");
+        for _ in 0..1000 {
+            flow.add(10, start);
+        }
+        assert_eq!(lease_want(10, 10, 64, &flow), 10_000, "a busy lease: what it reserved in the window");
+        flow.add(10, start + FLOW_WINDOW);
+        assert_eq!(flow.per_window(), 10_000, "the last full window still counts");
+        flow.add(10, start + 4 * FLOW_WINDOW);
+        assert_eq!(flow.per_window(), 10, "a quiet gap forgets the old flow");
+        assert_eq!(lease_want(10, 50_000, 64, &flow), 50_000, "never less than the need");
     }
 
     #[test]

@@ -557,7 +557,7 @@ fn unreadable_body(rejection: &BytesRejection) -> ProxyError {
 
 /// A refusal before any handler ran, counted like every other refusal.
 fn refused(e: ProxyError, protocol: Protocol) -> Response {
-    metrics::counter!(metric_names::REQUESTS, "status" => e.status.as_u16().to_string()).increment(1);
+    metric_names::count_request(e.status.as_u16());
     e.into_response(protocol)
 }
 
@@ -1052,7 +1052,7 @@ fn relay(
     strip_usage: bool,
     upstream_latency: Duration,
 ) -> Result<Response, ProxyError> {
-    metrics::histogram!(metric_names::UPSTREAM_LATENCY).record(upstream_latency.as_secs_f64());
+    metric_names::handles().upstream_latency.record(upstream_latency.as_secs_f64());
     let status = upstream_response.status();
     guard.status = Some(status.as_u16());
     let mut response = Response::builder().status(status.as_u16());
@@ -1069,11 +1069,11 @@ fn relay(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     guard.streamed = sse;
-    metrics::counter!(metric_names::REQUESTS, "status" => status.as_u16().to_string()).increment(1);
+    metric_names::count_request(status.as_u16());
     // What the proxy added: everything but the wait for the upstream's headers.
     guard.obs.responded(upstream_latency);
     let added = guard.obs.added_latency.unwrap_or_default();
-    metrics::histogram!(metric_names::ADDED_LATENCY).record(added.as_secs_f64());
+    metric_names::handles().added_latency.record(added.as_secs_f64());
     let stream = Metered {
         inner: Box::pin(upstream_response.bytes_stream()),
         sse,
@@ -1150,7 +1150,7 @@ impl SettleGuard {
         };
         let (usage, charge, estimated) = self.charge(hold.amount());
         if estimated {
-            metrics::counter!(metric_names::ESTIMATED_SETTLEMENTS).increment(1);
+            metric_names::handles().estimated.increment(1);
         }
         if let Some(permit) = self.rate.take() {
             let used =
@@ -1163,11 +1163,13 @@ impl SettleGuard {
         let settlement =
             Settlement { usage, cost: charge.cost, provider_cost: charge.provider, http_status: status, estimated };
         self.obs.finish(status, &usage, charge.cost, estimated);
-        metrics::counter!(metric_names::COST_MICROS).increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
-        metrics::counter!(metric_names::TOKENS, "kind" => "input").increment(usage.input_tokens);
-        metrics::counter!(metric_names::TOKENS, "kind" => "output").increment(usage.output_tokens);
-        metrics::counter!(metric_names::TOKENS, "kind" => "cache_write").increment(usage.cache_write_tokens);
-        metrics::counter!(metric_names::TOKENS, "kind" => "cache_read").increment(usage.cache_read_tokens);
+        let m = metric_names::handles();
+        m.cost.increment(u64::try_from(settlement.cost.get()).unwrap_or(0));
+        let [input, output, cache_write, cache_read] = &m.tokens;
+        input.increment(usage.input_tokens);
+        output.increment(usage.output_tokens);
+        cache_write.increment(usage.cache_write_tokens);
+        cache_read.increment(usage.cache_read_tokens);
         let entry = LedgerEntry {
             request_id,
             workspace_id,

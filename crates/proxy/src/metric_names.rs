@@ -1,6 +1,8 @@
 //! The proxy's Prometheus metrics: their names (one definition, used where they are recorded
 //! and where the server's recorder gives them buckets) and their descriptions.
 
+use std::sync::OnceLock;
+
 /// Proxied requests, by the HTTP status the client got (`status`).
 pub const REQUESTS: &str = "tollgate_proxy_requests_total";
 /// Tokens metered, by `kind` (`input`, `output`, `cache_write`, `cache_read`).
@@ -33,4 +35,53 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Time from forwarding a request to the upstream's response headers"
     );
+}
+
+/// The proxy's series as handles, registered with the recorder once, at the first request
+/// (after the server installed its recorder), rather than looked up by name and labels on every
+/// request. A recorder installed after that first request would not see them.
+pub(crate) struct Handles {
+    /// [`UPSTREAM_LATENCY`].
+    pub(crate) upstream_latency: metrics::Histogram,
+    /// [`ADDED_LATENCY`].
+    pub(crate) added_latency: metrics::Histogram,
+    /// [`COST_MICROS`].
+    pub(crate) cost: metrics::Counter,
+    /// [`ESTIMATED_SETTLEMENTS`].
+    pub(crate) estimated: metrics::Counter,
+    /// [`TOKENS`] by kind: input, output, cache_write, cache_read.
+    pub(crate) tokens: [metrics::Counter; 4],
+}
+
+static HANDLES: OnceLock<Handles> = OnceLock::new();
+
+/// The first status code [`count_request`] keeps a handle for, and how many follow it.
+const FIRST_STATUS: u16 = 100;
+const STATUSES: usize = 500;
+static STATUS_COUNTERS: [OnceLock<metrics::Counter>; STATUSES] = [const { OnceLock::new() }; STATUSES];
+
+/// The handles of the proxy's unlabelled (or fixed-label) series.
+pub(crate) fn handles() -> &'static Handles {
+    HANDLES.get_or_init(|| Handles {
+        upstream_latency: metrics::histogram!(UPSTREAM_LATENCY),
+        added_latency: metrics::histogram!(ADDED_LATENCY),
+        cost: metrics::counter!(COST_MICROS),
+        estimated: metrics::counter!(ESTIMATED_SETTLEMENTS),
+        tokens: [
+            metrics::counter!(TOKENS, "kind" => "input"),
+            metrics::counter!(TOKENS, "kind" => "output"),
+            metrics::counter!(TOKENS, "kind" => "cache_write"),
+            metrics::counter!(TOKENS, "kind" => "cache_read"),
+        ],
+    })
+}
+
+/// Counts one request answered `status` in [`REQUESTS`]: a cached handle per status code
+/// (100 to 599), a look-up for anything else.
+pub(crate) fn count_request(status: u16) {
+    let register = || metrics::counter!(REQUESTS, "status" => status.to_string());
+    match STATUS_COUNTERS.get(usize::from(status.wrapping_sub(FIRST_STATUS))) {
+        Some(slot) => slot.get_or_init(register).increment(1),
+        None => register().increment(1),
+    }
 }

@@ -5,8 +5,9 @@
 //! logged. Metrics are labelled by method, route template and status, never by raw path.
 
 use std::any::Any;
-use std::sync::OnceLock;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -100,19 +101,53 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-fn route_label(req: &Request) -> String {
-    req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
+/// One route's request counters (by method and status) and latency histograms (by method).
+#[derive(Default)]
+struct RouteSeries {
+    requests: HashMap<(&'static str, u16), metrics::Counter>,
+    durations: HashMap<&'static str, metrics::Histogram>,
+}
+
+/// Series handles by route template, registered with the recorder once each rather than looked
+/// up by name and labels on every request. Bounded: route templates, methods and status codes
+/// are finite sets.
+static SERIES: OnceLock<Mutex<HashMap<String, RouteSeries>>> = OnceLock::new();
+
+/// The request counter and the latency histogram of `method` on `route` answered `status`.
+fn series(method: &'static str, route: &str, status: u16) -> (metrics::Counter, metrics::Histogram) {
+    let mut routes = SERIES.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
+    if !routes.contains_key(route) {
+        routes.insert(route.to_owned(), RouteSeries::default());
+    }
+    let Some(series) = routes.get_mut(route) else {
+        return (metrics::Counter::noop(), metrics::Histogram::noop());
+    };
+    let requests = series
+        .requests
+        .entry((method, status))
+        .or_insert_with(|| {
+            let route = route.to_owned();
+            metrics::counter!(REQUESTS, "method" => method, "route" => route, "status" => status.to_string())
+        })
+        .clone();
+    let duration = series
+        .durations
+        .entry(method)
+        .or_insert_with(|| metrics::histogram!(DURATION, "method" => method, "route" => route.to_owned()))
+        .clone();
+    (requests, duration)
 }
 
 /// Middleware: counts the request and records its latency.
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(req.method());
-    let route = route_label(&req);
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(REQUESTS, "method" => method, "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!(DURATION, "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, duration) = series(method, route, response.status().as_u16());
+    requests.increment(1);
+    duration.record(start.elapsed().as_secs_f64());
     response
 }
 
@@ -165,6 +200,28 @@ pub(crate) fn trace_layer() -> Trace {
         .on_request(DefaultOnRequest::new().level(Level::DEBUG))
         .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Millis))
         .on_failure(DefaultOnFailure::new().level(Level::ERROR).latency_unit(LatencyUnit::Millis))
+}
+
+/// The proxy's routes' request tracing type: no lines of its own.
+pub(crate) type ProxyTrace =
+    TraceLayer<SharedClassifier<ServerErrorsAsFailures>, fn(&Request<Body>) -> Span, (), (), (), (), DefaultOnFailure>;
+
+/// Request tracing of the proxy's routes, which log one `tollgate::request` line per request
+/// themselves (`tollgate_proxy::observe`): no "finished" line beside it, and a span only when
+/// traces are exported (it is the parent of the proxy's `chat` span and continues the client's
+/// `traceparent`); otherwise no per-request span work at all. Server errors still log at ERROR.
+pub(crate) fn proxy_trace_layer() -> ProxyTrace {
+    TraceLayer::new_for_http()
+        .make_span_with(make_proxy_span as fn(&Request<Body>) -> Span)
+        .on_request(())
+        .on_response(())
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(DefaultOnFailure::new().level(Level::ERROR).latency_unit(LatencyUnit::Millis))
+}
+
+fn make_proxy_span(req: &Request<Body>) -> Span {
+    if TRACE_CONTEXT.load(Ordering::Relaxed) { make_span(req) } else { Span::none() }
 }
 
 /// A handler panicked: 500 with the generic message. The panic itself was reported by the

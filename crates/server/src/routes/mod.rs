@@ -84,7 +84,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The router with its layers, outermost last: metrics, body limit, panic catcher, request
-/// tracing, and the sensitive-header marking that keeps tokens out of every log. The OpenAPI
+/// tracing (the proxy's routes their own, see [`telemetry::proxy_trace_layer`]), and the
+/// sensitive-header marking that keeps tokens out of every log. The OpenAPI
 /// document is built here, once, from the same route table.
 pub(crate) fn build(state: AppState) -> Router {
     telemetry::install_recorder();
@@ -94,14 +95,19 @@ pub(crate) fn build(state: AppState) -> Router {
     crate::openapi::optional_bodies_are_objects(&mut doc);
     let public = public.layer(Extension(OpenApiJson::of(&doc)));
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
-    // The proxy's routes carry agents' requests, which are far larger than admin bodies.
+    // The proxy's routes carry agents' requests, which are far larger than admin bodies, and
+    // log their own line per request: their trace layer makes a span only for trace export.
     let proxy = state.proxy().map_or_else(Router::new, |p| {
-        p.routes().layer(DefaultBodyLimit::max(tollgate_proxy::MAX_REQUEST_BYTES)).with_state(())
+        p.routes()
+            .layer(DefaultBodyLimit::max(tollgate_proxy::MAX_REQUEST_BYTES))
+            .with_state(())
+            .layer(middleware::from_fn(telemetry::track))
+            .layer(CatchPanicLayer::custom(telemetry::panic_response))
+            .layer(telemetry::proxy_trace_layer())
     });
     Router::new()
         .merge(admin)
         .merge(public)
-        .merge(proxy)
         .merge(crate::ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -109,6 +115,7 @@ pub(crate) fn build(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(crate::MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(telemetry::panic_response))
         .layer(telemetry::trace_layer())
+        .merge(proxy)
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, HeaderName::from_static(auth::X_API_KEY)]))
         .with_state(state)
 }
