@@ -152,13 +152,19 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     let follower = proxy.clone();
     tokio::spawn(async move { follower.follow_invalidations().await });
     let notifier = tollgate_server::notify::Notifier::new(store.clone(), notify_config).map_err(CliError::failure)?;
-    let state =
-        tollgate_server::AppState::new(store, registry, public_url).with_proxy(proxy.clone()).with_notifier(notifier);
+    let state = tollgate_server::AppState::new(store, registry, public_url)
+        .with_proxy(proxy.clone())
+        .with_notifier(notifier.clone());
+    // Stopped after the server: an evaluation under way finishes (its notifications queued,
+    // a suspension's invalidation sent) rather than being cut between its commit and them.
+    let (stop_alarms, alarms_stopped) = tokio::sync::oneshot::channel::<()>();
     let alarms = tokio::spawn(tollgate_server::alarms::run_alarms(
         state.clone(),
         args.alarm_interval,
         move || clock.now_ms(),
-        std::future::pending(),
+        async move {
+            let _ = alarms_stopped.await;
+        },
     ));
     let served = match tls {
         Some(reloader) => {
@@ -167,13 +173,21 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
         }
         None => tollgate_server::serve(listener, state, shutdown).await,
     };
-    // An evaluation cut here rolls back: each firing is one transaction.
-    alarms.abort();
+    let _ = stop_alarms.send(());
+    if let Err(e) = alarms.await {
+        tracing::warn!(error = %e, "the alarm evaluator ended abnormally");
+    }
+    // Nothing notifies any more: let the deliveries under way finish (bounded).
+    notifier.drain(NOTIFY_DRAIN).await;
     served.map_err(|e| CliError::failure(format!("server error: {e}")))?;
     // In-flight requests have ended: write their ledger rows and give leased credit back.
     proxy.shutdown().await.map_err(|e| CliError::failure(format!("could not write the last ledger rows: {e}")))?;
     Ok(ExitCode::from(exit::OK))
 }
+
+/// How long a stopping `serve` waits for webhook deliveries under way (a receiver that hangs
+/// must not hold a deploy).
+const NOTIFY_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The webhook notifier's settings: `--alert-webhook-url` and `TOLLGATE_ALERT_WEBHOOK_SECRET`.
 /// The notifier runs without a global URL too, for the orgs' own. The URL is never printed (a

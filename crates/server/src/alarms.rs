@@ -83,6 +83,10 @@ struct Candidate {
 /// The store's; firings recorded before the error stay recorded.
 pub async fn evaluate_once(state: &AppState, now: Timestamp) -> Result<Evaluation, StoreError> {
     let store = state.store();
+    // Read before the ledger: only a firing this evaluation saw may be re-armed by it. A rule
+    // another instance fires meanwhile (its ledger read saw rows this one's did not) has a
+    // newer `changed_at` and stays firing.
+    let firing_before = store.firing_alarms().await?;
     let owners = store.alarm_owners().await?;
     let configured: HashMap<&Owner, &AlarmOwner> = owners.iter().map(|o| (&o.owner, o)).collect();
     let rules_of = |owner: &Owner| {
@@ -109,20 +113,28 @@ pub async fn evaluate_once(state: &AppState, now: Timestamp) -> Result<Evaluatio
                 };
                 let Some(firing) = evaluate(&rule, c.cost, baseline) else { continue };
                 let key = AlarmStateKey { owner: c.owner.clone(), rule_key: rule.key() };
-                let events = fire(state, &key, &c.org_id, now, &firing).await?;
+                // An owner deleted since the ledger was read has nothing left to alarm on.
+                let events = match fire(state, &key, &c.org_id, now, &firing).await {
+                    Err(StoreError::NotFound(_)) => continue,
+                    other => other?,
+                };
                 evaluation.recorded.extend(events.iter().map(|e| e.kind));
                 holding.insert(key);
             }
         }
     }
     evaluation.holding = holding.len();
-    for key in store.firing_alarms().await? {
-        if !holding.contains(&key) && store.rearm_alarm(&key, now).await? {
+    for seen in &firing_before {
+        if !holding.contains(&seen.key) && store.rearm_alarm(seen, now).await? {
             evaluation.rearmed += 1;
         }
     }
     for owner in &owners {
-        for event in notices(state, owner, now).await? {
+        let recorded = match notices(state, owner, now).await {
+            Err(StoreError::NotFound(_)) => continue,
+            other => other?,
+        };
+        for event in recorded {
             evaluation.recorded.push(event.kind);
         }
     }

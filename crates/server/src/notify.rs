@@ -96,6 +96,9 @@ impl NotifierConfig {
 pub struct Notifier {
     queue: Option<mpsc::Sender<Event>>,
     shared: Option<Arc<deliver::Shared>>,
+    /// The dispatcher: it ends once every sender is gone, the queue is empty and the last
+    /// delivery is done (see [`Notifier::drain`]).
+    dispatcher: Option<Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>>,
 }
 
 impl Notifier {
@@ -119,8 +122,36 @@ impl Notifier {
             .map_err(|e| format!("cannot build the webhook client: {e}"))?;
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let shared = Arc::new(deliver::Shared::new(store, config, client));
-        tokio::spawn(deliver::dispatch(rx, shared.clone()));
-        Ok(Self { queue: Some(tx), shared: Some(shared) })
+        let dispatcher = tokio::spawn(deliver::dispatch(rx, shared.clone()));
+        Ok(Self {
+            queue: Some(tx),
+            shared: Some(shared),
+            dispatcher: Some(Arc::new(std::sync::Mutex::new(Some(dispatcher)))),
+        })
+    }
+
+    /// At shutdown, once nothing else can notify (the server and the alarm evaluator have
+    /// stopped, their copies of the notifier dropped): drops this sender and waits, up to
+    /// `deadline`, for the queued and in-flight deliveries (their retries included) to end.
+    /// Returns whether they all did; what is left is logged (every notified event is in the
+    /// event log, so nothing is lost but the message).
+    pub async fn drain(self, deadline: std::time::Duration) -> bool {
+        let Some(dispatcher) = self.dispatcher.as_ref().and_then(|d| d.lock().ok().and_then(|mut h| h.take())) else {
+            return true;
+        };
+        let queued = self.queue.as_ref().map_or(0, |q| q.max_capacity() - q.capacity());
+        drop(self);
+        match tokio::time::timeout(deadline, dispatcher).await {
+            Ok(_) => true,
+            Err(_) => {
+                tracing::warn!(
+                    queued,
+                    ?deadline,
+                    "webhook deliveries still under way at shutdown: not sent (the events are in the event log)"
+                );
+                false
+            }
+        }
     }
 
     /// Queues `event` for delivery and returns at once. The event must already be recorded in

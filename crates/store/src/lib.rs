@@ -697,6 +697,16 @@ pub struct AlarmStateKey {
     pub rule_key: String,
 }
 
+/// A rule's state row that is firing, and when it last changed: what
+/// [`AlarmStore::rearm_alarm`] compares against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FiringAlarm {
+    /// The rule's state row.
+    pub key: AlarmStateKey,
+    /// The evaluation time that last changed it (the firing's).
+    pub changed_at: Timestamp,
+}
+
 /// A firing to record (see [`AlarmStore::fire_alarm`]).
 #[derive(Clone, Debug)]
 pub struct AlarmFire {
@@ -884,8 +894,10 @@ pub trait AlarmStore: Send + Sync {
     /// Settled cost of one org or workspace in `[since, until)`.
     async fn owner_spend(&self, owner: &Owner, since: Timestamp, until: Timestamp) -> Result<Micros>;
 
-    /// The rules whose condition held at their last evaluation (state rows with `firing`).
-    async fn firing_alarms(&self) -> Result<Vec<AlarmStateKey>>;
+    /// The rules whose condition held at their last evaluation (state rows with `firing`), with
+    /// the time each last changed. An evaluation reads this *before* it reads the ledger and
+    /// re-arms only from it (see [`AlarmStore::rearm_alarm`]).
+    async fn firing_alarms(&self) -> Result<Vec<FiringAlarm>>;
 
     /// Records that a rule's condition holds, once per crossing across instances: in one
     /// transaction, turns its state row to firing unless it already is (or was changed by a
@@ -895,9 +907,12 @@ pub trait AlarmStore: Send + Sync {
     /// already fired it; the caller notifies and invalidates after this returns.
     async fn fire_alarm(&self, fire: &AlarmFire) -> Result<Vec<Event>>;
 
-    /// Re-arms a rule whose condition no longer holds (unless a later evaluation than `at`
-    /// changed it). Returns whether it was firing.
-    async fn rearm_alarm(&self, key: &AlarmStateKey, at: Timestamp) -> Result<bool>;
+    /// Re-arms a rule whose condition no longer holds, as of an evaluation at `at` that saw it
+    /// firing as `seen` (from [`AlarmStore::firing_alarms`], read before the ledger): only if
+    /// the row is still that firing (compare and swap on `changed_at`) and `at` is later. A
+    /// crossing another instance fired after that snapshot (its ledger read saw rows this one
+    /// did not) is never undone, whatever the clocks say. Returns whether it re-armed.
+    async fn rearm_alarm(&self, seen: &FiringAlarm, at: Timestamp) -> Result<bool>;
 
     /// Records a budget notice and its event (`budget.soft_crossed` or `budget.exhausted`,
     /// actor `system`) in one transaction, once per (owner, period, kind) across instances:

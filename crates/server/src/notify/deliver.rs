@@ -88,11 +88,18 @@ impl Failure {
 /// Takes queued events one by one, each when a delivery slot is free, and delivers it in its
 /// own task. Ends when every [`super::Notifier`] is gone.
 pub(super) async fn dispatch(mut queue: mpsc::Receiver<Event>, shared: Arc<Shared>) {
-    let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
+    let concurrency = shared.config.concurrency.max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
     loop {
         // A slot first: while every slot is busy, events wait in the bounded queue.
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let Some(event) = queue.recv().await else { return };
+        let Some(event) = queue.recv().await else {
+            // Every sender is gone and the queue is empty: end once the deliveries under way
+            // have (each holds a slot), so that a shutdown can wait for them.
+            drop(slot);
+            let _ = slots.acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX)).await;
+            return;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             shared.deliver(&event).await;

@@ -29,6 +29,7 @@ both_backends!(
     admin_events_and_failures_are_not_sent,
     a_full_queue_is_recorded,
     the_alarm_evaluators_firings_are_delivered_signed,
+    a_drain_at_shutdown_waits_for_deliveries_under_way_within_its_deadline,
 );
 
 const SECRET: &str = "whsec-test-7d1c0b9a";
@@ -351,5 +352,35 @@ async fn the_alarm_evaluators_firings_are_delivered_signed(backend: Backend) {
     assert!(!again.recorded.contains(&EventKind::AlarmFired), "once per crossing: {:?}", again.recorded);
     // A barrier: anything the second pass had sent would have arrived before it.
     barrier(&app, &receiver, demo.org.id.as_ref(), 2).await;
+    app.stop().await;
+}
+
+/// `serve`'s shutdown: `drain` returns once a delivery under way (here after one retry) is
+/// done, and gives up on a receiver that hangs at its deadline.
+async fn a_drain_at_shutdown_waits_for_deliveries_under_way_within_its_deadline(backend: Backend) {
+    let app = spawn_with(backend, Options::default()).await;
+    let (org, ws) = org_and_workspace(&app, "acme").await;
+    let event = app
+        .store
+        .record_event(&NewEvent {
+            kind: EventKind::AlarmFired,
+            actor: Actor::System,
+            org_id: Some(OrgId::try_from(org.clone()).unwrap()),
+            workspace_id: Some(WorkspaceId::try_from(ws).unwrap()),
+            detail: alarm_detail(),
+        })
+        .await
+        .unwrap();
+    let flaky = Receiver::start(Behaviour::FailFirst(1, 503), URL_SECRET).await;
+    let notifier = tollgate_server::notify::Notifier::new(app.store.clone(), config(Some(&flaky))).unwrap();
+    notifier.notify(&event);
+    assert!(notifier.drain(WAIT).await, "the delivery finished within the deadline");
+    assert_eq!(flaky.hits().len(), 2, "the retry happened before the drain returned");
+
+    let hanging = Receiver::start(Behaviour::Hang, URL_SECRET).await;
+    let notifier = tollgate_server::notify::Notifier::new(app.store.clone(), config(Some(&hanging))).unwrap();
+    notifier.notify(&event);
+    hanging.wait_for(1, WAIT).await;
+    assert!(!notifier.drain(Duration::from_millis(200)).await, "a hanging receiver does not hold the shutdown");
     app.stop().await;
 }

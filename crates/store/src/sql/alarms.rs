@@ -10,8 +10,8 @@ use super::{
     parse_workspace_id, system_event,
 };
 use crate::{
-    AlarmFire, AlarmOwner, AlarmStateKey, AlarmStore, BudgetNoticeRecord, Event, NewEvent, Owner, Result, StoreError,
-    Timestamp, WorkspaceSpend,
+    AlarmFire, AlarmOwner, AlarmStateKey, AlarmStore, BudgetNoticeRecord, Event, FiringAlarm, NewEvent, Owner, Result,
+    StoreError, Timestamp, WorkspaceSpend,
 };
 
 /// The stored scope text of an owner.
@@ -115,14 +115,15 @@ macro_rules! impl_alarm_store {
                 Ok(Micros::new(cost))
             }
 
-            async fn firing_alarms(&self) -> Result<Vec<AlarmStateKey>> {
-                let rows = sqlx::query("SELECT scope, owner_id, rule_key FROM alarm_states WHERE firing = 1")
+            async fn firing_alarms(&self) -> Result<Vec<FiringAlarm>> {
+                let rows = sqlx::query("SELECT scope, owner_id, rule_key, changed_at FROM alarm_states WHERE firing = 1")
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter()
                     .map(|r| {
                         let scope: String = r.try_get("scope")?;
-                        Ok(AlarmStateKey { owner: owner_from(&scope, r.try_get("owner_id")?)?, rule_key: r.try_get("rule_key")? })
+                        let key = AlarmStateKey { owner: owner_from(&scope, r.try_get("owner_id")?)?, rule_key: r.try_get("rule_key")? };
+                        Ok(FiringAlarm { key, changed_at: Timestamp(r.try_get("changed_at")?) })
                     })
                     .collect()
             }
@@ -170,15 +171,17 @@ macro_rules! impl_alarm_store {
                 Ok(events)
             }
 
-            async fn rearm_alarm(&self, key: &AlarmStateKey, at: Timestamp) -> Result<bool> {
+            async fn rearm_alarm(&self, seen: &FiringAlarm, at: Timestamp) -> Result<bool> {
+                let key = &seen.key;
                 let done = sqlx::query(
                     "UPDATE alarm_states SET firing = 0, changed_at = $4 \
-                     WHERE scope = $1 AND owner_id = $2 AND rule_key = $3 AND firing = 1 AND changed_at < $4",
+                     WHERE scope = $1 AND owner_id = $2 AND rule_key = $3 AND firing = 1 AND changed_at = $5 AND changed_at < $4",
                 )
                 .bind(scope_text(&key.owner))
                 .bind(key.owner.id())
                 .bind(&key.rule_key)
                 .bind(at.0)
+                .bind(seen.changed_at.0)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() > 0)

@@ -9,8 +9,8 @@ use tollgate_policy::alarms::{AlarmRule, AlarmRules, NoticeKind};
 use tollgate_policy::resolve::WorkspaceKind;
 use tollgate_policy::{AlarmRuleSpec, Limits, Micros, SuspendedBy, SuspensionReason};
 use tollgate_store::{
-    AlarmFire, AlarmStateKey, BudgetNoticeRecord, EventKind, EventQuery, LeaseId, LeaseRequest, LedgerEntry, NewOrg,
-    NewWorkspace, OrgPatch, Owner, RequestId, Settlement, Store, Timestamp,
+    AlarmFire, AlarmStateKey, BudgetNoticeRecord, EventKind, EventQuery, FiringAlarm, LeaseId, LeaseRequest,
+    LedgerEntry, NewOrg, NewWorkspace, OrgPatch, Owner, RequestId, Settlement, Store, Timestamp,
 };
 
 use crate::Harness;
@@ -135,15 +135,25 @@ pub(crate) async fn a_rule_fires_once_per_crossing(h: Harness) {
     assert!(recorded.iter().all(|e| e.actor == tollgate_store::Actor::System));
     let suspended = s.get_workspace(&ws).await.unwrap().suspended.unwrap();
     assert_eq!(suspended.by, SuspendedBy::alarm(&rule));
-    assert_eq!(s.firing_alarms().await.unwrap(), vec![key.clone()]);
+    let seen = FiringAlarm { key: key.clone(), changed_at: Timestamp(1_000) };
+    assert_eq!(s.firing_alarms().await.unwrap(), vec![seen.clone()]);
 
     assert!(s.fire_alarm(&fire(2_000)).await.unwrap().is_empty(), "still firing: nothing new");
-    assert!(!s.rearm_alarm(&key, Timestamp(500)).await.unwrap(), "an older evaluation does not re-arm");
-    assert!(s.rearm_alarm(&key, Timestamp(3_000)).await.unwrap());
+    assert!(!s.rearm_alarm(&seen, Timestamp(500)).await.unwrap(), "an older evaluation does not re-arm");
+    let other = FiringAlarm { key: key.clone(), changed_at: Timestamp(999) };
+    assert!(!s.rearm_alarm(&other, Timestamp(3_000)).await.unwrap(), "not the firing this evaluation saw");
+    assert!(s.rearm_alarm(&seen, Timestamp(3_000)).await.unwrap());
     assert!(s.firing_alarms().await.unwrap().is_empty());
     assert!(s.fire_alarm(&fire(2_500)).await.unwrap().is_empty(), "older than the re-arm");
     let again = s.fire_alarm(&fire(4_000)).await.unwrap();
     assert_eq!(again.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EventKind::AlarmFired], "already suspended");
+    // An evaluation that read the firing rows before this crossing fired (its snapshot holds
+    // the old firing) and the ledger after: whatever its clock, it cannot undo the new one.
+    assert!(
+        !s.rearm_alarm(&seen, Timestamp(5_000)).await.unwrap(),
+        "a later crossing is not re-armed by a stale snapshot"
+    );
+    assert_eq!(s.firing_alarms().await.unwrap(), vec![FiringAlarm { key: key.clone(), changed_at: Timestamp(4_000) }]);
     let fired = s
         .list_events(&EventQuery {
             kind: Some(EventKind::AlarmFired),
