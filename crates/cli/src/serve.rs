@@ -44,7 +44,7 @@ pub(crate) struct Args {
     /// own `alert_webhook_url`; e.g. a Slack incoming webhook. Its bodies are signed with
     /// TOLLGATE_ALERT_WEBHOOK_SECRET (environment only) when set.
     #[arg(long, env = "TOLLGATE_ALERT_WEBHOOK_URL", hide_env_values = true)]
-    alert_webhook_url: Option<String>,
+    alert_webhook_url: Option<CredentialUrl>,
     /// How often the drain alarms and budget notices are evaluated (every instance evaluates;
     /// each crossing is recorded once).
     #[arg(long, env = "TOLLGATE_ALARM_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -185,6 +185,25 @@ async fn serve(args: &Args) -> Result<ExitCode, CliError> {
     Ok(ExitCode::from(exit::OK))
 }
 
+/// A URL given on the command line that is itself a credential (a Slack incoming webhook's
+/// path is its key): `Args`' `Debug` shows only that one is set, never the URL.
+#[derive(Clone)]
+struct CredentialUrl(String);
+
+impl std::str::FromStr for CredentialUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for CredentialUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CredentialUrl(<redacted>)")
+    }
+}
+
 /// How long a stopping `serve` waits for webhook deliveries under way (a receiver that hangs
 /// must not hold a deploy).
 const NOTIFY_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
@@ -193,7 +212,7 @@ const NOTIFY_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// The notifier runs without a global URL too, for the orgs' own. The URL is never printed (a
 /// credential): its host is.
 fn notify_config(args: &Args) -> Result<tollgate_server::notify::NotifierConfig, CliError> {
-    let url = args.alert_webhook_url.clone();
+    let url = args.alert_webhook_url.as_ref().map(|u| u.0.clone());
     let config = tollgate_server::notify::NotifierConfig::from_env(|name| match name {
         "TOLLGATE_ALERT_WEBHOOK_URL" => url.clone(),
         other => std::env::var(other).ok(),
@@ -291,4 +310,16 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 's
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down: draining in-flight requests");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CredentialUrl;
+
+    #[test]
+    fn a_webhook_url_never_shows_in_debug() {
+        let url: CredentialUrl = "https://hooks.slack.com/services/T0001/B0001/pathsecret".parse().unwrap();
+        let shown = format!("{:?}", Some(url));
+        assert!(!shown.contains("pathsecret") && !shown.contains("hooks.slack.com"), "{shown}");
+    }
 }
