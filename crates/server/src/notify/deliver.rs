@@ -180,13 +180,17 @@ impl Shared {
             if let Some(sig) = &signature {
                 request = request.header(SIGNATURE_HEADER, sig);
             }
+            let mut asked_wait = None;
             let failure = match request.send().await {
                 Ok(resp) if resp.status().is_success() => {
                     metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "delivered").increment(1);
                     tracing::info!(event_id = event.id, kind = %event.kind, destination = url.origin(), attempt, "notification delivered");
                     return;
                 }
-                Ok(resp) => Failure::Status(resp.status().as_u16()),
+                Ok(resp) => {
+                    asked_wait = retry_after(resp.headers());
+                    Failure::Status(resp.status().as_u16())
+                }
                 Err(e) => Failure::of(&e),
             };
             if !failure.retryable() || attempt >= attempts {
@@ -199,7 +203,7 @@ impl Shared {
                 ?failure,
                 "notification attempt failed: retrying"
             );
-            tokio::time::sleep(self.backoff(attempt)).await;
+            tokio::time::sleep(wait_before_retry(self.backoff(attempt), asked_wait, self.config.max_backoff)).await;
         };
         metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "failed").increment(1);
         tracing::warn!(event_id = event.id, kind = %event.kind, destination = url.origin(), attempts = attempt, ?failure, "notification failed");
@@ -275,9 +279,37 @@ fn sign(secret: &SecretString, body: &[u8]) -> Option<String> {
     Some(hex)
 }
 
+/// A receiver's `Retry-After` in whole seconds (the form rate limiters send; an HTTP date is
+/// ignored and the backoff applies).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// The wait before the next attempt: the backoff, or longer when the receiver asked for it
+/// (`Retry-After`), but never past `max_backoff` (a receiver cannot park a delivery slot).
+fn wait_before_retry(backoff: Duration, asked: Option<Duration>, max_backoff: Duration) -> Duration {
+    asked.map_or(backoff, |a| a.max(backoff).min(max_backoff.max(backoff)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receivers_retry_after_is_honoured_up_to_the_longest_backoff() {
+        let (backoff, max) = (Duration::from_secs(1), Duration::from_secs(60));
+        assert_eq!(wait_before_retry(backoff, None, max), backoff);
+        assert_eq!(wait_before_retry(backoff, Some(Duration::from_secs(7)), max), Duration::from_secs(7));
+        assert_eq!(wait_before_retry(backoff, Some(Duration::ZERO), max), backoff, "never sooner than the backoff");
+        assert_eq!(wait_before_retry(backoff, Some(Duration::from_secs(3_600)), max), max, "capped");
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "12".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(12)));
+        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2026 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), None, "a date: the backoff applies");
+    }
 
     /// The RFC 4231 test case 2 vector: the signature is plain HMAC-SHA256 in lower-case hex.
     #[test]
