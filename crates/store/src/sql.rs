@@ -259,13 +259,57 @@ fn parse_org_id(s: String) -> Result<OrgId> {
     OrgId::try_from(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// An org's stored alert webhook; one that no longer parses is a corrupt row (the message
-/// does not quote it: it is a credential).
+/// An org's stored alert webhook as written before it was sealed (plain text); one that no
+/// longer parses is a corrupt row (the message does not quote it: it is a credential).
 fn webhook_from_text(text: Option<String>) -> Result<Option<tollgate_policy::WebhookUrl>> {
     text.map(|t| {
         tollgate_policy::WebhookUrl::parse(&t).map_err(|_| StoreError::Corrupt("orgs.alert_webhook_url".to_owned()))
     })
     .transpose()
+}
+
+/// How a sealed webhook URL starts in `orgs.alert_webhook_url`: `sealed1:<key id>:<nonce>:<ciphertext>`
+/// (base64). A Slack URL's path is its key, so it is encrypted at rest like a secret value.
+const WEBHOOK_SEALED: &str = "sealed1:";
+/// The name the URL's ciphertext is bound to (with the org's id), as a secret's name is.
+const WEBHOOK_NAME: &str = "alert_webhook_url";
+
+/// Seals `url` for org `org_id` under the newest master key.
+fn seal_webhook(keys: &MasterKeys, org_id: &str, url: &tollgate_policy::WebhookUrl) -> Result<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let value = SecretValue::parse(url.expose()).map_err(|_| StoreError::Crypto)?;
+    let (key_id, nonce, ct) = keys.seal(Scope::Org, org_id, WEBHOOK_NAME, &value).ok_or(StoreError::Crypto)?;
+    Ok(format!("{WEBHOOK_SEALED}{key_id}:{}:{}", b64.encode(nonce), b64.encode(ct)))
+}
+
+/// Opens an org's stored webhook: sealed (current form) or plain text (written before
+/// sealing). A sealed URL no configured key opens (its key was retired before `tollgate admin
+/// reencrypt` moved it) is logged and read as none: the org's other data stays readable, and
+/// its notifications go to the global webhook only until the URL is set again.
+fn open_webhook(keys: &MasterKeys, org_id: &str, text: Option<String>) -> Result<Option<tollgate_policy::WebhookUrl>> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let Some(text) = text else { return Ok(None) };
+    let Some(sealed) = text.strip_prefix(WEBHOOK_SEALED) else { return webhook_from_text(Some(text)) };
+    let corrupt = || StoreError::Corrupt("orgs.alert_webhook_url".to_owned());
+    let mut parts = sealed.splitn(3, ':');
+    let (Some(key_id), Some(nonce), Some(ct)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(corrupt());
+    };
+    let (nonce, ct) = (b64.decode(nonce).map_err(|_| corrupt())?, b64.decode(ct).map_err(|_| corrupt())?);
+    match keys.open(Scope::Org, org_id, WEBHOOK_NAME, Some(key_id), &nonce, &ct) {
+        SecretState::Value(v) => tollgate_policy::WebhookUrl::parse(v.expose()).map(Some).map_err(|_| corrupt()),
+        _ => {
+            tracing::error!(org_id, key_id, "an org's alert webhook URL opens with no configured key: read as none");
+            Ok(None)
+        }
+    }
+}
+
+/// The key id a sealed webhook was written under (`None`: plain text or absent).
+fn webhook_key_id(text: &str) -> Option<&str> {
+    text.strip_prefix(WEBHOOK_SEALED).and_then(|s| s.split(':').next())
 }
 
 /// A stored id that does not parse is a corrupt row.
@@ -534,15 +578,49 @@ fn event_from_parts(
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $begin:literal, $lock:literal, $day:literal) => {
         impl $store {
-            fn org_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Org> {
+            /// Re-seals every org's webhook URL not under the newest key (plain text ones too),
+            /// each only if the row still holds what was read. Counts in a [`ReencryptBatch`].
+            async fn reencrypt_webhooks(&self) -> Result<ReencryptBatch> {
+                let current = self.key.current().as_str();
+                let rows = sqlx::query("SELECT id, alert_webhook_url FROM orgs WHERE alert_webhook_url IS NOT NULL")
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut batch = ReencryptBatch::default();
+                for r in &rows {
+                    let id: String = r.try_get("id")?;
+                    let text: String = r.try_get("alert_webhook_url")?;
+                    if webhook_key_id(&text) == Some(current) {
+                        continue;
+                    }
+                    let Some(url) = open_webhook(&self.key, &id, Some(text.clone()))? else {
+                        batch.unreadable += 1;
+                        continue;
+                    };
+                    let done = sqlx::query("UPDATE orgs SET alert_webhook_url = $1 WHERE id = $2 AND alert_webhook_url = $3")
+                        .bind(seal_webhook(&self.key, &id, &url)?)
+                        .bind(&id)
+                        .bind(&text)
+                        .execute(&self.pool)
+                        .await?;
+                    if done.rows_affected() == 1 {
+                        batch.moved += 1;
+                    } else {
+                        batch.changed += 1;
+                    }
+                }
+                Ok(batch)
+            }
+
+            fn org_from_row(&self, row: &<$db as sqlx::Database>::Row) -> Result<Org> {
+                let id: String = row.try_get("id")?;
                 Ok(Org {
-                    id: parse_org_id(row.try_get("id")?)?,
+                    alert_webhook_url: open_webhook(&self.key, &id, row.try_get("alert_webhook_url")?)?,
+                    id: parse_org_id(id)?,
                     name: row.try_get("name")?,
                     default_billing_mode: mode_from_text(row.try_get("default_billing_mode")?)?,
                     credit_micros: Micros::new(row.try_get("credit_micros")?),
                     limits: Self::limits_from_row(row, models_from_text(row.try_get("allowed_models")?))?,
                     markup_percent: markup_from_row(row.try_get("markup_percent")?)?,
-                    alert_webhook_url: webhook_from_text(row.try_get("alert_webhook_url")?)?,
                     suspended: Self::suspension_from_row(row)?,
                     alarms: alarms_from_text(row.try_get("alarms")?)?,
                     created_at: Timestamp(row.try_get("created_at")?),
@@ -728,8 +806,10 @@ macro_rules! impl_store {
                     "INSERT INTO orgs ({ORG_COLUMNS}) VALUES ($1, $2, $3, $4, 0, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                      RETURNING {ORG_COLUMNS}, {SUSPENSION_COLUMNS}"
                 );
+                let id = new_id();
+                let webhook = new.alert_webhook_url.as_ref().map(|u| seal_webhook(&self.key, &id, u)).transpose()?;
                 let mut query = sqlx::query(&sql)
-                    .bind(new_id())
+                    .bind(&id)
                     .bind(&new.name)
                     .bind(mode_to_text(new.default_billing_mode))
                     .bind(new.credit_micros.get())
@@ -740,11 +820,11 @@ macro_rules! impl_store {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let row = query
                     .bind(new.limits.allowed_models.as_deref().map(models_to_text))
-                    .bind(new.alert_webhook_url.as_ref().map(tollgate_policy::WebhookUrl::expose))
+                    .bind(webhook)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| unique(e, &format!("an org named `{}` already exists", new.name)))?;
-                let mut org = Self::org_from_row(&row)?;
+                let mut org = self.org_from_row(&row)?;
                 if let Some(rules) = &new.alarms {
                     Self::set_alarms(&mut tx, "orgs", org.id.as_str(), Some(rules)).await?;
                     org.alarms = Some(rules.clone());
@@ -764,13 +844,13 @@ macro_rules! impl_store {
             async fn get_org(&self, id: &OrgId) -> Result<Org> {
                 let sql = format!("{ORG_SELECT} WHERE o.id = $1");
                 let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&self.pool).await?;
-                row.map_or(Err(StoreError::NotFound("org")), |r| Self::org_from_row(&r))
+                row.map_or(Err(StoreError::NotFound("org")), |r| self.org_from_row(&r))
             }
 
             async fn list_orgs(&self) -> Result<Vec<Org>> {
                 let sql = format!("{ORG_SELECT} ORDER BY o.name");
                 let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-                rows.iter().map(Self::org_from_row).collect()
+                rows.iter().map(|r| self.org_from_row(r)).collect()
             }
 
             async fn update_org(&self, id: &OrgId, patch: &OrgPatch) -> Result<Org> {
@@ -801,7 +881,13 @@ macro_rules! impl_store {
                 .bind(patch.markup_percent.is_some())
                 .bind(patch.markup_percent.map_or(0, |m| i32::try_from(m.percent()).unwrap_or(0)))
                 .bind(patch.alert_webhook_url.is_some())
-                .bind(patch.alert_webhook_url.as_ref().and_then(|u| u.as_ref().map(tollgate_policy::WebhookUrl::expose)))
+                .bind(
+                    patch
+                        .alert_webhook_url
+                        .as_ref()
+                        .and_then(|u| u.as_ref().map(|u| seal_webhook(&self.key, id.as_str(), u)))
+                        .transpose()?,
+                )
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| unique(e, &format!("an org named `{}` already exists", patch.name.as_deref().unwrap_or(""))))?;
@@ -812,7 +898,7 @@ macro_rules! impl_store {
                     Self::set_alarms(&mut tx, "orgs", id.as_str(), rules.as_ref()).await?;
                 }
                 let sql = format!("{ORG_SELECT} WHERE o.id = $1");
-                let org = Self::org_from_row(&sqlx::query(&sql).bind(id.as_str()).fetch_one(&mut *tx).await?)?;
+                let org = self.org_from_row(&sqlx::query(&sql).bind(id.as_str()).fetch_one(&mut *tx).await?)?;
                 let fields = [
                     ("name", patch.name.is_some()),
                     ("default_billing_mode", patch.default_billing_mode.is_some()),
@@ -1685,7 +1771,7 @@ macro_rules! impl_store {
                 let mut tx = self.pool.begin().await?;
                 let sql = format!("{ORG_SELECT} WHERE (CAST($1 AS TEXT) IS NULL OR o.id = $1) ORDER BY o.name");
                 for row in sqlx::query(&sql).bind(org).fetch_all(&mut *tx).await? {
-                    snap.orgs.push(Self::org_from_row(&row)?);
+                    snap.orgs.push(self.org_from_row(&row)?);
                 }
                 let sql = format!(
                     "SELECT {WS_COLUMNS}, {SUSPENSION_COLUMNS} FROM workspaces WHERE (CAST($1 AS TEXT) IS NULL OR org_id = $1) ORDER BY org_id, name, id"
@@ -1854,6 +1940,9 @@ macro_rules! impl_store {
 
             async fn reencrypt_secrets(&self, after: Option<&SecretCursor>, limit: u32) -> Result<ReencryptBatch> {
                 let current = self.key.current().as_str();
+                // The walk's first batch also moves the orgs' sealed webhook URLs (few: one
+                // pass), counted with the secrets.
+                let mut batch = if after.is_none() { self.reencrypt_webhooks().await? } else { ReencryptBatch::default() };
                 let (s0, o0, n0) = cursor_parts(after);
                 // Row values compare in primary-key order on both backends: a cursor walk visits
                 // each row once, even those that stay unreadable.
@@ -1869,7 +1958,6 @@ macro_rules! impl_store {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                let mut batch = ReencryptBatch::default();
                 for r in &rows {
                     let scope_text: String = r.try_get("scope")?;
                     let scope = scope_from_text(&scope_text)?;

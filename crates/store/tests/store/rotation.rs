@@ -129,3 +129,51 @@ async fn a_walk_racing_writes_keeps_the_newest_values_sqlite() {
 async fn a_walk_racing_writes_keeps_the_newest_values_postgres() {
     a_walk_racing_writes_keeps_the_newest_values(Harness::new(Backend::Postgres).await).await;
 }
+
+/// An org's webhook URL (a Slack URL's path is its key) is sealed at rest like a secret: a
+/// store opened with another key reads the org but not the URL; the rotation walk moves it to
+/// the newest key, after which only that key is needed.
+async fn an_orgs_webhook_url_is_sealed_and_moves_with_the_keys(h: Harness) {
+    let hook = tollgate_policy::WebhookUrl::parse("https://hooks.example.com/services/T0/B0/pathsecret").unwrap();
+    let new_org = |name: &str, url: Option<tollgate_policy::WebhookUrl>| NewOrg {
+        name: name.to_owned(),
+        default_billing_mode: None,
+        credit_micros: Micros::new(0),
+        limits: Default::default(),
+        alert_webhook_url: url,
+        alarms: None,
+    };
+    let org = h.store.create_org(&new_org("hooked", Some(hook.clone()))).await.unwrap();
+    let plain = h.store.create_org(&new_org("plain", None)).await.unwrap();
+    let new_b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    };
+    let old = || MasterKey::from_base64(&h.key_b64).unwrap();
+    let new = || MasterKey::from_base64(&new_b64).unwrap();
+
+    let stranger = tollgate_store::connect(&h.url, new()).await.unwrap();
+    let seen = stranger.get_org(&org.id).await.unwrap();
+    assert_eq!(seen.name, "hooked", "the org reads");
+    assert_eq!(seen.alert_webhook_url, None, "the URL is not stored in the clear");
+    assert_eq!(stranger.get_org(&plain.id).await.unwrap().alert_webhook_url, None);
+
+    let rotated = tollgate_store::connect(&h.url, MasterKeys::new(vec![old(), new()]).unwrap()).await.unwrap();
+    assert_eq!(rotated.get_org(&org.id).await.unwrap().alert_webhook_url.as_ref(), Some(&hook), "the old key opens it");
+    let batch = rotated.reencrypt_secrets(None, BATCH).await.unwrap();
+    assert_eq!((batch.moved, batch.unreadable), (1, 0), "the one webhook moved");
+    let new_only = tollgate_store::connect(&h.url, new()).await.unwrap();
+    assert_eq!(new_only.get_org(&org.id).await.unwrap().alert_webhook_url.as_ref(), Some(&hook));
+    let again = new_only.reencrypt_secrets(None, BATCH).await.unwrap();
+    assert_eq!((again.moved, again.changed, again.unreadable), (0, 0, 0), "nothing left to move");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orgs_webhook_url_is_sealed_and_moves_with_the_keys_sqlite() {
+    an_orgs_webhook_url_is_sealed_and_moves_with_the_keys(Harness::new(Backend::Sqlite).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orgs_webhook_url_is_sealed_and_moves_with_the_keys_postgres() {
+    an_orgs_webhook_url_is_sealed_and_moves_with_the_keys(Harness::new(Backend::Postgres).await).await;
+}
