@@ -602,9 +602,8 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
                 name: name.clone(),
                 default_billing_mode: opt_clearable(default_billing_mode.as_ref()),
                 markup_percent: markup_percent.map(serde_json::Number::from),
-                limits: None,
                 alert_webhook_url: webhook_arg(alert_webhook_url.as_ref())?,
-                alarms: None,
+                ..PatchOrg::default()
             };
             c.call(Method::PATCH, c.url(&["admin", "orgs", org.as_str()]), Some(&body)).await?
         }
@@ -631,14 +630,7 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
             let url = c.url(&["admin", "orgs", org.as_str()]);
             let org: Org = match limits.patch() {
                 Some(l) => {
-                    let body = PatchOrg {
-                        name: None,
-                        default_billing_mode: None,
-                        limits: Some(l),
-                        markup_percent: None,
-                        alert_webhook_url: None,
-                        alarms: None,
-                    };
+                    let body = PatchOrg { limits: Some(l), ..PatchOrg::default() };
                     c.call(Method::PATCH, url, Some(&body)).await?
                 }
                 None => c.call(Method::GET, url, NO_BODY).await?,
@@ -649,14 +641,7 @@ async fn org_cmd(c: &Client, cmd: &OrgCommand, json_out: bool) -> Result<String,
             let url = c.url(&["admin", "orgs", org.as_str()]);
             let org: Org = match alarms.patch()? {
                 Some(a) => {
-                    let body = PatchOrg {
-                        name: None,
-                        default_billing_mode: None,
-                        limits: None,
-                        markup_percent: None,
-                        alert_webhook_url: None,
-                        alarms: Some(a),
-                    };
+                    let body = PatchOrg { alarms: Some(a), ..PatchOrg::default() };
                     c.call(Method::PATCH, url, Some(&body)).await?
                 }
                 None => c.call(Method::GET, url, NO_BODY).await?,
@@ -703,8 +688,7 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
                 model: opt_clearable(model.as_ref()),
                 billing_mode: opt_clearable(billing_mode.as_ref()),
                 kind: kind.clone(),
-                limits: None,
-                alarms: None,
+                ..PatchWorkspace::default()
             };
             c.call(Method::PATCH, c.url(&["admin", "workspaces", workspace.as_str()]), Some(&body)).await?
         }
@@ -724,15 +708,7 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
             let url = c.url(&["admin", "workspaces", workspace.as_str()]);
             let ws: Workspace = match limits.patch() {
                 Some(l) => {
-                    let body = PatchWorkspace {
-                        name: None,
-                        runtime: None,
-                        model: None,
-                        billing_mode: None,
-                        kind: None,
-                        limits: Some(l),
-                        alarms: None,
-                    };
+                    let body = PatchWorkspace { limits: Some(l), ..PatchWorkspace::default() };
                     c.call(Method::PATCH, url, Some(&body)).await?
                 }
                 None => c.call(Method::GET, url, NO_BODY).await?,
@@ -743,15 +719,7 @@ async fn workspace_cmd(c: &Client, cmd: &WorkspaceCommand, json_out: bool) -> Re
             let url = c.url(&["admin", "workspaces", workspace.as_str()]);
             let ws: Workspace = match alarms.patch()? {
                 Some(a) => {
-                    let body = PatchWorkspace {
-                        name: None,
-                        runtime: None,
-                        model: None,
-                        billing_mode: None,
-                        kind: None,
-                        limits: None,
-                        alarms: Some(a),
-                    };
+                    let body = PatchWorkspace { alarms: Some(a), ..PatchWorkspace::default() };
                     c.call(Method::PATCH, url, Some(&body)).await?
                 }
                 None => c.call(Method::GET, url, NO_BODY).await?,
@@ -844,13 +812,9 @@ mod tests {
     #[test]
     fn none_clears_and_absent_leaves_a_field() -> Result<(), String> {
         let patch = PatchWorkspace {
-            name: None,
-            runtime: None,
             model: opt_clearable(Some(&"none".to_owned())),
             billing_mode: opt_clearable(Some(&"byok".to_owned())),
-            kind: None,
-            limits: None,
-            alarms: None,
+            ..PatchWorkspace::default()
         };
         let json = serde_json::to_string(&patch).map_err(|e| e.to_string())?;
         assert_eq!(json, r#"{"model":null,"billing_mode":"byok"}"#);

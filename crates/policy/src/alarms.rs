@@ -59,11 +59,11 @@ impl AlarmAction {
 #[serde(deny_unknown_fields)]
 pub struct AlarmRuleSpec {
     /// The trailing window, 1 to 10080 minutes (7 days).
-    #[serde(deserialize_with = "integer")]
+    #[serde(deserialize_with = "crate::json::integral")]
     #[cfg_attr(feature = "utoipa", schema(minimum = 1, maximum = 10080))]
     pub window_minutes: i64,
     /// Fires when the window's settled cost exceeds this (micro-USD, 0 to 10^15).
-    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::json::opt_integral", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "utoipa", schema(minimum = 0, maximum = 1_000_000_000_000_000_i64))]
     pub max_cost_micros: Option<i64>,
     /// Fires when the window's cost exceeds this many times the average cost of a window of
@@ -73,33 +73,11 @@ pub struct AlarmRuleSpec {
     pub over_baseline_factor: Option<f64>,
     /// With `over_baseline_factor` only: the least window cost that may fire (micro-USD, 0 to
     /// 10^15; default 0).
-    #[serde(default, deserialize_with = "opt_integer", skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::json::opt_integral", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "utoipa", schema(minimum = 0, maximum = 1_000_000_000_000_000_i64))]
     pub min_cost_micros: Option<i64>,
     /// `notify` or `suspend`.
     pub action: AlarmAction,
-}
-
-/// An integer as JSON Schema counts one (`5` or `5.0`).
-fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    exact(&serde_json::Number::deserialize(d)?)
-}
-
-/// [`integer`] for an optional field: `null` is `None`.
-fn opt_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Option::<serde_json::Number>::deserialize(d)?.map(|n| exact(&n)).transpose()
-}
-
-fn exact<E: serde::de::Error>(n: &serde_json::Number) -> Result<i64, E> {
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    if let Some(i) = n.as_i64() {
-        return Ok(i);
-    }
-    match n.as_f64() {
-        #[expect(clippy::cast_possible_truncation, reason = "integral and within ±2^53: exact")]
-        Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => Ok(f as i64),
-        _ => Err(E::custom(format!("invalid type: `{n}`, expected an integer"))),
-    }
 }
 
 /// Why an `alarms` value is refused (the API's 400 `INVALID_ALARMS`; the message names the

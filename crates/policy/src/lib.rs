@@ -12,6 +12,7 @@ pub mod budget;
 pub mod codex;
 pub mod events;
 pub mod ids;
+pub mod json;
 pub mod limits;
 pub mod money;
 pub mod names;

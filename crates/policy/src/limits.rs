@@ -230,17 +230,9 @@ fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resu
 /// document's `integer` admits a number with no fraction). Beyond 2^53 it must be written
 /// without a fraction, where a float could not hold it exactly.
 fn nullable_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
-        return Ok(Some(None));
-    };
-    if let Some(i) = n.as_i64() {
-        return Ok(Some(Some(i)));
-    }
-    match n.as_f64() {
-        #[expect(clippy::cast_possible_truncation, reason = "integral and within ±2^53: exact")]
-        Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => Ok(Some(Some(f as i64))),
-        _ => Err(serde::de::Error::custom(format!("invalid type: `{n}`, expected an integer"))),
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(Some(None)),
+        Some(n) => crate::json::exact_integer(&n).map(|i| Some(Some(i))),
     }
 }
 

@@ -9,37 +9,13 @@ use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tollgate_policy::json::{integral, opt_integral};
 use tollgate_policy::{AlarmRuleSpec, BillingMode, Resolution, WorkspaceKind, WorkspaceToken};
 use utoipa::{IntoParams, ToSchema};
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field (with `#[serde(default)]`).
 fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
-}
-
-/// An integer as JSON Schema counts one: `5` or `5.0` (a number with no fraction is an
-/// integer there, so the OpenAPI document's `integer` admits it). Beyond 2^53 it must be
-/// written without a fraction, where a float could not hold it exactly.
-fn exact_integer<E: serde::de::Error>(n: &serde_json::Number) -> Result<i64, E> {
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    if let Some(i) = n.as_i64() {
-        return Ok(i);
-    }
-    match n.as_f64() {
-        #[expect(clippy::cast_possible_truncation, reason = "integral and within ±2^53: exact")]
-        Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => Ok(f as i64),
-        _ => Err(E::custom(format!("invalid type: `{n}`, expected an integer"))),
-    }
-}
-
-/// [`exact_integer`] as a field's deserializer.
-fn integral<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    exact_integer(&serde_json::Number::deserialize(d)?)
-}
-
-/// [`integral`] for an optional field (with `#[serde(default)]`): `null` is `None`.
-fn opt_integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Option::<serde_json::Number>::deserialize(d)?.map(|n| exact_integer(&n)).transpose()
 }
 
 /// A nested object field (with `#[serde(default)]`; `null` is `None`): serde's derive would
@@ -325,7 +301,7 @@ pub struct CreateOrg {
 }
 
 /// `PATCH /admin/orgs/{org}`: absent fields are left as they are.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchOrg {
     /// New name: 1 to 200 characters, not blank, no control characters.
@@ -428,7 +404,7 @@ pub struct CreateWorkspace {
 }
 
 /// `PATCH /admin/workspaces/{ws}`: absent fields are left as they are.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchWorkspace {
     /// New name: 1 to 200 characters, not blank, no control characters.

@@ -175,6 +175,10 @@ pub struct TlsFiles {
     pub ca: PathBuf,
 }
 
+/// The master key that the `serve` processes of a multi-instance test share (test data only:
+/// bytes 0 to 31).
+pub const SHARED_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 /// The admin token of every [`Stack`].
 pub const ADMIN_TOKEN: &str = "tg_admin_clients-e2e";
 /// Distinctive fake platform keys: the upstream must see these and nothing else.

@@ -6,26 +6,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tollgate_testkit::cli_app::{ADMIN_TOKEN, ANTHROPIC_KEY, OPENAI_KEY, Server, data_dir};
+use tollgate_testkit::cli_app::{ADMIN_TOKEN, ANTHROPIC_KEY, OPENAI_KEY, SHARED_MASTER_KEY, Server, data_dir};
 
-/// The master key both instances share (test data only).
-const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-async fn send(http: &reqwest::Client, base: &str, token: &str) -> (u16, Value) {
-    let body = serde_json::json!({
-        "model": "platform/sonnet", "max_tokens": 16,
-        "messages": [{"role": "user", "content": "hello"}]
-    });
-    let r = http
-        .post(format!("{base}/anthropic/v1/messages"))
-        .header("x-api-key", token)
-        .header("anthropic-version", "2023-06-01")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
+use crate::send_hello;
 
 /// The `alarm.fired` events of `ws`, through the admin CLI.
 fn fired(server: &Server, ws: &str) -> Vec<Value> {
@@ -41,7 +24,7 @@ fn two_serve_processes_record_one_alarm_per_crossing() {
     let url = upstream.url();
     let env = [
         ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("TOLLGATE_MASTER_KEY", MASTER_KEY),
+        ("TOLLGATE_MASTER_KEY", SHARED_MASTER_KEY),
         ("TOLLGATE_DATABASE_URL", db.as_str()),
         ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", url.as_str()),
         ("TOLLGATE_UPSTREAM_OPENAI_URL", url.as_str()),
@@ -70,8 +53,8 @@ fn two_serve_processes_record_one_alarm_per_crossing() {
 
     let http = reqwest::Client::new();
     rt.block_on(async {
-        assert_eq!(send(&http, &a.url, &token).await.0, 200);
-        assert_eq!(send(&http, &b.url, &token).await.0, 200);
+        assert_eq!(send_hello(&http, &a.url, &token).await.0, 200);
+        assert_eq!(send_hello(&http, &b.url, &token).await.0, 200);
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     while fired(&a, &ws).is_empty() {
@@ -103,7 +86,7 @@ fn two_serve_processes_record_one_alarm_per_crossing() {
         for base in [&a.url, &b.url] {
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
-                let (status, body) = send(&http, base, &token).await;
+                let (status, body) = send_hello(&http, base, &token).await;
                 if status == 403 {
                     assert!(body["error"]["message"].as_str().unwrap().contains("drain alarm"), "{body}");
                     break;

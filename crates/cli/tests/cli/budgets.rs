@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde_json::{Value, json};
-use tollgate_testkit::cli_app::{Server, data_dir};
+use tollgate_testkit::cli_app::{SHARED_MASTER_KEY, Server, data_dir};
 use tollgate_upstream::Upstream;
 
 const ADMIN_TOKEN: &str = "tg_admin_budget-two-instances";
-const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// The workspace's daily budget, micro-USD: about thirty worst cases of the requests sent.
 const BUDGET: i64 = 100_000;
 /// Requests in flight at once (per instance).
@@ -24,7 +23,7 @@ fn serve(url: &str, name: &str, upstream: &str) -> Server {
         &["--database-url", url],
         &[
             ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
-            ("TOLLGATE_MASTER_KEY", MASTER_KEY),
+            ("TOLLGATE_MASTER_KEY", SHARED_MASTER_KEY),
             ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", upstream),
             ("TOLLGATE_UPSTREAM_OPENAI_URL", upstream),
             ("TOLLGATE_UPSTREAM_ANTHROPIC_KEY", "sk-ant-platform-key-budget-test"),

@@ -6,11 +6,9 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tollgate_testkit::cli_app::{Server, data_dir};
+use tollgate_testkit::cli_app::{SHARED_MASTER_KEY, Server, data_dir};
 
 const ADMIN: &str = "tg_admin_rates-two-instances";
-/// A fixed master key (test data only), shared by both instances.
-const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 struct Instances {
     a: Server,
@@ -99,7 +97,7 @@ fn two_instances_on_one_postgres_never_exceed_a_rate_limit_and_admit_nearly_all_
     let url = upstream.url();
     let env = [
         ("TOLLGATE_ADMIN_TOKEN", ADMIN),
-        ("TOLLGATE_MASTER_KEY", MASTER_KEY),
+        ("TOLLGATE_MASTER_KEY", SHARED_MASTER_KEY),
         ("TOLLGATE_DATABASE_URL", db.as_str()),
         ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", url.as_str()),
         ("TOLLGATE_UPSTREAM_ANTHROPIC_KEY", "sk-ant-api03-platform-key-of-the-rates-test"),

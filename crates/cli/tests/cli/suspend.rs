@@ -6,33 +6,15 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tollgate_testkit::cli_app::{ADMIN_TOKEN, ANTHROPIC_KEY, OPENAI_KEY, Server, data_dir};
+use tollgate_testkit::cli_app::{ADMIN_TOKEN, ANTHROPIC_KEY, OPENAI_KEY, SHARED_MASTER_KEY, Server, data_dir};
 
-/// The master key both instances share (test data only).
-const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-/// Sends one small Messages request to `base` with `token`: its status and body.
-async fn send(http: &reqwest::Client, base: &str, token: &str) -> (u16, Value) {
-    let body = serde_json::json!({
-        "model": "platform/sonnet", "max_tokens": 16,
-        "messages": [{"role": "user", "content": "hello"}]
-    });
-    let r = http
-        .post(format!("{base}/anthropic/v1/messages"))
-        .header("x-api-key", token)
-        .header("anthropic-version", "2023-06-01")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
+use crate::send_hello;
 
 /// Polls `base` until a request is answered `want`; how long that took (at most `limit`).
 async fn until(http: &reqwest::Client, base: &str, token: &str, want: u16, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
-        let (status, body) = send(http, base, token).await;
+        let (status, body) = send_hello(http, base, token).await;
         if status == want {
             return start.elapsed();
         }
@@ -50,7 +32,7 @@ fn a_suspension_through_one_serve_process_binds_on_the_other() {
     let url = upstream.url();
     let env = [
         ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("TOLLGATE_MASTER_KEY", MASTER_KEY),
+        ("TOLLGATE_MASTER_KEY", SHARED_MASTER_KEY),
         ("TOLLGATE_DATABASE_URL", db.as_str()),
         ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", url.as_str()),
         ("TOLLGATE_UPSTREAM_OPENAI_URL", url.as_str()),
@@ -70,8 +52,8 @@ fn a_suspension_through_one_serve_process_binds_on_the_other() {
     let http = reqwest::Client::new();
     rt.block_on(async {
         // Both instances have the token's authorisation cached.
-        assert_eq!(send(&http, &a.url, &token).await.0, 200);
-        assert_eq!(send(&http, &b.url, &token).await.0, 200);
+        assert_eq!(send_hello(&http, &a.url, &token).await.0, 200);
+        assert_eq!(send_hello(&http, &b.url, &token).await.0, 200);
     });
 
     let shown = admin(&a, &["workspace", "suspend", &ws, "--reason", "runaway agent"]);
@@ -81,10 +63,10 @@ fn a_suspension_through_one_serve_process_binds_on_the_other() {
     assert_eq!(code, 0);
     assert!(table.contains("runaway agent"), "the table shows the suspension: {table}");
     rt.block_on(async {
-        let (status, body) = send(&http, &a.url, &token).await;
+        let (status, body) = send_hello(&http, &a.url, &token).await;
         assert_eq!((status, body["error"]["type"].as_str()), (403, Some("permission_error")), "{body}");
         until(&http, &b.url, &token, 403, Duration::from_secs(5)).await;
-        let (_, body) = send(&http, &b.url, &token).await;
+        let (_, body) = send_hello(&http, &b.url, &token).await;
         assert!(body["error"]["message"].as_str().unwrap().contains("runaway agent"), "{body}");
     });
 
@@ -99,7 +81,7 @@ fn a_suspension_through_one_serve_process_binds_on_the_other() {
     assert_eq!(shown["suspended"]["reason"], "unpaid invoice");
     rt.block_on(async {
         until(&http, &a.url, &token, 403, Duration::from_secs(5)).await;
-        let (_, body) = send(&http, &a.url, &token).await;
+        let (_, body) = send_hello(&http, &a.url, &token).await;
         assert!(body["error"]["message"].as_str().unwrap().contains("org is suspended: unpaid invoice"), "{body}");
     });
     admin(&b, &["org", "resume", &org]);
