@@ -87,30 +87,85 @@ struct PlainVisitor<'w> {
     first: bool,
 }
 
-impl Visit for PlainVisitor<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.record_debug(field, &format_args!("{value}"));
-        } else {
-            self.record_debug(field, &value);
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        use std::fmt::Write as _;
+impl PlainVisitor<'_> {
+    /// Writes the separator and `name=`; `false` when nothing more may be written (an earlier
+    /// write failed, or the field is the `log` crate's metadata, which the formatter shows
+    /// elsewhere).
+    fn start(&mut self, field: &Field) -> bool {
         let name = field.name();
-        // Metadata of events from the `log` crate, which the formatter shows elsewhere.
         if self.result.is_err() || name.starts_with("log.") {
-            return;
+            return false;
         }
         if !self.first {
             self.result = self.writer.write_char(' ');
         }
         self.first = false;
-        self.result = self.result.and_then(|()| match name {
-            "message" => write!(EscapeControl(&mut self.writer), "{value:?}"),
-            _ => write!(self.writer, "{}={value:?}", name.strip_prefix("r#").unwrap_or(name)),
-        });
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        self.result = self.result.and_then(|()| self.writer.write_str(name)).and_then(|()| self.writer.write_char('='));
+        self.result.is_ok()
+    }
+
+    /// Writes a plain value (a number, a boolean: nothing to quote or escape) as `name=value`.
+    fn record_plain(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else if self.start(field) {
+            self.result = self.writer.write_str(value);
+        }
+    }
+}
+
+/// Whether `Debug` writes `value` as itself between quotes: printable ASCII, no quote, no
+/// backslash (ids, model names, modes: every string field of the per-request line).
+fn debug_is_verbatim(value: &str) -> bool {
+    value.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+}
+
+impl Visit for PlainVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else if debug_is_verbatim(value) {
+            // What `{value:?}` writes, without its formatter.
+            if self.start(field) {
+                self.result = self
+                    .writer
+                    .write_char('"')
+                    .and_then(|()| self.writer.write_str(value))
+                    .and_then(|()| self.writer.write_char('"'));
+            }
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.record_plain(field, itoa::Buffer::new().format(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record_plain(field, itoa::Buffer::new().format(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.record_plain(field, if value { "true" } else { "false" });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        if field.name() == "message" {
+            let name = field.name();
+            if self.result.is_err() || name.starts_with("log.") {
+                return;
+            }
+            if !self.first {
+                self.result = self.writer.write_char(' ');
+            }
+            self.first = false;
+            self.result = self.result.and_then(|()| write!(EscapeControl(&mut self.writer), "{value:?}"));
+        } else if self.start(field) {
+            self.result = write!(self.writer, "{value:?}");
+        }
     }
 }
 
@@ -176,6 +231,16 @@ mod tests {
             let span = tracing::info_span!("request", method = "POST", r#type = 1);
             let _in = span.enter();
             tracing::info!(target: "t", request_id = "r-1", status = 200_u16, added_ms = Some(0.5), none = None::<&str>, ok = true, "proxied request");
+            // Every fast path of `PlainVisitor` against the default formatter's `Debug`.
+            tracing::info!(
+                n = -5_i64,
+                big = u64::MAX,
+                off = false,
+                quoted = "a\"b\\c",
+                accent = "é\u{301}",
+                tab = "a\tb",
+                empty = ""
+            );
             tracing::warn!(error = %"upstream \"down\"", "upstream unreachable");
         };
         let plain = capture(true, event);

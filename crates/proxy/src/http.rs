@@ -16,6 +16,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get, post};
 use futures_util::Stream;
+use http_body_util::Full;
+use hyper::body::{Body as _, Incoming};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tollgate_policy::money::Usage;
@@ -36,6 +38,7 @@ use crate::models;
 use crate::observe::Observed;
 use crate::rewrite;
 use crate::strip::UsageChunkStripper;
+use crate::upstream::{self, ClientBuildError, UpstreamClient};
 
 /// Output tokens reserved for a request that sets no limit (OpenAI's `max_tokens` is optional).
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 32_000;
@@ -135,12 +138,6 @@ struct Authorized {
     rate: Option<Arc<RateHandles>>,
 }
 
-/// The proxy's HTTP client could not be built (e.g. the TLS backend failed to initialise).
-/// The proxy does not start without it rather than run without its timeouts.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot build the proxy's HTTP client: {0}")]
-pub struct ClientBuildError(#[source] reqwest::Error);
-
 /// The metering proxy. Cheap to clone.
 #[derive(Clone)]
 pub struct Proxy {
@@ -152,7 +149,7 @@ struct Inner {
     registry: Arc<Registry>,
     public_url: PublicUrl,
     config: ProxyConfig,
-    client: reqwest::Client,
+    client: UpstreamClient,
     cache: moka::future::Cache<[u8; 32], Arc<Authorized>>,
     /// Counts invalidations: an authorisation loaded while one arrived may predate it, and is
     /// not kept (see [`Proxy::authorize`]).
@@ -183,14 +180,7 @@ impl Proxy {
         public_url: PublicUrl,
         config: ProxyConfig,
     ) -> Result<Self, ClientBuildError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // Per read, not per request: a long stream lives as long as bytes keep coming.
-            .read_timeout(Duration::from_secs(600))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(ClientBuildError)?;
+        let client = upstream::client()?;
         let cache = moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(AUTH_CACHE_TTL)
@@ -618,18 +608,25 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 /// which the platform key does not belong, and Codex's `x-codex-*` telemetry about the
 /// customer's machine) is dropped. `openai-beta` opts in to API features; Codex's session id
 /// (`session-id` since 0.169, `session_id` before) keeps a conversation on one prompt cache.
-const PASS_HEADERS: [&str; 7] =
-    ["anthropic-version", "anthropic-beta", "openai-beta", "session-id", "session_id", "content-type", "accept"];
+static PASS_HEADERS: [HeaderName; 7] = [
+    HeaderName::from_static("anthropic-version"),
+    HeaderName::from_static("anthropic-beta"),
+    HeaderName::from_static("openai-beta"),
+    HeaderName::from_static("session-id"),
+    HeaderName::from_static("session_id"),
+    HeaderName::from_static("content-type"),
+    HeaderName::from_static("accept"),
+];
 /// Response headers passed back to the client.
 /// Not the upstream's `x-request-id`: that header carries the proxy's own (the ledger's) id.
-const RETURN_HEADERS: [&str; 7] = [
-    "content-type",
-    "request-id",
-    "retry-after",
-    "anthropic-ratelimit-requests-remaining",
-    "anthropic-ratelimit-tokens-remaining",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-remaining-tokens",
+static RETURN_HEADERS: [HeaderName; 7] = [
+    HeaderName::from_static("content-type"),
+    HeaderName::from_static("request-id"),
+    HeaderName::from_static("retry-after"),
+    HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+    HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
 ];
 
 impl Proxy {
@@ -970,32 +967,58 @@ impl Proxy {
         headers: &HeaderMap,
         admitted: &Admitted<'_>,
         guard: &mut SettleGuard,
-    ) -> Result<(reqwest::Response, Duration), ProxyError> {
-        let mut url = format!("{}{path}", admitted.target.url);
+    ) -> Result<(hyper::Response<Incoming>, Duration), ProxyError> {
+        let unreachable = |guard: &mut SettleGuard| {
+            guard.finish(Some(StatusCode::BAD_GATEWAY.as_u16()));
+            ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the upstream provider could not be reached")
+        };
+        let mut url =
+            String::with_capacity(admitted.target.url.len() + path.len() + 1 + uri.query().map_or(0, str::len));
+        url.push_str(&admitted.target.url);
+        url.push_str(path);
         if let Some(q) = uri.query() {
             url.push('?');
             url.push_str(q);
         }
-        let mut req = self.inner.client.post(url).body(rewrite::to_body(&admitted.json));
-        for name in PASS_HEADERS {
-            if let Some(v) = headers.get(name) {
-                req = req.header(name, v);
+        let Ok(upstream_uri) = Uri::try_from(url) else {
+            tracing::warn!(upstream = %admitted.target.url, "the upstream's URL is not a valid URI");
+            return Err(unreachable(guard));
+        };
+        let mut req = hyper::Request::new(Full::new(Bytes::from(rewrite::to_body(&admitted.json))));
+        *req.method_mut() = axum::http::Method::POST;
+        *req.uri_mut() = upstream_uri;
+        let out = req.headers_mut();
+        for name in &PASS_HEADERS {
+            for v in headers.get_all(name) {
+                out.append(name.clone(), v.clone());
             }
         }
-        req = match protocol {
-            Protocol::Anthropic => req.header("x-api-key", admitted.key.expose_secret()),
-            Protocol::Openai => req.bearer_auth(admitted.key.expose_secret()),
+        let Ok(mut key) = HeaderValue::try_from(match protocol {
+            Protocol::Anthropic => admitted.key.expose_secret().to_owned(),
+            Protocol::Openai => format!("Bearer {}", admitted.key.expose_secret()),
+        }) else {
+            // A key with a character no header may carry: named by its variable, never shown.
+            tracing::error!(key_env = %admitted.target.key_env, "the platform key is not a valid header value");
+            return Err(unreachable(guard));
         };
-        if !headers.contains_key("content-type") {
-            req = req.header("content-type", "application/json");
+        key.set_sensitive(true);
+        match protocol {
+            Protocol::Anthropic => out.insert(HeaderName::from_static("x-api-key"), key),
+            Protocol::Openai => out.insert(axum::http::header::AUTHORIZATION, key),
+        };
+        if !out.contains_key(axum::http::header::CONTENT_TYPE) {
+            out.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         let sent = Instant::now();
-        match req.send().await {
-            Ok(r) => Ok((r, sent.elapsed())),
-            Err(e) => {
+        match tokio::time::timeout(upstream::READ_TIMEOUT, self.inner.client.request(req)).await {
+            Ok(Ok(r)) => Ok((r, sent.elapsed())),
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "upstream unreachable");
-                guard.finish(Some(StatusCode::BAD_GATEWAY.as_u16()));
-                Err(ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the upstream provider could not be reached"))
+                Err(unreachable(guard))
+            }
+            Err(_) => {
+                tracing::warn!(timeout_s = upstream::READ_TIMEOUT.as_secs(), "upstream sent no response head in time");
+                Err(unreachable(guard))
             }
         }
     }
@@ -1047,7 +1070,7 @@ struct Admitted<'a> {
 /// Relays the upstream's answer: its status and allowed headers now, its body as a metered
 /// stream that settles `guard` when it ends or breaks.
 fn relay(
-    upstream_response: reqwest::Response,
+    upstream_response: hyper::Response<Incoming>,
     mut guard: SettleGuard,
     strip_usage: bool,
     upstream_latency: Duration,
@@ -1056,11 +1079,13 @@ fn relay(
     let status = upstream_response.status();
     guard.status = Some(status.as_u16());
     let mut response = Response::builder().status(status.as_u16());
-    for name in RETURN_HEADERS {
+    for name in &RETURN_HEADERS {
+        // A copy, not a clone: a clone would keep the upstream connection's read buffer alive
+        // for as long as the response head is held.
         if let Some(v) = upstream_response.headers().get(name)
-            && let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_bytes(v.as_bytes()))
+            && let Ok(v) = HeaderValue::from_bytes(v.as_bytes())
         {
-            response = response.header(n, v);
+            response = response.header(name.clone(), v);
         }
     }
     let sse = upstream_response
@@ -1075,7 +1100,9 @@ fn relay(
     let added = guard.obs.added_latency.unwrap_or_default();
     metric_names::handles().added_latency.record(added.as_secs_f64());
     let stream = Metered {
-        inner: Box::pin(upstream_response.bytes_stream()),
+        inner: upstream_response.into_body(),
+        idle: None,
+        progressed: false,
         sse,
         body: Vec::new(),
         stripper: (strip_usage && sse).then(UsageChunkStripper::new),
@@ -1243,7 +1270,12 @@ impl Drop for SettleGuard {
 
 /// The upstream's body, relayed chunk by chunk while the meter reads it.
 struct Metered {
-    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    inner: Incoming,
+    /// The read timeout ([`upstream::READ_TIMEOUT`]): armed when the upstream first makes the
+    /// relay wait, re-armed after a wait that ended with bytes.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Bytes arrived since the timeout was last armed.
+    progressed: bool,
     sse: bool,
     /// A non-streaming body, kept (bounded) for the meter; never delays the relay.
     body: Vec<u8>,
@@ -1260,25 +1292,23 @@ impl Stream for Metered {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            match this.inner.as_mut().poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
-                    if let Some(guard) = this.guard.as_mut() {
-                        if this.sse {
-                            guard.meter.observe_chunk(&chunk);
-                        } else if this.body.len() + chunk.len() <= MAX_METERED_BODY {
-                            this.body.extend_from_slice(&chunk);
+            let chunk = match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => {
+                    if this.waited_too_long(cx) {
+                        // The upstream went silent: settle with what was seen, as for a break.
+                        if let Some(mut guard) = this.guard.take() {
+                            guard.finish(None);
                         }
+                        tracing::warn!(timeout_s = upstream::READ_TIMEOUT.as_secs(), "upstream stream went silent");
+                        return Poll::Ready(Some(Err(std::io::ErrorKind::TimedOut.into())));
                     }
-                    let out = match this.stripper.as_mut() {
-                        Some(s) => s.push(chunk),
-                        None => chunk,
-                    };
-                    if out.is_empty() {
-                        continue;
-                    }
-                    return Poll::Ready(Some(Ok(out)));
+                    return Poll::Pending;
                 }
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(chunk) => chunk,
+                    // Trailers: nothing the client or the meter reads.
+                    Err(_) => continue,
+                },
                 Poll::Ready(Some(Err(e))) => {
                     // The upstream broke the stream: settle with what was seen.
                     if let Some(mut guard) = this.guard.take() {
@@ -1301,8 +1331,38 @@ impl Stream for Metered {
                     }
                     return Poll::Ready(None);
                 }
+            };
+            this.progressed = true;
+            if let Some(guard) = this.guard.as_mut() {
+                if this.sse {
+                    guard.meter.observe_chunk(&chunk);
+                } else if this.body.len() + chunk.len() <= MAX_METERED_BODY {
+                    this.body.extend_from_slice(&chunk);
+                }
             }
+            let out = match this.stripper.as_mut() {
+                Some(s) => s.push(chunk),
+                None => chunk,
+            };
+            if out.is_empty() {
+                continue;
+            }
+            return Poll::Ready(Some(Ok(out)));
         }
+    }
+}
+
+impl Metered {
+    /// Called when the upstream makes the relay wait: whether it has now been silent for
+    /// [`upstream::READ_TIMEOUT`]. The timer is made on the first wait only (a short answer
+    /// that arrives with its head never needs one) and re-armed after a wait that ended with
+    /// bytes.
+    fn waited_too_long(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        let idle = self.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(upstream::READ_TIMEOUT)));
+        if std::mem::take(&mut self.progressed) {
+            idle.as_mut().reset(tokio::time::Instant::now() + upstream::READ_TIMEOUT);
+        }
+        idle.as_mut().poll(cx).is_ready()
     }
 }
 

@@ -61,10 +61,11 @@ pub mod rate;
 pub mod rewrite;
 pub mod sse;
 pub mod strip;
+mod upstream;
 
 pub use budget::Clock;
 pub use credit::{Credit, CreditConfig};
-pub use http::{ClientBuildError, DEFAULT_MAX_OUTPUT_TOKENS, MAX_REQUEST_BYTES, Proxy, ProxyConfig, UpstreamTarget};
+pub use http::{DEFAULT_MAX_OUTPUT_TOKENS, MAX_REQUEST_BYTES, Proxy, ProxyConfig, UpstreamTarget};
 pub use meter::{AnthropicMeter, Meter, OpenAiMeter, ResponsesMeter};
 pub use rewrite::{
     RewriteError, ensure_include_usage, estimate_input_tokens, max_output_tokens, parse_request, requested_model,
@@ -73,3 +74,4 @@ pub use rewrite::{
 pub use sse::{DEFAULT_MAX_EVENT_BYTES, EventRef, SseEvent, SseParser};
 pub use strip::UsageChunkStripper;
 pub use tollgate_policy::Usage;
+pub use upstream::ClientBuildError;

@@ -121,8 +121,9 @@ pub fn check_field_types(body: &Value) -> Result<(), String> {
 
 /// The bytes to forward for `body`.
 pub fn to_body(body: &Value) -> Vec<u8> {
-    // Serialising a `Value` cannot fail: its keys are strings and its numbers finite.
-    body.to_string().into_bytes()
+    // Serialising a `Value` cannot fail: its keys are strings and its numbers finite. Straight
+    // into bytes, not through `Display`'s formatter.
+    serde_json::to_vec(body).unwrap_or_default()
 }
 
 /// The model the client asked for (the alias to map), if the body names one.

@@ -16,6 +16,7 @@ use axum::http::HeaderName;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware;
 use axum::{Extension, Router};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use utoipa_axum::router::OpenApiRouter;
@@ -95,15 +96,20 @@ pub(crate) fn build(state: AppState) -> Router {
     crate::openapi::optional_bodies_are_objects(&mut doc);
     let public = public.layer(Extension(OpenApiJson::of(&doc)));
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    // Each `Router::layer` wraps every route once more, and each wrapper is cloned (a boxed
+    // allocation) on every request: the layers go on as one stack per router, outermost first.
+    let sensitive = SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, HeaderName::from_static(auth::X_API_KEY)]);
     // The proxy's routes carry agents' requests, which are far larger than admin bodies, and
     // log their own line per request: their trace layer makes a span only for trace export.
     let proxy = state.proxy().map_or_else(Router::new, |p| {
-        p.routes()
-            .layer(DefaultBodyLimit::max(tollgate_proxy::MAX_REQUEST_BYTES))
-            .with_state(())
-            .layer(middleware::from_fn(telemetry::track))
-            .layer(CatchPanicLayer::custom(telemetry::panic_response))
-            .layer(telemetry::proxy_trace_layer())
+        p.routes().with_state(()).layer(
+            ServiceBuilder::new()
+                .layer(sensitive.clone())
+                .layer(telemetry::proxy_trace_layer())
+                .layer(CatchPanicLayer::custom(telemetry::panic_response))
+                .layer(middleware::from_fn(telemetry::track))
+                .layer(DefaultBodyLimit::max(tollgate_proxy::MAX_REQUEST_BYTES)),
+        )
     });
     Router::new()
         .merge(admin)
@@ -111,11 +117,14 @@ pub(crate) fn build(state: AppState) -> Router {
         .merge(crate::ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(telemetry::track))
-        .layer(DefaultBodyLimit::max(crate::MAX_BODY_BYTES))
-        .layer(CatchPanicLayer::custom(telemetry::panic_response))
-        .layer(telemetry::trace_layer())
+        .layer(
+            ServiceBuilder::new()
+                .layer(sensitive)
+                .layer(telemetry::trace_layer())
+                .layer(CatchPanicLayer::custom(telemetry::panic_response))
+                .layer(DefaultBodyLimit::max(crate::MAX_BODY_BYTES))
+                .layer(middleware::from_fn(telemetry::track)),
+        )
         .merge(proxy)
-        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, HeaderName::from_static(auth::X_API_KEY)]))
         .with_state(state)
 }
