@@ -721,7 +721,7 @@ impl Proxy {
         guard.rate = permit;
         let (upstream_response, upstream_latency) =
             self.send(protocol, path, uri, headers, &admitted, &mut guard).instrument(obs.span.clone()).await?;
-        relay(upstream_response, guard, admitted.strip_usage, upstream_latency)
+        relay(upstream_response, guard, admitted.strip_usage, upstream_latency).await
     }
 
     /// Authentication: a workspace token is presented, is known, and its workspace resolves
@@ -1067,15 +1067,19 @@ struct Admitted<'a> {
     strip_usage: bool,
 }
 
-/// Relays the upstream's answer: its status and allowed headers now, its body as a metered
-/// stream that settles `guard` when it ends or breaks.
-fn relay(
+/// Relays the upstream's answer with its status and allowed headers, and settles `guard`.
+///
+/// An event stream is relayed as it comes, metered on the way, and settled when it ends or
+/// breaks ([`Metered`]). A whole (JSON) answer is read first, up to [`WHOLE_BODY_BYTES`],
+/// metered and settled, then sent in one piece: one write with its head, with a
+/// `content-length`, and no wake-up of the connection per chunk. One larger than that is
+/// relayed as it comes, like a stream.
+async fn relay(
     upstream_response: hyper::Response<Incoming>,
     mut guard: SettleGuard,
     strip_usage: bool,
     upstream_latency: Duration,
 ) -> Result<Response, ProxyError> {
-    metric_names::handles().upstream_latency.record(upstream_latency.as_secs_f64());
     let status = upstream_response.status();
     guard.status = Some(status.as_u16());
     let mut response = Response::builder().status(status.as_u16());
@@ -1094,23 +1098,100 @@ fn relay(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     guard.streamed = sse;
-    metric_names::count_request(status.as_u16());
-    // What the proxy added: everything but the wait for the upstream's headers.
-    guard.obs.responded(upstream_latency);
-    let added = guard.obs.added_latency.unwrap_or_default();
-    metric_names::handles().added_latency.record(added.as_secs_f64());
-    let stream = Metered {
-        inner: upstream_response.into_body(),
-        idle: None,
-        progressed: false,
-        sse,
-        body: Vec::new(),
-        stripper: (strip_usage && sse).then(UsageChunkStripper::new),
-        guard: Some(guard),
+    let mut upstream_latency = upstream_latency;
+    let body = if sse {
+        responded(&mut guard, upstream_latency);
+        Body::from_stream(Metered::new(upstream_response.into_body(), guard, true, strip_usage, None))
+    } else {
+        let reading = Instant::now();
+        let whole = read_whole(upstream_response.into_body()).await;
+        // The wait for the body is the upstream's time, not the proxy's.
+        upstream_latency += reading.elapsed();
+        responded(&mut guard, upstream_latency);
+        match whole {
+            Whole::Read(bytes) => {
+                guard.meter.observe_body(&bytes);
+                guard.finish(guard.status);
+                Body::from(bytes)
+            }
+            Whole::TooLarge(head, rest) => Body::from_stream(Metered::new(rest, guard, false, false, Some(head))),
+            Whole::Broken(error) => {
+                // The provider bills an answer it broke off: charged (see `charge_body`), and
+                // the client told so in its provider's error shape (and counted as a 502).
+                tracing::warn!(error = %error, "the upstream broke off its answer");
+                guard.finish(None);
+                return Err(ProxyError::new(
+                    StatusCode::BAD_GATEWAY,
+                    Kind::Api,
+                    "the upstream provider broke off its answer",
+                ));
+            }
+        }
     };
+    metric_names::count_request(status.as_u16());
+    metric_names::handles().upstream_latency.record(upstream_latency.as_secs_f64());
     response
-        .body(Body::from_stream(stream))
+        .body(body)
         .map_err(|_| ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the upstream's answer could not be relayed"))
+}
+
+/// Records what the proxy added to the request's time: everything but `upstream`, the wait
+/// for the upstream's answer.
+fn responded(guard: &mut SettleGuard, upstream: Duration) {
+    let m = metric_names::handles();
+    m.upstream_latency.record(upstream.as_secs_f64());
+    guard.obs.responded(upstream);
+    m.added_latency.record(guard.obs.added_latency.unwrap_or_default().as_secs_f64());
+}
+
+/// The most of a whole (non-stream) answer read before it is sent: LLM answers are far
+/// smaller; a larger one is relayed as it comes.
+const WHOLE_BODY_BYTES: usize = 1024 * 1024;
+
+/// A whole answer as [`read_whole`] found it.
+enum Whole {
+    /// All of it.
+    Read(Bytes),
+    /// Its first [`WHOLE_BODY_BYTES`] or more, and the rest to relay.
+    TooLarge(Bytes, Incoming),
+    /// The upstream broke it off, went silent for [`upstream::READ_TIMEOUT`], or sent more
+    /// than it announced.
+    Broken(std::io::Error),
+}
+
+/// Reads `body` to its end, or to [`WHOLE_BODY_BYTES`]. A body that comes in one frame (the
+/// usual case) is kept as that frame, not copied.
+async fn read_whole(mut body: Incoming) -> Whole {
+    use http_body_util::BodyExt as _;
+    let mut first: Option<Bytes> = None;
+    let mut more: Vec<u8> = Vec::new();
+    let joined = |first: Option<Bytes>, more: Vec<u8>| match first {
+        Some(f) if more.is_empty() => f,
+        Some(f) => {
+            let mut all = Vec::with_capacity(f.len() + more.len());
+            all.extend_from_slice(&f);
+            all.extend_from_slice(&more);
+            Bytes::from(all)
+        }
+        None => Bytes::new(),
+    };
+    loop {
+        let frame = match tokio::time::timeout(upstream::READ_TIMEOUT, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => return Whole::Read(joined(first, more)),
+            Ok(Some(Err(e))) => return Whole::Broken(std::io::Error::other(e)),
+            Err(_) => return Whole::Broken(std::io::ErrorKind::TimedOut.into()),
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        match &first {
+            None => first = Some(data),
+            Some(_) => more.extend_from_slice(&data),
+        }
+        let read = first.as_ref().map_or(0, Bytes::len) + more.len();
+        if read >= WHOLE_BODY_BYTES {
+            return Whole::TooLarge(joined(first, more), body);
+        }
+    }
 }
 
 /// The worst-case charge of a request with the org's `markup`: its input (estimated from the
@@ -1270,6 +1351,8 @@ impl Drop for SettleGuard {
 
 /// The upstream's body, relayed chunk by chunk while the meter reads it.
 struct Metered {
+    /// Relayed before `inner`: what [`read_whole`] read of an answer too large to hold.
+    head: Option<Bytes>,
     inner: Incoming,
     /// The read timeout ([`upstream::READ_TIMEOUT`]): armed when the upstream first makes the
     /// relay wait, re-armed after a wait that ended with bytes.
@@ -1283,6 +1366,23 @@ struct Metered {
     guard: Option<SettleGuard>,
 }
 
+impl Metered {
+    /// Relays `inner` after `head` (a part already read), metering it as an event stream
+    /// (`sse`) or as a whole body; strips OpenAI's usage chunk when `strip_usage` (streams only).
+    fn new(inner: Incoming, guard: SettleGuard, sse: bool, strip_usage: bool, head: Option<Bytes>) -> Self {
+        Self {
+            head,
+            inner,
+            idle: None,
+            progressed: false,
+            sse,
+            body: Vec::new(),
+            stripper: (strip_usage && sse).then(UsageChunkStripper::new),
+            guard: Some(guard),
+        }
+    }
+}
+
 /// The most of a non-streaming body kept for metering.
 const MAX_METERED_BODY: usize = 16 * 1024 * 1024;
 
@@ -1292,44 +1392,49 @@ impl Stream for Metered {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            let chunk = match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => {
-                    if this.waited_too_long(cx) {
-                        // The upstream went silent: settle with what was seen, as for a break.
+            let chunk = if let Some(head) = this.head.take() {
+                head
+            } else {
+                match Pin::new(&mut this.inner).poll_frame(cx) {
+                    Poll::Pending => {
+                        if this.waited_too_long(cx) {
+                            // The upstream went silent: settle with what was seen, as for a break.
+                            if let Some(mut guard) = this.guard.take() {
+                                guard.finish(None);
+                            }
+                            tracing::warn!(timeout_s = upstream::READ_TIMEOUT.as_secs(), "upstream stream went silent");
+                            return Poll::Ready(Some(Err(std::io::ErrorKind::TimedOut.into())));
+                        }
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(chunk) => chunk,
+                        // Trailers: nothing the client or the meter reads.
+                        Err(_) => continue,
+                    },
+                    Poll::Ready(Some(Err(e))) => {
+                        // The upstream broke the stream: settle with what was seen.
                         if let Some(mut guard) = this.guard.take() {
                             guard.finish(None);
                         }
-                        tracing::warn!(timeout_s = upstream::READ_TIMEOUT.as_secs(), "upstream stream went silent");
-                        return Poll::Ready(Some(Err(std::io::ErrorKind::TimedOut.into())));
+                        return Poll::Ready(Some(Err(std::io::Error::other(e))));
                     }
-                    return Poll::Pending;
-                }
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(chunk) => chunk,
-                    // Trailers: nothing the client or the meter reads.
-                    Err(_) => continue,
-                },
-                Poll::Ready(Some(Err(e))) => {
-                    // The upstream broke the stream: settle with what was seen.
-                    if let Some(mut guard) = this.guard.take() {
-                        guard.finish(None);
-                    }
-                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
-                }
-                Poll::Ready(None) => {
-                    if let Some(mut guard) = this.guard.take() {
-                        if !this.sse {
-                            guard.meter.observe_body(&this.body);
+                    Poll::Ready(None) => {
+                        if let Some(mut guard) = this.guard.take() {
+                            if !this.sse {
+                                guard.meter.observe_body(&this.body);
+                            }
+                            // A stream that ended without its terminating event was cut.
+                            let status = if this.sse && !guard.meter.completed() { None } else { guard.status };
+                            guard.finish(status);
                         }
-                        // A stream that ended without its terminating event was cut.
-                        let status = if this.sse && !guard.meter.completed() { None } else { guard.status };
-                        guard.finish(status);
+                        if let Some(rest) =
+                            this.stripper.as_mut().map(UsageChunkStripper::finish).filter(|b| !b.is_empty())
+                        {
+                            return Poll::Ready(Some(Ok(rest)));
+                        }
+                        return Poll::Ready(None);
                     }
-                    if let Some(rest) = this.stripper.as_mut().map(UsageChunkStripper::finish).filter(|b| !b.is_empty())
-                    {
-                        return Poll::Ready(Some(Ok(rest)));
-                    }
-                    return Poll::Ready(None);
                 }
             };
             this.progressed = true;

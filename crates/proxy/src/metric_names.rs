@@ -9,9 +9,11 @@ pub const REQUESTS: &str = "tollgate_proxy_requests_total";
 pub const TOKENS: &str = "tollgate_proxy_tokens_total";
 /// Cost charged to orgs' credit, micro-USD.
 pub const COST_MICROS: &str = "tollgate_proxy_cost_micros_total";
-/// Latency the proxy adds, in seconds: everything but the wait for the upstream's headers.
+/// Latency the proxy adds, in seconds: everything but the wait for the upstream (its headers;
+/// for a whole answer, its body too).
 pub const ADDED_LATENCY: &str = "tollgate_proxy_added_latency_seconds";
-/// Time from forwarding a request to the upstream's response headers, in seconds.
+/// Time from forwarding a request to the upstream's response headers (for a whole, non-stream
+/// answer: to its end), in seconds.
 pub const UPSTREAM_LATENCY: &str = "tollgate_proxy_upstream_latency_seconds";
 /// Settlements charged on an estimate: streams that ended without their usage.
 pub const ESTIMATED_SETTLEMENTS: &str = "tollgate_proxy_estimated_settlements_total";

@@ -137,7 +137,8 @@ impl Observed {
         );
     }
 
-    /// The upstream's response head arrived after `upstream` of the request's life so far.
+    /// The upstream answered after `upstream` of the request's life so far (its head; a whole
+    /// answer, its body too).
     pub(crate) fn responded(&mut self, upstream: Duration) {
         self.upstream_latency = Some(upstream);
         self.added_latency = Some(self.started.elapsed().saturating_sub(upstream));

@@ -168,17 +168,70 @@ async fn two_instances_on_postgres_never_overspend() {
 
 /// A whole (non-stream) body that the upstream breaks after its 200 never shows its usage, but
 /// the provider bills the whole answer: it is charged the worst case it was reserved for,
-/// marked estimated, and never more than that.
+/// marked estimated, and never more than that. The proxy reads a whole answer before sending
+/// it, so the client is told in its provider's error shape (502), not left with half a body.
 #[tokio::test]
 async fn a_whole_body_cut_after_its_success_status_is_charged_its_reservation() {
     let app = App::new(1_000_000).await;
     let (_, token) = app.workspace("claude-code", "platform/ok").await;
     let r = app.post("/anthropic/v1/messages", &token, messages("platform/cut", false, 50)).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(r.bytes().await.is_err(), "the client sees the body break");
+    assert_eq!(r.status(), 502);
+    let error: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(error["type"], "error", "Anthropic's error shape: {error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("broke off"), "{error}");
     let u = app.settled(1).await;
     assert_eq!((u.requests, u.estimated_requests), (1, 1), "one row, its usage estimated");
     assert_eq!(u.output_tokens, 50, "the output limit the request was admitted for");
     assert!(u.cost_micros > 0, "not free: {u:?}");
     assert_eq!(app.credit().await, 1_000_000 - u.cost_micros, "charged once");
+}
+
+/// A whole answer larger than the proxy reads before sending (1 MiB) is relayed as it comes:
+/// the client gets every byte, in order, and it is metered from the whole body (its usage
+/// charged, not estimated), the part read first included.
+#[tokio::test]
+async fn a_whole_answer_too_large_to_hold_is_relayed_whole_and_metered() {
+    use axum::routing::post;
+    let app = App::new(1_000_000_000).await;
+    let text = "word ".repeat(600_000);
+    let answer = serde_json::json!({
+        "id": "msg_large", "type": "message", "role": "assistant", "model": "stub-sonnet",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 11, "output_tokens": 600_000}
+    })
+    .to_string();
+    assert!(answer.len() > 2 * 1024 * 1024, "well over what the proxy holds");
+    // The body goes out in small pieces, as a provider's would over a real network.
+    let pieces: Vec<Vec<u8>> = answer.as_bytes().chunks(16 * 1024).map(<[u8]>::to_vec).collect();
+    let large = axum::Router::new().route(
+        "/v1/messages",
+        post(move || {
+            let pieces = pieces.clone();
+            async move {
+                let stream = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>));
+                ([("content-type", "application/json")], axum::body::Body::from_stream(stream))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, large).await });
+    let (_, base) = start_proxy(app.store.clone(), &upstream).await;
+    let (_, token) = app.workspace("claude-code", "platform/ok").await;
+    let r = app
+        .http
+        .post(format!("{base}/anthropic/v1/messages"))
+        .header("x-api-key", &token)
+        .json(&messages("platform/ok", false, 1_000_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    assert!(body == answer.as_bytes(), "every byte, in order ({} of {})", body.len(), answer.len());
+    let u = app.settled(1).await;
+    assert_eq!((u.estimated_requests, u.input_tokens, u.output_tokens), (0, 11, 600_000), "{u:?}");
+    // platform/ok: 1 USD per million input tokens, 2 per million output.
+    assert_eq!(u.cost_micros, 11 + 2 * 600_000);
 }
