@@ -71,6 +71,10 @@ struct Args {
     /// measure what enforcing them costs.
     #[arg(long)]
     limits: Option<String>,
+    /// An environment variable for `tollgate serve`, NAME=VALUE (repeatable), e.g.
+    /// MALLOC_ARENA_MAX=2 or an LD_PRELOAD allocator: to measure a setting.
+    #[arg(long = "serve-env", value_parser = streams::parse_env)]
+    serve_env: Vec<(String, String)>,
     /// Another benchmark instead of the proxy's.
     #[command(subcommand)]
     mode: Option<Mode>,
@@ -172,7 +176,12 @@ async fn run(args: &Args) -> anyhow::Result<String> {
     // Declared first, removed last: the servers below keep their files in it.
     let work = tempfile::Builder::new().prefix("tollgate-bench-").tempdir().context("cannot create a temp dir")?;
     let upstream = Upstream::start(&bin, work.path()).await?;
-    let tollgate = Tollgate::start(&bin, work.path(), upstream.addr).await?;
+    let tollgate = Tollgate::start_with(&bin, work.path(), upstream.addr, |command: &mut Command| {
+        for (name, value) in &args.serve_env {
+            command.env(name, value);
+        }
+    })
+    .await?;
     let token =
         tollgate.provision(args.limits.as_deref()).await.context("cannot provision the benchmark's workspace")?;
     let nginx = if args.no_nginx {
@@ -479,12 +488,8 @@ struct Tollgate {
 }
 
 impl Tollgate {
-    /// Starts it and waits (up to 10 s) for `/healthz`.
-    async fn start(bin: &FsPath, work: &FsPath, upstream: SocketAddr) -> anyhow::Result<Self> {
-        Self::start_with(bin, work, upstream, |_| {}).await
-    }
-
-    /// [`Tollgate::start`], with `configure` adding to its command (environment, arguments).
+    /// Starts it and waits (up to 10 s) for `/healthz`; `configure` adds to its command
+    /// (environment, arguments).
     async fn start_with(
         bin: &FsPath,
         work: &FsPath,

@@ -80,7 +80,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-fn parse_env(text: &str) -> Result<(String, String), String> {
+/// `NAME=VALUE`, for `--serve-env`.
+pub(crate) fn parse_env(text: &str) -> Result<(String, String), String> {
     let (name, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not NAME=VALUE"))?;
     Ok((name.to_owned(), value.to_owned()))
 }

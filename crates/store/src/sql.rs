@@ -440,9 +440,26 @@ fn split_budget_key(line: &str) -> Result<(String, String, String)> {
     }
 }
 
-/// Ledger rows per INSERT statement in `record_usage`: 19 parameters each, well under
-/// SQLite's 32766 and Postgres's 65535 bound parameters.
-const LEDGER_INSERT_CHUNK: usize = 500;
+/// The row counts of `record_usage`'s INSERT statements, largest first: a flush of any size is
+/// written as runs of these ([`ledger_chunks`]). A fixed few, because each distinct count is
+/// another statement that each connection prepares and keeps in its statement cache: with every
+/// count from 1 to 500, a loaded server prepared a many-row INSERT (hundreds of thousands of
+/// instructions) on most flushes and held a hundred of them per connection, tens of MiB in all.
+/// 64 rows of 19 parameters are well under SQLite's 32766 and Postgres's 65535.
+const LEDGER_INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
+
+/// `entries` as consecutive runs whose lengths are all in [`LEDGER_INSERT_SIZES`], largest
+/// first, in order: at most 3 runs of each smaller size.
+fn ledger_chunks<T>(mut rest: &[T]) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    for size in LEDGER_INSERT_SIZES {
+        while let Some((head, tail)) = rest.split_at_checked(size) {
+            chunks.push(head);
+            rest = tail;
+        }
+    }
+    chunks
+}
 
 /// The suspension stored in a row's `suspended_reason`, `suspended_at` and `suspended_by`
 /// (all NULL when there is none).
@@ -1407,7 +1424,7 @@ macro_rules! impl_store {
                 // transit, say) is not written, nor charged, twice: only inserted rows return
                 // their cost.
                 let mut charged: i64 = 0;
-                for chunk in entries.chunks(LEDGER_INSERT_CHUNK) {
+                for chunk in ledger_chunks(entries) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO ledger (request_id, org_id, workspace_id, model, status, http_status, reserved_micros, \
                          cost_micros, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, created_at, settled_at, estimated, \
@@ -2049,3 +2066,22 @@ impl_store!(
     " FOR UPDATE",
     "to_char(to_timestamp(created_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::{LEDGER_INSERT_SIZES, ledger_chunks};
+
+    #[test]
+    fn ledger_chunks_cover_the_rows_in_order_with_the_fixed_sizes_only() {
+        for n in 0..600_usize {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks = ledger_chunks(&rows);
+            assert!(chunks.iter().all(|c| LEDGER_INSERT_SIZES.contains(&c.len())), "{n}");
+            assert_eq!(chunks.concat(), rows, "{n}: every row once, in order");
+            // Greedy: below the largest size, at most three runs of each smaller one.
+            for size in &LEDGER_INSERT_SIZES[1..] {
+                assert!(chunks.iter().filter(|c| c.len() == *size).count() <= 3, "{n}");
+            }
+        }
+    }
+}
