@@ -8,8 +8,9 @@
 //! full, spans are dropped, and the SDK counts them. Spans of batches the receiver did not
 //! take are counted in `tollgate_otel_spans_dropped_total`.
 //!
-//! The HTTP client is the proxy's own `reqwest` (no second HTTP stack): each export is a task
-//! on the server's runtime, awaited by the processor's thread.
+//! The HTTP client is the workspace's `reqwest` (the admin client's and the notifier's; no
+//! second HTTP stack): each export is a task on the server's runtime, awaited by the
+//! processor's thread.
 
 use std::time::Duration;
 

@@ -1129,7 +1129,6 @@ async fn relay(
         }
     };
     metric_names::count_request(status.as_u16());
-    metric_names::handles().upstream_latency.record(upstream_latency.as_secs_f64());
     response
         .body(body)
         .map_err(|_| ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the upstream's answer could not be relayed"))
@@ -1343,8 +1342,11 @@ impl SettleGuard {
 impl Drop for SettleGuard {
     fn drop(&mut self) {
         if self.pending.is_some() {
-            // Dropped before the end: the client went away mid-response.
-            self.finish(Some(CLIENT_CLOSED));
+            // Dropped before the end. After the stream's terminal event (its usage seen), the
+            // client had the whole answer and may close without waiting for the body's end
+            // (Codex does): the answer's status. Before it: the client went away mid-response.
+            let status = if self.streamed && self.meter.completed() { self.status } else { Some(CLIENT_CLOSED) };
+            self.finish(status);
         }
     }
 }

@@ -235,3 +235,45 @@ async fn a_whole_answer_too_large_to_hold_is_relayed_whole_and_metered() {
     // platform/ok: 1 USD per million input tokens, 2 per million output.
     assert_eq!(u.cost_micros, 11 + 2 * 600_000);
 }
+
+/// A client that closes its connection once it has the stream's terminal event, without
+/// waiting for the body's end (Codex does), had the whole answer: its row has the answer's
+/// status (not 499, not an error) and the usage the stream reported, not an estimate.
+#[tokio::test]
+async fn a_client_that_leaves_after_the_terminal_event_had_the_whole_answer() {
+    use axum::routing::post;
+    let app = App::new(1_000_000_000).await;
+    let events = include_str!("../fixtures/anthropic_text.sse");
+    // The whole stream, then a body that never ends: only the client's leaving ends it.
+    let upstream_app = axum::Router::new().route(
+        "/v1/messages",
+        post(move || async move {
+            let all = futures_util::stream::iter([Ok::<_, std::io::Error>(events.as_bytes().to_vec())])
+                .chain(futures_util::stream::pending());
+            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(all))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, upstream_app).await });
+    let (_, base) = start_proxy(app.store.clone(), &upstream).await;
+    let (_, token) = app.workspace("claude-code", "platform/ok").await;
+    let r = app
+        .http
+        .post(format!("{base}/anthropic/v1/messages"))
+        .header("x-api-key", &token)
+        .json(&messages("platform/ok", true, 1_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("message_stop") {
+        seen.push_str(std::str::from_utf8(&body.next().await.unwrap().unwrap()).unwrap());
+    }
+    drop(body);
+    let u = app.settled(1).await;
+    assert_eq!((u.errors, u.estimated_requests), (0, 0), "the answer's status, its own usage: {u:?}");
+    assert_eq!((u.input_tokens, u.output_tokens), (472, 15), "{u:?}");
+}
