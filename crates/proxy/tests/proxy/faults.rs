@@ -204,29 +204,14 @@ async fn a_whole_answer_too_large_to_hold_is_relayed_whole_and_metered() {
     assert!(answer.len() > 2 * 1024 * 1024, "well over what the proxy holds");
     // The body goes out in small pieces, as a provider's would over a real network.
     let pieces: Vec<Vec<u8>> = answer.as_bytes().chunks(16 * 1024).map(<[u8]>::to_vec).collect();
-    let large = axum::Router::new().route(
-        "/v1/messages",
-        post(move || {
-            let pieces = pieces.clone();
-            async move {
-                let stream = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>));
-                ([("content-type", "application/json")], axum::body::Body::from_stream(stream))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, large).await });
-    let (_, base) = start_proxy(app.store.clone(), &upstream).await;
-    let (_, token) = app.workspace("claude-code", "platform/ok").await;
-    let r = app
-        .http
-        .post(format!("{base}/anthropic/v1/messages"))
-        .header("x-api-key", &token)
-        .json(&messages("platform/ok", false, 1_000_000))
-        .send()
-        .await
-        .unwrap();
+    let large = post(move || {
+        let pieces = pieces.clone();
+        async move {
+            let stream = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>));
+            ([("content-type", "application/json")], axum::body::Body::from_stream(stream))
+        }
+    });
+    let r = through_own_upstream(&app, large, messages("platform/ok", false, 1_000_000)).await;
     assert_eq!(r.status(), 200);
     let body = r.bytes().await.unwrap();
     assert!(body == answer.as_bytes(), "every byte, in order ({} of {})", body.len(), answer.len());
@@ -245,27 +230,12 @@ async fn a_client_that_leaves_after_the_terminal_event_had_the_whole_answer() {
     let app = App::new(1_000_000_000).await;
     let events = include_str!("../fixtures/anthropic_text.sse");
     // The whole stream, then a body that never ends: only the client's leaving ends it.
-    let upstream_app = axum::Router::new().route(
-        "/v1/messages",
-        post(move || async move {
-            let all = futures_util::stream::iter([Ok::<_, std::io::Error>(events.as_bytes().to_vec())])
-                .chain(futures_util::stream::pending());
-            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(all))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, upstream_app).await });
-    let (_, base) = start_proxy(app.store.clone(), &upstream).await;
-    let (_, token) = app.workspace("claude-code", "platform/ok").await;
-    let r = app
-        .http
-        .post(format!("{base}/anthropic/v1/messages"))
-        .header("x-api-key", &token)
-        .json(&messages("platform/ok", true, 1_000))
-        .send()
-        .await
-        .unwrap();
+    let endless = post(move || async move {
+        let all = futures_util::stream::iter([Ok::<_, std::io::Error>(events.as_bytes().to_vec())])
+            .chain(futures_util::stream::pending());
+        ([("content-type", "text/event-stream")], axum::body::Body::from_stream(all))
+    });
+    let r = through_own_upstream(&app, endless, messages("platform/ok", true, 1_000)).await;
     assert_eq!(r.status(), 200);
     let mut body = r.bytes_stream();
     let mut seen = String::new();
@@ -276,4 +246,15 @@ async fn a_client_that_leaves_after_the_terminal_event_had_the_whole_answer() {
     let u = app.settled(1).await;
     assert_eq!((u.errors, u.estimated_requests), (0, 0), "the answer's status, its own usage: {u:?}");
     assert_eq!((u.input_tokens, u.output_tokens), (472, 15), "{u:?}");
+}
+
+/// Sends `body` to `POST /anthropic/v1/messages` of a proxy (over `app`'s store and org) whose
+/// upstream answers `/v1/messages` with `answer`: for answers the stand-in upstream does not give.
+async fn through_own_upstream(app: &App, answer: axum::routing::MethodRouter, body: Value) -> reqwest::Response {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/v1/messages", answer)).await });
+    let (_, base) = start_proxy(app.store.clone(), &upstream).await;
+    let (_, token) = app.workspace("claude-code", "platform/ok").await;
+    app.http.post(format!("{base}/anthropic/v1/messages")).header("x-api-key", &token).json(&body).send().await.unwrap()
 }
