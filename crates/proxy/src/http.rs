@@ -57,6 +57,30 @@ pub struct UpstreamTarget {
     pub key: Option<SecretString>,
     /// The variable the key comes from, for that message.
     pub key_env: String,
+    /// The key as each protocol sends it, built once at start and marked sensitive; `None`
+    /// without a key, or with one no header can carry (then requests fail with 502).
+    auth: Option<AuthHeaders>,
+}
+
+/// The platform key as the upstream request's header value: Anthropic's `x-api-key` and
+/// OpenAI's `Authorization: Bearer`. Cloned per request (a reference count), never formatted.
+#[derive(Clone)]
+struct AuthHeaders {
+    x_api_key: HeaderValue,
+    bearer: HeaderValue,
+}
+
+impl AuthHeaders {
+    fn of(key: &SecretString) -> Option<Self> {
+        let sensitive = |mut v: HeaderValue| {
+            v.set_sensitive(true);
+            v
+        };
+        Some(Self {
+            x_api_key: sensitive(HeaderValue::from_str(key.expose_secret()).ok()?),
+            bearer: sensitive(HeaderValue::try_from(format!("Bearer {}", key.expose_secret())).ok()?),
+        })
+    }
 }
 
 impl std::fmt::Debug for UpstreamTarget {
@@ -91,12 +115,14 @@ impl ProxyConfig {
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| u.url().to_owned());
                 let key = env(u.key_env().as_str()).filter(|s| !s.is_empty()).map(SecretString::from);
+                let auth = key.as_ref().and_then(AuthHeaders::of);
                 upstreams.insert(
                     u.name().to_owned(),
                     UpstreamTarget {
                         url: url.trim_end_matches('/').to_owned(),
                         key,
                         key_env: u.key_env().as_str().to_owned(),
+                        auth,
                     },
                 );
             }
@@ -779,14 +805,14 @@ impl Proxy {
         let Some(target) = inner.config.upstream(upstream.name()) else {
             return Err(ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the platform upstream is not configured"));
         };
-        let Some(key) = target.key.clone() else {
+        if target.key.is_none() {
             tracing::error!(key_env = %target.key_env, "platform upstream key missing from the server's environment");
             return Err(ProxyError::new(
                 StatusCode::BAD_GATEWAY,
                 Kind::Api,
                 format!("the server has no platform key for this upstream (set {})", target.key_env),
             ));
-        };
+        }
         let streaming = rewrite::wants_stream(&json);
         rewrite::set_model(&mut json, platform_model.upstream_model()).map_err(not_object)?;
         // A Responses stream always carries its usage (in the terminal event).
@@ -799,7 +825,6 @@ impl Proxy {
             model,
             price: platform_model.price().clone(),
             target,
-            key,
             count_only: path.ends_with("count_tokens"),
             strip_usage,
         })
@@ -993,18 +1018,14 @@ impl Proxy {
                 out.append(name.clone(), v.clone());
             }
         }
-        let Ok(mut key) = HeaderValue::try_from(match protocol {
-            Protocol::Anthropic => admitted.key.expose_secret().to_owned(),
-            Protocol::Openai => format!("Bearer {}", admitted.key.expose_secret()),
-        }) else {
+        let Some(auth) = &admitted.target.auth else {
             // A key with a character no header may carry: named by its variable, never shown.
             tracing::error!(key_env = %admitted.target.key_env, "the platform key is not a valid header value");
             return Err(unreachable(guard));
         };
-        key.set_sensitive(true);
         match protocol {
-            Protocol::Anthropic => out.insert(HeaderName::from_static("x-api-key"), key),
-            Protocol::Openai => out.insert(axum::http::header::AUTHORIZATION, key),
+            Protocol::Anthropic => out.insert(HeaderName::from_static("x-api-key"), auth.x_api_key.clone()),
+            Protocol::Openai => out.insert(axum::http::header::AUTHORIZATION, auth.bearer.clone()),
         };
         if !out.contains_key(axum::http::header::CONTENT_TYPE) {
             out.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -1060,7 +1081,6 @@ struct Admitted<'a> {
     model: String,
     price: Pricing,
     target: &'a UpstreamTarget,
-    key: SecretString,
     /// A token count: priced at zero.
     count_only: bool,
     /// The proxy asked for OpenAI's usage chunk on the client's behalf and removes it.
