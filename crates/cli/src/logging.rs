@@ -154,8 +154,7 @@ impl Visit for PlainVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         use std::fmt::Write as _;
         if field.name() == "message" {
-            let name = field.name();
-            if self.result.is_err() || name.starts_with("log.") {
+            if self.result.is_err() {
                 return;
             }
             if !self.first {
@@ -241,11 +240,24 @@ mod tests {
                 tab = "a\tb",
                 empty = ""
             );
+            // The `log` crate's metadata is left out; a message that is a number is the message.
+            tracing::info!(log.target = "dep", message = 7_u64, n = 1_u64);
             tracing::warn!(error = %"upstream \"down\"", "upstream unreachable");
         };
         let plain = capture(true, event);
         assert!(plain.contains("proxied request request_id=\"r-1\" status=200 added_ms=0.5 ok=true\n"), "{plain:?}");
         assert_eq!(plain, capture(false, event));
+    }
+
+    #[test]
+    fn only_printable_ascii_without_quote_or_backslash_is_written_verbatim() {
+        for plain in ["", "r-1", "platform/sonnet", "a b ~!#$%&'()*+,-./:;<=>?@[]^_`{|}"] {
+            assert!(super::debug_is_verbatim(plain), "{plain:?}");
+            assert_eq!(format!("{plain:?}"), format!("\"{plain}\""), "what Debug writes: {plain:?}");
+        }
+        for escaped in ["a\"b", "a\\b", "é", "a\tb", "a\nb", "\u{7f}", "\u{1b}[31m"] {
+            assert!(!super::debug_is_verbatim(escaped), "{escaped:?}");
+        }
     }
 
     #[test]
