@@ -273,6 +273,18 @@ pub struct ReencryptBatch {
     pub key_id: Option<KeyId>,
 }
 
+impl ReencryptBatch {
+    /// Counts one conditional re-encryption: `rows_affected` 1 is a value moved to the newest
+    /// key, 0 one set meanwhile (its compare failed) and left as it is.
+    pub(crate) fn tally(&mut self, rows_affected: u64) {
+        if rows_affected == 1 {
+            self.moved += 1;
+        } else {
+            self.changed += 1;
+        }
+    }
+}
+
 /// What a successful provision stores, atomically.
 #[derive(Clone, Debug)]
 pub struct ProvisionRecord {

@@ -619,11 +619,7 @@ macro_rules! impl_store {
                         .bind(&text)
                         .execute(&self.pool)
                         .await?;
-                    if done.rows_affected() == 1 {
-                        batch.moved += 1;
-                    } else {
-                        batch.changed += 1;
-                    }
+                    batch.tally(done.rows_affected());
                 }
                 Ok(batch)
             }
@@ -2008,11 +2004,7 @@ macro_rules! impl_store {
                     .bind(&nonce)
                     .execute(&self.pool)
                     .await?;
-                    if done.rows_affected() == 1 {
-                        batch.moved += 1;
-                    } else {
-                        batch.changed += 1;
-                    }
+                    batch.tally(done.rows_affected());
                 }
                 let (s1, o1, n1) = if batch.next.is_some() { cursor_parts(batch.next.as_ref()) } else { (s0, o0, n0) };
                 let pending: i64 = sqlx::query_scalar(

@@ -179,6 +179,21 @@ pub struct TlsFiles {
 /// bytes 0 to 31).
 pub const SHARED_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
+/// The environment of each `serve` process of a multi-instance test: [`ADMIN_TOKEN`], the
+/// [`SHARED_MASTER_KEY`], the Postgres database at `database_url`, and the stand-in upstream
+/// at `upstream_url` for both protocols with [`ANTHROPIC_KEY`] and [`OPENAI_KEY`].
+pub fn shared_serve_env<'a>(database_url: &'a str, upstream_url: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("TOLLGATE_MASTER_KEY", SHARED_MASTER_KEY),
+        ("TOLLGATE_DATABASE_URL", database_url),
+        ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", upstream_url),
+        ("TOLLGATE_UPSTREAM_OPENAI_URL", upstream_url),
+        ("TOLLGATE_UPSTREAM_ANTHROPIC_KEY", ANTHROPIC_KEY),
+        ("TOLLGATE_UPSTREAM_OPENAI_KEY", OPENAI_KEY),
+    ]
+}
+
 /// The admin token of every [`Stack`].
 pub const ADMIN_TOKEN: &str = "tg_admin_clients-e2e";
 /// Distinctive fake platform keys: the upstream must see these and nothing else.

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tollgate_testkit::cli_app::{ADMIN_TOKEN, ANTHROPIC_KEY, OPENAI_KEY, SHARED_MASTER_KEY, Server, data_dir};
+use tollgate_testkit::cli_app::{ADMIN_TOKEN, Server, data_dir, shared_serve_env};
 
 use crate::send_hello;
 
@@ -22,16 +22,8 @@ fn two_serve_processes_record_one_alarm_per_crossing() {
     let upstream = rt.block_on(tollgate_upstream::Upstream::start()).unwrap();
     let db = rt.block_on(tollgate_testkit::postgres().fresh_database()).unwrap();
     let url = upstream.url();
-    let env = [
-        ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("TOLLGATE_MASTER_KEY", SHARED_MASTER_KEY),
-        ("TOLLGATE_DATABASE_URL", db.as_str()),
-        ("TOLLGATE_UPSTREAM_ANTHROPIC_URL", url.as_str()),
-        ("TOLLGATE_UPSTREAM_OPENAI_URL", url.as_str()),
-        ("TOLLGATE_UPSTREAM_ANTHROPIC_KEY", ANTHROPIC_KEY),
-        ("TOLLGATE_UPSTREAM_OPENAI_KEY", OPENAI_KEY),
-        ("TOLLGATE_ALARM_INTERVAL", "50ms"),
-    ];
+    let mut env = shared_serve_env(&db, &url);
+    env.push(("TOLLGATE_ALARM_INTERVAL", "50ms"));
     let (dir_a, dir_b) = (data_dir("alarms-a"), data_dir("alarms-b"));
     let a = Server::start(crate::bin(), &dir_a, &[], &env);
     let b = Server::start(crate::bin(), &dir_b, &[], &env);
