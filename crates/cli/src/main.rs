@@ -29,6 +29,8 @@ use exit::CliError;
 /// buffers, JSON values, headers) from two or more worker threads, where glibc's malloc cost
 /// about a tenth of the throughput at 16 connections and a third of the added latency at one,
 /// and kept more memory after a load (ARCHITECTURE.md, "Allocator").
+/// Built without the `jemalloc` feature, the system's malloc (for heap profilers).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -16,8 +16,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get, post};
 use futures_util::Stream;
-use http_body_util::Full;
-use hyper::body::{Body as _, Incoming};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tollgate_policy::money::Usage;
@@ -38,7 +36,7 @@ use crate::models;
 use crate::observe::Observed;
 use crate::rewrite;
 use crate::strip::UsageChunkStripper;
-use crate::upstream::{self, ClientBuildError, UpstreamClient};
+use crate::upstream::{self, ClientBuildError, UpstreamBody, UpstreamClient};
 
 /// Output tokens reserved for a request that sets no limit (OpenAI's `max_tokens` is optional).
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 32_000;
@@ -60,6 +58,9 @@ pub struct UpstreamTarget {
     /// The key as each protocol sends it, built once at start and marked sensitive; `None`
     /// without a key, or with one no header can carry (then requests fail with 502).
     auth: Option<AuthHeaders>,
+    /// Where `url` points, and its pooled connections; `None` for a URL the client cannot
+    /// use (then requests fail with 502 and a log line naming the URL).
+    endpoint: Option<Arc<upstream::Endpoint>>,
 }
 
 /// The platform key as the upstream request's header value: Anthropic's `x-api-key` and
@@ -116,14 +117,11 @@ impl ProxyConfig {
                     .unwrap_or_else(|| u.url().to_owned());
                 let key = env(u.key_env().as_str()).filter(|s| !s.is_empty()).map(SecretString::from);
                 let auth = key.as_ref().and_then(AuthHeaders::of);
+                let url = url.trim_end_matches('/').to_owned();
+                let endpoint = upstream::Endpoint::parse(&url).ok().map(Arc::new);
                 upstreams.insert(
                     u.name().to_owned(),
-                    UpstreamTarget {
-                        url: url.trim_end_matches('/').to_owned(),
-                        key,
-                        key_env: u.key_env().as_str().to_owned(),
-                        auth,
-                    },
+                    UpstreamTarget { url, key, key_env: u.key_env().as_str().to_owned(), auth, endpoint },
                 );
             }
         }
@@ -992,46 +990,39 @@ impl Proxy {
         headers: &HeaderMap,
         admitted: &Admitted<'_>,
         guard: &mut SettleGuard,
-    ) -> Result<(hyper::Response<Incoming>, Duration), ProxyError> {
+    ) -> Result<(axum::http::Response<UpstreamBody>, Duration), ProxyError> {
         let unreachable = |guard: &mut SettleGuard| {
             guard.finish(Some(StatusCode::BAD_GATEWAY.as_u16()));
             ProxyError::new(StatusCode::BAD_GATEWAY, Kind::Api, "the upstream provider could not be reached")
         };
-        let mut url =
-            String::with_capacity(admitted.target.url.len() + path.len() + 1 + uri.query().map_or(0, str::len));
-        url.push_str(&admitted.target.url);
-        url.push_str(path);
-        if let Some(q) = uri.query() {
-            url.push('?');
-            url.push_str(q);
-        }
-        let Ok(upstream_uri) = Uri::try_from(url) else {
-            tracing::warn!(upstream = %admitted.target.url, "the upstream's URL is not a valid URI");
+        let Some(endpoint) = &admitted.target.endpoint else {
+            tracing::warn!(upstream = %admitted.target.url, "the upstream's URL is not an http(s) URL the proxy can use");
             return Err(unreachable(guard));
         };
-        let mut req = hyper::Request::new(Full::new(Bytes::from(rewrite::to_body(&admitted.json))));
-        *req.method_mut() = axum::http::Method::POST;
-        *req.uri_mut() = upstream_uri;
-        let out = req.headers_mut();
-        for name in &PASS_HEADERS {
-            for v in headers.get_all(name) {
-                out.append(name.clone(), v.clone());
-            }
-        }
         let Some(auth) = &admitted.target.auth else {
             // A key with a character no header may carry: named by its variable, never shown.
             tracing::error!(key_env = %admitted.target.key_env, "the platform key is not a valid header value");
             return Err(unreachable(guard));
         };
-        match protocol {
-            Protocol::Anthropic => out.insert(HeaderName::from_static("x-api-key"), auth.x_api_key.clone()),
-            Protocol::Openai => out.insert(axum::http::header::AUTHORIZATION, auth.bearer.clone()),
-        };
-        if !out.contains_key(axum::http::header::CONTENT_TYPE) {
-            out.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let body = rewrite::to_body(&admitted.json);
+        let mut head = endpoint.post(path, uri.query(), body.len());
+        let mut content_type = false;
+        for name in &PASS_HEADERS {
+            for v in headers.get_all(name) {
+                content_type |= name == axum::http::header::CONTENT_TYPE;
+                head.header(name, v);
+            }
         }
+        match protocol {
+            Protocol::Anthropic => head.header(&X_API_KEY, &auth.x_api_key),
+            Protocol::Openai => head.header(&axum::http::header::AUTHORIZATION, &auth.bearer),
+        }
+        if !content_type {
+            head.header(&axum::http::header::CONTENT_TYPE, &HeaderValue::from_static("application/json"));
+        }
+        let head = head.finish();
         let sent = Instant::now();
-        match tokio::time::timeout(upstream::READ_TIMEOUT, self.inner.client.request(req)).await {
+        match tokio::time::timeout(upstream::READ_TIMEOUT, self.inner.client.send(endpoint, &head, &body)).await {
             Ok(Ok(r)) => Ok((r, sent.elapsed())),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "upstream unreachable");
@@ -1044,6 +1035,9 @@ impl Proxy {
         }
     }
 }
+
+/// The header Anthropic's API takes its key in.
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The workspace token a request presents, refused (401) when absent, OAuth-shaped (a client
 /// configured for subscription login) or not shaped like a workspace token.
@@ -1095,7 +1089,7 @@ struct Admitted<'a> {
 /// `content-length`, and no wake-up of the connection per chunk. One larger than that is
 /// relayed as it comes, like a stream.
 async fn relay(
-    upstream_response: hyper::Response<Incoming>,
+    upstream_response: axum::http::Response<UpstreamBody>,
     mut guard: SettleGuard,
     strip_usage: bool,
     upstream_latency: Duration,
@@ -1104,12 +1098,9 @@ async fn relay(
     guard.status = Some(status.as_u16());
     let mut response = Response::builder().status(status.as_u16());
     for name in &RETURN_HEADERS {
-        // A copy, not a clone: a clone would keep the upstream connection's read buffer alive
-        // for as long as the response head is held.
-        if let Some(v) = upstream_response.headers().get(name)
-            && let Ok(v) = HeaderValue::from_bytes(v.as_bytes())
-        {
-            response = response.header(name.clone(), v);
+        // The client copied the values out of its read buffer: a clone holds no connection memory.
+        if let Some(v) = upstream_response.headers().get(name) {
+            response = response.header(name.clone(), v.clone());
         }
     }
     let sse = upstream_response
@@ -1172,7 +1163,7 @@ enum Whole {
     /// All of it.
     Read(Bytes),
     /// Its first [`WHOLE_BODY_BYTES`] or more, and the rest to relay.
-    TooLarge(Bytes, Incoming),
+    TooLarge(Bytes, UpstreamBody),
     /// The upstream broke it off, went silent for [`upstream::READ_TIMEOUT`], or sent more
     /// than it announced.
     Broken(std::io::Error),
@@ -1180,8 +1171,7 @@ enum Whole {
 
 /// Reads `body` to its end, or to [`WHOLE_BODY_BYTES`]. A body that comes in one frame (the
 /// usual case) is kept as that frame, not copied.
-async fn read_whole(mut body: Incoming) -> Whole {
-    use http_body_util::BodyExt as _;
+async fn read_whole(mut body: UpstreamBody) -> Whole {
     let mut first: Option<Bytes> = None;
     let mut more: Vec<u8> = Vec::new();
     let joined = |first: Option<Bytes>, more: Vec<u8>| match first {
@@ -1195,13 +1185,12 @@ async fn read_whole(mut body: Incoming) -> Whole {
         None => Bytes::new(),
     };
     loop {
-        let frame = match tokio::time::timeout(upstream::READ_TIMEOUT, body.frame()).await {
-            Ok(Some(Ok(frame))) => frame,
+        let data = match tokio::time::timeout(upstream::READ_TIMEOUT, body.chunk()).await {
+            Ok(Some(Ok(data))) => data,
             Ok(None) => return Whole::Read(joined(first, more)),
             Ok(Some(Err(e))) => return Whole::Broken(std::io::Error::other(e)),
             Err(_) => return Whole::Broken(std::io::ErrorKind::TimedOut.into()),
         };
-        let Ok(data) = frame.into_data() else { continue };
         match &first {
             None => first = Some(data),
             Some(_) => more.extend_from_slice(&data),
@@ -1375,7 +1364,7 @@ impl Drop for SettleGuard {
 struct Metered {
     /// Relayed before `inner`: what [`read_whole`] read of an answer too large to hold.
     head: Option<Bytes>,
-    inner: Incoming,
+    inner: UpstreamBody,
     /// The read timeout ([`upstream::READ_TIMEOUT`]): armed when the upstream first makes the
     /// relay wait, re-armed after a wait that ended with bytes.
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -1391,7 +1380,7 @@ struct Metered {
 impl Metered {
     /// Relays `inner` after `head` (a part already read), metering it as an event stream
     /// (`sse`) or as a whole body; strips OpenAI's usage chunk when `strip_usage` (streams only).
-    fn new(inner: Incoming, guard: SettleGuard, sse: bool, strip_usage: bool, head: Option<Bytes>) -> Self {
+    fn new(inner: UpstreamBody, guard: SettleGuard, sse: bool, strip_usage: bool, head: Option<Bytes>) -> Self {
         Self {
             head,
             inner,
@@ -1417,7 +1406,7 @@ impl Stream for Metered {
             let chunk = if let Some(head) = this.head.take() {
                 head
             } else {
-                match Pin::new(&mut this.inner).poll_frame(cx) {
+                match this.inner.poll_chunk(cx) {
                     Poll::Pending => {
                         if this.waited_too_long(cx) {
                             // The upstream went silent: settle with what was seen, as for a break.
@@ -1429,11 +1418,7 @@ impl Stream for Metered {
                         }
                         return Poll::Pending;
                     }
-                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                        Ok(chunk) => chunk,
-                        // Trailers: nothing the client or the meter reads.
-                        Err(_) => continue,
-                    },
+                    Poll::Ready(Some(Ok(chunk))) => chunk,
                     Poll::Ready(Some(Err(e))) => {
                         // The upstream broke the stream: settle with what was seen.
                         if let Some(mut guard) = this.guard.take() {

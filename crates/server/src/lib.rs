@@ -15,6 +15,7 @@ mod auth;
 pub mod demo;
 mod error;
 mod extract;
+mod http1;
 pub mod notify;
 mod openapi;
 mod routes;
@@ -166,9 +167,9 @@ pub async fn serve(
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    // The peer address keys the admin-token throttle.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    // The peer address (`ConnectInfo`) keys the admin-token throttle.
+    http1::serve(listener, app, shutdown).await;
+    Ok(())
 }
 
 /// As [`serve`], over HTTPS: every connection completes a TLS handshake with `tls` first
@@ -186,11 +187,9 @@ pub async fn serve_tls(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "tollgate API listening (HTTPS)");
     }
-    // `tap_io` only so that axum's `ConnectInfo<SocketAddr>` (the admin-token throttle's key)
-    // applies to this listener; TCP_NODELAY is set before the handshake.
-    let listener = axum::serve::ListenerExt::tap_io(tls::TlsListener::new(listener, tls)?, |_| {});
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    // TCP_NODELAY is set before the handshake.
+    http1::serve(tls::TlsListener::new(listener, tls)?, app, shutdown).await;
+    Ok(())
 }
 
 /// Ensures an admin token exists.
