@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use axum::http::Uri;
 use bytes::{Bytes, BytesMut};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncWriteExt as _, ReadBuf};
+use tokio::io::{AsyncRead as _, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -209,11 +209,11 @@ impl Endpoint {
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             loop {
-                match idle.pop() {
-                    None => break None,
-                    Some(i) if i.since.elapsed() < POOL_IDLE_TIMEOUT && i.conn.looks_open() => break Some(i.conn),
-                    Some(i) => stale.push(i),
+                let Some(mut i) = idle.pop() else { break None };
+                if i.since.elapsed() < POOL_IDLE_TIMEOUT && i.conn.looks_open() {
+                    break Some(i.conn);
                 }
+                stale.push(i);
             }
         };
         // Closed outside the lock.
@@ -374,21 +374,20 @@ impl Conn {
         Poll::Ready(Ok(n))
     }
 
-    /// Whether an idle connection is still open: nothing to read (a zero-length peek means
-    /// the upstream closed it; stray bytes on a plain connection mean it cannot be trusted; on
-    /// TLS they may be a session ticket, which the next read handles).
-    fn looks_open(&self) -> bool {
-        let (tcp, tls) = match &self.io {
-            Io::Plain(s) => (s, false),
-            Io::Tls(s) => (s.get_ref().0, true),
-        };
+    /// Whether an idle connection can carry a request: nothing is waiting to be read. A plain
+    /// connection is peeked: the end of the stream means the upstream closed it, stray bytes
+    /// mean it cannot be trusted. On TLS, what arrived is read through rustls without waiting,
+    /// so a session ticket is consumed and the connection kept, while the upstream's
+    /// `close_notify` (or any data) ends it.
+    fn looks_open(&mut self) -> bool {
         let mut byte = [0u8; 1];
         let mut probe = ReadBuf::new(&mut byte);
-        match tcp.poll_peek(&mut Context::from_waker(Waker::noop()), &mut probe) {
-            Poll::Pending => true,
-            Poll::Ready(Ok(0) | Err(_)) => false,
-            Poll::Ready(Ok(_)) => tls,
-        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let polled = match &mut self.io {
+            Io::Plain(s) => s.poll_peek(&mut cx, &mut probe).map_ok(drop),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(&mut cx, &mut probe),
+        };
+        polled.is_pending()
     }
 }
 

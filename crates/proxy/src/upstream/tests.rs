@@ -76,6 +76,17 @@ async fn upstream(script: Script) -> Upstream {
     Upstream { endpoint: Arc::new(Endpoint::parse(&format!("http://{addr}/base")).unwrap()), accepted, requests }
 }
 
+/// Waits (10 s at most, then goes on and lets the test fail) until the upstream's close of the
+/// pooled connection has reached this side: before that, the connection looks open.
+async fn close_seen(endpoint: &Endpoint) {
+    let seen = async {
+        while endpoint.idle.lock().unwrap().first_mut().is_some_and(|i| i.conn.looks_open()) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), seen).await;
+}
+
 fn answer(body: &str) -> Vec<Vec<u8>> {
     vec![
         format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
@@ -137,10 +148,7 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
     // Answers, then closes without saying so: the next request must not be sent on it.
     let up = upstream(Arc::new(|n, _| (answer(&format!("answer {n}")), true))).await;
     assert_eq!(post(&up, "{}").await.unwrap().2, b"answer 0");
-    // Until the close has reached this side, the connection looks open.
-    while up.endpoint.idle.lock().unwrap().first().is_some_and(|i| i.conn.looks_open()) {
-        tokio::task::yield_now().await;
-    }
+    close_seen(&up.endpoint).await;
     assert_eq!(post(&up, "{}").await.unwrap().2, b"answer 0", "a new connection's first answer");
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
 }
@@ -259,9 +267,16 @@ async fn https_upstreams_are_verified_and_their_connections_reused() {
                 // A client that refuses the certificate ends the handshake: nothing to serve.
                 let Ok(mut tls) = acceptor.accept(socket).await else { return };
                 let mut pending = Vec::new();
+                let mut served = 0;
                 while read_request(&mut tls, &mut pending).await.is_some() {
                     let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nsecure\r\n0\r\n\r\n";
                     if tls.write_all(answer).await.is_err() || tls.flush().await.is_err() {
+                        return;
+                    }
+                    served += 1;
+                    if served == 2 {
+                        // Idle, the upstream closes the connection properly: close_notify, then FIN.
+                        let _ = tls.shutdown().await;
                         return;
                     }
                 }
@@ -279,11 +294,16 @@ async fn https_upstreams_are_verified_and_their_connections_reused() {
         assert!(body.chunk().await.is_none());
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "one TLS connection for both requests");
+    close_seen(&endpoint).await;
+    let head = endpoint.post("/v1/messages", None, 2).finish();
+    let mut body = trusting.send(&endpoint, &head, b"{}").await.unwrap().into_body();
+    assert_eq!(body.chunk().await.unwrap().unwrap(), "secure");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "a new connection after the close");
     // The usual roots do not include a self-signed certificate: no connection, no request.
     // (A fresh endpoint: the pool of the one above holds the verified connection.)
     let fresh = Arc::new(Endpoint::parse(&format!("https://localhost:{port}")).unwrap());
     let head = fresh.post("/v1/messages", None, 2).finish();
     let refused = client().unwrap().send(&fresh, &head, b"{}").await;
     assert!(matches!(refused, Err(UpstreamError::Connect(_))), "{refused:?}");
-    assert_eq!(accepted.load(Ordering::SeqCst), 2, "the handshake was tried, and refused");
+    assert_eq!(accepted.load(Ordering::SeqCst), 3, "the handshake was tried, and refused");
 }
