@@ -218,6 +218,30 @@ async fn a_long_head_and_a_large_body_grow_the_buffer() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers.len(), 101);
     assert_eq!(body.len(), 300_000);
+    // Pooled, the connection lets the grown buffer go.
+    let idle = up.endpoint.idle.lock().unwrap();
+    assert_eq!(idle.len(), 1);
+    assert!(idle[0].conn.buf.capacity() <= MAX_IDLE_BUFFER, "{}", idle[0].conn.buf.capacity());
+}
+
+#[tokio::test]
+async fn the_pool_keeps_at_most_its_limit_of_idle_connections_with_their_small_buffers() {
+    let up = upstream(Arc::new(|_, _| (answer("ok"), false))).await;
+    let client = client().unwrap();
+    // Bodies not yet read: each request takes a connection of its own.
+    let mut bodies = Vec::new();
+    for _ in 0..=POOL_MAX_IDLE {
+        let head = up.endpoint.post("/v1/messages", None, 2).finish();
+        bodies.push(client.send(&up.endpoint, &head, b"{}").await.unwrap().into_body());
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), POOL_MAX_IDLE + 1);
+    for mut body in bodies {
+        assert_eq!(body.chunk().await.unwrap().unwrap(), "ok");
+        assert!(body.chunk().await.is_none());
+    }
+    let idle = up.endpoint.idle.lock().unwrap();
+    assert_eq!(idle.len(), POOL_MAX_IDLE, "one over the limit was closed, none of the others");
+    assert!(idle.iter().all(|i| i.conn.buf.capacity() > 0), "a small read buffer is kept for the next answer");
 }
 
 #[test]
