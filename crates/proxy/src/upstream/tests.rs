@@ -331,3 +331,20 @@ async fn https_upstreams_are_verified_and_their_connections_reused() {
     assert!(matches!(refused, Err(UpstreamError::Connect(_))), "{refused:?}");
     assert_eq!(accepted.load(Ordering::SeqCst), 3, "the handshake was tried, and refused");
 }
+
+#[tokio::test]
+async fn a_request_larger_than_the_socket_takes_at_once_is_written_whole() {
+    // The upstream answers with the length of the body it read.
+    let up = upstream(Arc::new(|_, request: &[u8]| {
+        let body = request.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |end| request.len() - end - 4);
+        (answer(&body.to_string()), false)
+    }))
+    .await;
+    // More than loopback's socket buffers take in one write.
+    let big = "x".repeat(16 * 1024 * 1024);
+    let answered = tokio::time::timeout(Duration::from_secs(60), post(&up, &big)).await;
+    assert_eq!(answered.expect("the whole request was written").unwrap().2, big.len().to_string().into_bytes());
+    // A request without a body is written too.
+    let answered = tokio::time::timeout(Duration::from_secs(60), post(&up, "")).await;
+    assert_eq!(answered.expect("the head was written").unwrap().2, b"0");
+}
