@@ -315,6 +315,25 @@ impl UpstreamClient {
     }
 }
 
+/// What a read must reserve first, with `spare` bytes of room left and `read_size` the read
+/// size reached: nothing while at least [`MIN_READ`] is left.
+fn to_reserve(spare: usize, read_size: usize) -> Option<usize> {
+    (spare < MIN_READ).then_some(read_size)
+}
+
+/// The next read size after a read of `n` bytes into `room`: doubled (up to [`MAX_READ`]) when
+/// the read filled the room, back to [`FIRST_READ`] when it did not fill a quarter of the
+/// current size, else the same.
+fn next_read_size(read_size: usize, room: usize, n: usize) -> usize {
+    if n == room {
+        (read_size * 2).min(MAX_READ)
+    } else if n < read_size / 4 {
+        FIRST_READ
+    } else {
+        read_size
+    }
+}
+
 /// One connection to an upstream and its read buffer.
 struct Conn {
     io: Io,
@@ -355,10 +374,9 @@ impl Conn {
 
     /// Reads more bytes into the buffer: how many (0 at the connection's end).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, UpstreamError>> {
-        let spare = self.buf.capacity() - self.buf.len();
-        if spare < MIN_READ {
+        if let Some(reserve) = to_reserve(self.buf.capacity() - self.buf.len(), self.read_size) {
             // Reclaims the buffer's own allocation when no chunk it handed out is still held.
-            self.buf.reserve(self.read_size);
+            self.buf.reserve(reserve);
         }
         let room = self.buf.capacity() - self.buf.len();
         let n = ready!(match &mut self.io {
@@ -366,11 +384,7 @@ impl Conn {
             Io::Tls(s) => tokio_util::io::poll_read_buf(Pin::new(s.as_mut()), cx, &mut self.buf),
         })
         .map_err(UpstreamError::Read)?;
-        if n == room {
-            self.read_size = (self.read_size * 2).min(MAX_READ);
-        } else if n < self.read_size / 4 {
-            self.read_size = FIRST_READ;
-        }
+        self.read_size = next_read_size(self.read_size, room, n);
         Poll::Ready(Ok(n))
     }
 

@@ -348,3 +348,28 @@ async fn a_request_larger_than_the_socket_takes_at_once_is_written_whole() {
     let answered = tokio::time::timeout(Duration::from_secs(60), post(&up, "")).await;
     assert_eq!(answered.expect("the head was written").unwrap().2, b"0");
 }
+
+#[test]
+fn reads_reserve_only_when_short_of_room_and_grow_only_while_they_fill_it() {
+    assert_eq!(FIRST_READ, 2048, "a held stream's buffer: about half a page");
+    assert_eq!(to_reserve(0, FIRST_READ), Some(FIRST_READ));
+    assert_eq!(to_reserve(MIN_READ - 1, 8192), Some(8192));
+    assert_eq!(to_reserve(MIN_READ, 8192), None);
+    assert_eq!(next_read_size(FIRST_READ, 2048, 2048), 4096, "filled: doubled");
+    assert_eq!(next_read_size(MAX_READ / 2, 100, 100), MAX_READ);
+    assert_eq!(next_read_size(MAX_READ, 100, 100), MAX_READ, "never past the most");
+    assert_eq!(next_read_size(16384, 16384, 4095), FIRST_READ, "under a quarter: back to the first size");
+    assert_eq!(next_read_size(16384, 16384, 4096), 16384, "a quarter or more: the same");
+    assert_eq!(next_read_size(16384, 16384, 8000), 16384);
+}
+
+#[tokio::test]
+async fn a_small_answer_leaves_a_small_buffer_with_room_for_the_next() {
+    let up = upstream(Arc::new(|_, _| (answer("ok"), false))).await;
+    assert_eq!(post(&up, "{}").await.unwrap().2, b"ok");
+    let idle = up.endpoint.idle.lock().unwrap();
+    let room = idle[0].conn.buf.capacity();
+    // The first read reserved FIRST_READ; the answer took about a hundred bytes of it.
+    assert!((FIRST_READ - 200..=FIRST_READ).contains(&room), "{room}");
+    assert_eq!(idle[0].conn.read_size, FIRST_READ);
+}

@@ -189,3 +189,44 @@ fn data_is_split_off_without_copying() {
     assert_eq!(d.as_ptr(), start);
     assert_eq!(&b[..], b"456789");
 }
+
+#[test]
+fn line_limits_hold_at_their_bounds() {
+    // A chunk-size line (with an extension) still without its end: more is awaited up to the
+    // limit, refused past it.
+    let mut at_limit = b"5;".to_vec();
+    at_limit.resize(MAX_LINE_BYTES, b'a');
+    assert_eq!(Framing::Chunked(Chunk::Size).decode(&mut buf(&at_limit)), Ok(Decoded::NeedMore));
+    at_limit.push(b'a');
+    assert_eq!(
+        Framing::Chunked(Chunk::Size).decode(&mut buf(&at_limit)),
+        Err(WireError::Chunk("chunk-size line too long"))
+    );
+    // The same for a trailer line.
+    let trailers = || Framing::Chunked(Chunk::Trailers { seen: 0 });
+    let mut trailer = b"x: ".to_vec();
+    trailer.resize(MAX_LINE_BYTES, b'a');
+    assert_eq!(trailers().decode(&mut buf(&trailer)), Ok(Decoded::NeedMore));
+    trailer.push(b'a');
+    assert_eq!(trailers().decode(&mut buf(&trailer)), Err(WireError::Chunk("trailer line too long")));
+    // Many trailers, just within the total: read to the end.
+    let mut many = Vec::new();
+    while many.len() + 30 < MAX_TRAILER_BYTES {
+        many.extend_from_slice(b"x-trailer: 0123456789\r\n");
+    }
+    many.extend_from_slice(b"\r\n");
+    assert!(many.len() <= MAX_TRAILER_BYTES);
+    let mut f = trailers();
+    assert_eq!(f.decode(&mut buf(&many)), Ok(Decoded::End));
+}
+
+#[test]
+fn a_chunks_crlf_is_taken_as_soon_as_both_bytes_are_there() {
+    let mut f = Framing::Chunked(Chunk::DataEnd);
+    let mut b = buf(b"\r");
+    assert_eq!(f.decode(&mut b), Ok(Decoded::NeedMore));
+    b.extend_from_slice(b"\n");
+    assert_eq!(f.decode(&mut b), Ok(Decoded::NeedMore), "now waiting for the next size line");
+    assert!(b.is_empty());
+    assert_eq!(f, Framing::Chunked(Chunk::Size));
+}
