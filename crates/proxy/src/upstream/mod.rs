@@ -23,6 +23,7 @@
 mod wire;
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker, ready};
@@ -41,6 +42,8 @@ use wire::{Decoded, Framing, WireError};
 
 /// How long connecting to an upstream may take, TLS handshake included.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one of its addresses may take to accept the connection before the next is tried.
+const ADDRESS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the proxy waits for the upstream's response head, and then for each read of its
 /// body: a long stream lives as long as bytes keep coming.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(600);
@@ -304,7 +307,22 @@ impl UpstreamClient {
     }
 
     async fn connect(&self, endpoint: &Endpoint) -> io::Result<Conn> {
-        let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
+        let addresses: Vec<SocketAddr> =
+            tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)).await?.collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the upstream's host has no address");
+        let mut connected = None;
+        for address in interleaved(addresses) {
+            // An address that swallows the SYN (a broken IPv6 route) must leave time for the next.
+            match tokio::time::timeout(ADDRESS_CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+                Ok(Ok(tcp)) => {
+                    connected = Some(tcp);
+                    break;
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = io::ErrorKind::TimedOut.into(),
+            }
+        }
+        let tcp = connected.ok_or(last)?;
         // A relayed request is one write: it must not wait for an ACK.
         tcp.set_nodelay(true)?;
         let io = match &endpoint.tls {
@@ -313,6 +331,21 @@ impl UpstreamClient {
         };
         Ok(Conn { io, buf: BytesMut::new(), read_size: FIRST_READ })
     }
+}
+
+/// The resolver's addresses, the two families alternating from the first one's (the resolver's
+/// preference kept within each family), so one unreachable family costs one attempt at a time,
+/// not all of its addresses (a light form of RFC 8305's ordering).
+fn interleaved(addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let first_v6 = addresses.first().is_some_and(SocketAddr::is_ipv6);
+    let (mut preferred, mut other): (std::collections::VecDeque<_>, std::collections::VecDeque<_>) =
+        addresses.into_iter().partition(|a| a.is_ipv6() == first_v6);
+    let mut out = Vec::with_capacity(preferred.len() + other.len());
+    while !preferred.is_empty() || !other.is_empty() {
+        out.extend(preferred.pop_front());
+        out.extend(other.pop_front());
+    }
+    out
 }
 
 /// What a read must reserve first, with `spare` bytes of room left and `read_size` the read

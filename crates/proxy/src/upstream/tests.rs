@@ -373,3 +373,23 @@ async fn a_small_answer_leaves_a_small_buffer_with_room_for_the_next() {
     assert!((FIRST_READ - 200..=FIRST_READ).contains(&room), "{room}");
     assert_eq!(idle[0].conn.read_size, FIRST_READ);
 }
+
+#[test]
+fn address_families_alternate_from_the_resolvers_first() {
+    let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+    let (v6a, v6b, v4a, v4b, v4c) = (a("[::1]:1"), a("[::2]:1"), a("10.0.0.1:1"), a("10.0.0.2:1"), a("10.0.0.3:1"));
+    assert_eq!(interleaved(vec![v6a, v6b, v4a, v4b, v4c]), [v6a, v4a, v6b, v4b, v4c]);
+    assert_eq!(interleaved(vec![v4a, v4b, v6a]), [v4a, v6a, v4b]);
+    assert_eq!(interleaved(vec![v4a, v4b]), [v4a, v4b]);
+    assert!(interleaved(vec![]).is_empty());
+}
+
+#[tokio::test]
+async fn an_upstream_named_by_host_is_resolved_and_reached() {
+    let up = upstream(Arc::new(|_, _| (answer("by name"), false))).await;
+    let port = up.endpoint.port;
+    let named = Arc::new(Endpoint::parse(&format!("http://localhost:{port}")).unwrap());
+    let head = named.post("/v1/messages", None, 0).finish();
+    let mut body = client().unwrap().send(&named, &head, b"").await.unwrap().into_body();
+    assert_eq!(body.chunk().await.unwrap().unwrap(), "by name");
+}
