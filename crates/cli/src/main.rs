@@ -25,11 +25,11 @@ mod tls;
 
 use exit::CliError;
 
-/// jemalloc, not the system's malloc: the proxy allocates and frees per request (hyper's
-/// buffers, JSON values, headers) from two or more worker threads, where glibc's malloc cost
-/// about a tenth of the throughput at 16 connections and a third of the added latency at one,
-/// and kept more memory after a load (ARCHITECTURE.md, "Allocator").
-/// Built without the `jemalloc` feature, the system's malloc (for heap profilers).
+/// jemalloc, not the system's malloc: the proxy allocates and frees per request (buffers,
+/// JSON values, headers) from its worker threads, where glibc's malloc cost about a tenth of
+/// the throughput at 16 connections and a third of the added latency at one, and kept more
+/// memory after a load (ARCHITECTURE.md, "Allocator"). Built without the `jemalloc` feature,
+/// the system's malloc (what heap profilers such as heaptrack see).
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

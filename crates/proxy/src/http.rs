@@ -1036,8 +1036,8 @@ impl Proxy {
     }
 }
 
-/// The header Anthropic's API takes its key in.
-static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+/// The header Anthropic's API takes its key in (the one a workspace may present its token in).
+static X_API_KEY: HeaderName = HeaderName::from_static(crate::credentials::X_API_KEY);
 
 /// The workspace token a request presents, refused (401) when absent, OAuth-shaped (a client
 /// configured for subscription login) or not shaped like a workspace token.

@@ -477,7 +477,6 @@ impl UpstreamBody {
             }
             match ready!(conn.poll_fill(cx)) {
                 Ok(0) if self.framing == Framing::Close => {
-                    self.framing = Framing::Done;
                     self.conn = None;
                     return Poll::Ready(None);
                 }
