@@ -100,12 +100,14 @@ async fn rotating_while_traffic_flows_leaves_nothing_unreadable(backend: Backend
 
     // The rotation, with traffic: pulls of every existing workspace, new values set on some
     // (a write racing the move of its row: the move must not put the old value back), and new
-    // workspaces provisioned and pulled.
+    // workspaces provisioned and pulled. Only the first half of the own secrets are set again:
+    // the other half and the org's secret (7 rows) stay under the old key until the walk moves
+    // them, so it takes at least 4 batches of 2 however the traffic interleaves with it.
     let pulls = async {
         let mut existing = existing.clone();
         for round in 0..4 {
             for (i, (ws, token, value)) in existing.iter_mut().enumerate() {
-                if i < OWN && (i + round) % 3 == 0 {
+                if i < OWN / 2 && (i + round) % 3 == 0 {
                     *value = format!("mm-own-{i}-round-{round}");
                     app.secret("workspaces", ws, "MINIMAX_API_KEY", value).await;
                 }
@@ -121,7 +123,7 @@ async fn rotating_while_traffic_flows_leaves_nothing_unreadable(backend: Backend
             pull_ok(&app, &ws, &token, &value).await;
         }
     };
-    let ((moved, changed, unreadable, batches), existing, ()) = tokio::join!(reencrypt_all(&app, 3), pulls, fresh);
+    let ((moved, changed, unreadable, batches), existing, ()) = tokio::join!(reencrypt_all(&app, 2), pulls, fresh);
     assert_eq!(unreadable, 0);
     assert!(batches > 3, "several batches: {batches}");
     // Every row that was under the old key either moved or was set again (under the new key).
